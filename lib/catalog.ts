@@ -1,0 +1,97 @@
+import { z } from "zod";
+
+/**
+ * The product catalog: plans, packs and model rates in one typed, validated place. Stripe price ids
+ * are not here: they come from config (lib/config), and prices are mapped to plans only through it.
+ */
+const planSchema = z.object({
+  rank: z.number().int().min(0),
+  monthlyAllowance: z.number().int().positive(),
+  allowancePolicy: z.enum(["accumulate", "reset"]),
+  paid: z.boolean(),
+  intervals: z.array(z.enum(["month", "year"])),
+});
+
+const catalogSchema = z.object({
+  signupBonus: z.number().int().positive(),
+  /** Free allowance periods are this long, anchored at account creation. */
+  freePeriodDays: z.number().int().positive(),
+  plans: z.record(z.string(), planSchema),
+  packs: z.record(z.string(), z.object({ credits: z.number().int().positive() })),
+  modelTiers: z.record(z.string(), z.object({ inputPer1k: z.number().positive(), outputPer1k: z.number().positive() })),
+  models: z.record(z.string(), z.string()),
+});
+
+const rawCatalog = {
+  signupBonus: 10_000,
+  freePeriodDays: 30,
+  plans: {
+    free: { rank: 0, monthlyAllowance: 10_000, allowancePolicy: "accumulate", paid: false, intervals: [] },
+    plus: { rank: 1, monthlyAllowance: 40_000, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
+    pro: { rank: 2, monthlyAllowance: 100_000, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
+  },
+  packs: {
+    starter: { credits: 50_000 },
+    pro: { credits: 200_000 },
+    enterprise: { credits: 1_000_000 },
+  },
+  modelTiers: {
+    small: { inputPer1k: 3, outputPer1k: 15 },
+    large: { inputPer1k: 15, outputPer1k: 75 },
+  },
+  models: {
+    "anthropic/claude-sonnet-4.5": "small",
+    "openai/gpt-5.2": "small",
+    "google/gemini-3-pro-preview": "small",
+    "mistralai/mistral-large-2512": "small",
+    "anthropic/claude-opus-4.5": "large",
+  },
+} as const;
+
+export type Catalog = z.infer<typeof catalogSchema>;
+export type PlanDefinition = z.infer<typeof planSchema>;
+export type PlanId = keyof typeof rawCatalog.plans;
+export type PackId = keyof typeof rawCatalog.packs;
+export type ModelId = keyof typeof rawCatalog.models;
+export type BillingInterval = "month" | "year";
+
+/** Validates a catalog: shape by schema, and cross-references (every model's tier exists). */
+export function validateCatalog(input: unknown): Catalog {
+  const catalog = catalogSchema.parse(input);
+  for (const [model, tier] of Object.entries(catalog.models)) {
+    if (!catalog.modelTiers[tier]) throw new Error(`Catalog: model ${model} names unknown tier ${tier}`);
+  }
+  if (!catalog.plans.free || catalog.plans.free.paid) throw new Error("Catalog: a free plan that is not paid is required");
+  const ranks = Object.values(catalog.plans).map((plan) => plan.rank);
+  if (new Set(ranks).size !== ranks.length) throw new Error("Catalog: plan ranks must be distinct (plans are ordered)");
+  return catalog;
+}
+
+export const catalog: Catalog = validateCatalog(rawCatalog);
+
+export const PLAN_IDS = Object.keys(rawCatalog.plans) as PlanId[];
+export const PACK_IDS = Object.keys(rawCatalog.packs) as PackId[];
+export const MODEL_IDS = Object.keys(rawCatalog.models) as ModelId[];
+
+export function isPlanId(value: string): value is PlanId {
+  return Object.hasOwn(catalog.plans, value);
+}
+
+export function isPackId(value: string): value is PackId {
+  return Object.hasOwn(catalog.packs, value);
+}
+
+export function isModelId(value: string): value is ModelId {
+  return Object.hasOwn(catalog.models, value);
+}
+
+export function planOf(plan: PlanId): PlanDefinition {
+  const definition = catalog.plans[plan];
+  if (!definition) throw new Error(`unknown plan ${plan}`);
+  return definition;
+}
+
+/** -1 downgrade, 0 same, 1 upgrade. */
+export function comparePlans(from: PlanId, to: PlanId): -1 | 0 | 1 {
+  return Math.sign(planOf(to).rank - planOf(from).rank) as -1 | 0 | 1;
+}

@@ -1,0 +1,82 @@
+/**
+ * One base class; every error a caller may see is a named subclass carrying its HTTP status and
+ * contract code. `toErrorBody` (lib/http) is the only place that turns them into responses.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class ValidationError extends AppError {
+  constructor(message: string, field?: string) {
+    super(400, "VALIDATION_FAILED", message, field ? { field } : {});
+  }
+}
+
+export class UnknownModelError extends AppError {
+  constructor(model: string) {
+    super(400, "UNKNOWN_MODEL", `Model '${model.slice(0, 100)}' is not in the catalog`, { field: "model" });
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor() {
+    super(401, "UNAUTHORIZED", "Missing or invalid credentials");
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message = "This token may not call this route") {
+    super(403, "FORBIDDEN", message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(message: string) {
+    super(404, "NOT_FOUND", message);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string, code = "CONFLICT", details: Record<string, unknown> = {}) {
+    super(409, code, message, details);
+  }
+}
+
+export class InsufficientCreditsError extends AppError {
+  constructor(required: number, balance: number, available: number) {
+    super(402, "INSUFFICIENT_CREDITS", "Not enough credits for this request", { required, balance, available });
+  }
+}
+
+export class RateLimitedError extends AppError {
+  constructor(retryAfterSeconds: number) {
+    super(429, "RATE_LIMITED", "Too many requests; slow down", { retryAfterSeconds });
+  }
+}
+
+export class StripeNotConfiguredError extends AppError {
+  constructor(missing: string[]) {
+    super(503, "STRIPE_NOT_CONFIGURED", `Stripe is not configured on this deployment (missing: ${missing.join(", ")})`);
+  }
+}
+
+export class UpstreamError extends AppError {
+  constructor(message = "The payment provider did not answer; nothing was changed, please retry") {
+    super(502, "UPSTREAM_ERROR", message);
+  }
+}
+
+/** Contention that outlived our retries: nothing was written, the caller may retry. */
+export class BusyError extends AppError {
+  constructor() {
+    super(409, "CONFLICT", "The account is busy with concurrent updates; retry the request", { retryable: true });
+  }
+}

@@ -1,0 +1,109 @@
+import type { BillingInterval, PlanId } from "../catalog.js";
+
+/** An open reservation of credits for one chat, keyed in the account by the caller's requestId. */
+export interface HoldRecord {
+  /** credits reserved */
+  a: number;
+  /** model the reservation was priced for */
+  m: string;
+  /** created at (epoch ms) */
+  c: number;
+  /** expires at (epoch ms): after this the sweep may release it */
+  e: number;
+}
+
+export interface SubscriptionState {
+  id: string;
+  status: string;
+  priceId: string;
+  periodStart: number;
+  periodEnd: number;
+  cancelAtPeriodEnd: boolean;
+  lastEventAt: number;
+}
+
+/**
+ * The account item. Balances are integers of credits.
+ *
+ * `balance` is the sum of all ledger entries; `available = balance - held` is stored (not derived)
+ * because DynamoDB conditions cannot do arithmetic, and authorize must admit with one conditional
+ * write (`available >= cost`). `held` is derived as `balance - available`.
+ *
+ * The allowance/purchased split is kept as a base plus a spend counter (`allowanceBase`,
+ * `purchasedBase`, `spent`): settles only ever add to `spent`, so the hot path stays one additive
+ * write, and any operation that moves credits between buckets (grants, expiry, clawbacks) rebases
+ * under the account's `seq` condition. See `splitOf` for how the current split is derived.
+ */
+export interface AccountRecord {
+  userId: string;
+  plan: PlanId;
+  interval: BillingInterval;
+  createdAt: number;
+  balance: number;
+  available: number;
+  /** number of ledger entries applied; every ledger write is conditioned on it */
+  seq: number;
+  allowanceBase: number;
+  purchasedBase: number;
+  spent: number;
+  holds: Record<string, HoldRecord>;
+  /** seq and balance when each hold was created: the settle fast path's expected state */
+  holdSeq: Record<string, number>;
+  holdBal: Record<string, number>;
+  /** the allowance period last granted (0 = the signup period) and its schedule */
+  periodIndex: number;
+  periodAnchor: number;
+  nextGrantAt?: number;
+  grantShard?: string;
+  holdShard?: string;
+  holdDueAt?: number;
+  /** per-minute authorize counters for the rate limit, keyed by minute number */
+  rl: Record<string, number>;
+  stripeCustomerId?: string;
+  subscription?: SubscriptionState;
+  paymentFailedAt?: number;
+}
+
+export function heldOf(account: Pick<AccountRecord, "balance" | "available">): number {
+  return account.balance - account.available;
+}
+
+export interface Split {
+  allowance: number;
+  purchased: number;
+}
+
+/**
+ * Current split: spending takes allowance credits before purchased ones (invariant 6). Anything
+ * spent beyond both buckets is debt, carried as a negative allowance so the next grant repays it
+ * and purchased credits are never negative.
+ */
+export function splitOf(account: Pick<AccountRecord, "allowanceBase" | "purchasedBase" | "spent">): Split {
+  const { allowanceBase, purchasedBase, spent } = account;
+  const fromAllowance = Math.min(spent, Math.max(0, allowanceBase));
+  const afterAllowance = spent - fromAllowance;
+  const fromPurchased = Math.min(afterAllowance, Math.max(0, purchasedBase));
+  const debt = afterAllowance - fromPurchased;
+  return { allowance: allowanceBase - fromAllowance - debt, purchased: purchasedBase - fromPurchased };
+}
+
+export type Bucket = "allowance" | "purchased";
+
+/** Adds (positive) to one bucket, or takes (negative) from `bucket` first, then the other, then as debt. */
+export function applyToSplit(split: Split, amount: number, bucket: Bucket): Split {
+  if (amount >= 0) {
+    return bucket === "allowance"
+      ? { allowance: split.allowance + amount, purchased: split.purchased }
+      : { allowance: split.allowance, purchased: split.purchased + amount };
+  }
+  let owed = -amount;
+  const next = { ...split };
+  const order: Bucket[] = bucket === "allowance" ? ["allowance", "purchased"] : ["purchased", "allowance"];
+  for (const name of order) {
+    const taken = Math.min(owed, Math.max(0, next[name]));
+    next[name] -= taken;
+    owed -= taken;
+  }
+  next.allowance -= owed;
+  return next;
+}

@@ -1,0 +1,62 @@
+import {
+  CreateTableCommand,
+  type DynamoDBClient,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from "@aws-sdk/client-dynamodb";
+import { type TableDefinition, tableDefinition } from "./table-definition.js";
+
+/** Creates the table from the shared definition (local runs and tests; CDK deploys it in AWS). */
+export async function createTable(
+  client: DynamoDBClient,
+  tableName: string,
+  definition: TableDefinition = tableDefinition,
+): Promise<void> {
+  const attributes = new Map<string, string>();
+  const remember = (key: { name: string; type: string }) => attributes.set(key.name, key.type);
+  remember(definition.partitionKey);
+  remember(definition.sortKey);
+  for (const index of definition.localIndexes) remember(index.sortKey);
+  for (const index of definition.globalIndexes) {
+    remember(index.partitionKey);
+    remember(index.sortKey);
+  }
+  await client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({
+        AttributeName,
+        AttributeType: AttributeType as "S" | "N",
+      })),
+      KeySchema: [
+        { AttributeName: definition.partitionKey.name, KeyType: "HASH" },
+        { AttributeName: definition.sortKey.name, KeyType: "RANGE" },
+      ],
+      LocalSecondaryIndexes: definition.localIndexes.map((index) => ({
+        IndexName: index.name,
+        KeySchema: [
+          { AttributeName: definition.partitionKey.name, KeyType: "HASH" },
+          { AttributeName: index.sortKey.name, KeyType: "RANGE" },
+        ],
+        Projection: { ProjectionType: "ALL" },
+      })),
+      GlobalSecondaryIndexes: definition.globalIndexes.map((index) => ({
+        IndexName: index.name,
+        KeySchema: [
+          { AttributeName: index.partitionKey.name, KeyType: "HASH" },
+          { AttributeName: index.sortKey.name, KeyType: "RANGE" },
+        ],
+        // Schedule indexes carry only keys: the sweep re-reads each due account consistently anyway.
+        Projection: { ProjectionType: "KEYS_ONLY" },
+      })),
+    }),
+  );
+  await waitUntilTableExists({ client, maxWaitTime: 30 }, { TableName: tableName });
+  await client.send(
+    new UpdateTimeToLiveCommand({
+      TableName: tableName,
+      TimeToLiveSpecification: { AttributeName: definition.ttlAttribute, Enabled: true },
+    }),
+  );
+}

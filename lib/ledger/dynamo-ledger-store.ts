@@ -1,0 +1,322 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  GetItemCommand,
+  QueryCommand,
+  TransactionCanceledException,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import type { AccountRecord } from "./account.js";
+import { ExpressionParts, updateExpression } from "./expression.js";
+import type {
+  AccountCommit,
+  CommitOutcome,
+  HoldIdentity,
+  LedgerEntry,
+  LedgerStore,
+  ReleaseMarker,
+  ReleaseOutcome,
+  ReserveOutcome,
+  ReserveRequest,
+} from "./store.js";
+import { INDEXES } from "./table-definition.js";
+
+const ACCOUNT_SK = "ACCOUNT";
+const ENTRY_PREFIX = "E#";
+const MARKER_PREFIX = "H#";
+/** Release markers answer late settles/releases for this long, then TTL removes them. */
+const MARKER_TTL_SECONDS = 35 * 86_400;
+
+const userPk = (userId: string) => `U#${userId}`;
+const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: ACCOUNT_SK });
+const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
+const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.createdAt}`;
+
+/** Transaction conflicts and throttling that survived the SDK's own retries: the caller retries. */
+export class ContentionError extends Error {
+  constructor(reason: string) {
+    super(`DynamoDB contention: ${reason}`);
+    this.name = "ContentionError";
+  }
+}
+
+function toAccount(item: Record<string, AttributeValue> | undefined): AccountRecord | undefined {
+  if (!item) return undefined;
+  const { pk: _pk, sk: _sk, ...account } = unmarshall(item);
+  return account as AccountRecord;
+}
+
+function toEntry(item: Record<string, AttributeValue>): LedgerEntry {
+  const raw = unmarshall(item);
+  return {
+    userId: raw.userId,
+    key: raw.key,
+    amount: raw.amount,
+    balanceAfter: raw.balanceAfter,
+    seq: raw.entrySeq,
+    reason: raw.reason,
+    bucket: raw.bucket,
+    refs: raw.refs ?? {},
+    createdAt: raw.createdAt,
+  };
+}
+
+function entryItem(entry: LedgerEntry): Record<string, AttributeValue> {
+  const { seq, ...rest } = entry;
+  return marshall({ pk: userPk(entry.userId), sk: `${ENTRY_PREFIX}${entry.key}`, entrySeq: seq, ...rest });
+}
+
+function putNew(tableName: string, item: Record<string, AttributeValue>): TransactWriteItem {
+  return {
+    Put: {
+      TableName: tableName,
+      Item: item,
+      ConditionExpression: "attribute_not_exists(#pk)",
+      ExpressionAttributeNames: { "#pk": "pk" },
+    },
+  };
+}
+
+/** Maps a cancelled transaction to which item failed; rethrows what is not a condition failure. */
+function cancelledItems(error: unknown): { failed: number[]; items: (Record<string, AttributeValue> | undefined)[] } {
+  if (!(error instanceof TransactionCanceledException)) throw error;
+  const reasons = error.CancellationReasons ?? [];
+  if (reasons.some((reason) => reason.Code === "TransactionConflict" || reason.Code === "ThrottlingError")) {
+    throw new ContentionError(reasons.map((reason) => reason.Code).join(","));
+  }
+  const failed = reasons.flatMap((reason, index) => (reason.Code === "ConditionalCheckFailed" ? [index] : []));
+  if (failed.length === 0) throw error;
+  return { failed, items: reasons.map((reason) => reason.Item) };
+}
+
+function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
+  return [parts.path("holds", requestId), parts.path("holdSeq", requestId), parts.path("holdBal", requestId)];
+}
+
+/** DynamoDB adapter of the ledger store; one client and table for the process. */
+export function createDynamoLedgerStore(client: DynamoDBClient, tableName: string): LedgerStore {
+  async function getAccount(userId: string): Promise<AccountRecord | undefined> {
+    const { Item } = await client.send(
+      new GetItemCommand({ TableName: tableName, Key: accountKey(userId), ConsistentRead: true }),
+    );
+    return toAccount(Item);
+  }
+
+  async function transact(items: TransactWriteItem[]): Promise<void> {
+    await client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+  }
+
+  return {
+    getAccount,
+
+    async createAccount(account, entries) {
+      try {
+        await transact([
+          putNew(tableName, marshall({ pk: userPk(account.userId), sk: ACCOUNT_SK, ...account }, { removeUndefinedValues: true })),
+          ...entries.map((entry) => putNew(tableName, entryItem(entry))),
+        ]);
+        return true;
+      } catch (error) {
+        const { failed } = cancelledItems(error);
+        if (failed.includes(0)) return false;
+        throw error;
+      }
+    },
+
+    async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+      const p = new ExpressionParts();
+      const hold = p.path("holds", request.requestId);
+      const available = p.path("available");
+      const amount = p.value(request.hold.a);
+      const sets = [
+        `${available} = ${available} - ${amount}`,
+        `${hold} = ${p.value(request.hold)}`,
+        `${p.path("holdSeq", request.requestId)} = ${p.path("seq")}`,
+        `${p.path("holdBal", request.requestId)} = ${p.path("balance")}`,
+        `${p.path("holdShard")} = if_not_exists(${p.path("holdShard")}, ${p.value(request.holdShard)})`,
+        `${p.path("holdDueAt")} = if_not_exists(${p.path("holdDueAt")}, ${p.value(request.hold.e)})`,
+      ];
+      const removes: string[] = [];
+      const nextGrantAt = p.path("nextGrantAt");
+      const conditions = [
+        `attribute_exists(${p.path("pk")})`,
+        `attribute_not_exists(${hold})`,
+        `${available} >= ${amount}`,
+        `(attribute_not_exists(${nextGrantAt}) OR ${nextGrantAt} > ${p.value(request.now)})`,
+        `size(${p.path("holds")}) < ${p.value(request.maxOpenHolds)}`,
+      ];
+      if (request.rateLimit) {
+        // One counter per minute in a map; the previous minute's counter is dropped as we go.
+        const counter = p.path("rl", String(request.rateLimit.minute));
+        sets.push(`${counter} = if_not_exists(${counter}, ${p.value(0)}) + ${p.value(1)}`);
+        removes.push(p.path("rl", String(request.rateLimit.minute - 1)));
+        conditions.push(`(attribute_not_exists(${counter}) OR ${counter} < ${p.value(request.rateLimit.limit)})`);
+      }
+      try {
+        const { Attributes } = await client.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: accountKey(request.userId),
+            UpdateExpression: updateExpression(sets, removes),
+            ConditionExpression: conditions.join(" AND "),
+            ...p.attributes(),
+            ReturnValues: "ALL_NEW",
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        return { kind: "reserved", account: toAccount(Attributes) as AccountRecord };
+      } catch (error) {
+        if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: toAccount(error.Item) };
+        throw error;
+      }
+    },
+
+    async commit(commit: AccountCommit): Promise<CommitOutcome> {
+      const p = new ExpressionParts();
+      const seq = p.path("seq");
+      const sets = [
+        `${p.path("balance")} = ${p.path("balance")} + ${p.value(commit.balanceDelta)}`,
+        `${p.path("available")} = ${p.path("available")} + ${p.value(commit.availableDelta)}`,
+        `${seq} = ${p.value(commit.expectedSeq + commit.entries.length)}`,
+      ];
+      if (commit.spentDelta) sets.push(`${p.path("spent")} = ${p.path("spent")} + ${p.value(commit.spentDelta)}`);
+      for (const [name, value] of Object.entries(commit.set ?? {})) {
+        if (value !== undefined) sets.push(`${p.path(name)} = ${p.value(value)}`);
+      }
+      const removes = (commit.remove ?? []).map((name) => p.path(name));
+      const conditions = [`${seq} = ${p.value(commit.expectedSeq)}`];
+      if (commit.requireAvailable !== undefined) {
+        conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
+      }
+      if (commit.closeHold) {
+        const { requestId, reserved, model, createdAt } = commit.closeHold;
+        conditions.push(`${p.path("holds", requestId, "c")} = ${p.value(createdAt)}`);
+        conditions.push(`${p.path("holds", requestId, "a")} = ${p.value(reserved)}`);
+        conditions.push(`${p.path("holds", requestId, "m")} = ${p.value(model)}`);
+        removes.push(...closeHoldPaths(p, requestId));
+      }
+      if (commit.periodBelow !== undefined) {
+        conditions.push(`${p.path("periodIndex")} < ${p.value(commit.periodBelow)}`);
+      }
+      const accountUpdate: TransactWriteItem = {
+        Update: {
+          TableName: tableName,
+          Key: accountKey(commit.userId),
+          UpdateExpression: updateExpression(sets, removes),
+          ConditionExpression: conditions.join(" AND "),
+          ...p.attributes(),
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        },
+      };
+      try {
+        await transact([...commit.entries.map((entry) => putNew(tableName, entryItem(entry))), accountUpdate]);
+        return { kind: "committed" };
+      } catch (error) {
+        const { failed, items } = cancelledItems(error);
+        const duplicate = failed.find((index) => index < commit.entries.length);
+        if (duplicate !== undefined) return { kind: "duplicate", key: (commit.entries[duplicate] as LedgerEntry).key };
+        const accountIndex = commit.entries.length;
+        const item = items[accountIndex];
+        return { kind: "stale", account: item ? toAccount(item) : await getAccount(commit.userId) };
+      }
+    },
+
+    async release(hold, marker: ReleaseMarker): Promise<ReleaseOutcome> {
+      const p = new ExpressionParts();
+      const available = p.path("available");
+      const accountUpdate: TransactWriteItem = {
+        Update: {
+          TableName: tableName,
+          Key: accountKey(hold.userId),
+          UpdateExpression: updateExpression(
+            [`${available} = ${available} + ${p.value(hold.reserved)}`],
+            closeHoldPaths(p, hold.requestId),
+          ),
+          ConditionExpression: [
+            `${p.path("holds", hold.requestId, "c")} = ${p.value(hold.createdAt)}`,
+            `${p.path("holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
+          ].join(" AND "),
+          ...p.attributes(),
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        },
+      };
+      const markerItem = marshall({
+        pk: userPk(hold.userId),
+        sk: markerSk(hold),
+        ...marker,
+        ttl: Math.floor(marker.at / 1000) + MARKER_TTL_SECONDS,
+      });
+      try {
+        await transact([putNew(tableName, markerItem), accountUpdate]);
+        const account = await getAccount(hold.userId);
+        return { kind: "released", account: account as AccountRecord };
+      } catch (error) {
+        const { failed, items } = cancelledItems(error);
+        if (failed.includes(0)) return { kind: "marked" };
+        return { kind: "stale", account: items[1] ? toAccount(items[1]) : await getAccount(hold.userId) };
+      }
+    },
+
+    async getEntry(userId, key) {
+      const { Item } = await client.send(
+        new GetItemCommand({ TableName: tableName, Key: entryKey(userId, key), ConsistentRead: true }),
+      );
+      return Item ? toEntry(Item) : undefined;
+    },
+
+    async getReleaseMarker(hold) {
+      const { Item } = await client.send(
+        new GetItemCommand({
+          TableName: tableName,
+          Key: marshall({ pk: userPk(hold.userId), sk: markerSk(hold) }),
+          ConsistentRead: true,
+        }),
+      );
+      if (!Item) return undefined;
+      const { pk: _pk, sk: _sk, ttl: _ttl, ...marker } = unmarshall(Item);
+      return marker as ReleaseMarker;
+    },
+
+    async listEntries(userId, { limit, beforeSeq }) {
+      const p = new ExpressionParts();
+      const keyCondition = [`${p.path("pk")} = ${p.value(userPk(userId))}`];
+      if (beforeSeq !== undefined) keyCondition.push(`${p.path(INDEXES.history.sortKey)} < ${p.value(beforeSeq)}`);
+      const { Items = [] } = await client.send(
+        new QueryCommand({
+          TableName: tableName,
+          IndexName: INDEXES.history.name,
+          KeyConditionExpression: keyCondition.join(" AND "),
+          ...p.attributes(),
+          ScanIndexForward: false,
+          Limit: limit,
+          ConsistentRead: true,
+        }),
+      );
+      return Items.map(toEntry);
+    },
+
+    async allEntries(userId) {
+      const entries: LedgerEntry[] = [];
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const page = await client.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: "#pk = :pk AND begins_with(#sk, :prefix)",
+            ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
+            ExpressionAttributeValues: marshall({ ":pk": userPk(userId), ":prefix": ENTRY_PREFIX }),
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        entries.push(...(page.Items ?? []).map(toEntry));
+        startKey = page.LastEvaluatedKey;
+      } while (startKey);
+      return entries;
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { catalog } from "../catalog.js";
+import { periodStart } from "../periods.js";
+import type { AccountRecord } from "./account.js";
+import type { LedgerDeps } from "./deps.js";
+import { freeCadence, shardOf } from "./schedule.js";
+import { parseInput, userIdSchema } from "./validation.js";
+
+/**
+ * First sight of a user: creates the account with the signup bonus (`signup` entry) on the free
+ * plan, its allowance periods anchored at creation. The first free allowance is due one period
+ * later, so signup never grants twice. Idempotent: the account is created at most once.
+ */
+export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Promise<AccountRecord> {
+  const userId = parseInput(userIdSchema, userIdInput, "userId");
+  const existing = await deps.store.getAccount(userId);
+  if (existing) return existing;
+  const now = deps.now();
+  const bonus = catalog.signupBonus;
+  const account: AccountRecord = {
+    userId,
+    plan: "free",
+    interval: "month",
+    createdAt: now,
+    balance: bonus,
+    available: bonus,
+    seq: 1,
+    allowanceBase: bonus,
+    purchasedBase: 0,
+    spent: 0,
+    holds: {},
+    holdSeq: {},
+    holdBal: {},
+    periodIndex: 0,
+    periodAnchor: now,
+    nextGrantAt: periodStart(now, 1, freeCadence()),
+    grantShard: shardOf(userId),
+    rl: {},
+  };
+  const created = await deps.store.createAccount(account, [
+    {
+      userId,
+      key: "signup",
+      amount: bonus,
+      balanceAfter: bonus,
+      seq: 1,
+      reason: "signup",
+      bucket: "allowance",
+      refs: {},
+      createdAt: now,
+    },
+  ]);
+  if (created) return account;
+  const winner = await deps.store.getAccount(userId);
+  if (!winner) throw new Error(`account ${userId} vanished right after a concurrent create`);
+  return winner;
+}

@@ -1,0 +1,130 @@
+import { z } from "zod";
+import { planOf } from "../catalog.js";
+import { InsufficientCreditsError, ValidationError } from "../errors.js";
+import { type AccountRecord, splitOf } from "./account.js";
+import { type CreditFact, commitForFacts, type FactResult, resolveFactCommit } from "./apply-facts.js";
+import type { LedgerDeps } from "./deps.js";
+import { ensureAccount } from "./ensure-account.js";
+import { untilSettled } from "./retry.js";
+import { dueAllowance } from "./schedule.js";
+import type { AccountCommit, LedgerEntry } from "./store.js";
+import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
+
+export type GrantResult = { applied: boolean; entry: LedgerEntry; balance: number };
+
+/** Applies facts to an account until they land or prove to be duplicates; shared by every writer. */
+async function applyFacts(
+  deps: LedgerDeps,
+  userId: string,
+  build: (account: AccountRecord) => AccountCommit | "nothing-due",
+): Promise<FactResult | "nothing-due"> {
+  let account = await ensureAccount(deps, userId);
+  return untilSettled(async (attempt) => {
+    if (attempt > 0) account = (await deps.store.getAccount(userId)) ?? account;
+    const commit = build(account);
+    if (commit === "nothing-due") return commit;
+    const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
+    return result === "stale" ? undefined : result;
+  });
+}
+
+async function firstResult(deps: LedgerDeps, userId: string, result: FactResult, key: string): Promise<GrantResult> {
+  if (result.applied) {
+    const entry = result.entries.find((candidate) => candidate.key === key) as LedgerEntry;
+    return { applied: true, entry, balance: result.account.balance };
+  }
+  const entry = await deps.store.getEntry(userId, key);
+  if (!entry) throw new Error(`ledger entry ${key} reported as duplicate but not found`);
+  return { applied: false, entry, balance: entry.balanceAfter };
+}
+
+const grantInputSchema = z.object({
+  userId: userIdSchema,
+  key: entryKeySchema,
+  amount: creditAmountSchema.refine((value) => value !== 0, "must not be zero"),
+  bucket: z.enum(["allowance", "purchased"]),
+  reason: z.enum(["allowance", "invoice", "pack", "upgrade", "admin"]),
+  refs: z.record(z.string(), z.union([z.string().max(500), z.number()])).optional(),
+});
+export type GrantInput = z.infer<typeof grantInputSchema>;
+
+/**
+ * Adds credits for one business fact (allowance, invoice, pack, upgrade top-up, admin adjustment),
+ * once per idempotency key. Only admin adjustments may be negative, and a deduction never takes
+ * `available` below zero (invariant 2): clawbacks are the separate `clawBack`.
+ */
+export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
+  const grant = parseInput(grantInputSchema, input);
+  if (grant.amount < 0 && grant.reason !== "admin") {
+    throw new ValidationError("amount must be positive; only admin adjustments may deduct", "amount");
+  }
+  const fact: CreditFact = { ...grant, refs: grant.refs ?? {} };
+  const result = await applyFacts(deps, grant.userId, (account) => {
+    if (grant.amount < 0 && account.available < -grant.amount) {
+      throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
+    }
+    return commitForFacts(account, [fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
+  });
+  return firstResult(deps, grant.userId, result as FactResult, grant.key);
+}
+
+const clawBackSchema = z.object({
+  userId: userIdSchema,
+  key: entryKeySchema,
+  amount: creditAmountSchema.refine((value) => value > 0, "must be positive (the credits to take back)"),
+  bucket: z.enum(["allowance", "purchased"]),
+  reason: z.enum(["refund", "dispute"]),
+  refs: z.record(z.string(), z.union([z.string().max(500), z.number()])).optional(),
+});
+export type ClawBackInput = z.infer<typeof clawBackSchema>;
+
+/**
+ * Takes back credits a refunded or disputed payment bought, once per key. Unlike every other
+ * debit it may take the balance below zero (invariant 2): the credits may already be spent, and
+ * the debt is recorded so the gate refuses until the balance is positive again.
+ */
+export async function clawBack(deps: LedgerDeps, input: ClawBackInput): Promise<GrantResult> {
+  const claw = parseInput(clawBackSchema, input);
+  const fact: CreditFact = { ...claw, amount: -claw.amount, refs: claw.refs ?? {} };
+  const result = await applyFacts(deps, claw.userId, (account) => commitForFacts(account, [fact], deps.now()));
+  return firstResult(deps, claw.userId, result as FactResult, claw.key);
+}
+
+export type AllowanceResult = { granted: false } | { granted: true; applied: boolean; entry: LedgerEntry; balance: number };
+
+/**
+ * Grants the scheduled allowance due now (free plans every 30 days, annual plans monthly), once
+ * per period however many callers race for it (lazy authorize, the sweep, a second authorize):
+ * the entry key is the period, and the account must not have granted that period yet. A `reset`
+ * plan first expires its unused allowance (purchased credits and held credits never lapse).
+ */
+export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string): Promise<AllowanceResult> {
+  const userId = parseInput(userIdSchema, userIdInput, "userId");
+  let key = "";
+  const result = await applyFacts(deps, userId, (account) => {
+    const due = dueAllowance(account, deps.now());
+    if (!due) return "nothing-due";
+    key = due.key;
+    const plan = planOf(account.plan);
+    const facts: CreditFact[] = [];
+    if (plan.allowancePolicy === "reset") {
+      const lapsing = Math.min(Math.max(0, splitOf(account).allowance), Math.max(0, account.available));
+      if (lapsing > 0) {
+        facts.push({ key: `expire#${due.key.slice("allowance#".length)}`, amount: -lapsing, bucket: "allowance", reason: "expire" });
+      }
+    }
+    facts.push({
+      key: due.key,
+      amount: plan.monthlyAllowance,
+      bucket: "allowance",
+      reason: "allowance",
+      refs: { plan: account.plan, period: due.index },
+    });
+    return commitForFacts(account, facts, deps.now(), {
+      periodBelow: due.index,
+      set: { periodIndex: due.index, nextGrantAt: due.nextGrantAt },
+    });
+  });
+  if (result === "nothing-due") return { granted: false };
+  return { granted: true, ...(await firstResult(deps, userId, result, key)) };
+}

@@ -1,0 +1,117 @@
+import type { AccountRecord, Bucket, HoldRecord } from "./account.js";
+
+export type EntryReason =
+  | "signup"
+  | "allowance"
+  | "invoice"
+  | "pack"
+  | "upgrade"
+  | "admin"
+  | "settle"
+  | "refund"
+  | "dispute"
+  | "expire";
+
+/** One ledger entry; `key` is its idempotency key, derived from the business fact (invariant 3). */
+export interface LedgerEntry {
+  userId: string;
+  key: string;
+  amount: number;
+  balanceAfter: number;
+  seq: number;
+  reason: EntryReason;
+  bucket: Bucket;
+  refs: Record<string, string | number>;
+  createdAt: number;
+}
+
+/**
+ * A hold is open under its requestId (so a retried authorize finds it), but its identity also
+ * includes its creation time: a requestId authorized again after its hold closed is a new hold.
+ */
+export interface HoldIdentity {
+  userId: string;
+  requestId: string;
+  createdAt: number;
+}
+
+/** The recorded outcome of a hold that was released instead of settled. */
+export interface ReleaseMarker {
+  userId: string;
+  requestId: string;
+  /** the hold's creation time: with requestId, the hold's identity */
+  holdCreatedAt: number;
+  released: number;
+  cause: "released" | "expired";
+  balance: number;
+  at: number;
+}
+
+/**
+ * Atomically applies ledger entries to an account: every entry is written only if its key is new,
+ * and the account only if its `seq` still equals `expectedSeq` (so `balanceAfter` and the split
+ * rebase are exact). All of it happens, or none of it.
+ */
+export interface AccountCommit {
+  userId: string;
+  expectedSeq: number;
+  entries: LedgerEntry[];
+  balanceDelta: number;
+  availableDelta: number;
+  spentDelta?: number;
+  /** scalar attributes to overwrite (split rebase, period schedule, plan...) */
+  set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBal" | "rl">>;
+  remove?: (keyof AccountRecord)[];
+  /** settle: the hold must still be open with exactly this reservation; it is closed */
+  closeHold?: HoldIdentity & { reserved: number; model: string };
+  /** consuming operations: `available` must be at least this much at commit time (invariant 2) */
+  requireAvailable?: number;
+  /** allowance grants: the account's last granted period must be below this one */
+  periodBelow?: number;
+}
+
+export type CommitOutcome =
+  | { kind: "committed" }
+  /** an entry with this key exists already: the fact was applied before */
+  | { kind: "duplicate"; key: string }
+  /** the account did not match (seq moved on, hold gone, ...): here is what it is now */
+  | { kind: "stale"; account: AccountRecord | undefined };
+
+export interface ReserveRequest {
+  userId: string;
+  requestId: string;
+  hold: HoldRecord;
+  now: number;
+  maxOpenHolds: number;
+  holdShard: string;
+  /** per-minute authorize limit; undefined = off */
+  rateLimit?: { minute: number; limit: number };
+}
+
+export type ReserveOutcome =
+  | { kind: "reserved"; account: AccountRecord }
+  /** nothing was written; the account as it was (undefined when it does not exist) */
+  | { kind: "rejected"; account: AccountRecord | undefined };
+
+export type ReleaseOutcome =
+  | { kind: "released"; account: AccountRecord }
+  | { kind: "marked" }
+  | { kind: "stale"; account: AccountRecord | undefined };
+
+/** The ledger's persistence port. The DynamoDB adapter is the only implementation that matters. */
+export interface LedgerStore {
+  getAccount(userId: string): Promise<AccountRecord | undefined>;
+  /** Creates the account with its first entries; false when it already exists. */
+  createAccount(account: AccountRecord, entries: LedgerEntry[]): Promise<boolean>;
+  /** Admission: one conditional write that reserves `hold.a` credits, or rejects with the old state. */
+  reserve(request: ReserveRequest): Promise<ReserveOutcome>;
+  commit(commit: AccountCommit): Promise<CommitOutcome>;
+  /** Closes an open hold without charging and records why; `marked` if a marker already existed. */
+  release(hold: HoldIdentity & { reserved: number }, marker: ReleaseMarker): Promise<ReleaseOutcome>;
+  getEntry(userId: string, key: string): Promise<LedgerEntry | undefined>;
+  getReleaseMarker(hold: HoldIdentity): Promise<ReleaseMarker | undefined>;
+  /** Newest first, entries with seq < beforeSeq (when given). */
+  listEntries(userId: string, options: { limit: number; beforeSeq?: number }): Promise<LedgerEntry[]>;
+  /** Every entry of an account, for audits. */
+  allEntries(userId: string): Promise<LedgerEntry[]>;
+}

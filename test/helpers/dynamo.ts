@@ -1,0 +1,43 @@
+import { randomUUID } from "node:crypto";
+import { DeleteTableCommand, DynamoDBClient, type DynamoDBClientConfig } from "@aws-sdk/client-dynamodb";
+import { afterAll, inject } from "vitest";
+import { createTable } from "../../lib/ledger/create-table.js";
+
+export function localClient(overrides: DynamoDBClientConfig = {}): DynamoDBClient {
+  return new DynamoDBClient({
+    endpoint: inject("dynamoEndpoint"),
+    region: "local",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    ...overrides,
+  });
+}
+
+/** A fresh table (from the shared definition) for one test file; deleted when the file ends. */
+export async function freshTable(prefix = "t"): Promise<{ client: DynamoDBClient; tableName: string }> {
+  const client = localClient();
+  const tableName = `${prefix}-${randomUUID().slice(0, 8)}`;
+  await createTable(client, tableName);
+  afterAll(async () => {
+    await client.send(new DeleteTableCommand({ TableName: tableName })).catch(() => undefined);
+    client.destroy();
+  });
+  return { client, tableName };
+}
+
+/** Counts the DynamoDB requests a client sends, by command name. */
+export function countRequests(client: DynamoDBClient): { counts: Map<string, number>; total(): number; reset(): void } {
+  const counts = new Map<string, number>();
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const name = context.commandName ?? "unknown";
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      return next(args);
+    },
+    { step: "initialize", name: `countRequests-${randomUUID()}` },
+  );
+  return {
+    counts,
+    total: () => [...counts.values()].reduce((sum, value) => sum + value, 0),
+    reset: () => counts.clear(),
+  };
+}
