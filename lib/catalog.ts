@@ -85,8 +85,8 @@ export function isModelId(value: string): value is ModelId {
   return Object.hasOwn(catalog.models, value);
 }
 
-export function planOf(plan: PlanId): PlanDefinition {
-  const definition = catalog.plans[plan];
+export function planOf(plan: PlanId, from: Catalog = catalog): PlanDefinition {
+  const definition = from.plans[plan];
   if (!definition) throw new Error(`unknown plan ${plan}`);
   return definition;
 }

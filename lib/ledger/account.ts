@@ -8,6 +8,8 @@ export interface HoldRecord {
   m: string;
   /** created at (epoch ms) */
   c: number;
+  /** random tag: with the requestId, the hold's identity (two holds may share a millisecond) */
+  t: string;
   /** expires at (epoch ms): after this the sweep may release it */
   e: number;
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { PlanId } from "../catalog.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../errors.js";
@@ -35,7 +36,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
     holdId: encodeHoldId({
       userId: account.userId,
       requestId,
-      createdAt: hold.c,
+      tag: hold.t,
       seq: account.holdSeq[requestId] ?? 0,
       balance: account.holdBal[requestId] ?? 0,
       model: hold.m,
@@ -64,7 +65,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
     const outcome = await deps.store.reserve({
       userId: request.userId,
       requestId: request.requestId,
-      hold: { a: reserved, m: model, c: now, e: now + deps.holdTtlMs },
+      hold: { a: reserved, m: model, c: now, e: now + deps.holdTtlMs, t: randomBytes(9).toString("base64url") },
       now,
       maxOpenHolds: deps.maxOpenHolds,
       holdShard: shardOf(request.userId),
@@ -87,7 +88,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       }
       return resultFor(account, request.requestId);
     }
-    if (dueAllowance(account, now)) {
+    if (dueAllowance(account, now, deps.catalog)) {
       await grantAllowanceIfDue(deps, request.userId);
       return undefined;
     }

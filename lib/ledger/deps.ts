@@ -1,3 +1,4 @@
+import type { Catalog } from "../catalog.js";
 import type { LedgerStore } from "./store.js";
 
 /** What every ledger use case needs; built once per process (see lib/ledger/index). */
@@ -9,6 +10,8 @@ export interface LedgerDeps {
   maxOpenHolds: number;
   /** per user per minute on authorize; 0 = off */
   authorizeRateLimitPerMinute: number;
+  /** the product catalog (lib/catalog); injectable so a test can declare e.g. a `reset` plan */
+  catalog: Catalog;
 }
 
 export const LEDGER_DEFAULTS = {

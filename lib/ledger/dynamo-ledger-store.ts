@@ -34,7 +34,7 @@ const MARKER_TTL_SECONDS = 35 * 86_400;
 const userPk = (userId: string) => `U#${userId}`;
 const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: ACCOUNT_SK });
 const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
-const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.createdAt}`;
+const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.tag}`;
 
 /** Transaction conflicts and throttling that survived the SDK's own retries: the caller retries. */
 export class ContentionError extends Error {
@@ -193,8 +193,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
       }
       if (commit.closeHold) {
-        const { requestId, reserved, model, createdAt } = commit.closeHold;
-        conditions.push(`${p.path("holds", requestId, "c")} = ${p.value(createdAt)}`);
+        const { requestId, reserved, model, tag } = commit.closeHold;
+        conditions.push(`${p.path("holds", requestId, "t")} = ${p.value(tag)}`);
         conditions.push(`${p.path("holds", requestId, "a")} = ${p.value(reserved)}`);
         conditions.push(`${p.path("holds", requestId, "m")} = ${p.value(model)}`);
         removes.push(...closeHoldPaths(p, requestId));
@@ -237,7 +237,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             closeHoldPaths(p, hold.requestId),
           ),
           ConditionExpression: [
-            `${p.path("holds", hold.requestId, "c")} = ${p.value(hold.createdAt)}`,
+            `${p.path("holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
             `${p.path("holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
           ].join(" AND "),
           ...p.attributes(),

@@ -1,4 +1,3 @@
-import { catalog } from "../catalog.js";
 import { periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
@@ -15,7 +14,7 @@ export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Prom
   const existing = await deps.store.getAccount(userId);
   if (existing) return existing;
   const now = deps.now();
-  const bonus = catalog.signupBonus;
+  const bonus = deps.catalog.signupBonus;
   const account: AccountRecord = {
     userId,
     plan: "free",
@@ -32,7 +31,7 @@ export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Prom
     holdBal: {},
     periodIndex: 0,
     periodAnchor: now,
-    nextGrantAt: periodStart(now, 1, freeCadence()),
+    nextGrantAt: periodStart(now, 1, freeCadence(deps.catalog)),
     grantShard: shardOf(userId),
     rl: {},
   };

@@ -102,10 +102,10 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   let key = "";
   const result = await applyFacts(deps, userId, (account) => {
-    const due = dueAllowance(account, deps.now());
+    const due = dueAllowance(account, deps.now(), deps.catalog);
     if (!due) return "nothing-due";
     key = due.key;
-    const plan = planOf(account.plan);
+    const plan = planOf(account.plan, deps.catalog);
     const facts: CreditFact[] = [];
     if (plan.allowancePolicy === "reset") {
       const lapsing = Math.min(Math.max(0, splitOf(account).allowance), Math.max(0, account.available));

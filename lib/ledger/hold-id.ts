@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * A hold id names the hold (user + requestId) and carries the hold's creation time and the account state the hold was created
+ * A hold id names the hold (user + requestId) and carries the hold's tag and the account state the hold was created
  * at (seq, balance, model, reserved). Settle uses that as its expected state, so the steady-state
  * settle is one transaction with no read. Nothing in it is trusted: every carried value is a
  * condition of the settle write, and a mismatch (or a forged id) only sends settle down the slow
@@ -10,7 +10,7 @@ import { z } from "zod";
 export interface HoldRef {
   userId: string;
   requestId: string;
-  createdAt: number;
+  tag: string;
   seq: number;
   balance: number;
   model: string;
@@ -20,7 +20,7 @@ export interface HoldRef {
 const holdRefSchema = z.tuple([
   z.string().min(1).max(128),
   z.string().min(1).max(128),
-  z.number().int().min(0),
+  z.string().regex(/^[A-Za-z0-9_-]{1,32}$/),
   z.number().int().min(0),
   z.number().int(),
   z.string().min(1).max(100),
@@ -28,7 +28,7 @@ const holdRefSchema = z.tuple([
 ]);
 
 export function encodeHoldId(ref: HoldRef): string {
-  const payload = [ref.userId, ref.requestId, ref.createdAt, ref.seq, ref.balance, ref.model, ref.reserved];
+  const payload = [ref.userId, ref.requestId, ref.tag, ref.seq, ref.balance, ref.model, ref.reserved];
   return `hold_${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
 }
 
@@ -37,8 +37,8 @@ export function decodeHoldId(holdId: string): HoldRef | undefined {
   try {
     const parsed = holdRefSchema.safeParse(JSON.parse(Buffer.from(holdId.slice(5), "base64url").toString("utf8")));
     if (!parsed.success) return undefined;
-    const [userId, requestId, createdAt, seq, balance, model, reserved] = parsed.data;
-    return { userId, requestId, createdAt, seq, balance, model, reserved };
+    const [userId, requestId, tag, seq, balance, model, reserved] = parsed.data;
+    return { userId, requestId, tag, seq, balance, model, reserved };
   } catch {
     return undefined;
   }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
+import { type BillingInterval, type Catalog, catalog as defaultCatalog, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
 import { type AccountRecord, heldOf, type SubscriptionState, splitOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
@@ -25,7 +25,7 @@ export interface BalanceView {
   paymentFailedAt: string | null;
 }
 
-export function balanceView(account: AccountRecord): BalanceView {
+export function balanceView(account: AccountRecord, catalog: Catalog = defaultCatalog): BalanceView {
   const split = splitOf(account);
   const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
   const subscription = account.subscription;
@@ -38,7 +38,7 @@ export function balanceView(account: AccountRecord): BalanceView {
     held: heldOf(account),
     allowance: split.allowance,
     purchased: split.purchased,
-    monthlyAllowance: planOf(account.plan).monthlyAllowance,
+    monthlyAllowance: planOf(account.plan, catalog).monthlyAllowance,
     nextGrantAt: iso(account.nextGrantAt),
     subscription: subscription
       ? {
@@ -56,7 +56,7 @@ export function balanceView(account: AccountRecord): BalanceView {
 
 /** The account's balances. First sight of a user creates the account (signup bonus). */
 export async function getBalance(deps: LedgerDeps, userId: string): Promise<BalanceView> {
-  return balanceView(await ensureAccount(deps, userId));
+  return balanceView(await ensureAccount(deps, userId), deps.catalog);
 }
 
 export interface HistoryEntry {

@@ -1,16 +1,19 @@
 import { createHash } from "node:crypto";
-import { catalog, planOf } from "../catalog.js";
+import { type Catalog, planOf } from "../catalog.js";
 import { type Cadence, periodIndexAt, periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
 import { SCHEDULE_SHARDS } from "./table-definition.js";
 
-export function freeCadence(): Cadence {
+export function freeCadence(catalog: Catalog): Cadence {
   return { kind: "days", days: catalog.freePeriodDays };
 }
 
 /** Which allowances a schedule grants: free plans every 30 days, annual plans every month. */
-export function scheduledCadence(account: Pick<AccountRecord, "plan" | "interval">): Cadence | undefined {
-  if (!planOf(account.plan).paid) return freeCadence();
+export function scheduledCadence(
+  account: Pick<AccountRecord, "plan" | "interval">,
+  catalog: Catalog,
+): Cadence | undefined {
+  if (!planOf(account.plan, catalog).paid) return freeCadence(catalog);
   if (account.interval === "year") return { kind: "calendarMonth" };
   return undefined; // monthly paid plans are granted by their paid invoices
 }
@@ -32,8 +35,8 @@ export interface DueAllowance {
  * The allowance period due at `now`, if any. Missed periods are not back-filled: a user who was
  * away for six periods gets the current period's allowance once (as the original product did).
  */
-export function dueAllowance(account: AccountRecord, now: number): DueAllowance | undefined {
-  const cadence = scheduledCadence(account);
+export function dueAllowance(account: AccountRecord, now: number, catalog: Catalog): DueAllowance | undefined {
+  const cadence = scheduledCadence(account, catalog);
   if (!cadence || account.nextGrantAt === undefined || account.nextGrantAt > now) return undefined;
   const index = periodIndexAt(account.periodAnchor, now, cadence);
   if (index <= account.periodIndex) return undefined;

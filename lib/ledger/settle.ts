@@ -26,10 +26,10 @@ function holdRef(holdId: string): HoldRef {
 }
 
 /** The settle entry's key: the hold's identity, so a hold is charged at most once (invariant 3, 5). */
-const settleKey = (hold: HoldIdentity) => `settle#${hold.requestId}#${hold.createdAt}`;
+const settleKey = (hold: HoldIdentity) => `settle#${hold.requestId}#${hold.tag}`;
 
 const isSameHold = (hold: HoldRecord | undefined, ref: HoldIdentity): hold is HoldRecord =>
-  hold !== undefined && hold.c === ref.createdAt;
+  hold !== undefined && hold.t === ref.tag;
 
 function settledOutcome(holdId: string, entry: LedgerEntry): HoldOutcome {
   return {
@@ -140,9 +140,12 @@ async function firstOutcome(deps: LedgerDeps, holdId: string, ref: HoldIdentity)
   throw new NotFoundError("No such hold");
 }
 
+type CloseResult = { outcome: HoldOutcome; closedNow: boolean } | "declined";
+
 /**
- * Closes a hold without charging, recording why. Returns undefined when `shouldClose` declines
- * (e.g. the hold has not expired after all).
+ * Closes a hold without charging, recording why. `closedNow` tells whether this call closed it
+ * (false: it had already ended, and `outcome` is that first outcome). "declined" when
+ * `shouldClose` says no (e.g. the hold has not expired after all).
  */
 async function closeWithoutCharge(
   deps: LedgerDeps,
@@ -150,33 +153,41 @@ async function closeWithoutCharge(
   ref: HoldIdentity,
   cause: ReleaseMarker["cause"],
   shouldClose: (hold: HoldRecord) => boolean,
-): Promise<HoldOutcome | undefined> {
-  const result = await untilSettled<HoldOutcome | "declined">(async () => {
+): Promise<CloseResult> {
+  const earlier = async () => ({ outcome: await firstOutcome(deps, holdId, ref), closedNow: false });
+  return untilSettled<CloseResult>(async () => {
     const account = await deps.store.getAccount(ref.userId);
     const hold = account?.holds[ref.requestId];
-    if (!account || !isSameHold(hold, ref)) return firstOutcome(deps, holdId, ref);
+    if (!account || !isSameHold(hold, ref)) return earlier();
     if (!shouldClose(hold)) return "declined";
     const now = deps.now();
     const outcome = await deps.store.release(
       { ...ref, reserved: hold.a },
-      { ...ref, holdCreatedAt: ref.createdAt, released: hold.a, cause, balance: account.balance, at: now },
+      { ...ref, released: hold.a, cause, balance: account.balance, at: now },
     );
     if (outcome.kind === "released") {
-      return { holdId, status: cause, charged: 0, released: hold.a, balance: outcome.account.balance };
+      return {
+        outcome: { holdId, status: cause, charged: 0, released: hold.a, balance: outcome.account.balance },
+        closedNow: true,
+      };
     }
-    if (outcome.kind === "marked") return firstOutcome(deps, holdId, ref);
+    if (outcome.kind === "marked") return earlier();
     return undefined;
   });
-  return result === "declined" ? undefined : result;
 }
 
 /** Releases a hold without charging (the LLM call failed); exactly once, first outcome after. */
 export async function releaseHold(deps: LedgerDeps, input: { holdId: string }): Promise<HoldOutcome> {
   const { holdId } = parseInput(z.object({ holdId: holdIdSchema }).strict(), input);
-  return (await closeWithoutCharge(deps, holdId, holdRef(holdId), "released", () => true)) as HoldOutcome;
+  const result = await closeWithoutCharge(deps, holdId, holdRef(holdId), "released", () => true);
+  if (result === "declined") throw new Error("release is never declined");
+  return result.outcome;
 }
 
-/** Releases every hold of an account whose expiry has passed (the sweep's clean-up of abandoned holds). */
+/**
+ * Releases every hold of an account whose expiry has passed (the sweep's clean-up of abandoned
+ * holds). Returns only the holds this call released, so concurrent sweeps never count one twice.
+ */
 export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Promise<HoldOutcome[]> {
   const account = await deps.store.getAccount(userId);
   if (!account) return [];
@@ -187,14 +198,14 @@ export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Pro
     const ref: HoldRef = {
       userId,
       requestId,
-      createdAt: hold.c,
+      tag: hold.t,
       seq: account.holdSeq[requestId] ?? 0,
       balance: account.holdBal[requestId] ?? 0,
       model: hold.m,
       reserved: hold.a,
     };
-    const outcome = await closeWithoutCharge(deps, encodeHoldId(ref), ref, "expired", (current) => current.e <= now);
-    if (outcome?.status === "expired") outcomes.push(outcome);
+    const result = await closeWithoutCharge(deps, encodeHoldId(ref), ref, "expired", (current) => current.e <= now);
+    if (result !== "declined" && result.closedNow) outcomes.push(result.outcome);
   }
   return outcomes;
 }

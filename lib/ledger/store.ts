@@ -27,20 +27,20 @@ export interface LedgerEntry {
 
 /**
  * A hold is open under its requestId (so a retried authorize finds it), but its identity also
- * includes its creation time: a requestId authorized again after its hold closed is a new hold.
+ * includes a random tag drawn when it opens: a requestId authorized again after its hold closed is a new hold.
  */
 export interface HoldIdentity {
   userId: string;
   requestId: string;
-  createdAt: number;
+  tag: string;
 }
 
 /** The recorded outcome of a hold that was released instead of settled. */
 export interface ReleaseMarker {
   userId: string;
   requestId: string;
-  /** the hold's creation time: with requestId, the hold's identity */
-  holdCreatedAt: number;
+  /** the hold's tag: with requestId, the hold's identity */
+  tag: string;
   released: number;
   cause: "released" | "expired";
   balance: number;

@@ -1,3 +1,4 @@
+import { catalog } from "../../lib/catalog.js";
 import { LEDGER_DEFAULTS, type LedgerDeps, createDynamoLedgerStore } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { countRequests, freshTable } from "./dynamo.js";
@@ -27,6 +28,7 @@ export async function ledgerFixture(overrides: Partial<LedgerDeps> = {}) {
     holdTtlMs: LEDGER_DEFAULTS.holdTtlMs,
     maxOpenHolds: LEDGER_DEFAULTS.maxOpenHolds,
     authorizeRateLimitPerMinute: 0,
+    catalog,
     ...overrides,
   };
   return { deps, client, tableName, requests, clock };

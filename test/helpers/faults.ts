@@ -1,0 +1,34 @@
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+
+type Fault = "throttle" | "conflict" | "lostResponse";
+
+/**
+ * Injects DynamoDB faults above the SDK's own retries, so they reach our code as they would after
+ * the SDK gave up: throttling, a transaction conflict, or a write that was applied but whose
+ * answer was lost (the worst case for double-applying).
+ */
+export function injectFaults(client: DynamoDBClient) {
+  const plan: { command: string; fault: Fault }[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const index = plan.findIndex((entry) => entry.command === context.commandName);
+      if (index < 0) return next(args);
+      const [{ fault }] = plan.splice(index, 1) as [{ command: string; fault: Fault }];
+      if (fault === "lostResponse") {
+        await next(args);
+        throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
+      }
+      if (fault === "throttle") {
+        throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
+      }
+      throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
+    },
+    { step: "initialize", name: "injectFaults" },
+  );
+  return {
+    next(command: string, fault: Fault, times = 1) {
+      for (let i = 0; i < times; i++) plan.push({ command, fault });
+    },
+    pending: () => plan.length,
+  };
+}
