@@ -7,3 +7,4 @@ export { clawBack, grantAllowanceIfDue, grantCredits } from "./grant.js";
 export { auditAccount, balanceView, getBalance, listHistory } from "./queries.js";
 export { type HoldOutcome, releaseExpiredHolds, releaseHold, settleChat } from "./settle.js";
 export type { LedgerStore } from "./store.js";
+export { changePlanSchedule, type PlanChange, scheduleFor } from "./plan-schedule.js";

@@ -1,0 +1,94 @@
+import { z } from "zod";
+import { type BillingInterval, isPlanId, type PlanId, planOf } from "../catalog.js";
+import { ValidationError } from "../errors.js";
+import { periodIndexAt, periodStart } from "../periods.js";
+import type { AccountRecord } from "./account.js";
+import type { LedgerDeps } from "./deps.js";
+import { ensureAccount } from "./ensure-account.js";
+import { untilSettled } from "./retry.js";
+import { freeCadence, shardOf } from "./schedule.js";
+import type { AccountCommit } from "./store.js";
+import { parseInput, userIdSchema } from "./validation.js";
+
+const planChangeSchema = z.object({
+  userId: userIdSchema,
+  plan: z.string().refine(isPlanId, "unknown plan"),
+  interval: z.enum(["month", "year"]),
+  /** paid plans: the subscription's current period start (epoch ms); the allowance months count from it */
+  periodStart: z.number().int().min(0).optional(),
+});
+export type PlanChange = z.infer<typeof planChangeSchema>;
+
+/** The allowance schedule fields a plan implies (invariant 4), from `now`. */
+export function scheduleFor(
+  account: Pick<AccountRecord, "userId" | "createdAt">,
+  change: { plan: PlanId; interval: BillingInterval; periodStart?: number },
+  now: number,
+  deps: Pick<LedgerDeps, "catalog">,
+): { set: AccountCommit["set"]; remove: (keyof AccountRecord)[] } {
+  const definition = planOf(change.plan, deps.catalog);
+  if (!definition.paid) {
+    // Back on free: the 30-day schedule anchored at creation resumes from the *next* boundary;
+    // the period in progress was covered by the paid plan, so nothing is granted for it.
+    const cadence = freeCadence(deps.catalog);
+    const index = periodIndexAt(account.createdAt, now, cadence);
+    return {
+      set: {
+        plan: change.plan,
+        interval: "month",
+        periodAnchor: account.createdAt,
+        periodIndex: index,
+        nextGrantAt: periodStart(account.createdAt, index + 1, cadence),
+        grantShard: shardOf(account.userId),
+      },
+      remove: [],
+    };
+  }
+  if (!definition.intervals.includes(change.interval)) {
+    throw new ValidationError(`plan ${change.plan} is not sold ${change.interval}ly`, "interval");
+  }
+  if (change.interval === "month") {
+    // Monthly paid plans are granted by their paid invoices only: off the sweep's index.
+    return { set: { plan: change.plan, interval: "month" }, remove: ["nextGrantAt", "grantShard"] };
+  }
+  if (change.periodStart === undefined) throw new ValidationError("annual plans need the period start", "periodStart");
+  // Annual: month 0 is granted by the paid invoice; months 1..11 by the schedule.
+  return {
+    set: {
+      plan: change.plan,
+      interval: "year",
+      periodAnchor: change.periodStart,
+      periodIndex: 0,
+      nextGrantAt: periodStart(change.periodStart, 1, { kind: "calendarMonth" }),
+      grantShard: shardOf(account.userId),
+    },
+    remove: [],
+  };
+}
+
+/**
+ * Moves an account to a plan and interval and sets its allowance schedule accordingly. Grants
+ * nothing: credits come only from invoices, the schedule and top-ups, each under its own key.
+ * Idempotent: applying the same change again writes the same fields.
+ */
+export async function changePlanSchedule(deps: LedgerDeps, input: PlanChange): Promise<AccountRecord> {
+  const change = parseInput(planChangeSchema, input);
+  let account = await ensureAccount(deps, change.userId);
+  return untilSettled(async (attempt) => {
+    if (attempt > 0) account = (await deps.store.getAccount(change.userId)) ?? account;
+    const { set, remove } = scheduleFor(account, { ...change, plan: change.plan as PlanId }, deps.now(), deps);
+    const outcome = await deps.store.commit({
+      userId: account.userId,
+      expectedSeq: account.seq,
+      entries: [],
+      balanceDelta: 0,
+      availableDelta: 0,
+      set,
+      remove,
+    });
+    if (outcome.kind !== "committed") return undefined;
+    const updated = { ...account, ...set } as AccountRecord;
+    for (const name of remove) delete updated[name];
+    return updated;
+  });
+}
