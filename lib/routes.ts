@@ -1,0 +1,94 @@
+/**
+ * Every Lambda function, its HTTP routes and what it may touch — the one table the CDK stack,
+ * the local server (`npm start`) and the tests all read, so a route exists everywhere or nowhere.
+ */
+export type TableAccess = "read" | "readWrite";
+export type SecretName = "AUTH_JWT_SECRET" | "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET";
+
+export interface FunctionSpec {
+  /** path of the handler file from the repo root; it exports `handler` */
+  entry: string;
+  /** API Gateway HTTP API route keys ("METHOD /path") */
+  routes: string[];
+  /** "jwt": the function verifies a bearer token itself; "none": the webhook (the signature is the auth) */
+  auth: "jwt" | "none" | "schedule";
+  table: TableAccess;
+  secrets: SecretName[];
+  /** EventBridge schedule expression for scheduled functions */
+  schedule?: string;
+  timeoutSeconds: number;
+  memoryMb: number;
+}
+
+export const FUNCTIONS = {
+  chatGate: {
+    entry: "functions/chat-gate.ts",
+    routes: ["POST /v1/gate/authorize", "POST /v1/gate/settle", "POST /v1/gate/release"],
+    auth: "jwt",
+    table: "readWrite",
+    secrets: ["AUTH_JWT_SECRET"],
+    timeoutSeconds: 10,
+    memoryMb: 1024,
+  },
+  credits: {
+    entry: "functions/credits.ts",
+    routes: ["GET /v1/credits", "GET /v1/credits/history"],
+    auth: "jwt",
+    table: "read",
+    secrets: ["AUTH_JWT_SECRET"],
+    timeoutSeconds: 10,
+    memoryMb: 512,
+  },
+  subscribe: {
+    entry: "functions/subscribe.ts",
+    routes: ["POST /v1/billing/subscribe", "POST /v1/billing/checkout"],
+    auth: "jwt",
+    table: "readWrite",
+    secrets: ["AUTH_JWT_SECRET", "STRIPE_SECRET_KEY"],
+    timeoutSeconds: 15,
+    memoryMb: 512,
+  },
+  portal: {
+    entry: "functions/portal.ts",
+    routes: ["POST /v1/billing/portal", "POST /v1/billing/change-plan", "POST /v1/billing/cancel"],
+    auth: "jwt",
+    table: "readWrite",
+    secrets: ["AUTH_JWT_SECRET", "STRIPE_SECRET_KEY"],
+    timeoutSeconds: 15,
+    memoryMb: 512,
+  },
+  webhook: {
+    entry: "functions/webhook.ts",
+    routes: ["POST /v1/stripe/webhook"],
+    auth: "none",
+    table: "readWrite",
+    secrets: ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"],
+    timeoutSeconds: 20,
+    memoryMb: 512,
+  },
+  monthlyGrantSweep: {
+    entry: "functions/monthly-grant-sweep.ts",
+    routes: [],
+    auth: "schedule",
+    table: "readWrite",
+    secrets: [],
+    // Every 10 minutes: holds expire after 15 minutes by default, and a cut-off run resumes soon.
+    schedule: "rate(10 minutes)",
+    timeoutSeconds: 300,
+    memoryMb: 1024,
+  },
+} as const satisfies Record<string, FunctionSpec>;
+
+export type FunctionName = keyof typeof FUNCTIONS;
+
+/** routeKey → function name, for the local server and route tests. */
+export function routeTable(): Map<string, FunctionName> {
+  const table = new Map<string, FunctionName>();
+  for (const [name, spec] of Object.entries(FUNCTIONS) as [FunctionName, FunctionSpec][]) {
+    for (const route of spec.routes) {
+      if (table.has(route)) throw new Error(`route ${route} is served twice`);
+      table.set(route, name);
+    }
+  }
+  return table;
+}
