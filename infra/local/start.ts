@@ -1,0 +1,164 @@
+/**
+ * `npm start`: the whole product on one machine. DynamoDB Local (AWS's jar), the table from the
+ * shared definition, every function behind a local HTTP API that hands it real API Gateway v2
+ * events (routes from lib/routes.ts, the same table the CDK stack reads), and the sweep on a timer.
+ *
+ *   npm start                      data kept under .local/ (survives restarts)
+ *   npm start -- --in-memory       nothing written to disk
+ *   PORT=8080 npm start            another port (default 3001)
+ */
+import { createServer } from "node:http";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from "@aws-sdk/client-dynamodb";
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context, ScheduledEvent } from "aws-lambda";
+import { createTable } from "../../lib/ledger/create-table.js";
+import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
+import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
+import { devSecrets, devToken } from "./dev-secrets.js";
+import { JavaMissingError, startDynamoDbLocal } from "./dynamodb-local.js";
+
+type Handler = (event: unknown, context: Context) => Promise<unknown>;
+
+const args = new Set(process.argv.slice(2));
+const inMemory = args.has("--in-memory");
+const port = Number(process.env.PORT ?? 3001);
+const dataDir = resolve(".local");
+const sweepEverySeconds = Number(process.env.SWEEP_INTERVAL_SECONDS ?? 60);
+
+function fail(message: string): never {
+  console.error(`\ncreditgate: ${message}\n`);
+  process.exit(1);
+}
+
+async function ensureTable(endpoint: string, tableName: string): Promise<void> {
+  const client = new DynamoDBClient({ endpoint, region: "local", credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+  } catch (error) {
+    if (!(error instanceof ResourceNotFoundException)) throw error;
+    await createTable(client, tableName);
+  } finally {
+    client.destroy();
+  }
+}
+
+async function loadHandlers(): Promise<Map<FunctionName, Handler | Error>> {
+  const handlers = new Map<FunctionName, Handler | Error>();
+  for (const [name, spec] of Object.entries(FUNCTIONS) as [FunctionName, FunctionSpec][]) {
+    try {
+      const module = (await import(pathToFileURL(resolve(spec.entry)).href)) as { handler: Handler };
+      handlers.set(name, module.handler);
+    } catch (error) {
+      // One function that cannot start (e.g. its config is incomplete) must not take the others down.
+      handlers.set(name, error as Error);
+      console.error(`creditgate: ${name} (${spec.entry}) failed to load: ${(error as Error).message}`);
+    }
+  }
+  return handlers;
+}
+
+async function main(): Promise<void> {
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) fail(`PORT must be a port number, got ${process.env.PORT}`);
+  let dynamo: Awaited<ReturnType<typeof startDynamoDbLocal>>;
+  try {
+    dynamo = await startDynamoDbLocal(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") });
+  } catch (error) {
+    if (error instanceof JavaMissingError) fail(error.message);
+    throw error;
+  }
+  const secrets = devSecrets(process.env, inMemory ? undefined : resolve(dataDir, "dev-secrets.json"));
+  Object.assign(process.env, {
+    TABLE_NAME: process.env.TABLE_NAME ?? "creditgate-local",
+    DYNAMODB_ENDPOINT: dynamo.endpoint,
+    AWS_REGION: process.env.AWS_REGION ?? "local",
+    APP_URL: process.env.APP_URL ?? "http://localhost:3000",
+    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? "true",
+    ...secrets,
+  });
+  await ensureTable(dynamo.endpoint, process.env.TABLE_NAME as string);
+  const handlers = await loadHandlers();
+  const routes = routeTable();
+
+  const server = createServer(async (request, response) => {
+    try {
+      const path = new URL(request.url ?? "/", "http://localhost").pathname;
+      const routeKey = `${(request.method ?? "GET").toUpperCase()} ${path}`;
+      const name = routes.get(routeKey);
+      const handler = name ? handlers.get(name) : undefined;
+      if (!name || !handler) {
+        return writeResult(response, { statusCode: 404, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: "NOT_FOUND", message: `No route ${routeKey}` } }) });
+      }
+      if (handler instanceof Error) {
+        return writeResult(response, { statusCode: 503, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: "INTERNAL", message: `${name} is not running locally: ${handler.message}` } }) });
+      }
+      const event: APIGatewayProxyEventV2 = toApiGatewayEvent(request, await readBody(request), routeKey);
+      const spec = FUNCTIONS[name] as FunctionSpec;
+      writeResult(response, (await handler(event, localContext(name, spec.timeoutSeconds * 1000))) as APIGatewayProxyResultV2);
+    } catch (error) {
+      const tooLarge = error instanceof PayloadTooLargeError;
+      if (!tooLarge) console.error("creditgate: local API error", error);
+      writeResult(response, { statusCode: tooLarge ? 413 : 500, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: tooLarge ? "VALIDATION_FAILED" : "INTERNAL", message: tooLarge ? "Request body too large" : "Internal error" } }) });
+    }
+  });
+
+  await new Promise<void>((resolveListen) => {
+    server.once("error", async (error: NodeJS.ErrnoException) => {
+      await dynamo.stop();
+      if (error.code === "EADDRINUSE") fail(`port ${port} is already in use. Stop whatever uses it, or run: PORT=<another port> npm start`);
+      fail(`could not listen on port ${port}: ${error.message}`);
+    });
+    server.listen(port, "127.0.0.1", () => resolveListen());
+  });
+
+  const sweep = handlers.get("monthlyGrantSweep");
+  const sweepTimer = setInterval(async () => {
+    if (typeof sweep !== "function") return;
+    const event = { "detail-type": "Scheduled Event", source: "aws.events", time: new Date().toISOString() } as ScheduledEvent;
+    try {
+      await sweep(event, localContext("monthlyGrantSweep", FUNCTIONS.monthlyGrantSweep.timeoutSeconds * 1000));
+    } catch (error) {
+      console.error("creditgate: sweep failed", error);
+    }
+  }, sweepEverySeconds * 1000);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(sweepTimer);
+    server.closeAllConnections();
+    await new Promise((done) => server.close(done));
+    await dynamo.stop();
+    console.log("\ncreditgate stopped.");
+    process.exit(0);
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+
+  const base = `http://127.0.0.1:${port}`;
+  const userToken = await devToken(process.env, { sub: "dev-user", email: "dev@example.com" });
+  const serviceToken = await devToken(process.env, { sub: "dev-chat-backend", scope: "gate" });
+  const stripe = process.env.STRIPE_SECRET_KEY ? `configured${process.env.STRIPE_API_BASE ? ` (API at ${process.env.STRIPE_API_BASE})` : ""}` : "not configured: billing routes answer 503 STRIPE_NOT_CONFIGURED (set STRIPE_SECRET_KEY and price ids to enable)";
+  console.log(`
+creditgate is running at ${base}
+  DynamoDB Local  ${dynamo.endpoint} (${inMemory ? "in memory" : `data in ${resolve(dataDir, "dynamodb")}`}), table ${process.env.TABLE_NAME}
+  Sweep           every ${sweepEverySeconds}s
+  Stripe          ${stripe}
+  Webhook         POST ${base}/v1/stripe/webhook (signing secret ${process.env.STRIPE_WEBHOOK_SECRET?.slice(0, 10)}…; try: npm run stripe:event -- invoice.paid --user dev-user)
+
+Dev tokens (valid 24 hours):
+  user     (sub dev-user)   ${userToken}
+  service  (scope gate)     ${serviceToken}
+
+Try it — authorize a chat, settle it, show the balance:
+HOLD=$(curl -s -X POST ${base}/v1/gate/authorize -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"userId":"dev-user","requestId":"req-'$RANDOM'","model":"anthropic/claude-sonnet-4.5","inputTokens":1200,"maxOutputTokens":800}' | sed -E 's/.*"holdId":"([^"]+)".*/\\1/'); echo "$HOLD"
+curl -s -X POST ${base}/v1/gate/settle -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"holdId":"'$HOLD'","inputTokens":1200,"outputTokens":350}'; echo
+curl -s ${base}/v1/credits -H 'authorization: Bearer ${userToken}'; echo
+
+Ctrl-C stops everything.
+`);
+}
+
+main().catch((error) => fail(error instanceof Error ? (error.stack ?? error.message) : String(error)));
