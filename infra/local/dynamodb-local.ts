@@ -32,6 +32,14 @@ export async function findFreePort(): Promise<number> {
   });
 }
 
+export async function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
 export interface LocalDynamo {
   endpoint: string;
   port: number;

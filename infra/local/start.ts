@@ -16,7 +16,7 @@ import { createTable } from "../../lib/ledger/create-table.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
 import { devSecrets, devToken } from "./dev-secrets.js";
-import { JavaMissingError, startDynamoDbLocal } from "./dynamodb-local.js";
+import { isPortFree, JavaMissingError, startDynamoDbLocal } from "./dynamodb-local.js";
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
@@ -25,6 +25,8 @@ const inMemory = args.has("--in-memory");
 const port = Number(process.env.PORT ?? 3001);
 const dataDir = resolve(".local");
 const sweepEverySeconds = Number(process.env.SWEEP_INTERVAL_SECONDS ?? 60);
+/** A fixed default so `npm run ops` finds the running local table without being told. */
+const dynamoPort = Number(process.env.DYNAMODB_LOCAL_PORT ?? 8000);
 
 function fail(message: string): never {
   console.error(`\ncreditgate: ${message}\n`);
@@ -60,9 +62,14 @@ async function loadHandlers(): Promise<Map<FunctionName, Handler | Error>> {
 
 async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) fail(`PORT must be a port number, got ${process.env.PORT}`);
+  for (const [name, candidate] of [["PORT", port], ["DYNAMODB_LOCAL_PORT", dynamoPort]] as const) {
+    if (!(await isPortFree(candidate))) {
+      fail(`port ${candidate} is already in use (is creditgate already running?). Stop whatever uses it, or run: ${name}=<another port> npm start`);
+    }
+  }
   let dynamo: Awaited<ReturnType<typeof startDynamoDbLocal>>;
   try {
-    dynamo = await startDynamoDbLocal(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") });
+    dynamo = await startDynamoDbLocal({ port: dynamoPort, ...(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") }) });
   } catch (error) {
     if (error instanceof JavaMissingError) fail(error.message);
     throw error;

@@ -1,0 +1,26 @@
+import type { LedgerEntry } from "../ledger/store.js";
+
+export const LEDGER_CSV_HEADER = "userId,seq,key,amount,balanceAfter,reason,bucket,createdAt,refs";
+
+/** RFC 4180 quoting; a leading = + - @ is prefixed so spreadsheets never run it as a formula. */
+function cell(value: string | number): string {
+  let text = String(value);
+  if (typeof value === "string" && /^[=+\-@]/.test(text)) text = `'${text}`;
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function ledgerCsvRow(entry: LedgerEntry): string {
+  return [
+    entry.userId,
+    entry.seq,
+    entry.key,
+    entry.amount,
+    entry.balanceAfter,
+    entry.reason,
+    entry.bucket,
+    new Date(entry.createdAt).toISOString(),
+    JSON.stringify(entry.refs),
+  ]
+    .map(cell)
+    .join(",");
+}
