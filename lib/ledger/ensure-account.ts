@@ -1,6 +1,7 @@
 import { periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
+import type { LedgerEntry } from "./store.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import { parseInput, userIdSchema } from "./validation.js";
 
@@ -13,7 +14,16 @@ export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Prom
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   const existing = await deps.store.getAccount(userId);
   if (existing) return existing;
-  const now = deps.now();
+  const { account, signup } = newAccount(deps, userId, deps.now());
+  const created = await deps.store.createAccount(account, [signup]);
+  if (created) return account;
+  const winner = await deps.store.getAccount(userId);
+  if (!winner) throw new Error(`account ${userId} vanished right after a concurrent create`);
+  return winner;
+}
+
+/** The account a user gets on first sight, and its `signup` entry (not yet written). */
+export function newAccount(deps: Pick<LedgerDeps, "catalog">, userId: string, now: number): { account: AccountRecord; signup: LedgerEntry } {
   const bonus = deps.catalog.signupBonus;
   const account: AccountRecord = {
     userId,
@@ -35,21 +45,16 @@ export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Prom
     grantShard: shardOf(userId),
     rl: {},
   };
-  const created = await deps.store.createAccount(account, [
-    {
-      userId,
-      key: "signup",
-      amount: bonus,
-      balanceAfter: bonus,
-      seq: 1,
-      reason: "signup",
-      bucket: "allowance",
-      refs: {},
-      createdAt: now,
-    },
-  ]);
-  if (created) return account;
-  const winner = await deps.store.getAccount(userId);
-  if (!winner) throw new Error(`account ${userId} vanished right after a concurrent create`);
-  return winner;
+  const signup: LedgerEntry = {
+    userId,
+    key: "signup",
+    amount: bonus,
+    balanceAfter: bonus,
+    seq: 1,
+    reason: "signup",
+    bucket: "allowance",
+    refs: {},
+    createdAt: now,
+  };
+  return { account, signup };
 }

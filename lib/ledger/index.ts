@@ -4,7 +4,7 @@ export { LEDGER_DEFAULTS, type LedgerDeps } from "./deps.js";
 export { createDynamoLedgerStore } from "./dynamo-ledger-store.js";
 export { ensureAccount } from "./ensure-account.js";
 export { clawBack, grantAllowanceIfDue, grantCredits } from "./grant.js";
-export { auditAccount, balanceView, getBalance, listHistory } from "./queries.js";
+export { auditAccount, balanceView, getBalance, listHistory, peekBalance } from "./queries.js";
 export { type HoldOutcome, releaseExpiredHolds, releaseHold, settleChat } from "./settle.js";
 export type { LedgerStore } from "./store.js";
 export { changePlanSchedule, type PlanChange, scheduleFor } from "./plan-schedule.js";

@@ -3,7 +3,7 @@ import { type BillingInterval, type Catalog, catalog as defaultCatalog, type Pla
 import { ValidationError } from "../errors.js";
 import { type AccountRecord, heldOf, type SubscriptionState, splitOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
-import { ensureAccount } from "./ensure-account.js";
+import { ensureAccount, newAccount } from "./ensure-account.js";
 import type { LedgerEntry } from "./store.js";
 import { parseInput, userIdSchema } from "./validation.js";
 
@@ -57,6 +57,18 @@ export function balanceView(account: AccountRecord, catalog: Catalog = defaultCa
 /** The account's balances. First sight of a user creates the account (signup bonus). */
 export async function getBalance(deps: LedgerDeps, userId: string): Promise<BalanceView> {
   return balanceView(await ensureAccount(deps, userId), deps.catalog);
+}
+
+/**
+ * The account's balances without writing anything: a user never seen before gets the view of the
+ * account they will have on first use (the signup bonus, periods from now). This lets the credits
+ * function run with read-only table access; the account itself is created by the first write path
+ * (authorize, checkout, a webhook).
+ */
+export async function peekBalance(deps: LedgerDeps, userIdInput: string): Promise<BalanceView> {
+  const userId = parseInput(userIdSchema, userIdInput, "userId");
+  const account = (await deps.store.getAccount(userId)) ?? newAccount(deps, userId, deps.now()).account;
+  return balanceView(account, deps.catalog);
 }
 
 export interface HistoryEntry {

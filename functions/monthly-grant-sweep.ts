@@ -1,0 +1,40 @@
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
+import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
+import middy from "@middy/core";
+import type { Context, ScheduledEvent } from "aws-lambda";
+import type { LedgerDeps } from "../lib/ledger/index.js";
+import { logger } from "../lib/logger.js";
+import { sweepDeps } from "../lib/runtime.js";
+import { runSweep, type SweepSummary } from "../lib/sweep/run-sweep.js";
+import type { ScheduleStore } from "../lib/sweep/schedule-store.js";
+
+const metrics = new Metrics({ namespace: "creditgate", serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "creditgate" });
+
+/**
+ * The scheduled monthly-grant sweep (EventBridge). It stops 15 s before the Lambda deadline; what
+ * it did not reach stays due in the index and the next scheduled run picks it up.
+ */
+export async function sweep(deps: { ledger: LedgerDeps; schedule: ScheduleStore }, context: Pick<Context, "getRemainingTimeInMillis">): Promise<SweepSummary> {
+  const summary = await runSweep(deps.ledger, deps.schedule, {
+    remainingMs: () => context.getRemainingTimeInMillis(),
+    safetyMs: 15_000,
+    concurrency: 8,
+    onFailure: (userId, index, error) => logger.error("sweep: account failed", { userId, index, error: error as Error }),
+  });
+  logger.info("sweep summary", { summary });
+  metrics.addMetric("SweepDue", MetricUnit.Count, summary.due);
+  metrics.addMetric("SweepGranted", MetricUnit.Count, summary.granted);
+  metrics.addMetric("SweepSkipped", MetricUnit.Count, summary.skipped);
+  metrics.addMetric("SweepReleased", MetricUnit.Count, summary.released);
+  metrics.addMetric("SweepFailed", MetricUnit.Count, summary.failed);
+  metrics.addMetric("SweepIncomplete", MetricUnit.Count, summary.complete ? 0 : 1);
+  return summary;
+}
+
+const deps = sweepDeps();
+
+export const handler = middy<ScheduledEvent, SweepSummary>()
+  .use(injectLambdaContext(logger))
+  .use(logMetrics(metrics))
+  .handler((_event, context) => sweep(deps, context));

@@ -1,0 +1,58 @@
+import { readdirSync } from "node:fs";
+import { join, parse, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build, type Metafile } from "esbuild";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const FUNCTIONS_DIR = join(ROOT, "functions");
+export const DEFAULT_OUTDIR = join(ROOT, "dist", "functions");
+
+/** Each .ts file directly in functions/ is one Lambda; its name is the bundle's name. */
+export function functionEntries(dir = FUNCTIONS_DIR): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dir)
+      .filter((file) => file.endsWith(".ts") && !file.endsWith(".d.ts"))
+      .map((file) => [parse(file).name, join(dir, file)]),
+  );
+}
+
+export interface BuiltFunction {
+  name: string;
+  /** absolute path of the .mjs bundle; the Lambda handler is `<name>.handler` */
+  file: string;
+}
+
+/**
+ * Bundles every function for Lambda nodejs24.x: ESM, minified, with source maps, everything
+ * inlined (the AWS SDK too, so the bundle runs exactly the SDK version we tested).
+ */
+export async function bundleFunctions(
+  outdir = DEFAULT_OUTDIR,
+  entries = functionEntries(),
+): Promise<{ functions: BuiltFunction[]; metafile: Metafile }> {
+  const result = await build({
+    entryPoints: entries,
+    outdir,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node24",
+    minify: true,
+    sourcemap: true,
+    outExtension: { ".js": ".mjs" },
+    // Prefer the ESM builds of dependencies (smaller, tree-shaken).
+    mainFields: ["module", "main"],
+    // CommonJS inside an ESM bundle (parts of the AWS SDK) still calls require.
+    banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
+    metafile: true,
+    logLevel: "warning",
+  });
+  const functions = Object.keys(entries).map((name) => ({ name, file: resolve(outdir, `${name}.mjs`) }));
+  return { functions, metafile: result.metafile };
+}
+
+// `tsx infra/build.ts [outdir]` builds into dist/functions (or outdir).
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const { functions } = await bundleFunctions(process.argv[2] ? resolve(process.argv[2]) : DEFAULT_OUTDIR);
+  for (const fn of functions) console.log(`built ${fn.name} -> ${fn.file}`);
+}

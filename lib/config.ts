@@ -1,0 +1,131 @@
+import { z } from "zod";
+
+/**
+ * Every environment variable the functions read, validated once at cold start. To add one, add a
+ * key to `schema`; `loadConfig` names each bad or missing variable in its error.
+ */
+
+/** Deploy tooling often sets a variable to "" instead of leaving it out: treat that as unset. */
+const unsetIfBlank = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
+
+const requiredText = () =>
+  z.preprocess(
+    unsetIfBlank,
+    z.string({ error: (issue) => (issue.input === undefined ? "is required" : "must be a string") }),
+  );
+const optionalText = () => z.preprocess(unsetIfBlank, z.string().optional());
+
+const isLoopback = (url: URL) => ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+const httpUrl = (opts: { httpsUnlessLoopback?: boolean } = {}) =>
+  z.string().refine(
+    (value) => {
+      if (!URL.canParse(value)) return false;
+      const url = new URL(value);
+      if (url.protocol === "https:") return true;
+      return url.protocol === "http:" && (!opts.httpsUnlessLoopback || isLoopback(url));
+    },
+    { message: opts.httpsUnlessLoopback ? "must be an https URL (http only on localhost)" : "must be an http(s) URL" },
+  );
+
+/** Whole numbers only: "1.5", "1e3" or "ten" are refused rather than coerced. */
+const wholeNumber = (fallback: number, min: number, max: number) =>
+  z.preprocess(
+    unsetIfBlank,
+    z
+      .string()
+      .regex(/^\d{1,9}$/, "must be a whole number")
+      .transform(Number)
+      .pipe(z.number().int().min(min).max(max))
+      .optional()
+      .transform((value) => value ?? fallback),
+  );
+
+const stripePriceId = () => z.preprocess(unsetIfBlank, z.string().regex(/^price_\w+$/, "must be a Stripe price id (price_…)").optional());
+
+/** One price id per paid plan and interval, and per pack (see lib/catalog); read by billing. */
+export const STRIPE_PRICE_VARS = [
+  "STRIPE_PRICE_PLUS_MONTHLY",
+  "STRIPE_PRICE_PLUS_YEARLY",
+  "STRIPE_PRICE_PRO_MONTHLY",
+  "STRIPE_PRICE_PRO_YEARLY",
+  "STRIPE_PRICE_PACK_STARTER",
+  "STRIPE_PRICE_PACK_PRO",
+  "STRIPE_PRICE_PACK_ENTERPRISE",
+] as const;
+export type StripePriceVar = (typeof STRIPE_PRICE_VARS)[number];
+
+export const planPriceVar = (plan: string, interval: "month" | "year") =>
+  `STRIPE_PRICE_${plan.toUpperCase()}_${interval === "month" ? "MONTHLY" : "YEARLY"}`;
+export const packPriceVar = (pack: string) => `STRIPE_PRICE_PACK_${pack.toUpperCase()}`;
+
+const priceShape = Object.fromEntries(STRIPE_PRICE_VARS.map((name) => [name, stripePriceId()])) as Record<
+  StripePriceVar,
+  ReturnType<typeof stripePriceId>
+>;
+
+const schema = z
+  .object({
+    TABLE_NAME: requiredText().pipe(z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, "must be a DynamoDB table name")),
+    AUTH_JWT_SECRET: z.preprocess(unsetIfBlank, z.string().min(32, "must be at least 32 characters").optional()),
+    AUTH_JWKS_URL: z.preprocess(unsetIfBlank, httpUrl({ httpsUnlessLoopback: true }).optional()),
+    AUTH_ISSUER: optionalText(),
+    AUTH_AUDIENCE: optionalText(),
+    APP_URL: z.preprocess(unsetIfBlank, httpUrl().optional()),
+    AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
+    HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),
+    DYNAMODB_ENDPOINT: z.preprocess(unsetIfBlank, httpUrl().optional()),
+    AWS_REGION: optionalText(),
+    STRIPE_SECRET_KEY: optionalText(),
+    STRIPE_WEBHOOK_SECRET: optionalText(),
+    STRIPE_API_BASE: z.preprocess(unsetIfBlank, httpUrl().optional()),
+    ...priceShape,
+  });
+
+/**
+ * What each kind of function needs beyond the table: the user-facing API verifies tokens and builds
+ * URLs from APP_URL; the Stripe webhook and the sweep need neither (least privilege: they are not
+ * given the JWT secret at all). Checked even when single variables are bad, so every problem is
+ * named at once.
+ */
+export type ConfigProfile = "api" | "webhook" | "sweep";
+
+function profileChecks(env: Record<string, string | undefined>, profile: ConfigProfile): string[] {
+  if (profile !== "api") return [];
+  const set = (name: string) => unsetIfBlank(env[name]) !== undefined;
+  return [
+    ...(set("APP_URL") ? [] : ["APP_URL is required"]),
+    ...(set("AUTH_JWT_SECRET") || set("AUTH_JWKS_URL") ? [] : ["AUTH_JWT_SECRET or AUTH_JWKS_URL is required (one of them)"]),
+  ];
+}
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration: ${problems.join("; ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Pure: validates an environment and returns the typed config, or throws naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>, profile: ConfigProfile = "api"): Config {
+  const result = schema.safeParse(env);
+  const problems = [
+    ...(result.error?.issues ?? []).map((issue) => `${issue.path.join(".") || "env"} ${issue.message}`),
+    ...profileChecks(env, profile),
+  ];
+  if (result.success && problems.length === 0) return result.data;
+  throw new ConfigError(problems);
+}
+
+const cached = new Map<ConfigProfile, Config>();
+
+/** The process's config, validated on first use (the functions call it at cold start). */
+export function config(profile: ConfigProfile = "api"): Config {
+  let loaded = cached.get(profile);
+  if (!loaded) {
+    loaded = loadConfig(process.env, profile);
+    cached.set(profile, loaded);
+  }
+  return loaded;
+}

@@ -1,0 +1,63 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type Authenticator, createAuthenticator } from "./auth.js";
+import { catalog } from "./catalog.js";
+import { type Config, config } from "./config.js";
+import { createDynamoLedgerStore, LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
+import { createDynamoScheduleStore, type ScheduleStore } from "./sweep/schedule-store.js";
+
+/** What the HTTP functions need, built once per Lambda container from the validated config. */
+export interface AppDeps {
+  ledger: LedgerDeps;
+  auth: Authenticator;
+  /** the only origin CORS allows: APP_URL's */
+  corsOrigin: string;
+}
+
+/** DYNAMODB_ENDPOINT means DynamoDB Local: it wants some region and credentials, any will do. */
+export function dynamoClient(cfg: Config): DynamoDBClient {
+  if (!cfg.DYNAMODB_ENDPOINT) return new DynamoDBClient({});
+  return new DynamoDBClient({
+    endpoint: cfg.DYNAMODB_ENDPOINT,
+    region: cfg.AWS_REGION ?? "local",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  });
+}
+
+export function ledgerDeps(cfg: Config, client: DynamoDBClient): LedgerDeps {
+  return {
+    store: createDynamoLedgerStore(client, cfg.TABLE_NAME),
+    now: Date.now,
+    holdTtlMs: cfg.HOLD_TTL_SECONDS * 1000,
+    maxOpenHolds: LEDGER_DEFAULTS.maxOpenHolds,
+    authorizeRateLimitPerMinute: cfg.AUTHORIZE_RATE_LIMIT_PER_MINUTE,
+    catalog,
+  };
+}
+
+export function buildAppDeps(cfg: Config, client: DynamoDBClient = dynamoClient(cfg)): AppDeps {
+  return {
+    ledger: ledgerDeps(cfg, client),
+    auth: createAuthenticator({
+      jwtSecret: cfg.AUTH_JWT_SECRET,
+      jwksUrl: cfg.AUTH_JWKS_URL,
+      issuer: cfg.AUTH_ISSUER,
+      audience: cfg.AUTH_AUDIENCE,
+    }),
+    // The "api" config profile guarantees APP_URL; loadConfig refuses an api config without it.
+    corsOrigin: new URL(cfg.APP_URL ?? "invalid:").origin,
+  };
+}
+
+let cached: AppDeps | undefined;
+
+/** The container's deps: config validated and clients created on first call (cold start). */
+export function appDeps(): AppDeps {
+  cached ??= buildAppDeps(config());
+  return cached;
+}
+
+/** The sweep's deps: the ledger and the schedule indexes over one client. */
+export function sweepDeps(cfg: Config = config("sweep")): { ledger: LedgerDeps; schedule: ScheduleStore } {
+  const client = dynamoClient(cfg);
+  return { ledger: ledgerDeps(cfg, client), schedule: createDynamoScheduleStore(client, cfg.TABLE_NAME) };
+}

@@ -1,0 +1,79 @@
+import { type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
+import { afterAll, inject, vi } from "vitest";
+import { createAuthenticator } from "../../lib/auth.js";
+import type { Route } from "../../lib/http/stack.js";
+import { httpHandler } from "../../lib/http/stack.js";
+import type { LedgerDeps } from "../../lib/ledger/index.js";
+import type { AppDeps } from "../../lib/runtime.js";
+import { invoke, type EventOptions } from "./events.js";
+import { ledgerFixture } from "./ledger.js";
+import { TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "./tokens.js";
+
+export const APP_URL = "https://app.example.com";
+export const SONNET = "anthropic/claude-sonnet-4.5";
+export const OPUS = "anthropic/claude-opus-4.5";
+
+/**
+ * App deps over a fresh DynamoDB Local table (with the ledger fixture's test clock), HS256 auth
+ * with issuer and audience, and a `call(route, event)` that runs a function's route through the
+ * real middy stack.
+ */
+export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
+  const fx = await ledgerFixture(ledger);
+  const deps: AppDeps = {
+    ledger: fx.deps,
+    auth: createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE }),
+    corsOrigin: APP_URL,
+  };
+  const handlers = new Map<Route<AppDeps>, ReturnType<typeof httpHandler<AppDeps>>>();
+  const call = (route: Route<AppDeps>, event: EventOptions) => {
+    let handler = handlers.get(route);
+    if (!handler) {
+      handler = httpHandler(route, deps);
+      handlers.set(route, handler);
+    }
+    return invoke(handler, event);
+  };
+  return { ...fx, deps, call };
+}
+
+/** Every item stored under a user's partition: to prove a refused request wrote nothing. */
+export async function itemsOf(client: DynamoDBClient, tableName: string, userId: string) {
+  const { Items = [] } = await client.send(
+    new QueryCommand({
+      TableName: tableName,
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: `U#${userId}` } },
+      ConsistentRead: true,
+    }),
+  );
+  return Items.map((item) => unmarshall(item));
+}
+
+/** The environment a deployed function would get, pointed at a DynamoDB Local table. */
+export function functionEnv(tableName: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    TABLE_NAME: tableName,
+    DYNAMODB_ENDPOINT: inject("dynamoEndpoint"),
+    AWS_REGION: "local",
+    AUTH_JWT_SECRET: TEST_SECRET,
+    AUTH_ISSUER: TEST_ISSUER,
+    AUTH_AUDIENCE: TEST_AUDIENCE,
+    APP_URL,
+    ...overrides,
+  };
+}
+
+/**
+ * Imports the real function modules the way Lambda does: environment first, then the module, whose
+ * cold start reads it. Env stubs are undone when the test file ends.
+ */
+export async function importFunctions(env: Record<string, string>) {
+  for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
+  afterAll(() => {
+    vi.unstubAllEnvs();
+  });
+  const [gate, credits] = await Promise.all([import("../../functions/chat-gate.js"), import("../../functions/credits.js")]);
+  return { gate, credits };
+}

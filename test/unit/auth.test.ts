@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAuthenticator, type Principal, requireService, requireUser } from "../../lib/auth.js";
+import { ForbiddenError, UnauthorizedError, UpstreamError } from "../../lib/errors.js";
+import { captureLogs } from "../helpers/logs.js";
+import {
+  type JwksServer,
+  serviceToken,
+  signToken,
+  startJwksServer,
+  TEST_AUDIENCE,
+  TEST_ISSUER,
+  TEST_SECRET,
+  unsignedToken,
+  userToken,
+} from "../helpers/tokens.js";
+
+captureLogs();
+const hs = createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+const bearer = (token: string) => `Bearer ${token}`;
+
+describe("HS256 shared secret", () => {
+  it("turns a token with sub into a user principal", async () => {
+    expect(await hs.authenticate(bearer(await userToken("u-1")))).toEqual({
+      kind: "user",
+      userId: "u-1",
+      email: "u-1@example.com",
+    });
+  });
+
+  it("turns a token whose scope contains gate into a service principal", async () => {
+    expect(await hs.authenticate(bearer(await serviceToken({ scope: "read gate" })))).toEqual({
+      kind: "service",
+      scopes: ["read", "gate"],
+      subject: "chat-backend",
+    });
+    // scopes are whole words: `gateway` or `gate:write` is not `gate`
+    expect(await hs.authenticate(bearer(await userToken("u-2", { claims: { scope: "gateway gate:write" } })))).toMatchObject({
+      kind: "user",
+    });
+  });
+
+  it("allows a few seconds of clock skew and no more", async () => {
+    await expect(hs.authenticate(bearer(await userToken("u-3", { expiresIn: -3 })))).resolves.toMatchObject({ userId: "u-3" });
+    await expect(hs.authenticate(bearer(await userToken("u-3", { expiresIn: -30 })))).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(hs.authenticate(bearer(await userToken("u-3", { notBefore: 3 })))).resolves.toMatchObject({ userId: "u-3" });
+    await expect(hs.authenticate(bearer(await userToken("u-3", { notBefore: 60 })))).rejects.toBeInstanceOf(UnauthorizedError);
+  });
+
+  it.each([
+    ["no header", async () => undefined],
+    ["an empty bearer", async () => "Bearer "],
+    ["a non-bearer scheme", async () => `Token ${await userToken("u")}`],
+    ["an oversize header", async () => bearer(`${"a".repeat(9000)}.b.c`)],
+    ["no exp", async () => bearer(await userToken("u", { expiresIn: null }))],
+    ["a wrong signature", async () => bearer(await userToken("u", { secret: "x".repeat(40) }))],
+    ["alg none", async () => bearer(unsignedToken({ sub: "u" }))],
+    ["HS384", async () => bearer(await userToken("u", { alg: "HS384" }))],
+    ["a wrong audience", async () => bearer(await userToken("u", { audience: "other" }))],
+    ["no audience", async () => bearer(await userToken("u", { audience: null }))],
+    ["a wrong issuer", async () => bearer(await userToken("u", { issuer: "https://other/" }))],
+    ["no sub", async () => bearer(await signToken({ email: "a@b.c" }))],
+    ["an unusable sub", async () => bearer(await signToken({ sub: "a/b" }))],
+    ["a non-string scope", async () => bearer(await signToken({ sub: "u", scope: ["gate"] }))],
+    ["garbage", async () => "Bearer x.y.z"],
+  ])("refuses %s with UnauthorizedError", async (_name, header) => {
+    await expect(hs.authenticate(await header())).rejects.toBeInstanceOf(UnauthorizedError);
+  });
+
+  it("skips issuer and audience checks when they are not configured", async () => {
+    const open = createAuthenticator({ jwtSecret: TEST_SECRET });
+    await expect(open.authenticate(bearer(await userToken("u", { audience: null, issuer: null })))).resolves.toMatchObject({
+      userId: "u",
+    });
+  });
+});
+
+describe("JWKS", () => {
+  let jwks: JwksServer;
+  beforeAll(async () => {
+    jwks = await startJwksServer();
+  });
+  afterAll(() => jwks.close());
+
+  it("verifies RS256 and ES256 tokens against the remote key set, fetched once", async () => {
+    const auth = createAuthenticator({ jwksUrl: jwks.url, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    expect(await auth.authenticate(bearer(await jwks.sign({ sub: "u-rs" })))).toMatchObject({ kind: "user", userId: "u-rs" });
+    expect(await auth.authenticate(bearer(await jwks.sign({ sub: "svc", scope: "gate" }, { alg: "ES256" })))).toMatchObject({
+      kind: "service",
+    });
+    // a second authenticator for the same URL shares the module-scope key set
+    const again = createAuthenticator({ jwksUrl: jwks.url, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    await again.authenticate(bearer(await jwks.sign({ sub: "u-2" })));
+    expect(jwks.fetches()).toBe(1);
+  });
+
+  it("refuses HS256 tokens when only JWKS is configured, and expired ones", async () => {
+    const auth = createAuthenticator({ jwksUrl: jwks.url, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    await expect(auth.authenticate(bearer(await userToken("u")))).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(auth.authenticate(bearer(await jwks.sign({ sub: "u" }, { expiresIn: -60 })))).rejects.toBeInstanceOf(
+      UnauthorizedError,
+    );
+  });
+
+  it("accepts both kinds when both a secret and JWKS are configured", async () => {
+    const both = createAuthenticator({ jwtSecret: TEST_SECRET, jwksUrl: jwks.url, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    expect(await both.authenticate(bearer(await serviceToken()))).toMatchObject({ kind: "service" });
+    expect(await both.authenticate(bearer(await jwks.sign({ sub: "u-jwks" })))).toMatchObject({ userId: "u-jwks" });
+  });
+
+  it("answers 502, not 401, when the key set cannot be fetched", async () => {
+    const down = createAuthenticator({ jwksUrl: "http://127.0.0.1:9/jwks.json" });
+    await expect(down.authenticate(bearer(await jwks.sign({ sub: "u" })))).rejects.toBeInstanceOf(UpstreamError);
+  });
+});
+
+describe("route requirements", () => {
+  it("user routes take user principals only, gate routes service principals only", () => {
+    const user: Principal = { kind: "user", userId: "u" };
+    const service: Principal = { kind: "service", scopes: ["gate"] };
+    expect(requireUser(user)).toBe(user);
+    expect(requireService(service)).toBe(service);
+    expect(() => requireUser(service)).toThrow(ForbiddenError);
+    expect(() => requireService(user)).toThrow(ForbiddenError);
+  });
+});
