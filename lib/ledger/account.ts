@@ -1,4 +1,5 @@
 import type { BillingInterval, PlanId } from "../catalog.js";
+import type { LedgerEntry } from "./store.js";
 
 /** An open reservation of credits for one chat, keyed in the account by the caller's requestId. */
 export interface HoldRecord {
@@ -12,6 +13,13 @@ export interface HoldRecord {
   t: string;
   /** expires at (epoch ms): after this the sweep may release it */
   e: number;
+}
+
+/** A settle entry waiting in the account's outbox (see AccountRecord.pend). */
+export interface PendingEntry {
+  amount: number;
+  refs: Record<string, string | number>;
+  createdAt: number;
 }
 
 export interface SubscriptionState {
@@ -52,6 +60,15 @@ export interface AccountRecord {
   /** seq and balance when each hold was created: the settle fast path's expected state */
   holdSeq: Record<string, number>;
   holdBal: Record<string, number>;
+  /**
+   * Outbox of settle entries applied to the balance but not yet written as ledger items (the
+   * contended settle path; see settle.ts). `pendSeq`/`pendBal` hold the account's seq and balance
+   * just before each was applied, so its entry gets an exact seq and balanceAfter. Normally emptied
+   * within the same request; after a crash, by the next settle of the hold or by the sweep.
+   */
+  pend: Record<string, PendingEntry>;
+  pendSeq: Record<string, number>;
+  pendBal: Record<string, number>;
   /** the allowance period last granted (0 = the signup period) and its schedule */
   periodIndex: number;
   periodAnchor: number;
@@ -108,4 +125,32 @@ export function applyToSplit(split: Split, amount: number, bucket: Bucket): Spli
   }
   next.allowance -= owed;
   return next;
+}
+
+/** The ledger entry an outbox slot stands for: placed right after the seq/balance it was applied at. */
+export function outboxEntry(
+  userId: string,
+  key: string,
+  pending: PendingEntry,
+  seqBefore: number,
+  balanceBefore: number,
+): LedgerEntry {
+  return {
+    userId,
+    key,
+    amount: pending.amount,
+    balanceAfter: balanceBefore + pending.amount,
+    seq: seqBefore + 1,
+    reason: "settle",
+    bucket: "allowance",
+    refs: pending.refs,
+    createdAt: pending.createdAt,
+  };
+}
+
+/** Every entry waiting in an account's outbox. */
+export function outboxEntries(account: AccountRecord): LedgerEntry[] {
+  return Object.entries(account.pend ?? {}).map(([key, pending]) =>
+    outboxEntry(account.userId, key, pending, account.pendSeq?.[key] ?? 0, account.pendBal?.[key] ?? 0),
+  );
 }

@@ -8,9 +8,10 @@ import {
   type TransactWriteItem,
   TransactWriteItemsCommand,
   UpdateItemCommand,
+  type UpdateItemCommandInput,
 } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
-import type { AccountRecord } from "./account.js";
+import { type AccountRecord, outboxEntry, type PendingEntry } from "./account.js";
 import { ExpressionParts, updateExpression } from "./expression.js";
 import type {
   AccountCommit,
@@ -18,6 +19,7 @@ import type {
   HoldIdentity,
   LedgerEntry,
   LedgerStore,
+  OutboxSettle,
   ReleaseMarker,
   ReleaseOutcome,
   ReserveOutcome,
@@ -258,6 +260,75 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const { failed, items } = cancelledItems(error);
         if (failed.includes(0)) return { kind: "marked" };
         return { kind: "stale", account: items[1] ? toAccount(items[1]) : await getAccount(hold.userId) };
+      }
+    },
+
+    async settleToOutbox(request: OutboxSettle) {
+      const { hold, key, cost } = request;
+      const p = new ExpressionParts();
+      const path = (name: string) => p.path(name);
+      const pending: PendingEntry = { amount: -cost, refs: request.refs, createdAt: request.now };
+      const sets = [
+        `${path("balance")} = ${path("balance")} - ${p.value(cost)}`,
+        `${path("available")} = ${path("available")} + ${p.value(hold.reserved - cost)}`,
+        `${path("spent")} = ${path("spent")} + ${p.value(cost)}`,
+        `${path("seq")} = ${path("seq")} + ${p.value(1)}`,
+        // Right-hand operands are the values before this update: the entry's exact place.
+        `${p.path("pendSeq", key)} = ${path("seq")}`,
+        `${p.path("pendBal", key)} = ${path("balance")}`,
+        `${p.path("pend", key)} = ${p.value(pending)}`,
+        // Keeps the account visible to the sweep until the outbox is empty (crash recovery).
+        `${path("holdShard")} = if_not_exists(${path("holdShard")}, ${p.value(request.holdShard)})`,
+        `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
+      ];
+      const conditions = [
+        `${p.path("holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
+        `${p.path("holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
+        `${p.path("holds", hold.requestId, "m")} = ${p.value(hold.model)}`,
+      ];
+      try {
+        const { Attributes } = await client.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: accountKey(hold.userId),
+            UpdateExpression: updateExpression(sets, closeHoldPaths(p, hold.requestId)),
+            ConditionExpression: conditions.join(" AND "),
+            ...p.attributes(),
+            ReturnValues: "UPDATED_NEW",
+          }),
+        );
+        const updated = unmarshall(Attributes ?? {});
+        const seqBefore = Number(updated.pendSeq?.[key]);
+        const balanceBefore = Number(updated.pendBal?.[key]);
+        return {
+          kind: "applied" as const,
+          entry: outboxEntry(hold.userId, key, pending, seqBefore, balanceBefore),
+        };
+      } catch (error) {
+        if (error instanceof ConditionalCheckFailedException) return { kind: "stale" as const };
+        throw error;
+      }
+    },
+
+    async materialize(userId, entries) {
+      for (const entry of entries) {
+        const p = new ExpressionParts();
+        const removal: TransactWriteItem = {
+          Update: {
+            TableName: tableName,
+            Key: accountKey(userId),
+            UpdateExpression: updateExpression([], [p.path("pend", entry.key), p.path("pendSeq", entry.key), p.path("pendBal", entry.key)]),
+            ...p.attributes(),
+          },
+        };
+        try {
+          await transact([putNew(tableName, entryItem(entry)), removal]);
+        } catch (error) {
+          const { failed } = cancelledItems(error);
+          if (!failed.includes(0)) throw error;
+          // Written before (a retry after a crash): just empty the outbox slot.
+          await client.send(new UpdateItemCommand(removal.Update as UpdateItemCommandInput));
+        }
       }
     },
 

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { type BillingInterval, type Catalog, catalog as defaultCatalog, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
-import { type AccountRecord, heldOf, type SubscriptionState, splitOf } from "./account.js";
+import { type AccountRecord, heldOf, outboxEntries, type SubscriptionState, splitOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount, newAccount } from "./ensure-account.js";
 import type { LedgerEntry } from "./store.js";
@@ -137,7 +137,10 @@ export interface AuditReport {
 export async function auditAccount(deps: LedgerDeps, userIdInput: string): Promise<AuditReport> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   const account = await deps.store.getAccount(userId);
-  const entries: LedgerEntry[] = (await deps.store.allEntries(userId)).sort((a, b) => a.seq - b.seq);
+  // Entries still in the outbox (applied, not yet written out) are part of the ledger too.
+  const written = await deps.store.allEntries(userId);
+  const waiting = account ? outboxEntries(account).filter((entry) => !written.some((w) => w.key === entry.key)) : [];
+  const entries: LedgerEntry[] = [...written, ...waiting].sort((a, b) => a.seq - b.seq);
   const problems: string[] = [];
   let running = 0;
   entries.forEach((entry, index) => {

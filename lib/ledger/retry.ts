@@ -17,20 +17,25 @@ export function isRetryable(error: unknown): boolean {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Full-jitter exponential backoff, capped: contenders on one hot account spread out instead of colliding again. */
+const backoffMs = (attempt: number) => Math.random() * Math.min(250, 4 * 2 ** attempt);
+
 /**
  * Runs an optimistic step until it settles. `step` returns a value to finish or `undefined` to go
- * again (it saw a newer account state). Contention errors are retried with jittered exponential
- * backoff. Every step is a conditional write keyed by a business fact, so a retry can never apply
- * anything twice; when attempts run out nothing was written and the caller gets a retryable 409.
+ * again (it saw a newer account state). The first stale retry is immediate (the refused write
+ * returned the current state); later ones, and contention errors, back off with jitter. Every step
+ * is a conditional write keyed by a business fact, so a retry can never apply anything twice;
+ * when attempts run out nothing was written and the caller gets a retryable 409.
  */
-export async function untilSettled<T>(step: (attempt: number) => Promise<T | undefined>, maxAttempts = 30): Promise<T> {
+export async function untilSettled<T>(step: (attempt: number) => Promise<T | undefined>, maxAttempts = 40): Promise<T> {
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
     try {
       const result = await step(attempt);
       if (result !== undefined) return result;
+      if (attempt > 0) await sleep(backoffMs(attempt));
     } catch (error) {
       if (!isRetryable(error)) throw error;
-      await sleep(Math.random() * Math.min(200, 5 * 2 ** attempt));
+      await sleep(backoffMs(attempt));
     }
   }
   throw new BusyError();

@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { NotFoundError } from "../errors.js";
 import { costOfCall } from "../pricing.js";
-import type { HoldRecord } from "./account.js";
+import { type AccountRecord, type HoldRecord, outboxEntries } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
+import { shardOf } from "./schedule.js";
 import type { AccountCommit, HoldIdentity, LedgerEntry, ReleaseMarker } from "./store.js";
 import { parseInput } from "./validation.js";
 
@@ -95,49 +96,121 @@ const settleSchema = z.object({
 export type SettleInput = z.infer<typeof settleSchema>;
 
 /**
- * Charges a chat's actual cost and releases the rest of its hold, exactly once (invariant 5). The
- * steady state is one transaction built from the hold id alone. Settling a hold that was released
- * returns the release; settling one the sweep expired still records the true usage (it may take
- * the balance negative, which the gate then refuses until repaid).
+ * Charges a chat's actual cost and releases the rest of its hold, exactly once (invariant 5).
+ *
+ * Fast path (steady state): one transaction built from the hold id alone, conditioned on the
+ * account still being at the seq the hold was created at. When other entries landed since (a busy
+ * account), it does not retry that condition (which would make N concurrent settles cost O(N²)
+ * attempts): it switches to the commutative outbox path, which admits every concurrent settle
+ * first time. Settling a hold that was released returns the release; settling one the sweep
+ * expired still records the true usage (it may take the balance negative, which the gate then
+ * refuses until repaid).
  */
 export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<HoldOutcome> {
   const request = parseInput(settleSchema, input);
-  let ref = holdRef(request.holdId);
+  const ref = holdRef(request.holdId);
   costOfCall(ref.model, request.inputTokens, request.outputTokens); // validate before any I/O
-  let late = false;
+  const tokens = { inputTokens: request.inputTokens, outputTokens: request.outputTokens };
+  let fastPath = true;
+  let late: AccountRecord | undefined;
+  let known: AccountRecord | undefined; // the state a refused write returned, saving a read
   return untilSettled(async () => {
-    const cost = costOfCall(ref.model, request.inputTokens, request.outputTokens);
-    const commit = settleCommit(ref, cost, deps.now(), request, late);
-    const outcome = await deps.store.commit(commit);
-    if (outcome.kind === "committed") return settledOutcome(request.holdId, commit.entries[0] as LedgerEntry);
-    if (outcome.kind === "duplicate") return firstOutcome(deps, request.holdId, ref);
-    const account = outcome.account;
+    if (late) return lateSettle(deps, request.holdId, ref, tokens, late).then((result) => {
+      if (result === undefined) late = undefined;
+      return result;
+    });
+    if (fastPath) {
+      fastPath = false;
+      const commit = settleCommit(ref, costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, false);
+      const outcome = await deps.store.commit(commit);
+      if (outcome.kind === "committed") return settledOutcome(request.holdId, commit.entries[0] as LedgerEntry);
+      if (outcome.kind === "duplicate") return firstOutcome(deps, request.holdId, ref);
+      known = outcome.account;
+    }
+    const account = known ?? (await deps.store.getAccount(ref.userId));
+    known = undefined;
     const hold = account?.holds[ref.requestId];
-    if (account && isSameHold(hold, ref)) {
-      // The expected state was behind (another entry landed since authorize): retry at the real one.
-      ref = { ...ref, seq: account.seq, balance: account.balance, model: hold.m, reserved: hold.a };
-      late = false;
+    if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens);
+    const first = await firstOutcome(deps, request.holdId, ref);
+    if (first?.status === "expired" && account) {
+      late = account;
       return undefined;
     }
-    const entry = await deps.store.getEntry(ref.userId, settleKey(ref));
-    if (entry) return settledOutcome(request.holdId, entry);
-    const marker = await deps.store.getReleaseMarker(ref);
-    if (account && marker?.cause === "expired") {
-      late = true;
-      ref = { ...ref, seq: account.seq, balance: account.balance };
-      return undefined;
-    }
-    if (marker) return markerOutcome(request.holdId, marker);
+    if (first) return first;
     throw new NotFoundError("No such hold");
   });
 }
 
-async function firstOutcome(deps: LedgerDeps, holdId: string, ref: HoldIdentity): Promise<HoldOutcome> {
-  const entry = await deps.store.getEntry(ref.userId, settleKey(ref));
+function settleRefs(ref: HoldRef, hold: { a: number; m: string }, cost: number, tokens: { inputTokens: number; outputTokens: number }) {
+  return {
+    model: hold.m,
+    inputTokens: tokens.inputTokens,
+    outputTokens: tokens.outputTokens,
+    reserved: hold.a,
+    released: Math.max(0, hold.a - cost),
+    requestId: ref.requestId,
+  };
+}
+
+/** The contended path: one commutative write into the account's outbox, then the entry itself. */
+async function settleViaOutbox(
+  deps: LedgerDeps,
+  holdId: string,
+  ref: HoldRef,
+  hold: HoldRecord,
+  tokens: { inputTokens: number; outputTokens: number },
+): Promise<HoldOutcome | undefined> {
+  const cost = costOfCall(hold.m, tokens.inputTokens, tokens.outputTokens);
+  const applied = await deps.store.settleToOutbox({
+    hold: { ...ref, reserved: hold.a, model: hold.m },
+    key: settleKey(ref),
+    cost,
+    refs: settleRefs(ref, hold, cost, tokens),
+    now: deps.now(),
+    holdShard: shardOf(ref.userId),
+  });
+  if (applied.kind === "stale") return undefined; // the hold closed meanwhile: look again
+  await deps.store.materialize(ref.userId, [applied.entry]);
+  return settledOutcome(holdId, applied.entry);
+}
+
+/** Settles a hold the sweep already expired: no reservation left, the true usage is still charged. */
+async function lateSettle(
+  deps: LedgerDeps,
+  holdId: string,
+  ref: HoldRef,
+  tokens: { inputTokens: number; outputTokens: number },
+  account: AccountRecord,
+): Promise<HoldOutcome | undefined> {
+  const at = { ...ref, seq: account.seq, balance: account.balance };
+  const commit = settleCommit(at, costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true);
+  const outcome = await deps.store.commit(commit);
+  if (outcome.kind === "committed") return settledOutcome(holdId, commit.entries[0] as LedgerEntry);
+  if (outcome.kind === "duplicate") return firstOutcome(deps, holdId, ref);
+  return undefined;
+}
+
+/** How the hold ended, if it did: its settle entry (written or still in the outbox) or its release. */
+async function firstOutcome(deps: LedgerDeps, holdId: string, ref: HoldIdentity): Promise<HoldOutcome | undefined> {
+  const key = settleKey(ref);
+  const entry = await deps.store.getEntry(ref.userId, key);
   if (entry) return settledOutcome(holdId, entry);
+  const account = await deps.store.getAccount(ref.userId);
+  const pending = account ? outboxEntries(account).find((candidate) => candidate.key === key) : undefined;
+  if (pending) {
+    await deps.store.materialize(ref.userId, [pending]);
+    return settledOutcome(holdId, pending);
+  }
   const marker = await deps.store.getReleaseMarker(ref);
-  if (marker) return markerOutcome(holdId, marker);
-  throw new NotFoundError("No such hold");
+  return marker ? markerOutcome(holdId, marker) : undefined;
+}
+
+/** Writes out whatever a crash left in an account's outbox (the sweep calls this). */
+export async function materializeOutbox(deps: LedgerDeps, userId: string): Promise<number> {
+  const account = await deps.store.getAccount(userId);
+  const pending = account ? outboxEntries(account) : [];
+  if (pending.length) await deps.store.materialize(userId, pending);
+  return pending.length;
 }
 
 type CloseResult = { outcome: HoldOutcome; closedNow: boolean } | "declined";
@@ -154,7 +227,11 @@ async function closeWithoutCharge(
   cause: ReleaseMarker["cause"],
   shouldClose: (hold: HoldRecord) => boolean,
 ): Promise<CloseResult> {
-  const earlier = async () => ({ outcome: await firstOutcome(deps, holdId, ref), closedNow: false });
+  const earlier = async () => {
+    const outcome = await firstOutcome(deps, holdId, ref);
+    if (!outcome) throw new NotFoundError("No such hold");
+    return { outcome, closedNow: false };
+  };
   return untilSettled<CloseResult>(async () => {
     const account = await deps.store.getAccount(ref.userId);
     const hold = account?.holds[ref.requestId];

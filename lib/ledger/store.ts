@@ -60,7 +60,7 @@ export interface AccountCommit {
   availableDelta: number;
   spentDelta?: number;
   /** scalar attributes to overwrite (split rebase, period schedule, plan...) */
-  set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBal" | "rl">>;
+  set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBal" | "rl" | "pend" | "pendSeq" | "pendBal">>;
   remove?: (keyof AccountRecord)[];
   /** settle: the hold must still be open with exactly this reservation; it is closed */
   closeHold?: HoldIdentity & { reserved: number; model: string };
@@ -68,6 +68,15 @@ export interface AccountCommit {
   requireAvailable?: number;
   /** allowance grants: the account's last granted period must be below this one */
   periodBelow?: number;
+}
+
+export interface OutboxSettle {
+  hold: HoldIdentity & { reserved: number; model: string };
+  key: string;
+  cost: number;
+  refs: Record<string, string | number>;
+  now: number;
+  holdShard: string;
 }
 
 export type CommitOutcome =
@@ -108,6 +117,15 @@ export interface LedgerStore {
   commit(commit: AccountCommit): Promise<CommitOutcome>;
   /** Closes an open hold without charging and records why; `marked` if a marker already existed. */
   release(hold: HoldIdentity & { reserved: number }, marker: ReleaseMarker): Promise<ReleaseOutcome>;
+  /**
+   * The contended settle: closes the hold and applies the charge with one commutative UpdateItem
+   * (no seq condition, so concurrent settles of one account never refuse each other), recording
+   * the entry in the account's outbox with the seq and balance it was applied at. `stale` when the
+   * hold is no longer open as described.
+   */
+  settleToOutbox(request: OutboxSettle): Promise<{ kind: "applied"; entry: LedgerEntry } | { kind: "stale" }>;
+  /** Writes outbox entries as ledger items (idempotent by key) and removes them from the outbox. */
+  materialize(userId: string, entries: LedgerEntry[]): Promise<void>;
   getEntry(userId: string, key: string): Promise<LedgerEntry | undefined>;
   getReleaseMarker(hold: HoldIdentity): Promise<ReleaseMarker | undefined>;
   /** Newest first, entries with seq < beforeSeq (when given). */

@@ -1,6 +1,6 @@
 import type { LedgerDeps } from "../ledger/deps.js";
 import { grantAllowanceIfDue } from "../ledger/grant.js";
-import { releaseExpiredHolds } from "../ledger/settle.js";
+import { materializeOutbox, releaseExpiredHolds } from "../ledger/settle.js";
 import type { ScheduleIndex, ScheduleStore } from "./schedule-store.js";
 
 export interface SweepSummary {
@@ -49,6 +49,7 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
         else summary.skipped += 1;
       } else {
         summary.released += (await releaseExpiredHolds(deps, userId)).length;
+        await materializeOutbox(deps, userId); // only non-empty after a crash mid-settle
         await schedule.refreshHoldDue(userId);
       }
     } catch (error) {

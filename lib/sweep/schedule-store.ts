@@ -70,8 +70,13 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
               TableName: tableName,
               Key: key,
               UpdateExpression: "REMOVE #shard, #due",
-              ConditionExpression: "size(#holds) = :zero",
-              ExpressionAttributeNames: { "#shard": INDEXES.holdDue.partitionKey, "#due": INDEXES.holdDue.sortKey, "#holds": "holds" },
+              ConditionExpression: "size(#holds) = :zero AND (attribute_not_exists(#pend) OR size(#pend) = :zero)",
+              ExpressionAttributeNames: {
+                "#shard": INDEXES.holdDue.partitionKey,
+                "#due": INDEXES.holdDue.sortKey,
+                "#holds": "holds",
+                "#pend": "pend",
+              },
               ExpressionAttributeValues: marshall({ ":zero": 0 }),
             }),
           );

@@ -44,15 +44,17 @@ describe("DynamoDB requests per operation", () => {
     }
   });
 
-  it("a settle whose expected state is stale costs one retry, not a read", async () => {
+  it("a settle whose expected state is stale goes through the outbox: no read, no retry loop", async () => {
     const user = uniqueUser();
     const first = await authorizeChat(fx.deps, chat(user, "a"));
     const second = await authorizeChat(fx.deps, chat(user, "b"));
     await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1, outputTokens: 1 });
     fx.requests.reset();
     await settleChat(fx.deps, { holdId: second.holdId, inputTokens: 1, outputTokens: 1 });
-    expect(Object.fromEntries(fx.requests.counts)).toEqual({ TransactWriteItemsCommand: 2 });
+    // The refused fast path, the commutative outbox write, and the entry written out.
+    expect(Object.fromEntries(fx.requests.counts)).toEqual({ TransactWriteItemsCommand: 2, UpdateItemCommand: 1 });
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
+    expect((await fx.deps.store.getAccount(user))?.pend).toEqual({});
   });
 });
 
