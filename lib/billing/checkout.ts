@@ -1,0 +1,185 @@
+import { randomUUID } from "node:crypto";
+import { type BillingInterval, type PackId, type PlanId, planOf } from "../catalog.js";
+import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
+import { ensureAccount } from "../ledger/index.js";
+import { logger } from "../logger.js";
+import type { BillingDeps } from "./deps.js";
+import type { BillingAccount, CheckoutKind, PendingCheckout } from "./store.js";
+import type { StripePort } from "./stripe-port.js";
+import { isLive } from "./subscription.js";
+
+export function requireStripe(deps: BillingDeps): StripePort {
+  if (!deps.stripe) throw new StripeNotConfiguredError(["STRIPE_SECRET_KEY"]);
+  return deps.stripe;
+}
+
+/** The Stripe port and a configured price, or 503 naming everything that is missing. */
+export function requireStripeAndPrice(
+  deps: BillingDeps,
+  price: string | undefined,
+  priceVar: string,
+): { stripe: StripePort; price: string } {
+  const missing = [...(deps.stripe ? [] : ["STRIPE_SECRET_KEY"]), ...(price ? [] : [priceVar])];
+  if (!deps.stripe || !price) throw new StripeNotConfiguredError(missing);
+  return { stripe: deps.stripe, price };
+}
+
+/** An absolute URL under APP_URL (whatever path APP_URL itself has). */
+export function appLink(deps: Pick<BillingDeps, "appUrl">, path: string): string {
+  const base = deps.appUrl.endsWith("/") ? deps.appUrl : `${deps.appUrl}/`;
+  return new URL(path, base).toString();
+}
+
+/**
+ * The user's Stripe customer, created on first need. Stripe's idempotency key (per user) makes a
+ * retried or concurrent create return the same customer; the mapping item is written before the
+ * account's `stripeCustomerId`, and that one only if none is set, so an account never points at
+ * a customer webhooks cannot resolve, and never changes customer.
+ */
+export async function ensureCustomer(deps: BillingDeps, account: BillingAccount, email: string | undefined): Promise<string> {
+  if (account.stripeCustomerId) return account.stripeCustomerId;
+  const stripe = requireStripe(deps);
+  const customer = await stripe.createCustomer(
+    { userId: account.userId, ...(email ? { email } : {}) },
+    `creditgate:customer:${account.userId}`,
+  );
+  await deps.store.putCustomerUser(customer.id, account.userId, deps.ledger.now());
+  const linked = await deps.store.linkAccountCustomer(account.userId, customer.id);
+  if (linked !== customer.id) {
+    logger.warn("account already had another Stripe customer; keeping it", { userId: account.userId, kept: linked, unused: customer.id });
+  }
+  return linked;
+}
+
+function pendingConflict(existing: PendingCheckout | undefined): ConflictError {
+  return new ConflictError("A checkout is already in progress; finish it or wait until it expires", "CONFLICT", {
+    reason: "CHECKOUT_PENDING",
+    ...(existing?.url ? { checkoutUrl: existing.url } : {}),
+    ...(existing ? { expiresAt: new Date(existing.expiresAt).toISOString() } : {}),
+  });
+}
+
+/**
+ * Runs one Checkout Session creation under the account's pending marker: the marker is claimed
+ * first (a double click gets 409), the Stripe idempotency key is the marker's nonce (an SDK
+ * retry returns the same session), and a Stripe failure releases the marker, so nothing is left
+ * half-done.
+ */
+async function withPendingCheckout(
+  deps: BillingDeps,
+  account: BillingAccount,
+  kind: CheckoutKind,
+  create: (input: { customer: string; idempotencyKey: string; expiresAt: number }) => Promise<{ id: string; url: string }>,
+  email: string | undefined,
+): Promise<{ checkoutUrl: string }> {
+  const now = deps.ledger.now();
+  const marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs };
+  const claim = await deps.store.claimCheckout(account.userId, kind, marker, now);
+  if (!claim.claimed) throw pendingConflict(claim.existing);
+  let session: { id: string; url: string };
+  try {
+    const customer = await ensureCustomer(deps, account, email);
+    session = await create({
+      customer,
+      idempotencyKey: `creditgate:checkout:${kind}:${account.userId}:${marker.nonce}`,
+      expiresAt: marker.expiresAt,
+    });
+  } catch (error) {
+    await deps.store.releaseCheckout(account.userId, kind, { nonce: marker.nonce }).catch((releaseError: unknown) => {
+      // The marker expires on its own; the caller still learns what failed first.
+      logger.error("could not release a checkout marker", releaseError as Error);
+    });
+    throw error;
+  }
+  await deps.store.recordCheckoutSession(account.userId, kind, marker.nonce, session);
+  return { checkoutUrl: session.url };
+}
+
+const successUrl = (deps: BillingDeps, kind: CheckoutKind) =>
+  `${appLink(deps, `billing/success`)}?kind=${kind}&session_id={CHECKOUT_SESSION_ID}`;
+
+export interface SubscriptionCheckoutInput {
+  userId: string;
+  email?: string | undefined;
+  plan?: PlanId;
+  interval?: BillingInterval;
+}
+
+/**
+ * POST /v1/billing/subscribe: a Checkout Session in subscription mode for a paid plan, its price
+ * taken from configuration. The user id travels as client_reference_id and in the metadata of
+ * the session and of the subscription it creates (webhooks read them after verification).
+ */
+export async function startSubscriptionCheckout(
+  deps: BillingDeps,
+  input: SubscriptionCheckoutInput,
+): Promise<{ checkoutUrl: string }> {
+  const plan = input.plan ?? "pro";
+  const interval = input.interval ?? "month";
+  const definition = planOf(plan, deps.ledger.catalog);
+  if (!definition.paid) throw new ValidationError("plan: the free plan needs no subscription", "plan");
+  if (!definition.intervals.includes(interval)) throw new ValidationError(`interval: ${plan} is not sold ${interval}ly`, "interval");
+  const { stripe, price } = requireStripeAndPrice(deps, deps.prices.planPrice(plan, interval), deps.prices.planPriceVar(plan, interval));
+
+  const account = (await ensureAccount(deps.ledger, input.userId)) as BillingAccount;
+  if (isLive(account.subscription?.status) || deps.ledger.catalog.plans[account.plan]?.paid) {
+    throw new ConflictError("You already have a subscription; use change-plan or the billing portal", "CONFLICT", {
+      reason: "SUBSCRIPTION_EXISTS",
+    });
+  }
+  const metadata = { userId: account.userId, plan, interval };
+  return withPendingCheckout(
+    deps,
+    account,
+    "subscription",
+    ({ customer, idempotencyKey, expiresAt }) =>
+      stripe.createCheckoutSession(
+        {
+          mode: "subscription",
+          customer,
+          client_reference_id: account.userId,
+          line_items: [{ price, quantity: 1 }],
+          metadata,
+          subscription_data: { metadata },
+          success_url: successUrl(deps, "subscription"),
+          cancel_url: appLink(deps, "billing/cancel"),
+          expires_at: Math.floor(expiresAt / 1000),
+        },
+        idempotencyKey,
+      ),
+    input.email,
+  );
+}
+
+/** POST /v1/billing/checkout: a one-time Checkout Session (payment mode) for a credit pack. */
+export async function startPackCheckout(
+  deps: BillingDeps,
+  input: { userId: string; email?: string | undefined; pack: PackId },
+): Promise<{ checkoutUrl: string }> {
+  if (!deps.ledger.catalog.packs[input.pack]) throw new ValidationError(`pack: unknown pack ${input.pack}`, "pack");
+  const { stripe, price } = requireStripeAndPrice(deps, deps.prices.packPrice(input.pack), deps.prices.packPriceVar(input.pack));
+
+  const account = (await ensureAccount(deps.ledger, input.userId)) as BillingAccount;
+  const metadata = { userId: account.userId, pack: input.pack };
+  return withPendingCheckout(
+    deps,
+    account,
+    "pack",
+    ({ customer, idempotencyKey, expiresAt }) =>
+      stripe.createCheckoutSession(
+        {
+          mode: "payment",
+          customer,
+          client_reference_id: account.userId,
+          line_items: [{ price, quantity: 1 }],
+          metadata,
+          payment_intent_data: { metadata },
+          success_url: successUrl(deps, "pack"),
+          cancel_url: appLink(deps, "billing/cancel"),
+          expires_at: Math.floor(expiresAt / 1000),
+        },
+        idempotencyKey,
+      ),
+    input.email,
+  );
+}

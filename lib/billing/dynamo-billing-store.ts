@@ -1,0 +1,282 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import type {
+  BillingStore,
+  CheckoutKind,
+  ClawRecord,
+  ExtraSubscription,
+  PendingCheckout,
+  PurchaseRecord,
+  WebhookReceipt,
+} from "./store.js";
+
+/**
+ * Billing's items in the single table (the ledger owns `U#…/ACCOUNT`'s credit fields and `E#…`):
+ *
+ * | pk            | sk         | what                                                        |
+ * | ------------- | ---------- | ----------------------------------------------------------- |
+ * | `U#<user>`    | `ACCOUNT`  | billing attributes only: stripeCustomerId, subscription,     |
+ * |               |            | paymentFailedAt, pendingCheckout, pendingPackCheckout,      |
+ * |               |            | extraSubscriptions (never balance, seq, holds, allowance…)   |
+ * | `C#<cus_…>`   | `CUSTOMER` | customer → user, for webhooks                               |
+ * | `EVT#<evt_…>` | `RECEIPT`  | webhook event applied (dedupe + audit), removed by TTL      |
+ * | `PUR#<pi|in>` | `PURCHASE` | what a payment bought (refund and dispute basis)            |
+ * | `CLAW#<ch_…>` | `CLAW`     | refunds and disputes already clawed back for a charge       |
+ *
+ * Account updates are all conditioned on `attribute_exists(pk)`: billing never creates a partial
+ * account item (the ledger creates accounts, with their signup entry).
+ */
+const userPk = (userId: string) => `U#${userId}`;
+const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: "ACCOUNT" });
+const customerKey = (customerId: string) => ({ pk: `C#${customerId}`, sk: "CUSTOMER" });
+const receiptKey = (eventId: string) => ({ pk: `EVT#${eventId}`, sk: "RECEIPT" });
+const purchaseKey = (id: string) => ({ pk: `PUR#${id}`, sk: "PURCHASE" });
+const clawKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
+
+const MARKER_ATTRIBUTE: Record<CheckoutKind, string> = {
+  subscription: "pendingCheckout",
+  pack: "pendingPackCheckout",
+};
+
+const isConditionFailure = (error: unknown) => error instanceof ConditionalCheckFailedException;
+
+function strip(item: Record<string, AttributeValue>): Record<string, unknown> {
+  const { pk: _pk, sk: _sk, ttl: _ttl, ...rest } = unmarshall(item);
+  return rest;
+}
+
+export function createDynamoBillingStore(client: DynamoDBClient, tableName: string): BillingStore {
+  async function get(key: Record<string, string>): Promise<Record<string, unknown> | undefined> {
+    const { Item } = await client.send(new GetItemCommand({ TableName: tableName, Key: marshall(key), ConsistentRead: true }));
+    return Item ? strip(Item) : undefined;
+  }
+
+  /** A conditional account update; false when the condition did not hold (nothing written). */
+  async function updateAccount(
+    userId: string,
+    update: string,
+    condition: string,
+    names: Record<string, string>,
+    values?: Record<string, unknown>,
+  ): Promise<{ ok: true } | { ok: false; old: Record<string, unknown> | undefined }> {
+    try {
+      await client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: accountKey(userId),
+          UpdateExpression: update,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: names,
+          ...(values ? { ExpressionAttributeValues: marshall(values, { removeUndefinedValues: true }) } : {}),
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        }),
+      );
+      return { ok: true };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      const item = (error as ConditionalCheckFailedException).Item;
+      return { ok: false, old: item ? strip(item) : undefined };
+    }
+  }
+
+  async function putNew(item: Record<string, unknown>): Promise<boolean> {
+    try {
+      await client.send(
+        new PutItemCommand({
+          TableName: tableName,
+          Item: marshall(item, { removeUndefinedValues: true }),
+          ConditionExpression: "attribute_not_exists(#pk)",
+          ExpressionAttributeNames: { "#pk": "pk" },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw error;
+    }
+  }
+
+  return {
+    async getCustomerUser(customerId) {
+      const item = await get(customerKey(customerId));
+      return typeof item?.userId === "string" ? item.userId : undefined;
+    },
+
+    async putCustomerUser(customerId, userId, now) {
+      try {
+        await client.send(
+          new PutItemCommand({
+            TableName: tableName,
+            Item: marshall({ ...customerKey(customerId), customerId, userId, createdAt: now }),
+            ConditionExpression: "attribute_not_exists(#pk) OR #userId = :userId",
+            ExpressionAttributeNames: { "#pk": "pk", "#userId": "userId" },
+            ExpressionAttributeValues: marshall({ ":userId": userId }),
+          }),
+        );
+      } catch (error) {
+        if (isConditionFailure(error)) throw new Error(`Stripe customer ${customerId} already belongs to another user`);
+        throw error;
+      }
+    },
+
+    async linkAccountCustomer(userId, customerId) {
+      const result = await updateAccount(
+        userId,
+        "SET #c = :c",
+        "attribute_exists(#pk) AND (attribute_not_exists(#c) OR #c = :c)",
+        { "#pk": "pk", "#c": "stripeCustomerId" },
+        { ":c": customerId },
+      );
+      if (result.ok) return customerId;
+      const existing = result.old?.stripeCustomerId;
+      if (typeof existing !== "string") throw new Error(`account ${userId} does not exist`);
+      return existing;
+    },
+
+    async claimCheckout(userId, kind, marker, now) {
+      const result = await updateAccount(
+        userId,
+        "SET #m = :marker",
+        "attribute_exists(#pk) AND (attribute_not_exists(#m) OR #m.#exp < :now)",
+        { "#pk": "pk", "#m": MARKER_ATTRIBUTE[kind], "#exp": "expiresAt" },
+        { ":marker": marker, ":now": now },
+      );
+      if (result.ok) return { claimed: true };
+      if (!result.old) throw new Error(`account ${userId} does not exist`);
+      return { claimed: false, existing: result.old[MARKER_ATTRIBUTE[kind]] as PendingCheckout | undefined };
+    },
+
+    async recordCheckoutSession(userId, kind, nonce, session) {
+      // Not recorded when the marker was meanwhile released or replaced: nothing left to point at.
+      await updateAccount(
+        userId,
+        "SET #m.#sid = :sid, #m.#url = :url",
+        "#m.#nonce = :nonce",
+        { "#m": MARKER_ATTRIBUTE[kind], "#sid": "sessionId", "#url": "url", "#nonce": "nonce" },
+        { ":sid": session.id, ":url": session.url, ":nonce": nonce },
+      );
+    },
+
+    async releaseCheckout(userId, kind, match) {
+      const byNonce = "nonce" in match;
+      await updateAccount(
+        userId,
+        "REMOVE #m",
+        "#m.#field = :value",
+        { "#m": MARKER_ATTRIBUTE[kind], "#field": byNonce ? "nonce" : "sessionId" },
+        { ":value": byNonce ? match.nonce : match.sessionId },
+      );
+    },
+
+    async replaceSubscription(userId, next, expected) {
+      const names: Record<string, string> = { "#pk": "pk", "#sub": "subscription" };
+      const values: Record<string, unknown> = { ":next": next };
+      let condition = "attribute_exists(#pk) AND attribute_not_exists(#sub)";
+      if (expected) {
+        Object.assign(names, { "#id": "id", "#t": "lastEventAt" });
+        Object.assign(values, { ":id": expected.id, ":t": expected.lastEventAt });
+        condition = "attribute_exists(#pk) AND #sub.#id = :id AND #sub.#t = :t";
+      }
+      const result = await updateAccount(userId, "SET #sub = :next", condition, names, values);
+      return result.ok;
+    },
+
+    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription) {
+      // A nested SET needs the map to exist; the first extra creates it. Either write may lose a
+      // race with the other, so try both a few times.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const nested = await updateAccount(
+          userId,
+          "SET #x.#s = :extra",
+          "attribute_exists(#x)",
+          { "#x": "extraSubscriptions", "#s": subscriptionId },
+          { ":extra": extra },
+        );
+        if (nested.ok) return;
+        const whole = await updateAccount(
+          userId,
+          "SET #x = :map",
+          "attribute_exists(#pk) AND attribute_not_exists(#x)",
+          { "#pk": "pk", "#x": "extraSubscriptions" },
+          { ":map": { [subscriptionId]: extra } },
+        );
+        if (whole.ok) return;
+        if (!whole.old) throw new Error(`account ${userId} does not exist`);
+      }
+      throw new Error(`could not record extra subscription ${subscriptionId}`);
+    },
+
+    async removeExtraSubscription(userId, subscriptionId) {
+      await updateAccount(userId, "REMOVE #x.#s", "attribute_exists(#x.#s)", {
+        "#x": "extraSubscriptions",
+        "#s": subscriptionId,
+      });
+    },
+
+    async markPaymentFailed(userId, at) {
+      await updateAccount(
+        userId,
+        "SET #pf = :at",
+        "attribute_exists(#pk) AND (attribute_not_exists(#pf) OR #pf < :at)",
+        { "#pk": "pk", "#pf": "paymentFailedAt" },
+        { ":at": at },
+      );
+    },
+
+    async clearPaymentFailed(userId, paidAt) {
+      await updateAccount(userId, "REMOVE #pf", "#pf <= :paid", { "#pf": "paymentFailedAt" }, { ":paid": paidAt });
+    },
+
+    async putPurchase(purchase: PurchaseRecord) {
+      // The first record of a payment stands: a redelivery writes the same facts again.
+      await putNew({ ...purchaseKey(purchase.id), ...purchase });
+    },
+
+    async getPurchase(id) {
+      return (await get(purchaseKey(id))) as PurchaseRecord | undefined;
+    },
+
+    async getClaw(chargeId) {
+      return (await get(clawKey(chargeId))) as ClawRecord | undefined;
+    },
+
+    async putClaw(claw: ClawRecord, expectedVersion) {
+      if (expectedVersion === 0) return putNew({ ...clawKey(claw.chargeId), ...claw });
+      try {
+        await client.send(
+          new PutItemCommand({
+            TableName: tableName,
+            Item: marshall({ ...clawKey(claw.chargeId), ...claw }),
+            ConditionExpression: "#v = :v",
+            ExpressionAttributeNames: { "#v": "version" },
+            ExpressionAttributeValues: marshall({ ":v": expectedVersion }),
+          }),
+        );
+        return true;
+      } catch (error) {
+        if (isConditionFailure(error)) return false;
+        throw error;
+      }
+    },
+
+    async getReceipt(eventId) {
+      return (await get(receiptKey(eventId))) as WebhookReceipt | undefined;
+    },
+
+    async putReceipt(receipt: WebhookReceipt, ttlSeconds) {
+      await putNew({
+        ...receiptKey(receipt.eventId),
+        ...receipt,
+        ttl: Math.floor(receipt.receivedAt / 1000) + ttlSeconds,
+      });
+    },
+  };
+}
+

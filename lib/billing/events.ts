@@ -1,0 +1,297 @@
+import type { z } from "zod";
+import { isPackId, isPlanId, planOf } from "../catalog.js";
+import { ensureAccount, grantCredits } from "../ledger/index.js";
+import { logger } from "../logger.js";
+import { requireStripe } from "./checkout.js";
+import type { BillingDeps } from "./deps.js";
+import { grantUpgradeTopUp } from "./manage.js";
+import { clawBackPayment } from "./refunds.js";
+import {
+  chargeSchema,
+  checkoutSessionSchema,
+  disputeSchema,
+  invoiceSchema,
+  subscriptionLinePrices,
+  subscriptionSchema,
+  userIdFrom,
+} from "./stripe-objects.js";
+import { applySubscription, snapshotOf } from "./subscription.js";
+
+/** The part of a verified Stripe event billing reads. */
+export interface StripeEventEnvelope {
+  id: string;
+  type: string;
+  /** epoch seconds */
+  created: number;
+  data: { object: unknown };
+}
+
+/**
+ * Whose event this is: the customer → user mapping we wrote when we created the customer, else
+ * the user id we put in the object's metadata (read only after the signature was verified).
+ */
+async function resolveUser(
+  deps: BillingDeps,
+  customerId: string | null | undefined,
+  ...claimed: (string | null | undefined)[]
+): Promise<string | undefined> {
+  const mapped = customerId ? await deps.store.getCustomerUser(customerId) : undefined;
+  const fromMetadata = userIdFrom(...claimed);
+  if (mapped && fromMetadata && mapped !== fromMetadata) {
+    logger.error("metadata user differs from the customer's user; trusting the customer mapping", {
+      customer: customerId,
+      mapped,
+      fromMetadata,
+    });
+  }
+  return mapped ?? fromMetadata;
+}
+
+type Handler = (deps: BillingDeps, event: StripeEventEnvelope) => Promise<string>;
+
+/** Parses the event's object; a shape we cannot read is logged and ignored (a retry would not help). */
+function objectOf<T extends z.ZodType>(schema: T, event: StripeEventEnvelope): z.infer<T> | undefined {
+  const parsed = schema.safeParse(event.data.object);
+  if (parsed.success) return parsed.data;
+  logger.error("stripe event object not understood", {
+    eventId: event.id,
+    type: event.type,
+    issue: parsed.error.issues[0]?.message,
+    path: parsed.error.issues[0]?.path?.join("."),
+  });
+  return undefined;
+}
+
+const MALFORMED = "ignored_malformed_object";
+const UNKNOWN_CUSTOMER = "ignored_unknown_customer";
+const eventTime = (event: StripeEventEnvelope) => event.created * 1000;
+
+/**
+ * checkout.session.completed / async_payment_succeeded. Subscription mode links customer,
+ * subscription and plan (from the subscription as Stripe has it now) and grants nothing: the
+ * paid invoice grants. Payment mode grants the pack once per session, only once paid.
+ */
+const onCheckoutCompleted: Handler = async (deps, event) => {
+  const session = objectOf(checkoutSessionSchema, event);
+  if (!session) return MALFORMED;
+  const userId = await resolveUser(deps, session.customer, session.metadata?.userId, session.client_reference_id);
+  if (!userId) return UNKNOWN_CUSTOMER;
+  const kind = session.mode === "subscription" ? "subscription" : session.mode === "payment" ? "pack" : undefined;
+  if (!kind) return "ignored_checkout_mode";
+  await ensureAccount(deps.ledger, userId);
+  if (session.customer) {
+    await deps.store.putCustomerUser(session.customer, userId, deps.ledger.now());
+    await deps.store.linkAccountCustomer(userId, session.customer);
+  }
+  // The checkout is over: the user may start another one.
+  await deps.store.releaseCheckout(userId, kind, { sessionId: session.id });
+
+  if (kind === "subscription") {
+    if (!session.subscription) return "ignored_no_subscription";
+    const remote = await requireStripe(deps).retrieveSubscription(session.subscription);
+    const parsed = remote ? subscriptionSchema.safeParse(remote) : undefined;
+    if (!parsed?.success) {
+      logger.error("checkout's subscription not found or not understood", { subscription: session.subscription });
+      return "ignored_subscription_unavailable";
+    }
+    return `subscription_${await applySubscription(deps, userId, snapshotOf(parsed.data, deps), eventTime(event))}`;
+  }
+
+  if (session.payment_status !== "paid") return "pack_awaiting_payment";
+  const pack = session.metadata?.pack;
+  if (!pack || !isPackId(pack) || !deps.ledger.catalog.packs[pack]) {
+    logger.error("paid pack session without a known pack", { session: session.id, pack });
+    return "ignored_unknown_pack";
+  }
+  const credits = deps.ledger.catalog.packs[pack].credits;
+  const grantKey = `pack#${session.id}`;
+  if (session.payment_intent) {
+    await deps.store.putPurchase({
+      id: session.payment_intent,
+      userId,
+      credits,
+      bucket: "purchased",
+      grantKey,
+      amountCents: session.amount_total ?? 0,
+      createdAt: deps.ledger.now(),
+    });
+  }
+  const result = await grantCredits(deps.ledger, {
+    userId,
+    key: grantKey,
+    amount: credits,
+    bucket: "purchased",
+    reason: "pack",
+    refs: { session: session.id, pack, ...(session.payment_intent ? { paymentIntent: session.payment_intent } : {}) },
+  });
+  return result.applied ? "pack_granted" : "pack_already_granted";
+};
+
+/** checkout.session.expired / async_payment_failed: the checkout is over; nothing was bought. */
+const onCheckoutClosed: Handler = async (deps, event) => {
+  const session = objectOf(checkoutSessionSchema, event);
+  if (!session) return MALFORMED;
+  const userId = await resolveUser(deps, session.customer, session.metadata?.userId, session.client_reference_id);
+  if (!userId) return UNKNOWN_CUSTOMER;
+  const kind = session.mode === "subscription" ? "subscription" : "pack";
+  await ensureAccount(deps.ledger, userId);
+  await deps.store.releaseCheckout(userId, kind, { sessionId: session.id });
+  return "checkout_closed";
+};
+
+const ALLOWANCE_REASONS = new Set(["subscription_create", "subscription_cycle"]);
+
+/**
+ * invoice.paid: a subscription's first or renewal invoice grants the plan's monthly allowance
+ * once per invoice (annual plans: month 0; the sweep grants months 1..11). Proration invoices
+ * never grant an allowance; one that paid an upgrade we made tops up its difference (a backstop
+ * for change-plan, same key).
+ */
+const onInvoicePaid: Handler = async (deps, event) => {
+  const invoice = objectOf(invoiceSchema, event);
+  if (!invoice) return MALFORMED;
+  const details = invoice.parent?.subscription_details;
+  const metadata = details?.metadata ?? {};
+  const userId = await resolveUser(deps, invoice.customer, metadata.userId);
+  if (!userId) return UNKNOWN_CUSTOMER;
+  await ensureAccount(deps.ledger, userId);
+  await deps.store.clearPaymentFailed(userId, eventTime(event));
+  const reason = invoice.billing_reason ?? "";
+
+  if (ALLOWANCE_REASONS.has(reason)) {
+    const plan = subscriptionLinePrices(invoice)
+      .map((price) => deps.prices.planOfPrice(price))
+      .find((mapped) => mapped !== undefined);
+    if (!plan) {
+      logger.error("paid subscription invoice without a configured plan price", { invoice: invoice.id });
+      return "ignored_unknown_price";
+    }
+    const credits = planOf(plan.plan, deps.ledger.catalog).monthlyAllowance;
+    const key = `invoice#${invoice.id}`;
+    await deps.store.putPurchase({
+      id: invoice.id,
+      userId,
+      credits,
+      bucket: "allowance",
+      grantKey: key,
+      amountCents: invoice.amount_paid,
+      createdAt: deps.ledger.now(),
+    });
+    const result = await grantCredits(deps.ledger, {
+      userId,
+      key,
+      amount: credits,
+      bucket: "allowance",
+      reason: "invoice",
+      refs: {
+        invoice: invoice.id,
+        plan: plan.plan,
+        interval: plan.interval,
+        billingReason: reason,
+        ...(details?.subscription ? { subscription: details.subscription } : {}),
+      },
+    });
+    return result.applied ? "allowance_granted" : "allowance_already_granted";
+  }
+
+  if (reason === "subscription_update" && details?.subscription) {
+    const { upgradeFrom, upgradePeriodStart, plan } = metadata;
+    const linePlans = (invoice.lines?.data ?? []).map((line) =>
+      line.pricing?.price_details?.price ? deps.prices.planOfPrice(line.pricing.price_details.price)?.plan : undefined,
+    );
+    if (
+      upgradeFrom &&
+      plan &&
+      isPlanId(upgradeFrom) &&
+      isPlanId(plan) &&
+      /^\d{1,12}$/.test(upgradePeriodStart ?? "") &&
+      linePlans.includes(plan)
+    ) {
+      const added = await grantUpgradeTopUp(deps, {
+        userId,
+        subscriptionId: details.subscription,
+        periodStart: Number(upgradePeriodStart) * 1000,
+        from: upgradeFrom,
+        to: plan,
+        invoiceId: invoice.id,
+        amountPaid: invoice.amount_paid,
+      });
+      return added > 0 ? "upgrade_topped_up" : "upgrade_already_topped_up";
+    }
+  }
+  return "ignored_billing_reason";
+};
+
+/** invoice.payment_failed: recorded on the account (GET /v1/credits shows it) until a later payment. */
+const onInvoicePaymentFailed: Handler = async (deps, event) => {
+  const invoice = objectOf(invoiceSchema, event);
+  if (!invoice) return MALFORMED;
+  const userId = await resolveUser(deps, invoice.customer, invoice.parent?.subscription_details?.metadata?.userId);
+  if (!userId) return UNKNOWN_CUSTOMER;
+  await ensureAccount(deps.ledger, userId);
+  await deps.store.markPaymentFailed(userId, eventTime(event));
+  logger.info("invoice payment failed", { userId, invoice: invoice.id });
+  return "payment_failure_recorded";
+};
+
+/** customer.subscription.created|updated|deleted: the subscription's state, out-of-order safe. */
+const onSubscription: Handler = async (deps, event) => {
+  const subscription = objectOf(subscriptionSchema, event);
+  if (!subscription) return MALFORMED;
+  const userId = await resolveUser(deps, subscription.customer, subscription.metadata?.userId);
+  if (!userId) return UNKNOWN_CUSTOMER;
+  return `subscription_${await applySubscription(deps, userId, snapshotOf(subscription, deps), eventTime(event))}`;
+};
+
+const onChargeRefunded: Handler = async (deps, event) => {
+  const charge = objectOf(chargeSchema, event);
+  if (!charge) return MALFORMED;
+  if (!charge.payment_intent || charge.amount_refunded === 0) return "ignored_no_payment_intent";
+  return clawBackPayment(deps, {
+    kind: "refund",
+    chargeId: charge.id,
+    paymentIntentId: charge.payment_intent,
+    chargeAmount: charge.amount,
+    refundedCents: charge.amount_refunded,
+  });
+};
+
+const onDisputeCreated: Handler = async (deps, event) => {
+  const dispute = objectOf(disputeSchema, event);
+  if (!dispute) return MALFORMED;
+  if (!dispute.payment_intent) return "ignored_no_payment_intent";
+  return clawBackPayment(deps, {
+    kind: "dispute",
+    chargeId: dispute.charge,
+    paymentIntentId: dispute.payment_intent,
+    disputeId: dispute.id,
+    disputedCents: dispute.amount,
+  });
+};
+
+const HANDLERS: Record<string, Handler> = {
+  "checkout.session.completed": onCheckoutCompleted,
+  "checkout.session.async_payment_succeeded": onCheckoutCompleted,
+  "checkout.session.async_payment_failed": onCheckoutClosed,
+  "checkout.session.expired": onCheckoutClosed,
+  "invoice.paid": onInvoicePaid,
+  "invoice.payment_failed": onInvoicePaymentFailed,
+  "customer.subscription.created": onSubscription,
+  "customer.subscription.updated": onSubscription,
+  "customer.subscription.deleted": onSubscription,
+  "charge.refunded": onChargeRefunded,
+  "charge.dispute.created": onDisputeCreated,
+};
+
+export const HANDLED_EVENT_TYPES = Object.keys(HANDLERS);
+
+/**
+ * Applies one verified Stripe event; returns what it did. Every effect is idempotent (ledger
+ * keys, conditional writes), so applying an event again — a redelivery, a retry after a crash,
+ * twenty concurrent copies — changes nothing more. Transient failures throw.
+ */
+export async function applyStripeEvent(deps: BillingDeps, event: StripeEventEnvelope): Promise<string> {
+  const handler = HANDLERS[event.type];
+  if (!handler) return "ignored_event_type";
+  return handler(deps, event);
+}

@@ -1,0 +1,102 @@
+import { BusyError } from "../errors.js";
+import { clawBack } from "../ledger/index.js";
+import { logger } from "../logger.js";
+import { requireStripe } from "./checkout.js";
+import type { BillingDeps } from "./deps.js";
+import type { ClawRecord, PurchaseRecord } from "./store.js";
+
+export type ClawFact =
+  | { kind: "refund"; chargeId: string; paymentIntentId: string; chargeAmount: number; refundedCents: number }
+  | { kind: "dispute"; chargeId: string; paymentIntentId: string; disputeId: string; disputedCents: number };
+
+/**
+ * What a payment bought. Packs record their payment intent when granted; subscription invoices
+ * record the invoice, and the pinned API version links a payment intent to its invoice only
+ * through invoice payments, so that one Stripe lookup happens here, on the rare refund, rather
+ * than on every paid invoice.
+ */
+async function findPurchase(deps: BillingDeps, paymentIntentId: string): Promise<PurchaseRecord | undefined> {
+  const direct = await deps.store.getPurchase(paymentIntentId);
+  if (direct) return direct;
+  const invoiceId = await requireStripe(deps).invoiceForPaymentIntent(paymentIntentId);
+  return invoiceId ? deps.store.getPurchase(invoiceId) : undefined;
+}
+
+/** The ledger key of a clawback fact (invariant 3): a refund by its charge's cumulative amount, a dispute by its id. */
+export function clawKey(fact: ClawFact): string {
+  return fact.kind === "refund" ? `refund#${fact.chargeId}#${fact.refundedCents}` : `dispute#${fact.disputeId}`;
+}
+
+/**
+ * Takes back, once, the credits a refunded or disputed payment bought, in proportion to the
+ * money returned: credits to take = round(credits bought × money returned / money paid), minus
+ * what earlier facts of the same charge took. `charge.refunded` carries the cumulative refunded
+ * amount, so facts are keyed by charge and cumulative amount: a redelivery, or an older partial
+ * refund arriving after a newer one, takes nothing more. The per-charge record is written
+ * (versioned) before the ledger clawback, and names what each fact takes, so a crash in between
+ * is finished by the retry with the same key and amount.
+ */
+export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promise<string> {
+  const purchase = await findPurchase(deps, fact.paymentIntentId);
+  if (!purchase) {
+    logger.info("refund or dispute of a payment that bought no credits", { charge: fact.chargeId, paymentIntent: fact.paymentIntentId });
+    return "ignored_unknown_payment";
+  }
+  const key = clawKey(fact);
+  let credits: number | undefined;
+  for (let attempt = 0; attempt < 10 && credits === undefined; attempt++) {
+    const stored = await deps.store.getClaw(fact.chargeId);
+    const claw: ClawRecord = stored ?? {
+      chargeId: fact.chargeId,
+      userId: purchase.userId,
+      purchaseId: purchase.id,
+      credits: purchase.credits,
+      basisCents: purchase.amountCents > 0 ? purchase.amountCents : fact.kind === "refund" ? fact.chargeAmount : 0,
+      refundedCents: 0,
+      disputes: {},
+      clawed: 0,
+      claws: {},
+      version: 0,
+    };
+    const recorded = claw.claws[key];
+    if (recorded !== undefined) {
+      credits = recorded;
+      break;
+    }
+    const refundedCents = fact.kind === "refund" ? Math.max(claw.refundedCents, fact.refundedCents) : claw.refundedCents;
+    const disputes = fact.kind === "dispute" ? { ...claw.disputes, [fact.disputeId]: fact.disputedCents } : claw.disputes;
+    const returnedCents = Math.min(
+      claw.basisCents,
+      refundedCents + Object.values(disputes).reduce((sum, cents) => sum + cents, 0),
+    );
+    const target = claw.basisCents > 0 ? Math.min(claw.credits, Math.round((claw.credits * returnedCents) / claw.basisCents)) : 0;
+    const take = Math.max(0, target - claw.clawed);
+    const next: ClawRecord = {
+      ...claw,
+      refundedCents,
+      disputes,
+      clawed: claw.clawed + take,
+      claws: { ...claw.claws, [key]: take },
+      version: claw.version + 1,
+    };
+    if (await deps.store.putClaw(next, claw.version)) credits = take;
+  }
+  if (credits === undefined) throw new BusyError();
+  if (credits === 0) return "nothing_left_to_claw_back";
+  const result = await clawBack(deps.ledger, {
+    userId: purchase.userId,
+    key,
+    amount: credits,
+    bucket: purchase.bucket,
+    reason: fact.kind,
+    refs: {
+      charge: fact.chargeId,
+      paymentIntent: fact.paymentIntentId,
+      purchase: purchase.id,
+      grant: purchase.grantKey,
+      ...(fact.kind === "dispute" ? { dispute: fact.disputeId } : { refundedCents: fact.refundedCents }),
+    },
+  });
+  if (result.balance < 0) logger.warn("clawback left the balance negative", { userId: purchase.userId, balance: result.balance });
+  return result.applied ? "clawed_back" : "already_clawed_back";
+}

@@ -1,0 +1,46 @@
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type Config, config } from "../config.js";
+import type { LedgerDeps } from "../ledger/index.js";
+import { type AppDeps, buildAppDeps, dynamoClient } from "../runtime.js";
+import { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
+import { createDynamoBillingStore } from "./dynamo-billing-store.js";
+import { priceBookFromConfig } from "./prices.js";
+import { createStripePort, stripeClient } from "./stripe-port.js";
+
+/**
+ * The billing functions' deps (subscribe, portal, webhook). Kept apart from lib/runtime so the
+ * gate and credits bundles do not carry the Stripe SDK. Missing Stripe keys do not fail the cold
+ * start: the routes answer 503 STRIPE_NOT_CONFIGURED, naming what is missing.
+ */
+export interface BillingAppDeps extends AppDeps {
+  billing: BillingDeps;
+}
+
+export function billingDeps(cfg: Config, ledger: LedgerDeps, client: DynamoDBClient): BillingDeps {
+  return {
+    ledger,
+    store: createDynamoBillingStore(client, cfg.TABLE_NAME),
+    stripe: cfg.STRIPE_SECRET_KEY
+      ? createStripePort(stripeClient(cfg.STRIPE_SECRET_KEY, { apiBase: cfg.STRIPE_API_BASE, maxNetworkRetries: 2 }))
+      : undefined,
+    prices: priceBookFromConfig(cfg, ledger.catalog),
+    // Only the webhook runs without APP_URL (config profile "webhook"); it never builds URLs.
+    appUrl: cfg.APP_URL ?? "",
+    webhookSecret: cfg.STRIPE_WEBHOOK_SECRET,
+    checkoutTtlMs: BILLING_DEFAULTS.checkoutTtlMs,
+    receiptTtlSeconds: BILLING_DEFAULTS.receiptTtlSeconds,
+  };
+}
+
+export function buildBillingAppDeps(cfg: Config, client: DynamoDBClient = dynamoClient(cfg)): BillingAppDeps {
+  const app = buildAppDeps(cfg, client);
+  return { ...app, billing: billingDeps(cfg, app.ledger, client) };
+}
+
+let cached: BillingAppDeps | undefined;
+
+/** The container's billing deps: config validated and clients created on first call (cold start). */
+export function billingAppDeps(): BillingAppDeps {
+  cached ??= buildBillingAppDeps(config());
+  return cached;
+}

@@ -1,0 +1,117 @@
+import type { AccountRecord, SubscriptionState } from "../ledger/account.js";
+
+/** Which checkout a pending marker guards: one subscription checkout and one pack checkout at a time. */
+export type CheckoutKind = "subscription" | "pack";
+
+/** A checkout we started and Stripe has not finished (completed or expired) yet. */
+export interface PendingCheckout {
+  /** drawn when the marker is claimed; names the Stripe idempotency key of the session */
+  nonce: string;
+  expiresAt: number;
+  sessionId?: string;
+  url?: string;
+}
+
+/** A live subscription of a user that is not the account's current one (a double subscription). */
+export interface ExtraSubscription {
+  status: string;
+  priceId: string;
+  detectedAt: number;
+}
+
+/** The account item as billing sees it: the ledger's fields plus billing's own attributes. */
+export type BillingAccount = AccountRecord & {
+  pendingCheckout?: PendingCheckout;
+  pendingPackCheckout?: PendingCheckout;
+  extraSubscriptions?: Record<string, ExtraSubscription>;
+};
+
+/**
+ * What one payment bought, recorded when its credits are granted, so a later refund or dispute
+ * of that payment knows whose credits, how many and from which bucket to take back. Keyed by the
+ * payment intent (packs) or by the invoice (subscription allowances and upgrade top-ups).
+ */
+export interface PurchaseRecord {
+  /** `pi_…` or `in_…` */
+  id: string;
+  userId: string;
+  credits: number;
+  bucket: "allowance" | "purchased";
+  /** the ledger entry that granted them */
+  grantKey: string;
+  /** what was paid for them (smallest currency unit); the basis of proportional refunds */
+  amountCents: number;
+  createdAt: number;
+}
+
+/**
+ * Clawback bookkeeping of one charge. Refund events carry the charge's cumulative refunded
+ * amount; each fact (a cumulative refund amount, a dispute) records how many credits it took,
+ * so a redelivered or late event takes nothing more.
+ */
+export interface ClawRecord {
+  chargeId: string;
+  userId: string;
+  purchaseId: string;
+  credits: number;
+  basisCents: number;
+  refundedCents: number;
+  disputes: Record<string, number>;
+  clawed: number;
+  /** ledger key → credits that fact took (0 when an earlier fact already covered it) */
+  claws: Record<string, number>;
+  version: number;
+}
+
+export interface WebhookReceipt {
+  eventId: string;
+  type: string;
+  outcome: string;
+  receivedAt: number;
+}
+
+/** Billing's persistence port: customer mapping, billing attributes of the account, receipts. */
+export interface BillingStore {
+  getCustomerUser(customerId: string): Promise<string | undefined>;
+  /** Maps a Stripe customer to its user; a no-op when already mapped to the same user. */
+  putCustomerUser(customerId: string, userId: string, now: number): Promise<void>;
+  /** Sets the account's customer unless one is set; returns the customer id the account has. */
+  linkAccountCustomer(userId: string, customerId: string): Promise<string>;
+
+  /** Claims the pending-checkout marker unless a live one exists (returned instead). */
+  claimCheckout(
+    userId: string,
+    kind: CheckoutKind,
+    marker: PendingCheckout,
+    now: number,
+  ): Promise<{ claimed: true } | { claimed: false; existing: PendingCheckout | undefined }>;
+  recordCheckoutSession(userId: string, kind: CheckoutKind, nonce: string, session: { id: string; url: string }): Promise<void>;
+  /** Removes the marker if it is still the one identified (by nonce or by session id). */
+  releaseCheckout(userId: string, kind: CheckoutKind, match: { nonce: string } | { sessionId: string }): Promise<void>;
+
+  /**
+   * Replaces the account's subscription state if the account still has `expected` (undefined:
+   * no subscription at all); false when it changed meanwhile (the caller re-reads and decides again).
+   */
+  replaceSubscription(
+    userId: string,
+    next: SubscriptionState,
+    expected: Pick<SubscriptionState, "id" | "lastEventAt"> | undefined,
+  ): Promise<boolean>;
+  putExtraSubscription(userId: string, subscriptionId: string, extra: ExtraSubscription): Promise<void>;
+  removeExtraSubscription(userId: string, subscriptionId: string): Promise<void>;
+
+  /** Records a failed payment at `at` unless a later one is recorded. */
+  markPaymentFailed(userId: string, at: number): Promise<void>;
+  /** Clears the failed-payment mark if it is not later than `paidAt`. */
+  clearPaymentFailed(userId: string, paidAt: number): Promise<void>;
+
+  putPurchase(purchase: PurchaseRecord): Promise<void>;
+  getPurchase(id: string): Promise<PurchaseRecord | undefined>;
+  getClaw(chargeId: string): Promise<ClawRecord | undefined>;
+  /** Writes the record if its stored version is still `expectedVersion` (0: not stored yet). */
+  putClaw(claw: ClawRecord, expectedVersion: number): Promise<boolean>;
+
+  getReceipt(eventId: string): Promise<WebhookReceipt | undefined>;
+  putReceipt(receipt: WebhookReceipt, ttlSeconds: number): Promise<void>;
+}

@@ -1,0 +1,167 @@
+import Stripe from "stripe";
+import { AppError, UpstreamError } from "../errors.js";
+import { logger } from "../logger.js";
+
+/**
+ * The few Stripe calls billing makes, over the real SDK. Everything Stripe can throw is turned
+ * into our errors here: a declined card is 402 PAYMENT_FAILED (the caller can fix it), anything
+ * else (network, 5xx, rate limits, a request Stripe refused) is 502 UPSTREAM_ERROR.
+ */
+export interface StripePort {
+  createCustomer(input: { userId: string; email?: string }, idempotencyKey: string): Promise<{ id: string }>;
+  createCheckoutSession(
+    params: Stripe.Checkout.SessionCreateParams,
+    idempotencyKey: string,
+  ): Promise<{ id: string; url: string }>;
+  createPortalSession(input: { customer: string; returnUrl: string }): Promise<{ url: string }>;
+  /** undefined when Stripe has no such subscription */
+  retrieveSubscription(id: string): Promise<Stripe.Subscription | undefined>;
+  updateSubscription(
+    id: string,
+    params: Stripe.SubscriptionUpdateParams,
+    idempotencyKey: string,
+  ): Promise<Stripe.Subscription>;
+  /** The invoice a payment intent paid (invoice payments), when it paid one. */
+  invoiceForPaymentIntent(paymentIntentId: string): Promise<string | undefined>;
+}
+
+export class PaymentFailedError extends AppError {
+  constructor(message = "The payment was declined; update the payment method in the billing portal") {
+    super(402, "PAYMENT_FAILED", message);
+  }
+}
+
+export interface StripeClientOptions {
+  /** e.g. http://127.0.0.1:12111 for a local Stripe-compatible server (STRIPE_API_BASE) */
+  apiBase?: string | undefined;
+  /** the SDK's own retries (with idempotency keys) on network errors, 409 and 5xx */
+  maxNetworkRetries?: number;
+  timeoutMs?: number;
+}
+
+/** One SDK client per key and base for the container: created at cold start, reused warm. */
+const clients = new Map<string, Stripe>();
+
+export function stripeClient(secretKey: string, options: StripeClientOptions = {}): Stripe {
+  const cacheKey = JSON.stringify([secretKey, options.apiBase, options.maxNetworkRetries, options.timeoutMs]);
+  let client = clients.get(cacheKey);
+  if (!client) {
+    const base = options.apiBase ? new URL(options.apiBase) : undefined;
+    client = new Stripe(secretKey, {
+      maxNetworkRetries: options.maxNetworkRetries ?? 2,
+      timeout: options.timeoutMs ?? 10_000,
+      telemetry: false,
+      ...(base
+        ? {
+            host: base.hostname,
+            port: base.port || (base.protocol === "https:" ? 443 : 80),
+            protocol: base.protocol === "https:" ? "https" : "http",
+          }
+        : {}),
+    });
+    clients.set(cacheKey, client);
+  }
+  return client;
+}
+
+function mapStripeError(operation: string, error: unknown): never {
+  if (error instanceof AppError) throw error;
+  if (error instanceof Stripe.errors.StripeCardError) {
+    logger.info("stripe declined a payment", { operation, code: error.code, declineCode: error.decline_code });
+    throw new PaymentFailedError();
+  }
+  const stripeError = error instanceof Stripe.errors.StripeError ? error : undefined;
+  logger.error("stripe call failed", {
+    operation,
+    type: stripeError?.type ?? (error as Error)?.name,
+    statusCode: stripeError?.statusCode,
+    code: stripeError?.code,
+    requestId: stripeError?.requestId,
+    message: (error as Error)?.message,
+  });
+  throw new UpstreamError();
+}
+
+const idOf = (value: string | { id: string } | null | undefined) => (typeof value === "string" ? value : value?.id);
+
+export function createStripePort(client: Stripe): StripePort {
+  async function call<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      mapStripeError(operation, error);
+    }
+  }
+  return {
+    createCustomer: ({ userId, email }, idempotencyKey) =>
+      call("customers.create", async () => {
+        const customer = await client.customers.create(
+          { ...(email ? { email } : {}), metadata: { userId } },
+          { idempotencyKey },
+        );
+        return { id: customer.id };
+      }),
+
+    createCheckoutSession: (params, idempotencyKey) =>
+      call("checkout.sessions.create", async () => {
+        const session = await client.checkout.sessions.create(params, { idempotencyKey });
+        if (!session.url) throw new Error("checkout session without a url");
+        return { id: session.id, url: session.url };
+      }),
+
+    createPortalSession: ({ customer, returnUrl }) =>
+      call("billingPortal.sessions.create", async () => {
+        const session = await client.billingPortal.sessions.create({ customer, return_url: returnUrl });
+        return { url: session.url };
+      }),
+
+    retrieveSubscription: (id) =>
+      call("subscriptions.retrieve", async () => {
+        try {
+          return await client.subscriptions.retrieve(id);
+        } catch (error) {
+          if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return undefined;
+          throw error;
+        }
+      }),
+
+    updateSubscription: (id, params, idempotencyKey) =>
+      call("subscriptions.update", () => client.subscriptions.update(id, params, { idempotencyKey })),
+
+    invoiceForPaymentIntent: (paymentIntentId) =>
+      call("invoicePayments.list", async () => {
+        const page = await client.invoicePayments.list({
+          payment: { type: "payment_intent", payment_intent: paymentIntentId },
+          limit: 1,
+        });
+        return idOf(page.data[0]?.invoice as string | { id: string } | undefined);
+      }),
+  };
+}
+
+export const WEBHOOK_TOLERANCE_SECONDS = 300;
+
+export class WebhookSignatureError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "WebhookSignatureError";
+  }
+}
+
+/**
+ * Verifies a webhook's `Stripe-Signature` over the exact bytes received (5-minute tolerance) and
+ * parses it. A bad or stale signature and an unparsable payload are both WebhookSignatureError.
+ */
+export function verifyWebhook(payload: string | Buffer, signature: string, secret: string): Stripe.Event {
+  try {
+    return Stripe.webhooks.constructEvent(payload, signature, secret, WEBHOOK_TOLERANCE_SECONDS);
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
+      throw new WebhookSignatureError("invalid or stale signature");
+    }
+    if (error instanceof SyntaxError) throw new WebhookSignatureError("payload is not JSON");
+    throw error;
+  }
+}
+
+export const PINNED_API_VERSION: string = Stripe.API_VERSION;

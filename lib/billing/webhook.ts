@@ -1,0 +1,92 @@
+import { AppError, StripeNotConfiguredError, ValidationError } from "../errors.js";
+import { logger } from "../logger.js";
+import type { BillingDeps } from "./deps.js";
+import { applyStripeEvent, type StripeEventEnvelope } from "./events.js";
+import { PINNED_API_VERSION, verifyWebhook, WebhookSignatureError } from "./stripe-port.js";
+
+export interface WebhookDelivery {
+  /** the exact bytes Stripe signed (API Gateway's base64 already decoded) */
+  payload: string | Buffer;
+  signature: string | undefined;
+}
+
+export interface WebhookResult {
+  received: true;
+  eventId: string;
+  type: string;
+  /** what applying it did, or `duplicate` for an event applied before */
+  outcome: string;
+}
+
+/** Transient failures must reach Stripe as 5xx (it retries those); a retryable 409 included. */
+class WebhookRetryError extends AppError {
+  constructor() {
+    super(503, "INTERNAL", "The event could not be applied now; Stripe will retry it");
+  }
+}
+
+function envelopeOf(event: unknown): StripeEventEnvelope {
+  const candidate = event as Partial<StripeEventEnvelope> | null;
+  if (
+    typeof candidate?.id !== "string" ||
+    !candidate.id.startsWith("evt_") ||
+    typeof candidate.type !== "string" ||
+    typeof candidate.created !== "number" ||
+    typeof candidate.data !== "object" ||
+    candidate.data === null
+  ) {
+    throw new ValidationError("body: not a Stripe event", "body");
+  }
+  return candidate as StripeEventEnvelope;
+}
+
+/**
+ * POST /v1/stripe/webhook. Verifies the signature over the exact payload (5-minute tolerance),
+ * answers a redelivery of an applied event from its receipt, applies the event, and only then
+ * records the receipt: a crash or a failure mid-way answers 5xx and Stripe's retry applies the
+ * event again, which every effect tolerates (ledger keys, conditional writes). Concurrent
+ * copies of one event all apply idempotently and all answer 200.
+ */
+export async function handleStripeWebhook(deps: BillingDeps, delivery: WebhookDelivery): Promise<WebhookResult> {
+  if (!deps.webhookSecret) throw new StripeNotConfiguredError(["STRIPE_WEBHOOK_SECRET"]);
+  if (!delivery.signature) throw new ValidationError("stripe-signature: missing", "stripe-signature");
+  let verified: unknown;
+  try {
+    verified = verifyWebhook(delivery.payload, delivery.signature, deps.webhookSecret);
+  } catch (error) {
+    if (error instanceof WebhookSignatureError) {
+      logger.warn("stripe webhook refused", { reason: error.message });
+      throw new ValidationError(`stripe-signature: ${error.message}`, "stripe-signature");
+    }
+    throw error;
+  }
+  const event = envelopeOf(verified);
+  logger.appendKeys({ stripeEventId: event.id, stripeEventType: event.type });
+  const apiVersion = (verified as { api_version?: unknown }).api_version;
+  if (typeof apiVersion === "string" && apiVersion !== PINNED_API_VERSION) {
+    logger.warn("webhook endpoint API version differs from the SDK's pinned version", { apiVersion, pinned: PINNED_API_VERSION });
+  }
+
+  const receipt = await deps.store.getReceipt(event.id);
+  if (receipt) {
+    logger.info("stripe event already applied", { outcome: receipt.outcome });
+    return { received: true, eventId: event.id, type: event.type, outcome: "duplicate" };
+  }
+  let outcome: string;
+  try {
+    outcome = await applyStripeEvent(deps, event);
+  } catch (error) {
+    // Everything here is retryable from Stripe's side: nothing was half-applied that a retry cannot finish.
+    if (error instanceof AppError && error.status < 500) {
+      logger.error("stripe event could not be applied", { code: error.code, message: error.message });
+      throw new WebhookRetryError();
+    }
+    throw error;
+  }
+  await deps.store.putReceipt(
+    { eventId: event.id, type: event.type, outcome, receivedAt: deps.ledger.now() },
+    deps.receiptTtlSeconds,
+  );
+  logger.info("stripe event applied", { outcome });
+  return { received: true, eventId: event.id, type: event.type, outcome };
+}

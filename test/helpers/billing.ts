@@ -1,0 +1,231 @@
+import { afterAll, vi } from "vitest";
+import { catalog } from "../../lib/catalog.js";
+import {
+  BILLING_DEFAULTS,
+  type BillingAccount,
+  type BillingDeps,
+  createDynamoBillingStore,
+  createPriceBook,
+  createStripePort,
+  stripeClient,
+} from "../../lib/billing/index.js";
+import type { BillingAppDeps } from "../../lib/billing/runtime.js";
+import { rawBodyHandler } from "../../lib/http/raw-stack.js";
+import { httpHandler, type Route } from "../../lib/http/stack.js";
+import { type EventOptions, invoke } from "./events.js";
+import { appFixture, functionEnv } from "./http.js";
+import { uniqueUser } from "./ledger.js";
+import {
+  loadFixture,
+  merge,
+  signatureFor,
+  stripeEvent,
+  subscriptionObject,
+  uniqueStripeId,
+  WEBHOOK_SECRET,
+} from "./stripe-events.js";
+import { startStripeServer } from "./stripe-server.js";
+import { userToken } from "./tokens.js";
+
+export const TEST_PRICES = {
+  STRIPE_PRICE_PLUS_MONTHLY: "price_plus_monthly",
+  STRIPE_PRICE_PLUS_YEARLY: "price_plus_yearly",
+  STRIPE_PRICE_PRO_MONTHLY: "price_pro_monthly",
+  STRIPE_PRICE_PRO_YEARLY: "price_pro_yearly",
+  STRIPE_PRICE_PACK_STARTER: "price_pack_starter",
+  STRIPE_PRICE_PACK_PRO: "price_pack_pro",
+  STRIPE_PRICE_PACK_ENTERPRISE: "price_pack_enterprise",
+} as const;
+
+export const STRIPE_TEST_KEY = "sk_test_creditgate_0123456789";
+
+/** The full environment of a billing function pointed at DynamoDB Local and the test Stripe server. */
+export function billingEnv(tableName: string, stripeUrl: string, overrides: Record<string, string> = {}) {
+  return functionEnv(tableName, {
+    STRIPE_SECRET_KEY: STRIPE_TEST_KEY,
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    STRIPE_API_BASE: stripeUrl,
+    ...TEST_PRICES,
+    ...overrides,
+  });
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: events are arbitrary JSON
+type Json = any;
+
+export interface DeliverOptions {
+  signature?: string;
+  secret?: string;
+  /** signature timestamp, epoch seconds */
+  timestamp?: number;
+  base64?: boolean;
+}
+
+/**
+ * Billing over a fresh DynamoDB Local table (with the ledger's test clock) and a loopback Stripe
+ * server that the real SDK targets. The real function modules are imported (their cold start
+ * reads an environment pointed at both); `call` runs a function's route with the fixture's deps
+ * through the real middy stack, and `deliver` signs and posts a webhook event.
+ */
+export async function billingFixture(options: { stripeRetries?: number; stripeTimeoutMs?: number; billing?: Partial<BillingDeps> } = {}) {
+  const app = await appFixture();
+  const stripe = await startStripeServer();
+  afterAll(() => stripe.close());
+  const billing: BillingDeps = {
+    ledger: app.deps.ledger,
+    store: createDynamoBillingStore(app.client, app.tableName),
+    stripe: createStripePort(
+      stripeClient(STRIPE_TEST_KEY, {
+        apiBase: stripe.url,
+        maxNetworkRetries: options.stripeRetries ?? 0,
+        timeoutMs: options.stripeTimeoutMs ?? 5_000,
+      }),
+    ),
+    prices: createPriceBook(TEST_PRICES, catalog),
+    appUrl: "https://app.example.com",
+    webhookSecret: WEBHOOK_SECRET,
+    checkoutTtlMs: BILLING_DEFAULTS.checkoutTtlMs,
+    receiptTtlSeconds: BILLING_DEFAULTS.receiptTtlSeconds,
+    ...options.billing,
+  };
+  const deps: BillingAppDeps = { ...app.deps, billing };
+
+  for (const [name, value] of Object.entries(billingEnv(app.tableName, stripe.url))) vi.stubEnv(name, value);
+  afterAll(() => {
+    vi.unstubAllEnvs();
+  });
+  const [subscribe, portal, webhook] = await Promise.all([
+    import("../../functions/subscribe.js"),
+    import("../../functions/portal.js"),
+    import("../../functions/webhook.js"),
+  ]);
+
+  const handlers = new Map<Route<BillingAppDeps>, ReturnType<typeof httpHandler<BillingAppDeps>>>();
+  const call = (route: Route<BillingAppDeps>, event: EventOptions) => {
+    let handler = handlers.get(route);
+    if (!handler) {
+      handler = httpHandler(route, deps);
+      handlers.set(route, handler);
+    }
+    return invoke(handler, event);
+  };
+  const webhookHandler = rawBodyHandler(webhook.route, deps);
+
+  /** POSTs an event to the webhook, signed like Stripe signs it (unless told otherwise). */
+  const deliver = (event: Json | string, opts: DeliverOptions = {}) => {
+    const payload = typeof event === "string" ? event : JSON.stringify(event, null, 2);
+    const signature =
+      opts.signature ??
+      signatureFor(payload, {
+        ...(opts.secret ? { secret: opts.secret } : {}),
+        ...(opts.timestamp !== undefined ? { timestamp: opts.timestamp } : {}),
+      });
+    return invoke(webhookHandler, {
+      routeKey: "POST /v1/stripe/webhook",
+      body: payload,
+      ...(opts.base64 ? { base64: true } : {}),
+      headers: { "stripe-signature": signature, "content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0" },
+    });
+  };
+
+  /** A signed-in user calling a billing route. */
+  const asUser = async (route: Route<BillingAppDeps>, userId: string, routeKey: string, body?: unknown) =>
+    call(route, { routeKey, token: await userToken(userId), ...(body === undefined ? {} : { body }) });
+
+  return { ...app, deps, billing, stripe, call, deliver, asUser, fns: { subscribe, portal, webhook } };
+}
+
+export type BillingFixture = Awaited<ReturnType<typeof billingFixture>>;
+
+/** 2026-01-01T12:00:00Z, the fixtures' event time (and the ledger test clock's start), in seconds. */
+export const T0 = 1_767_268_800;
+
+export interface Subscriber {
+  userId: string;
+  customer: string;
+  subscriptionId: string;
+  invoiceId: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a Stripe subscription object
+  subscription: any;
+}
+
+/**
+ * A user who subscribed through the API and paid: subscribe (customer + checkout), Stripe holds the
+ * subscription, then checkout.session.completed and the first invoice.paid are delivered.
+ */
+export async function subscribeAndPay(
+  fx: BillingFixture,
+  options: { userId?: string; plan?: "plus" | "pro"; interval?: "month" | "year"; status?: string; amountPaid?: number } = {},
+): Promise<Subscriber> {
+  const userId = options.userId ?? uniqueUser("subscriber");
+  const plan = options.plan ?? "pro";
+  const interval = options.interval ?? "month";
+  const started = await fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/subscribe", { plan, interval });
+  if (started.status !== 200) throw new Error(`subscribe failed: ${JSON.stringify(started.json)}`);
+  const account = (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+  const customer = account.stripeCustomerId as string;
+  const subscriptionId = uniqueStripeId("sub");
+  const invoiceId = uniqueStripeId("in");
+  const price = TEST_PRICES[`STRIPE_PRICE_${plan.toUpperCase()}_${interval === "month" ? "MONTHLY" : "YEARLY"}` as keyof typeof TEST_PRICES];
+  const periodEnd = interval === "month" ? T0 + 31 * 86_400 : T0 + 365 * 86_400;
+  const subscription = subscriptionObject({
+    id: subscriptionId,
+    customer,
+    price,
+    userId,
+    status: options.status ?? "active",
+    periodStart: T0,
+    periodEnd,
+    latestInvoice: invoiceId,
+    metadata: { plan, interval },
+  });
+  fx.stripe.subscriptions.set(subscriptionId, subscription);
+  const completed = await fx.deliver(
+    stripeEvent("checkout.session.completed.subscription", {
+      object: { id: account.pendingCheckout?.sessionId, customer, subscription: subscriptionId, metadata: { userId, plan, interval } },
+    }),
+  );
+  if (completed.status !== 200) throw new Error(`checkout completion failed: ${JSON.stringify(completed.json)}`);
+  const paid = await fx.deliver(invoicePaid({ invoiceId, customer, subscriptionId, userId, price, amountPaid: options.amountPaid ?? 2_000 }));
+  if (paid.status !== 200) throw new Error(`invoice.paid failed: ${JSON.stringify(paid.json)}`);
+  return { userId, customer, subscriptionId, invoiceId, subscription };
+}
+
+/** An invoice.paid event for a subscription invoice (first one unless `billingReason` says otherwise). */
+export function invoicePaid(input: {
+  invoiceId: string;
+  customer: string;
+  subscriptionId: string;
+  userId: string;
+  price: string;
+  amountPaid?: number;
+  billingReason?: string;
+  created?: number;
+  type?: string;
+  proration?: boolean;
+  metadata?: Record<string, string>;
+}) {
+  const fixture = loadFixture("invoice.paid").data.object;
+  const [line] = fixture.lines.data;
+  return stripeEvent("invoice.paid", {
+    ...(input.type ? { type: input.type } : {}),
+    ...(input.created !== undefined ? { created: input.created } : {}),
+    object: {
+      id: input.invoiceId,
+      customer: input.customer,
+      billing_reason: input.billingReason ?? "subscription_create",
+      amount_paid: input.amountPaid ?? 2_000,
+      parent: { subscription_details: { subscription: input.subscriptionId, metadata: { userId: input.userId, ...input.metadata } } },
+      lines: {
+        data: [
+          merge(line, {
+            invoice: input.invoiceId,
+            subscription: input.subscriptionId,
+            parent: { subscription_item_details: { subscription: input.subscriptionId, proration: input.proration ?? false } },
+            pricing: { price_details: { price: input.price } },
+          }),
+        ],
+      },
+    },
+  });
+}

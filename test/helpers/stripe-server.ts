@@ -1,0 +1,275 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * A loopback Stripe-compatible API for tests: the real `stripe` SDK talks to it through its
+ * host/port/protocol options (STRIPE_API_BASE). It implements the endpoints billing calls, parses
+ * the SDK's form-encoded bodies (`line_items[0][price]=…`) into objects, and records every request
+ * (method, path, parsed body, query, Idempotency-Key) so tests assert the exact calls made.
+ *
+ * Like Stripe, a POST repeated with the same Idempotency-Key replays the first answer. Tests can
+ * make the next requests fail (any status, e.g. 500 or a 402 card decline) or answer slowly.
+ */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: Record<string, unknown>;
+  // biome-ignore lint/suspicious/noExplicitAny: parsed form bodies are arbitrary
+  body: any;
+  idempotencyKey: string | undefined;
+  stripeVersion: string | undefined;
+  authorization: string | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+interface Fault {
+  match?: string;
+  method?: string;
+  status: number;
+  body?: Json;
+  headers?: Record<string, string>;
+}
+
+/** Parses `a[b][0][c]=v` pairs into nested objects and arrays (all leaves are strings). */
+export function parseForm(text: string): Json {
+  const root: Json = {};
+  for (const [rawKey, value] of new URLSearchParams(text)) {
+    const parts = rawKey.split(/\[|\]\[|\]/).filter((part) => part !== "");
+    let node: Record<string, unknown> | unknown[] = root;
+    parts.forEach((part, index) => {
+      const last = index === parts.length - 1;
+      const nextIsIndex = /^\d+$/.test(parts[index + 1] ?? "");
+      const key = Array.isArray(node) ? Number(part) : part;
+      const container = node as Record<string | number, unknown>;
+      if (last) {
+        container[key] = value;
+        return;
+      }
+      container[key] ??= nextIsIndex ? [] : {};
+      node = container[key] as Record<string, unknown> | unknown[];
+    });
+  }
+  return root;
+}
+
+const stripeError = (status: number, type: string, message: string, code?: string): { status: number; body: Json } => ({
+  status,
+  body: { error: { type, message, ...(code ? { code } : {}) } },
+});
+
+export interface StripeTestServer {
+  url: string;
+  requests: RecordedRequest[];
+  /** requests whose path starts with `prefix` (and method, when given) */
+  requestsTo(prefix: string, method?: string): RecordedRequest[];
+  /** the next `times` requests (matching `match` as a path prefix and `method`, if given) fail with this answer */
+  failNext(fault: Fault, times?: number): void;
+  /** the next `times` requests wait `ms` before answering */
+  delayNext(ms: number, times?: number): void;
+  subscriptions: Map<string, Json>;
+  /** payment intent → invoice, as GET /v1/invoice_payments answers */
+  invoicePayments: Map<string, string>;
+  /** the amount the next proration invoice (upgrade) is paid */
+  prorationAmount: number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export async function startStripeServer(): Promise<StripeTestServer> {
+  const requests: RecordedRequest[] = [];
+  const faults: Fault[] = [];
+  const delays: number[] = [];
+  const replays = new Map<string, { status: number; body: Json }>();
+  const subscriptions = new Map<string, Json>();
+  const invoicePayments = new Map<string, string>();
+  let counter = 0;
+  const nextId = (prefix: string) => `${prefix}_test${String(++counter).padStart(6, "0")}`;
+  const now = () => Math.floor(Date.now() / 1000);
+
+  const state = { prorationAmount: 1_500 };
+
+  function route(method: string, path: string, query: Json, body: Json): { status: number; body: Json } {
+    if (method === "POST" && path === "/v1/customers") {
+      return {
+        status: 200,
+        body: { id: nextId("cus"), object: "customer", email: body.email ?? null, metadata: body.metadata ?? {}, created: now() },
+      };
+    }
+    if (method === "POST" && path === "/v1/checkout/sessions") {
+      const id = nextId(body.mode === "subscription" ? "cs_test_sub" : "cs_test_pay");
+      return {
+        status: 200,
+        body: {
+          id,
+          object: "checkout.session",
+          mode: body.mode,
+          customer: body.customer ?? null,
+          client_reference_id: body.client_reference_id ?? null,
+          metadata: body.metadata ?? {},
+          success_url: body.success_url,
+          cancel_url: body.cancel_url,
+          expires_at: Number(body.expires_at ?? now() + 86_400),
+          payment_status: "unpaid",
+          status: "open",
+          url: `https://checkout.stripe.test/c/pay/${id}`,
+        },
+      };
+    }
+    if (method === "POST" && path === "/v1/billing_portal/sessions") {
+      const id = nextId("bps");
+      return {
+        status: 200,
+        body: {
+          id,
+          object: "billing_portal.session",
+          customer: body.customer,
+          return_url: body.return_url,
+          url: `https://billing.stripe.test/p/session/${id}`,
+        },
+      };
+    }
+    const subscriptionMatch = /^\/v1\/subscriptions\/([^/]+)$/.exec(path);
+    if (subscriptionMatch) {
+      const subscription = subscriptions.get(subscriptionMatch[1] as string);
+      if (!subscription) return stripeError(404, "invalid_request_error", "No such subscription", "resource_missing");
+      if (method === "GET") return { status: 200, body: subscription };
+      if (method === "POST") return { status: 200, body: updateSubscription(subscription, body) };
+    }
+    if (method === "GET" && path === "/v1/invoice_payments") {
+      const payment = (query.payment ?? {}) as Json;
+      const invoice = typeof payment.payment_intent === "string" ? invoicePayments.get(payment.payment_intent) : undefined;
+      return {
+        status: 200,
+        body: {
+          object: "list",
+          url: "/v1/invoice_payments",
+          has_more: false,
+          data: invoice
+            ? [
+                {
+                  id: nextId("inpay"),
+                  object: "invoice_payment",
+                  invoice,
+                  is_default: true,
+                  status: "paid",
+                  payment: { type: "payment_intent", payment_intent: payment.payment_intent },
+                },
+              ]
+            : [],
+        },
+      };
+    }
+    return stripeError(404, "invalid_request_error", `Unrecognized request URL (${method}: ${path})`);
+  }
+
+  function updateSubscription(subscription: Json, body: Json): Json {
+    const items = subscription.items as { data: Json[] };
+    for (const change of (body.items as Json[] | undefined) ?? []) {
+      const item = items.data.find((candidate) => candidate.id === change.id);
+      if (item && typeof change.price === "string") item.price = { ...(item.price as Json), id: change.price };
+    }
+    if (body.cancel_at_period_end !== undefined) subscription.cancel_at_period_end = body.cancel_at_period_end === "true";
+    if (body.metadata) {
+      const metadata = { ...(subscription.metadata as Record<string, string>) };
+      for (const [key, value] of Object.entries(body.metadata as Record<string, string>)) {
+        if (value === "") delete metadata[key];
+        else metadata[key] = value;
+      }
+      subscription.metadata = metadata;
+    }
+    if (body.proration_behavior === "always_invoice") {
+      const invoice = { id: nextId("in"), object: "invoice", amount_paid: state.prorationAmount, billing_reason: "subscription_update" };
+      subscription.latest_invoice = invoice.id;
+      const expand = (body.expand as string[] | undefined) ?? [];
+      if (expand.includes("latest_invoice")) return { ...subscription, latest_invoice: invoice };
+    }
+    return subscription;
+  }
+
+  async function handle(request: IncomingMessage, response: ServerResponse) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const url = new URL(request.url ?? "/", "http://127.0.0.1");
+    const method = request.method ?? "GET";
+    const text = Buffer.concat(chunks).toString("utf8");
+    const header = (name: string) => {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value[0] : value;
+    };
+    const recorded: RecordedRequest = {
+      method,
+      path: url.pathname,
+      query: parseForm(url.search.slice(1)),
+      body: parseForm(text),
+      idempotencyKey: header("idempotency-key"),
+      stripeVersion: header("stripe-version"),
+      authorization: header("authorization"),
+    };
+    requests.push(recorded);
+    const delay = delays.shift();
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+
+    const send = (status: number, body: Json, headers: Record<string, string> = {}) => {
+      if (response.destroyed) return;
+      response.writeHead(status, { "content-type": "application/json", "request-id": `req_${counter}`, ...headers });
+      response.end(JSON.stringify(body));
+    };
+    const faultIndex = faults.findIndex(
+      (fault) => (!fault.match || url.pathname.startsWith(fault.match)) && (!fault.method || fault.method === method),
+    );
+    if (faultIndex >= 0) {
+      const [fault] = faults.splice(faultIndex, 1) as [Fault];
+      send(fault.status, fault.body ?? stripeError(fault.status, "api_error", "Injected failure").body, fault.headers);
+      return;
+    }
+    const replayKey = recorded.idempotencyKey ? `${method} ${url.pathname} ${recorded.idempotencyKey}` : undefined;
+    const replay = replayKey ? replays.get(replayKey) : undefined;
+    if (replay) {
+      send(replay.status, replay.body, { "idempotent-replayed": "true" });
+      return;
+    }
+    const answer = route(method, url.pathname, recorded.query, recorded.body);
+    if (replayKey && method === "POST" && answer.status < 500) replays.set(replayKey, answer);
+    send(answer.status, answer.body);
+  }
+
+  const server = createServer((request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      response.writeHead(500).end(JSON.stringify({ error: { type: "api_error", message: String(error) } }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    requestsTo: (prefix, method) =>
+      requests.filter((request) => request.path.startsWith(prefix) && (!method || request.method === method)),
+    failNext(fault, times = 1) {
+      for (let i = 0; i < times; i++) faults.push(fault);
+    },
+    delayNext(ms, times = 1) {
+      for (let i = 0; i < times; i++) delays.push(ms);
+    },
+    subscriptions,
+    invoicePayments,
+    get prorationAmount() {
+      return state.prorationAmount;
+    },
+    set prorationAmount(value: number) {
+      state.prorationAmount = value;
+    },
+    reset() {
+      requests.length = 0;
+      faults.length = 0;
+      delays.length = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,312 @@
+import { GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import Stripe from "stripe";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type BillingAccount, createPriceBook } from "../../lib/billing/index.js";
+import { catalog } from "../../lib/catalog.js";
+import { httpHandler } from "../../lib/http/stack.js";
+import { type BillingFixture, billingFixture, STRIPE_TEST_KEY } from "../helpers/billing.js";
+import { invoke } from "../helpers/events.js";
+import { uniqueUser } from "../helpers/ledger.js";
+import { captureLogs } from "../helpers/logs.js";
+import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { serviceToken, userToken } from "../helpers/tokens.js";
+
+captureLogs();
+let fx: BillingFixture;
+beforeAll(async () => {
+  fx = await billingFixture();
+});
+beforeEach(() => {
+  fx.stripe.reset();
+});
+
+const subscribe = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/subscribe", body);
+const buyPack = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/checkout", body);
+const portal = (userId: string) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/portal");
+const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+
+async function customerItem(customerId: string) {
+  const { Item } = await fx.client.send(
+    new GetItemCommand({ TableName: fx.tableName, Key: marshall({ pk: `C#${customerId}`, sk: "CUSTOMER" }), ConsistentRead: true }),
+  );
+  return Item ? unmarshall(Item) : undefined;
+}
+
+describe("POST /v1/billing/subscribe", () => {
+  it("creates the customer once and a subscription Checkout Session with the configured price", async () => {
+    const user = uniqueUser("sub");
+    const res = await subscribe(user);
+    expect(res.status).toBe(200);
+    expect(res.json.checkoutUrl).toMatch(/^https:\/\/checkout\.stripe\.test\/c\/pay\/cs_test_sub/);
+
+    const [customer] = fx.stripe.requestsTo("/v1/customers", "POST");
+    expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+    expect(customer?.idempotencyKey).toBe(`creditgate:customer:${user}`);
+    expect(customer?.body).toEqual({ email: `${user}@example.com`, metadata: { userId: user } });
+
+    const sessions = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
+    expect(sessions).toHaveLength(1);
+    const session = sessions[0];
+    const stored = await account(user);
+    expect(stored.stripeCustomerId).toMatch(/^cus_test/);
+    expect(session?.body).toMatchObject({
+      mode: "subscription",
+      customer: stored.stripeCustomerId,
+      client_reference_id: user,
+      line_items: [{ price: "price_pro_monthly", quantity: "1" }],
+      metadata: { userId: user, plan: "pro", interval: "month" },
+      subscription_data: { metadata: { userId: user, plan: "pro", interval: "month" } },
+      success_url: "https://app.example.com/billing/success?kind=subscription&session_id={CHECKOUT_SESSION_ID}",
+      cancel_url: "https://app.example.com/billing/cancel",
+    });
+    expect(Number(session?.body.expires_at)).toBe(Math.floor((fx.clock.now() + 31 * 60_000) / 1000));
+    expect(session?.idempotencyKey).toBe(`creditgate:checkout:subscription:${user}:${stored.pendingCheckout?.nonce}`);
+    expect(session?.authorization).toBe(`Bearer ${STRIPE_TEST_KEY}`);
+    expect(session?.stripeVersion).toBe(Stripe.API_VERSION);
+
+    // the customer → user mapping webhooks use, and the pending marker pointing at the session
+    expect(await customerItem(stored.stripeCustomerId as string)).toMatchObject({ userId: user });
+    expect(stored.pendingCheckout).toMatchObject({ url: res.json.checkoutUrl, sessionId: expect.stringMatching(/^cs_test_sub/) });
+  });
+
+  it("takes plan and interval from the body but the price only from config", async () => {
+    const user = uniqueUser("sub");
+    const res = await subscribe(user, { plan: "plus", interval: "year" });
+    expect(res.status).toBe(200);
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")[0]?.body.line_items).toEqual([{ price: "price_plus_yearly", quantity: "1" }]);
+
+    const withPrice = await subscribe(uniqueUser("sub"), { plan: "pro", price: "price_cheap" });
+    expect(withPrice.status).toBe(400);
+    expect(withPrice.json.error).toMatchObject({ code: "VALIDATION_FAILED", field: "price" });
+    const free = await subscribe(uniqueUser("sub"), { plan: "free" });
+    expect(free.status).toBe(400);
+    expect(free.json.error.code).toBe("VALIDATION_FAILED");
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(1);
+  });
+
+  it("a double click makes one customer and one checkout; the second answers 409 with the pending checkout", async () => {
+    const user = uniqueUser("dbl");
+    const [a, b] = await Promise.all([subscribe(user), subscribe(user)]);
+    expect([a.status, b.status].sort()).toEqual([200, 409]);
+    const refused = a.status === 409 ? a : b;
+    expect(refused.json.error).toMatchObject({ code: "CONFLICT", reason: "CHECKOUT_PENDING" });
+    expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(1);
+
+    const again = await subscribe(user);
+    expect(again.status).toBe(409);
+    expect(again.json.error).toMatchObject({
+      reason: "CHECKOUT_PENDING",
+      checkoutUrl: (a.status === 200 ? a : b).json.checkoutUrl,
+      expiresAt: expect.any(String),
+    });
+  });
+
+  it("the pending marker expires: a later subscribe starts a new checkout with the same customer", async () => {
+    const user = uniqueUser("exp");
+    expect((await subscribe(user)).status).toBe(200);
+    fx.clock.value += 30 * 60_000;
+    expect((await subscribe(user)).status).toBe(409);
+    fx.clock.value += 2 * 60_000;
+    const later = await subscribe(user);
+    expect(later.status).toBe(200);
+    expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+    const sessions = fx.stripe.requestsTo("/v1/checkout/sessions");
+    expect(sessions).toHaveLength(2);
+    expect(sessions[0]?.body.customer).toBe(sessions[1]?.body.customer);
+    expect(sessions[0]?.idempotencyKey).not.toBe(sessions[1]?.idempotencyKey);
+  });
+
+  it("checkout.session.expired clears the marker at once", async () => {
+    const user = uniqueUser("cexp");
+    expect((await subscribe(user)).status).toBe(200);
+    const stored = await account(user);
+    const expired = await fx.deliver(
+      stripeEvent("checkout.session.expired", {
+        object: { id: stored.pendingCheckout?.sessionId, mode: "subscription", customer: stored.stripeCustomerId, metadata: { userId: user } },
+      }),
+    );
+    expect(expired.status).toBe(200);
+    expect(expired.json.outcome).toBe("checkout_closed");
+    expect((await account(user)).pendingCheckout).toBeUndefined();
+    expect((await subscribe(user)).status).toBe(200);
+  });
+
+  it("refuses with 409 while a live subscription exists", async () => {
+    const user = uniqueUser("live");
+    expect((await subscribe(user)).status).toBe(200);
+    const customer = (await account(user)).stripeCustomerId as string;
+    const subscription = subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId: user });
+    expect((await fx.deliver(stripeEvent("customer.subscription.updated", { object: subscription }))).status).toBe(200);
+    fx.clock.value += 32 * 60_000; // the pending marker is gone; the subscription is what refuses
+    const res = await subscribe(user, { plan: "plus" });
+    expect(res.status).toBe(409);
+    expect(res.json.error).toMatchObject({ code: "CONFLICT", reason: "SUBSCRIPTION_EXISTS" });
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(1);
+  });
+
+  it("a Stripe failure answers 502 and leaves nothing half-done (marker released, no second customer)", async () => {
+    const user = uniqueUser("fail");
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500 });
+    const res = await subscribe(user);
+    expect(res.status).toBe(502);
+    expect(res.json.error.code).toBe("UPSTREAM_ERROR");
+    const stored = await account(user);
+    expect(stored.pendingCheckout).toBeUndefined();
+    expect(stored.stripeCustomerId).toMatch(/^cus_/); // the customer is reusable, not half-made
+    expect((await subscribe(user)).status).toBe(200);
+    expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+  });
+
+  it("a failed customer creation answers 502 and writes nothing", async () => {
+    const user = uniqueUser("cfail");
+    fx.stripe.failNext({ match: "/v1/customers", status: 503 });
+    const res = await subscribe(user);
+    expect(res.status).toBe(502);
+    const stored = await account(user);
+    expect(stored.stripeCustomerId).toBeUndefined();
+    expect(stored.pendingCheckout).toBeUndefined();
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(0);
+  });
+
+  it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, and calls nothing", async () => {
+    const unconfigured = { ...fx.deps, billing: { ...fx.billing, stripe: undefined } };
+    const user = uniqueUser("nocfg");
+    const res = await invoke(httpHandler(fx.fns.subscribe.route, unconfigured), {
+      routeKey: "POST /v1/billing/subscribe",
+      token: await userToken(user),
+    });
+    expect(res.status).toBe(503);
+    expect(res.json.error).toMatchObject({ code: "STRIPE_NOT_CONFIGURED" });
+    expect(res.json.error.message).toContain("STRIPE_SECRET_KEY");
+    expect((await account(user))?.pendingCheckout).toBeUndefined();
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+
+  it("needs a user token", async () => {
+    const anonymous = await fx.call(fx.fns.subscribe.route, { routeKey: "POST /v1/billing/subscribe" });
+    expect(anonymous.status).toBe(401);
+    const service = await fx.call(fx.fns.subscribe.route, { routeKey: "POST /v1/billing/subscribe", token: await serviceToken() });
+    expect(service.status).toBe(403);
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+});
+
+describe("Stripe trouble and missing configuration (own fixtures)", () => {
+  let slow: BillingFixture;
+  let retrying: BillingFixture;
+  let noPrice: BillingFixture;
+  beforeAll(async () => {
+    [slow, retrying, noPrice] = await Promise.all([
+      billingFixture({ stripeTimeoutMs: 300 }),
+      billingFixture({ stripeRetries: 1 }),
+      billingFixture({ billing: { prices: createPriceBook({ STRIPE_PRICE_PRO_MONTHLY: "price_pro_monthly" }, catalog) } }),
+    ]);
+  });
+
+  it("a slow Stripe times out as 502 and releases the marker", async () => {
+    const user = uniqueUser("slow");
+    expect((await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe")).status).toBe(200);
+    slow.clock.value += 32 * 60_000;
+    slow.stripe.delayNext(1_000);
+    const res = await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe");
+    expect(res.status).toBe(502);
+    expect(res.json.error.code).toBe("UPSTREAM_ERROR");
+    expect(((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).pendingCheckout).toBeUndefined();
+  });
+
+  it("an SDK retry after a 500 reuses the idempotency key, so Stripe makes one session", async () => {
+    const user = uniqueUser("retry");
+    retrying.stripe.failNext({ match: "/v1/checkout/sessions", status: 500 });
+    const res = await retrying.asUser(retrying.fns.subscribe.route, user, "POST /v1/billing/subscribe");
+    expect(res.status).toBe(200);
+    const attempts = retrying.stripe.requestsTo("/v1/checkout/sessions");
+    expect(attempts).toHaveLength(2);
+    expect(attempts[0]?.idempotencyKey).toBe(attempts[1]?.idempotencyKey);
+  });
+
+  it("answers 503 naming the missing price variable, and writes nothing", async () => {
+    const user = uniqueUser("nocfg");
+    const yearly = await noPrice.asUser(noPrice.fns.subscribe.route, user, "POST /v1/billing/subscribe", {
+      plan: "plus",
+      interval: "year",
+    });
+    expect(yearly.status).toBe(503);
+    expect(yearly.json.error).toMatchObject({ code: "STRIPE_NOT_CONFIGURED" });
+    expect(yearly.json.error.message).toContain("STRIPE_PRICE_PLUS_YEARLY");
+    const pack = await noPrice.asUser(noPrice.fns.subscribe.route, user, "POST /v1/billing/checkout", { pack: "enterprise" });
+    expect(pack.status).toBe(503);
+    expect(pack.json.error.message).toContain("STRIPE_PRICE_PACK_ENTERPRISE");
+    expect(noPrice.stripe.requests).toHaveLength(0);
+    expect(((await noPrice.deps.ledger.store.getAccount(user)) as BillingAccount | undefined)?.pendingCheckout).toBeUndefined();
+  });
+});
+
+describe("POST /v1/billing/checkout (credit packs)", () => {
+  it("creates a payment-mode session for the pack's configured price, reusing the customer", async () => {
+    const user = uniqueUser("pack");
+    expect((await subscribe(user)).status).toBe(200);
+    const res = await buyPack(user, { pack: "starter" });
+    expect(res.status).toBe(200);
+    expect(res.json.checkoutUrl).toMatch(/cs_test_pay/);
+    expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+    const session = fx.stripe.requestsTo("/v1/checkout/sessions").at(-1);
+    const stored = await account(user);
+    expect(session?.body).toMatchObject({
+      mode: "payment",
+      customer: stored.stripeCustomerId,
+      client_reference_id: user,
+      line_items: [{ price: "price_pack_starter", quantity: "1" }],
+      metadata: { userId: user, pack: "starter" },
+      payment_intent_data: { metadata: { userId: user, pack: "starter" } },
+    });
+    expect(session?.idempotencyKey).toBe(`creditgate:checkout:pack:${user}:${stored.pendingPackCheckout?.nonce}`);
+    // a pack checkout and a subscription checkout do not block each other; two pack checkouts do
+    expect((await buyPack(user, { pack: "pro" })).status).toBe(409);
+  });
+
+  it("refuses an unknown pack or extra fields", async () => {
+    const user = uniqueUser("pack");
+    const unknown = await buyPack(user, { pack: "mega" });
+    expect(unknown.status).toBe(400);
+    expect(unknown.json.error.field).toBe("pack");
+    const missing = await buyPack(user);
+    expect(missing.status).toBe(400);
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+});
+
+describe("POST /v1/billing/portal", () => {
+  it("answers 409 NO_BILLING_ACCOUNT without a customer", async () => {
+    const res = await portal(uniqueUser("portal"));
+    expect(res.status).toBe(409);
+    expect(res.json.error.code).toBe("NO_BILLING_ACCOUNT");
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+
+  it("opens a portal session for the user's customer, returning to APP_URL", async () => {
+    const user = uniqueUser("portal");
+    await subscribe(user);
+    const res = await portal(user);
+    expect(res.status).toBe(200);
+    expect(res.json.portalUrl).toMatch(/^https:\/\/billing\.stripe\.test\/p\/session\//);
+    const [request] = fx.stripe.requestsTo("/v1/billing_portal/sessions");
+    expect(request?.body).toEqual({ customer: (await account(user)).stripeCustomerId, return_url: "https://app.example.com/billing" });
+  });
+});
+
+describe("the deployed functions (cold start from the environment)", () => {
+  it("subscribe.handler reaches the Stripe server named by STRIPE_API_BASE", async () => {
+    const user = uniqueUser("cold");
+    const res = await invoke(fx.fns.subscribe.handler, {
+      routeKey: "POST /v1/billing/subscribe",
+      token: await userToken(user),
+      body: { plan: "pro", interval: "year" },
+    });
+    expect(res.status).toBe(200);
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")[0]?.body.line_items[0].price).toBe("price_pro_yearly");
+    const refused = await invoke(fx.fns.portal.handler, { routeKey: "POST /v1/billing/portal", token: await userToken(uniqueUser("cold")) });
+    expect(refused.status).toBe(409);
+  });
+});

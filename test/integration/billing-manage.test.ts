@@ -1,0 +1,163 @@
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { BillingAccount } from "../../lib/billing/index.js";
+import { getBalance, listHistory } from "../../lib/ledger/index.js";
+import { type BillingFixture, billingFixture, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { uniqueUser } from "../helpers/ledger.js";
+import { captureLogs } from "../helpers/logs.js";
+import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+
+captureLogs();
+let fx: BillingFixture;
+beforeAll(async () => {
+  fx = await billingFixture();
+});
+beforeEach(() => {
+  fx.stripe.reset();
+});
+
+const changePlan = (userId: string, body: unknown) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/change-plan", body);
+const cancel = (userId: string) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/cancel");
+const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
+
+describe("POST /v1/billing/change-plan", () => {
+  it("upgrades with an always-invoiced proration and tops up the allowance difference once", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    expect(await balance(sub.userId)).toBe(50_000);
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 60_000 });
+
+    const [retrieve] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "GET");
+    expect(retrieve).toBeDefined();
+    const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(update?.body).toEqual({
+      items: [{ id: `si_${sub.subscriptionId}`, price: "price_pro_monthly" }],
+      expand: ["latest_invoice"],
+      proration_behavior: "always_invoice",
+      payment_behavior: "error_if_incomplete",
+      metadata: { userId: sub.userId, plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+    });
+    expect(update?.idempotencyKey).toBe(`creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}`);
+
+    const stored = await account(sub.userId);
+    expect(stored).toMatchObject({ plan: "pro", balance: 110_000, subscription: { priceId: "price_pro_monthly" } });
+    const [entry] = (await listHistory(fx.deps.ledger, { userId: sub.userId })).entries;
+    expect(entry).toMatchObject({ key: `upgrade#${sub.subscriptionId}#${T0}`, amount: 60_000, reason: "upgrade" });
+
+    // Down and up again in the same period: the top-up is once per subscription period.
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
+    const again = await changePlan(sub.userId, { plan: "pro" });
+    expect(again.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 0 });
+    expect(await balance(sub.userId)).toBe(110_000);
+  });
+
+  it("downgrades without taking credits back and without an immediate invoice", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "pro" });
+    const res = await changePlan(sub.userId, { plan: "plus" });
+    expect(res.json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
+    const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(update?.body).toMatchObject({ proration_behavior: "create_prorations", items: [{ price: "price_plus_monthly" }] });
+    expect(update?.body.payment_behavior).toBeUndefined();
+    expect(await account(sub.userId)).toMatchObject({ plan: "plus", balance: 110_000 });
+  });
+
+  it("a declined upgrade answers 402 PAYMENT_FAILED and changes nothing", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    fx.stripe.failNext({
+      match: "/v1/subscriptions/",
+      method: "POST",
+      status: 402,
+      body: { error: { type: "card_error", code: "card_declined", decline_code: "insufficient_funds", message: "Your card was declined." } },
+    });
+    const declined = await changePlan(sub.userId, { plan: "pro" });
+    expect(declined.status).toBe(402);
+    expect(declined.json.error.code).toBe("PAYMENT_FAILED");
+    expect(await account(sub.userId)).toMatchObject({ plan: "plus", balance: 50_000, subscription: { priceId: "price_plus_monthly" } });
+    expect((await listHistory(fx.deps.ledger, { userId: sub.userId })).entries.map((e) => e.key)).not.toContain(
+      `upgrade#${sub.subscriptionId}#${T0}`,
+    );
+  });
+
+  it("a crash after Stripe upgraded is finished by the proration invoice's invoice.paid (same top-up key)", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    const prorationInvoice = uniqueStripeId("in");
+    const res = await fx.deliver(
+      invoicePaid({
+        invoiceId: prorationInvoice,
+        customer: sub.customer,
+        subscriptionId: sub.subscriptionId,
+        userId: sub.userId,
+        price: "price_pro_monthly",
+        billingReason: "subscription_update",
+        proration: true,
+        amountPaid: 1_500,
+        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+      }),
+    );
+    expect(res.json.outcome).toBe("upgrade_topped_up");
+    expect(await balance(sub.userId)).toBe(110_000);
+    // the later (or retried) change-plan call grants nothing more
+    const change = await changePlan(sub.userId, { plan: "pro" });
+    expect(change.json.creditsAdded).toBe(0);
+    expect(await balance(sub.userId)).toBe(110_000);
+  });
+
+  it("refunding the proration invoice takes back the top-up proportionally", async () => {
+    fx.stripe.prorationAmount = 1_500;
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(60_000);
+    const prorationInvoice = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
+    expect(prorationInvoice).not.toBe(sub.invoiceId);
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, prorationInvoice);
+    const res = await fx.deliver(
+      stripeEvent("charge.refunded", {
+        object: { id: uniqueStripeId("ch"), payment_intent: paymentIntent, customer: sub.customer, amount: 1_500, amount_refunded: 750 },
+      }),
+    );
+    expect(res.json.outcome).toBe("clawed_back");
+    expect(await balance(sub.userId)).toBe(110_000 - 30_000);
+  });
+
+  it("refuses without a live subscription, for the same plan, and for free", async () => {
+    const free = await changePlan(uniqueUser("free"), { plan: "pro" });
+    expect(free.status).toBe(409);
+    expect(free.json.error).toMatchObject({ code: "CONFLICT", reason: "NO_SUBSCRIPTION" });
+    const sub = await subscribeAndPay(fx, { plan: "pro" });
+    const same = await changePlan(sub.userId, { plan: "pro" });
+    expect(same.status).toBe(409);
+    expect(same.json.error.reason).toBe("SAME_PLAN");
+    const toFree = await changePlan(sub.userId, { plan: "free" });
+    expect(toFree.status).toBe(400);
+    expect(toFree.json.error.field).toBe("plan");
+    expect(fx.stripe.requestsTo("/v1/subscriptions/", "POST")).toHaveLength(0);
+  });
+});
+
+describe("POST /v1/billing/cancel", () => {
+  it("free users get a clear answer and no Stripe call", async () => {
+    const res = await cancel(uniqueUser("free"));
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ status: "already_free", effectiveAt: null, message: expect.stringContaining("free plan") });
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+
+  it("cancels at period end, keeps the plan until Stripe deletes the subscription", async () => {
+    const sub = await subscribeAndPay(fx);
+    const res = await cancel(sub.userId);
+    expect(res.json).toEqual({ status: "scheduled_cancel", effectiveAt: new Date((T0 + 31 * 86_400) * 1000).toISOString() });
+    const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(update?.body).toEqual({ cancel_at_period_end: "true" });
+    expect(update?.idempotencyKey).toMatch(new RegExp(`^creditgate:cancel:${sub.subscriptionId}:`));
+    expect(await account(sub.userId)).toMatchObject({ plan: "pro", subscription: { cancelAtPeriodEnd: true } });
+
+    expect((await cancel(sub.userId)).json.status).toBe("scheduled_cancel");
+    expect(fx.stripe.requestsTo("/v1/subscriptions/", "POST")).toHaveLength(1);
+
+    const deleted = fx.stripe.subscriptions.get(sub.subscriptionId);
+    await fx.deliver(stripeEvent("customer.subscription.deleted", { created: T0 + 31 * 86_400, object: { ...deleted, status: "canceled" } }));
+    expect((await account(sub.userId)).plan).toBe("free");
+    expect((await cancel(sub.userId)).json.status).toBe("already_free");
+  });
+});

@@ -1,0 +1,187 @@
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { BillingAccount } from "../../lib/billing/index.js";
+import { auditAccount, authorizeChat, getBalance, listHistory, settleChat } from "../../lib/ledger/index.js";
+import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
+import { OPUS, SONNET } from "../helpers/http.js";
+import { uniqueUser } from "../helpers/ledger.js";
+import { captureLogs } from "../helpers/logs.js";
+import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+
+captureLogs();
+let fx: BillingFixture;
+beforeAll(async () => {
+  fx = await billingFixture();
+});
+beforeEach(() => {
+  fx.stripe.reset();
+});
+
+const view = (userId: string) => getBalance(fx.deps.ledger, userId);
+const entries = async (userId: string) => (await listHistory(fx.deps.ledger, { userId, limit: 100 })).entries;
+
+/** A user who bought a pack through the API and whose payment was granted. */
+async function packBuyer(pack: "starter" | "pro" = "starter", amountCents = 1_000) {
+  const userId = uniqueUser("buyer");
+  const started = await fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/checkout", { pack });
+  expect(started.status).toBe(200);
+  const account = (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+  const paymentIntent = uniqueStripeId("pi");
+  const chargeId = uniqueStripeId("ch");
+  const granted = await fx.deliver(
+    stripeEvent("checkout.session.completed.payment", {
+      object: {
+        id: account.pendingPackCheckout?.sessionId,
+        customer: account.stripeCustomerId,
+        payment_intent: paymentIntent,
+        amount_total: amountCents,
+        metadata: { userId, pack },
+      },
+    }),
+  );
+  expect(granted.json.outcome).toBe("pack_granted");
+  return { userId, customer: account.stripeCustomerId as string, paymentIntent, chargeId, amountCents };
+}
+
+const refunded = (input: { chargeId: string; paymentIntent: string; customer: string; amount: number; refunded: number }) =>
+  stripeEvent("charge.refunded", {
+    object: {
+      id: input.chargeId,
+      payment_intent: input.paymentIntent,
+      customer: input.customer,
+      amount: input.amount,
+      amount_captured: input.amount,
+      amount_refunded: input.refunded,
+      refunded: input.refunded === input.amount,
+    },
+  });
+
+const disputed = (input: { chargeId: string; paymentIntent: string; amount: number; id?: string }) =>
+  stripeEvent("charge.dispute.created", {
+    object: { id: input.id ?? uniqueStripeId("dp"), charge: input.chargeId, payment_intent: input.paymentIntent, amount: input.amount },
+  });
+
+describe("charge.refunded", () => {
+  it("a full refund of a pack takes its credits back once, from the purchased bucket", async () => {
+    const buyer = await packBuyer();
+    expect((await view(buyer.userId)).purchased).toBe(50_000);
+    const event = refunded({ ...buyer, amount: 1_000, refunded: 1_000 });
+    const res = await fx.deliver(event);
+    expect(res.status).toBe(200);
+    expect(res.json.outcome).toBe("clawed_back");
+    expect(await view(buyer.userId)).toMatchObject({ balance: 10_000, purchased: 0, allowance: 10_000 });
+    const [last] = await entries(buyer.userId);
+    expect(last).toMatchObject({ key: `refund#${buyer.chargeId}#1000`, amount: -50_000, reason: "refund" });
+    // redelivered (same event) and re-sent (new event id, same facts): nothing more
+    expect((await fx.deliver(event)).json.outcome).toBe("duplicate");
+    expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+  });
+
+  it("partial refunds take back proportionally, cumulative, and an older partial arriving late takes nothing", async () => {
+    const buyer = await packBuyer("starter", 999);
+    const thirty = refunded({ ...buyer, amount: 999, refunded: 300 });
+    const fifty = refunded({ ...buyer, amount: 999, refunded: 500 });
+    await fx.deliver(thirty);
+    expect((await view(buyer.userId)).balance).toBe(60_000 - Math.round((50_000 * 300) / 999)); // 15,015
+    await fx.deliver(fifty);
+    expect((await view(buyer.userId)).balance).toBe(60_000 - Math.round((50_000 * 500) / 999)); // 25,025 in all
+    const late = await fx.deliver({ ...thirty, id: uniqueStripeId("evt") });
+    expect(late.json.outcome).toBe("already_clawed_back");
+    const full = await fx.deliver(refunded({ ...buyer, amount: 999, refunded: 999 }));
+    expect(full.json.outcome).toBe("clawed_back");
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+    expect((await auditAccount(fx.deps.ledger, buyer.userId)).problems).toEqual([]);
+  });
+
+  it("two different partial refunds arriving concurrently take exactly the cumulative share", async () => {
+    const buyer = await packBuyer("starter", 1_000);
+    const answers = await Promise.all([
+      fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 250 })),
+      fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 600 })),
+      fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 600 })),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    expect((await view(buyer.userId)).balance).toBe(60_000 - 30_000);
+  });
+
+  it("a refund after the credits were spent takes the balance negative and the gate refuses", async () => {
+    const buyer = await packBuyer();
+    const hold = await authorizeChat(fx.deps.ledger, {
+      userId: buyer.userId,
+      requestId: "big",
+      model: OPUS,
+      inputTokens: 2_000_000,
+      maxOutputTokens: 0,
+    });
+    await settleChat(fx.deps.ledger, { holdId: hold.holdId, inputTokens: 2_000_000, outputTokens: 0 }); // 30,000 credits
+    expect((await view(buyer.userId)).balance).toBe(30_000);
+    const res = await fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 1_000 }));
+    expect(res.json.outcome).toBe("clawed_back");
+    expect((await view(buyer.userId)).balance).toBe(-20_000);
+    await expect(
+      authorizeChat(fx.deps.ledger, { userId: buyer.userId, requestId: "next", model: SONNET, inputTokens: 10, maxOutputTokens: 10 }),
+    ).rejects.toMatchObject({ code: "INSUFFICIENT_CREDITS" });
+    expect((await auditAccount(fx.deps.ledger, buyer.userId)).problems).toEqual([]);
+  });
+
+  it("a refunded subscription invoice takes back that invoice's allowance (found through invoice payments)", async () => {
+    const sub = await subscribeAndPay(fx, { amountPaid: 2_000 });
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
+    const chargeId = uniqueStripeId("ch");
+    const res = await fx.deliver(refunded({ chargeId, paymentIntent, customer: sub.customer, amount: 2_000, refunded: 1_000 }));
+    expect(res.json.outcome).toBe("clawed_back");
+    const [lookup] = fx.stripe.requestsTo("/v1/invoice_payments", "GET");
+    expect(lookup?.query).toMatchObject({ payment: { type: "payment_intent", payment_intent: paymentIntent }, limit: "1" });
+    expect(await view(sub.userId)).toMatchObject({ balance: 110_000 - 50_000 });
+    const [last] = await entries(sub.userId);
+    expect(last).toMatchObject({ amount: -50_000, reason: "refund", refs: { purchase: sub.invoiceId, grant: `invoice#${sub.invoiceId}` } });
+  });
+
+  it("a refund of a payment that bought no credits is acknowledged and ignored", async () => {
+    const res = await fx.deliver(
+      refunded({ chargeId: uniqueStripeId("ch"), paymentIntent: uniqueStripeId("pi"), customer: uniqueStripeId("cus"), amount: 500, refunded: 500 }),
+    );
+    expect(res.status).toBe(200);
+    expect(res.json.outcome).toBe("ignored_unknown_payment");
+    expect(fx.stripe.requestsTo("/v1/invoice_payments")).toHaveLength(1); // looked for an invoice, found none
+  });
+
+  it("a Stripe outage while resolving an invoice refund answers 502 so Stripe retries", async () => {
+    const sub = await subscribeAndPay(fx);
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
+    const event = refunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer: sub.customer, amount: 2_000, refunded: 2_000 });
+    fx.stripe.failNext({ match: "/v1/invoice_payments", status: 500 });
+    expect((await fx.deliver(event)).status).toBe(502);
+    expect((await view(sub.userId)).balance).toBe(110_000);
+    expect((await fx.deliver(event)).json.outcome).toBe("clawed_back");
+    expect((await view(sub.userId)).balance).toBe(10_000);
+  });
+});
+
+describe("charge.dispute.created", () => {
+  it("takes back what the disputed payment bought, once", async () => {
+    const buyer = await packBuyer("pro", 5_000);
+    const event = disputed({ ...buyer, amount: 5_000 });
+    const res = await fx.deliver(event);
+    expect(res.json.outcome).toBe("clawed_back");
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+    const [last] = await entries(buyer.userId);
+    expect(last).toMatchObject({ key: `dispute#${event.data.object.id}`, amount: -200_000, reason: "dispute" });
+    expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+  });
+
+  it("after a partial refund, a dispute of the rest takes only what is left", async () => {
+    const buyer = await packBuyer("starter", 1_000);
+    await fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 400 }));
+    expect((await view(buyer.userId)).balance).toBe(40_000);
+    await fx.deliver(disputed({ ...buyer, amount: 600 }));
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+    // even a (wrong) larger dispute cannot take more than the payment bought
+    const extra = await fx.deliver(disputed({ ...buyer, amount: 1_000 }));
+    expect(extra.json.outcome).toBe("nothing_left_to_claw_back");
+    expect((await view(buyer.userId)).balance).toBe(10_000);
+  });
+});
