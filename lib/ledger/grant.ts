@@ -6,7 +6,7 @@ import { type CreditFact, commitForFacts, type FactResult, resolveFactCommit } f
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
-import { dueAllowance } from "./schedule.js";
+import { dueAllowance, expectedNextGrantAt } from "./schedule.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -101,9 +101,24 @@ export type AllowanceResult = { granted: false } | { granted: true; applied: boo
 export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string): Promise<AllowanceResult> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   let key = "";
+  let repaired = false;
   const result = await applyFacts(deps, userId, (account) => {
-    const due = dueAllowance(account, deps.now(), deps.catalog);
-    if (!due) return "nothing-due";
+    repaired = false;
+    const now = deps.now();
+    const due = dueAllowance(account, now, deps.catalog);
+    if (!due) {
+      if (account.nextGrantAt === undefined || account.nextGrantAt > now) return "nothing-due";
+      const next = expectedNextGrantAt(account, deps.catalog);
+      repaired = true;
+      return {
+        userId: account.userId,
+        expectedSeq: account.seq,
+        entries: [],
+        balanceDelta: 0,
+        availableDelta: 0,
+        ...(next !== undefined && next > now ? { set: { nextGrantAt: next } } : { remove: ["nextGrantAt", "grantShard"] }),
+      };
+    }
     key = due.key;
     const plan = planOf(account.plan, deps.catalog);
     const facts: CreditFact[] = [];
@@ -120,11 +135,12 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
       reason: "allowance",
       refs: { plan: account.plan, period: due.index },
     });
-    return commitForFacts(account, facts, deps.now(), {
+    return commitForFacts(account, facts, now, {
       periodBelow: due.index,
-      set: { periodIndex: due.index, nextGrantAt: due.nextGrantAt },
+      set: { periodIndex: due.index, ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }) },
+      ...(due.nextGrantAt === undefined ? { remove: ["nextGrantAt", "grantShard"] as (keyof AccountRecord)[] } : {}),
     });
   });
-  if (result === "nothing-due") return { granted: false };
+  if (result === "nothing-due" || repaired) return { granted: false };
   return { granted: true, ...(await firstResult(deps, userId, result, key)) };
 }

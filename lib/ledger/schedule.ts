@@ -23,10 +23,23 @@ export function shardOf(userId: string): string {
   return `G${(digest[0] as number) % SCHEDULE_SHARDS}`;
 }
 
+/**
+ * An annual plan's schedule grants months 1..11 of its paid year. Month 0 comes with the annual
+ * invoice, and the next year's month 0 with the renewal invoice — so the schedule must stop
+ * before the renewal date, or a sweep running before the renewal's subscription update arrives
+ * would grant that month a second time under the old anchor.
+ */
+export const LAST_SCHEDULED_ANNUAL_MONTH = 11;
+
+function lastIndex(cadence: Cadence): number {
+  return cadence.kind === "calendarMonth" ? LAST_SCHEDULED_ANNUAL_MONTH : Number.POSITIVE_INFINITY;
+}
+
 export interface DueAllowance {
   index: number;
   start: number;
-  nextGrantAt: number;
+  /** the grant after this one; undefined when the schedule ends with this grant (annual month 11) */
+  nextGrantAt: number | undefined;
   /** idempotency key: the period's start instant, unique across plans and anchors */
   key: string;
 }
@@ -38,13 +51,25 @@ export interface DueAllowance {
 export function dueAllowance(account: AccountRecord, now: number, catalog: Catalog): DueAllowance | undefined {
   const cadence = scheduledCadence(account, catalog);
   if (!cadence || account.nextGrantAt === undefined || account.nextGrantAt > now) return undefined;
-  const index = periodIndexAt(account.periodAnchor, now, cadence);
+  const last = lastIndex(cadence);
+  const index = Math.min(periodIndexAt(account.periodAnchor, now, cadence), last);
   if (index <= account.periodIndex) return undefined;
   const start = periodStart(account.periodAnchor, index, cadence);
   return {
     index,
     start,
-    nextGrantAt: periodStart(account.periodAnchor, index + 1, cadence),
+    nextGrantAt: index < last ? periodStart(account.periodAnchor, index + 1, cadence) : undefined,
     key: `allowance#${new Date(start).toISOString()}`,
   };
+}
+
+/**
+ * The next scheduled grant after the one last granted, or undefined when there is none (monthly
+ * paid plans; an annual year whose months are all granted). Used to repair a `nextGrantAt` left in
+ * the past with nothing due, which would otherwise make every authorize look for a grant.
+ */
+export function expectedNextGrantAt(account: AccountRecord, catalog: Catalog): number | undefined {
+  const cadence = scheduledCadence(account, catalog);
+  if (!cadence || account.periodIndex >= lastIndex(cadence)) return undefined;
+  return periodStart(account.periodAnchor, account.periodIndex + 1, cadence);
 }

@@ -163,10 +163,15 @@ describe("sweep correctness", () => {
       const boundary = periodStart(yearStart, month, { kind: "calendarMonth" });
       for (const offset of [-DAY_MS, 0, 2 * DAY_MS]) {
         fx.clock.value = boundary + offset;
-        if (month === 12 && offset >= 0) break; // the renewal invoice, not the sweep, covers month 12
         await runSweep(fx.deps, schedule, { remainingMs: plenty });
       }
     }
+    // Past the renewal date, before the renewal's subscription update arrives: the schedule has
+    // ended, so neither the sweep nor a lazy authorize grants "month 12" under the old anchor.
+    fx.clock.value = periodStart(yearStart, 12, { kind: "calendarMonth" }) + 5 * DAY_MS;
+    await runSweep(fx.deps, schedule, { remainingMs: plenty });
+    await authorizeChat(fx.deps, { userId: user, requestId: "after-renewal", model: "openai/gpt-5.2", inputTokens: 10, maxOutputTokens: 10 });
+    expect((await getBalance(fx.deps, user)).nextGrantAt).toBeNull();
     const entries = (await listHistory(fx.deps, { userId: user, limit: 100 })).entries;
     const monthly = entries.filter((e) => e.reason === "allowance");
     expect(monthly).toHaveLength(11);
@@ -177,6 +182,31 @@ describe("sweep correctness", () => {
     const view = await getBalance(fx.deps, user);
     expect(view.balance).toBe(10_000 + 12 * 100_000);
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
+
+    // The renewal re-anchors the schedule; the new year's month 1 is granted once, under its own key.
+    const renewal = periodStart(yearStart, 12, { kind: "calendarMonth" });
+    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "year", periodStart: renewal });
+    fx.clock.value = periodStart(renewal, 1, { kind: "calendarMonth" }) + DAY_MS;
+    await runSweep(fx.deps, schedule, { remainingMs: plenty });
+    await runSweep(fx.deps, schedule, { remainingMs: plenty });
+    const nextYear = (await listHistory(fx.deps, { userId: user, limit: 100 })).entries.filter(
+      (e) => e.reason === "allowance" && e.createdAt >= new Date(renewal).toISOString(),
+    );
+    expect(nextYear).toHaveLength(1);
+  });
+
+  it("a schedule left in the past with nothing due is repaired, not spun on", async () => {
+    fx.clock.at(0);
+    const user = uniqueUser("stale");
+    await ensureAccount(fx.deps, user);
+    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month" });
+    // Simulate a stale schedule on a monthly paid plan (which has none).
+    await fx.deps.store.commit({ userId: user, expectedSeq: 1, entries: [], balanceDelta: 0, availableDelta: 0, set: { nextGrantAt: fx.clock.value - 1 } });
+    fx.requests.reset();
+    await authorizeChat(fx.deps, { userId: user, requestId: "r", model: "openai/gpt-5.2", inputTokens: 10, maxOutputTokens: 10 });
+    expect(fx.requests.total()).toBeLessThanOrEqual(5);
+    expect((await getBalance(fx.deps, user)).nextGrantAt).toBeNull();
+    expect((await listHistory(fx.deps, { userId: user })).entries.map((e) => e.reason)).toEqual(["signup"]);
   });
 
   it("releases abandoned holds once, then a late settle still records the true usage", async () => {
