@@ -29,7 +29,7 @@ const { values: flags } = parseArgs({ options: { quick: { type: "boolean", defau
 const quick = flags.quick === true;
 const outDir = resolve(flags.out ?? "bench");
 const size = quick
-  ? { pairs: 120, accounts: 50, sweepAccounts: 1_000, sweepDue: 100, imports: 3, overhead: 60, storm: 60 }
+  ? { pairs: 48, accounts: 24, sweepAccounts: 400, sweepDue: 40, imports: 2, overhead: 20, storm: 60 }
   : { pairs: 3_000, accounts: 1_000, sweepAccounts: 20_000, sweepDue: 2_000, imports: 10, overhead: 500, storm: 200 };
 const SONNET = "anthropic/claude-sonnet-4.5";
 const chat = { model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
@@ -102,7 +102,7 @@ async function main() {
 
     // Warm-up: JIT, connection pool, DynamoDB Local's own warm-up.
     await drive(Math.min(200, size.pairs), 8, (i) => pair(accounts[i % accounts.length] as string));
-    await floorOps(400, 8);
+    await floorOps(Math.min(400, size.pairs * 4), 8);
 
     const gate: GateRow[] = [];
     for (const concurrency of [1, 8, 32]) {
