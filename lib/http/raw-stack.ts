@@ -1,26 +1,13 @@
-import middy, { type MiddlewareObj } from "@middy/core";
+import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import httpSecurityHeaders from "@middy/http-security-headers";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from "aws-lambda";
-import { logger } from "../logger.js";
-import { toErrorBody } from "./errors.js";
 import { requestLogging } from "./logging.js";
-import { type HttpResult, json } from "./response.js";
+import type { HttpResult } from "./response.js";
+import { errorHandler } from "./stack.js";
 
 /** A route that reads the body exactly as received (signature checks): no JSON parsing, no CORS. */
 export type RawRoute<D> = (event: APIGatewayProxyEventV2, deps: D) => Promise<HttpResult>;
-
-function errorHandler(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
-  return {
-    name: "errorHandler",
-    onError: (request) => {
-      const { status, body, headers } = toErrorBody(request.error);
-      if (status >= 500) logger.error("request failed", request.error as Error);
-      else logger.info("request refused", { code: body.error.code });
-      request.response = json(body, status, headers);
-    },
-  };
-}
 
 /**
  * The stack of server-to-server endpoints such as the Stripe webhook: request logging, lower-cased

@@ -13,7 +13,7 @@ import { type HttpEvent, type HttpResult, json } from "./response.js";
 export type Route<D> = (event: HttpEvent, deps: D) => Promise<HttpResult>;
 
 /** Turns any error into the contract's error response. Registered last, so its onError runs first. */
-function errorHandler(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
+export function errorHandler(): MiddlewareObj<APIGatewayProxyEventV2, APIGatewayProxyResultV2> {
   return {
     name: "errorHandler",
     onError: (request) => {

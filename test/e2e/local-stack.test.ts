@@ -105,7 +105,8 @@ describe("npm start: the whole product locally", () => {
     expect(userToken).toBeTruthy();
     const get = async (path: string) => {
       const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${userToken}` } });
-      return { status: response.status, json: await response.json() };
+      // biome-ignore lint/suspicious/noExplicitAny: response JSON
+      return { status: response.status, json: (await response.json()) as any };
     };
     const credits = await get("/v1/credits");
     expect(credits.json).toMatchObject({ balance: 10_000 - 9 + 50_000, purchased: 50_000 });

@@ -1,8 +1,7 @@
 import { BatchWriteItemCommand, type DynamoDBClient, type WriteRequest } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
-import type { AccountRecord } from "../../lib/ledger/account.js";
-import { shardOf } from "../../lib/ledger/schedule.js";
-import { DAY_MS } from "../../lib/periods.js";
+import { catalog } from "../../lib/catalog.js";
+import { newAccount } from "../../lib/ledger/ensure-account.js";
 
 /**
  * Writes fresh free accounts exactly as ensureAccount would (account item + signup entry), in
@@ -14,45 +13,12 @@ export async function seedFreeAccounts(
   accounts: { userId: string; createdAt: number }[],
 ): Promise<void> {
   const requests: WriteRequest[] = accounts.flatMap(({ userId, createdAt }) => {
-    const account: AccountRecord = {
-      userId,
-      plan: "free",
-      interval: "month",
-      createdAt,
-      balance: 10_000,
-      available: 10_000,
-      seq: 1,
-      allowanceBase: 10_000,
-      purchasedBase: 0,
-      spent: 0,
-      holds: {},
-      holdSeq: {},
-      holdBal: {},
-      pend: {},
-      pendSeq: {},
-      pendBal: {},
-      periodIndex: 0,
-      periodAnchor: createdAt,
-      nextGrantAt: createdAt + 30 * DAY_MS,
-      grantShard: shardOf(userId),
-      rl: {},
-    };
-    const signup = {
-      pk: `U#${userId}`,
-      sk: "E#signup",
-      entrySeq: 1,
-      userId,
-      key: "signup",
-      amount: 10_000,
-      balanceAfter: 10_000,
-      reason: "signup",
-      bucket: "allowance",
-      refs: {},
-      createdAt,
-    };
+    // Exactly what ensureAccount writes on first sight, so seeded accounts are real accounts.
+    const { account, signup } = newAccount({ catalog }, userId, createdAt);
+    const { seq, ...entry } = signup;
     return [
       { PutRequest: { Item: marshall({ pk: `U#${userId}`, sk: "ACCOUNT", ...account }) } },
-      { PutRequest: { Item: marshall(signup) } },
+      { PutRequest: { Item: marshall({ pk: `U#${userId}`, sk: `E#${signup.key}`, entrySeq: seq, ...entry }) } },
     ];
   });
   const batches: WriteRequest[][] = [];
