@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { handleStripeWebhook } from "../lib/billing/index.js";
-import { type BillingAppDeps, billingAppDeps } from "../lib/billing/runtime.js";
+import { type BillingAppDeps, webhookDeps } from "../lib/billing/runtime.js";
 import { NotFoundError } from "../lib/errors.js";
 import { json } from "../lib/http/response.js";
 import { type RawRoute, rawBodyHandler } from "../lib/http/raw-stack.js";
@@ -22,4 +22,4 @@ export const route: RawRoute<Pick<BillingAppDeps, "billing">> = async (event, de
 };
 
 // Cold start: bad config throws here; a missing STRIPE_WEBHOOK_SECRET answers 503 per request.
-export const handler = rawBodyHandler(route, billingAppDeps());
+export const handler = rawBodyHandler(route, webhookDeps());

@@ -2,6 +2,7 @@ import { readdirSync } from "node:fs";
 import { join, parse, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build, type Metafile } from "esbuild";
+import { LAMBDA_ESBUILD_OPTIONS } from "./bundling.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const FUNCTIONS_DIR = join(ROOT, "functions");
@@ -31,19 +32,10 @@ export async function bundleFunctions(
   entries = functionEntries(),
 ): Promise<{ functions: BuiltFunction[]; metafile: Metafile }> {
   const result = await build({
+    ...LAMBDA_ESBUILD_OPTIONS,
     entryPoints: entries,
     outdir,
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    target: "node24",
-    minify: true,
-    sourcemap: true,
     outExtension: { ".js": ".mjs" },
-    // Prefer the ESM builds of dependencies (smaller, tree-shaken).
-    mainFields: ["module", "main"],
-    // CommonJS inside an ESM bundle (parts of the AWS SDK) still calls require.
-    banner: { js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);" },
     metafile: true,
     logLevel: "warning",
   });

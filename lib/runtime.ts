@@ -3,7 +3,12 @@ import { type Authenticator, createAuthenticator } from "./auth.js";
 import { catalog } from "./catalog.js";
 import { type Config, config } from "./config.js";
 import { createDynamoLedgerStore, LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
+import { loadSecretsIntoEnv } from "./secrets.js";
 import { createDynamoScheduleStore, type ScheduleStore } from "./sweep/schedule-store.js";
+
+// Cold start, before any config is read: secrets named by `<NAME>_ARN` (the CDK stack passes
+// Secrets Manager ARNs, never values) become plain variables. A no-op without such variables.
+await loadSecretsIntoEnv();
 
 /** What the HTTP functions need, built once per Lambda container from the validated config. */
 export interface AppDeps {

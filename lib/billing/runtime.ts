@@ -1,7 +1,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Config, config } from "../config.js";
 import type { LedgerDeps } from "../ledger/index.js";
-import { type AppDeps, buildAppDeps, dynamoClient } from "../runtime.js";
+import { type AppDeps, buildAppDeps, dynamoClient, ledgerDeps } from "../runtime.js";
 import { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
 import { createDynamoBillingStore } from "./dynamo-billing-store.js";
 import { priceBookFromConfig } from "./prices.js";
@@ -43,4 +43,19 @@ let cached: BillingAppDeps | undefined;
 export function billingAppDeps(): BillingAppDeps {
   cached ??= buildBillingAppDeps(config());
   return cached;
+}
+
+let webhookCached: { billing: BillingDeps } | undefined;
+
+/**
+ * The webhook's deps: the "webhook" config profile (no JWT secret, no APP_URL — the webhook is
+ * authenticated by Stripe's signature and is not given the JWT secret) and no authenticator.
+ */
+export function webhookDeps(): { billing: BillingDeps } {
+  if (!webhookCached) {
+    const cfg = config("webhook");
+    const client = dynamoClient(cfg);
+    webhookCached = { billing: billingDeps(cfg, ledgerDeps(cfg, client), client) };
+  }
+  return webhookCached;
 }
