@@ -1,24 +1,28 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "./zod-locale.js";
 
 /**
  * The product catalog: plans, packs and model rates in one typed, validated place. Stripe price ids
  * are not here: they come from config (lib/config), and prices are mapped to plans only through it.
  */
 const planSchema = z.object({
-  rank: z.number().int().min(0),
-  monthlyAllowance: z.number().int().positive(),
+  rank: z.number().check(z.int(), z.minimum(0)),
+  monthlyAllowance: z.number().check(z.int(), z.positive()),
   allowancePolicy: z.enum(["accumulate", "reset"]),
   paid: z.boolean(),
   intervals: z.array(z.enum(["month", "year"])),
 });
 
 const catalogSchema = z.object({
-  signupBonus: z.number().int().positive(),
+  signupBonus: z.number().check(z.int(), z.positive()),
   /** Free allowance periods are this long, anchored at account creation. */
-  freePeriodDays: z.number().int().positive(),
+  freePeriodDays: z.number().check(z.int(), z.positive()),
   plans: z.record(z.string(), planSchema),
-  packs: z.record(z.string(), z.object({ credits: z.number().int().positive() })),
-  modelTiers: z.record(z.string(), z.object({ inputPer1k: z.number().positive(), outputPer1k: z.number().positive() })),
+  packs: z.record(z.string(), z.object({ credits: z.number().check(z.int(), z.positive()) })),
+  modelTiers: z.record(
+    z.string(),
+    z.object({ inputPer1k: z.number().check(z.positive()), outputPer1k: z.number().check(z.positive()) }),
+  ),
   models: z.record(z.string(), z.string()),
 });
 

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "./zod-locale.js";
 
 /**
  * Every environment variable the functions read, validated once at cold start. To add one, add a
@@ -7,40 +8,43 @@ import { z } from "zod";
 
 /** Deploy tooling often sets a variable to "" instead of leaving it out: treat that as unset. */
 const unsetIfBlank = (value: unknown) => (typeof value === "string" && value.trim() === "" ? undefined : value);
+/** `schema`, reading a blank value as unset (what classic zod's `z.preprocess(unsetIfBlank, schema)` built). */
+const blankAsUnset = <T extends z.ZodMiniType>(schema: T) => z.pipe(z.transform(unsetIfBlank), schema);
 
 const requiredText = () =>
-  z.preprocess(
-    unsetIfBlank,
-    z.string({ error: (issue) => (issue.input === undefined ? "is required" : "must be a string") }),
-  );
-const optionalText = () => z.preprocess(unsetIfBlank, z.string().optional());
+  blankAsUnset(z.string({ error: (issue) => (issue.input === undefined ? "is required" : "must be a string") }));
+const optionalText = () => blankAsUnset(z.optional(z.string()));
 
 const isLoopback = (url: URL) => ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
 const httpUrl = (opts: { httpsUnlessLoopback?: boolean } = {}) =>
-  z.string().refine(
-    (value) => {
-      if (!URL.canParse(value)) return false;
-      const url = new URL(value);
-      if (url.protocol === "https:") return true;
-      return url.protocol === "http:" && (!opts.httpsUnlessLoopback || isLoopback(url));
-    },
-    { message: opts.httpsUnlessLoopback ? "must be an https URL (http only on localhost)" : "must be an http(s) URL" },
+  z.string().check(
+    z.refine(
+      (value) => {
+        if (!URL.canParse(value)) return false;
+        const url = new URL(value);
+        if (url.protocol === "https:") return true;
+        return url.protocol === "http:" && (!opts.httpsUnlessLoopback || isLoopback(url));
+      },
+      { message: opts.httpsUnlessLoopback ? "must be an https URL (http only on localhost)" : "must be an http(s) URL" },
+    ),
   );
 
 /** Whole numbers only: "1.5", "1e3" or "ten" are refused rather than coerced. */
 const wholeNumber = (fallback: number, min: number, max: number) =>
-  z.preprocess(
-    unsetIfBlank,
-    z
-      .string()
-      .regex(/^\d{1,9}$/, "must be a whole number")
-      .transform(Number)
-      .pipe(z.number().int().min(min).max(max))
-      .optional()
-      .transform((value) => value ?? fallback),
+  blankAsUnset(
+    z.pipe(
+      z.optional(
+        z.pipe(
+          z.pipe(z.string().check(z.regex(/^\d{1,9}$/, "must be a whole number")), z.transform(Number)),
+          z.number().check(z.int(), z.minimum(min), z.maximum(max)),
+        ),
+      ),
+      z.transform((value) => value ?? fallback),
+    ),
   );
 
-const stripePriceId = () => z.preprocess(unsetIfBlank, z.string().regex(/^price_\w+$/, "must be a Stripe price id (price_…)").optional());
+const stripePriceId = () =>
+  blankAsUnset(z.optional(z.string().check(z.regex(/^price_\w+$/, "must be a Stripe price id (price_…)"))));
 
 /** One price id per paid plan and interval, and per pack (see lib/catalog); read by billing. */
 export const STRIPE_PRICE_VARS = [
@@ -63,23 +67,22 @@ const priceShape = Object.fromEntries(STRIPE_PRICE_VARS.map((name) => [name, str
   ReturnType<typeof stripePriceId>
 >;
 
-const schema = z
-  .object({
-    TABLE_NAME: requiredText().pipe(z.string().regex(/^[A-Za-z0-9_.-]{3,255}$/, "must be a DynamoDB table name")),
-    AUTH_JWT_SECRET: z.preprocess(unsetIfBlank, z.string().min(32, "must be at least 32 characters").optional()),
-    AUTH_JWKS_URL: z.preprocess(unsetIfBlank, httpUrl({ httpsUnlessLoopback: true }).optional()),
-    AUTH_ISSUER: optionalText(),
-    AUTH_AUDIENCE: optionalText(),
-    APP_URL: z.preprocess(unsetIfBlank, httpUrl().optional()),
-    AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
-    HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),
-    DYNAMODB_ENDPOINT: z.preprocess(unsetIfBlank, httpUrl().optional()),
-    AWS_REGION: optionalText(),
-    STRIPE_SECRET_KEY: optionalText(),
-    STRIPE_WEBHOOK_SECRET: optionalText(),
-    STRIPE_API_BASE: z.preprocess(unsetIfBlank, httpUrl().optional()),
-    ...priceShape,
-  });
+const schema = z.object({
+  TABLE_NAME: z.pipe(requiredText(), z.string().check(z.regex(/^[A-Za-z0-9_.-]{3,255}$/, "must be a DynamoDB table name"))),
+  AUTH_JWT_SECRET: blankAsUnset(z.optional(z.string().check(z.minLength(32, "must be at least 32 characters")))),
+  AUTH_JWKS_URL: blankAsUnset(z.optional(httpUrl({ httpsUnlessLoopback: true }))),
+  AUTH_ISSUER: optionalText(),
+  AUTH_AUDIENCE: optionalText(),
+  APP_URL: blankAsUnset(z.optional(httpUrl())),
+  AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
+  HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),
+  DYNAMODB_ENDPOINT: blankAsUnset(z.optional(httpUrl())),
+  AWS_REGION: optionalText(),
+  STRIPE_SECRET_KEY: optionalText(),
+  STRIPE_WEBHOOK_SECRET: optionalText(),
+  STRIPE_API_BASE: blankAsUnset(z.optional(httpUrl())),
+  ...priceShape,
+});
 
 /**
  * What each kind of function needs beyond the table: the user-facing API verifies tokens and builds

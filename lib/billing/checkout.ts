@@ -3,6 +3,7 @@ import { type BillingInterval, type PackId, type PlanId, planOf } from "../catal
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
 import { ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
+import { FUNCTIONS } from "../routes.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount, CheckoutKind, PendingCheckout } from "./store.js";
 import type { StripePort } from "./stripe-port.js";
@@ -60,10 +61,19 @@ function pendingConflict(existing: PendingCheckout | undefined): ConflictError {
 }
 
 /**
+ * How long a pending marker without a session may still belong to a request in flight: the
+ * checkout function's timeout and a margin. An older one was left by a request that died between
+ * claiming it and recording the session (a Lambda killed or timed out, maybe after Stripe made
+ * the session), and the next attempt finishes that checkout instead of refusing for 31 minutes.
+ */
+export const CHECKOUT_IN_FLIGHT_MS = (FUNCTIONS.subscribe.timeoutSeconds + 5) * 1000;
+
+/**
  * Runs one Checkout Session creation under the account's pending marker: the marker is claimed
  * first (a double click gets 409), the Stripe idempotency key is the marker's nonce (an SDK
  * retry returns the same session), and a Stripe failure releases the marker, so nothing is left
- * half-done.
+ * half-done. A marker left without a session by a request that died is resumed under its own
+ * nonce, so Stripe answers with the session it already made (or makes it now).
  */
 async function withPendingCheckout(
   deps: BillingDeps,
@@ -73,9 +83,15 @@ async function withPendingCheckout(
   email: string | undefined,
 ): Promise<{ checkoutUrl: string }> {
   const now = deps.ledger.now();
-  const marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs };
+  let marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs };
   const claim = await deps.store.claimCheckout(account.userId, kind, marker, now);
-  if (!claim.claimed) throw pendingConflict(claim.existing);
+  if (!claim.claimed) {
+    const existing = claim.existing;
+    const abandoned = existing && !existing.url && now - (existing.expiresAt - deps.checkoutTtlMs) >= CHECKOUT_IN_FLIGHT_MS;
+    if (!abandoned) throw pendingConflict(existing);
+    logger.warn("resuming a checkout whose request died before recording its session", { userId: account.userId, kind });
+    marker = existing;
+  }
   let session: { id: string; url: string };
   try {
     const customer = await ensureCustomer(deps, account, email);

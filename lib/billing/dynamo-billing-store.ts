@@ -4,9 +4,11 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
+  QueryCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import { type ClawFact, clawKey as clawFactKey } from "./refunds.js";
 import type {
   BillingStore,
   CheckoutKind,
@@ -23,11 +25,13 @@ import type {
  * | pk            | sk         | what                                                        |
  * | ------------- | ---------- | ----------------------------------------------------------- |
  * | `U#<user>`    | `ACCOUNT`  | billing attributes only: stripeCustomerId, subscription,     |
- * |               |            | paymentFailedAt, pendingCheckout, pendingPackCheckout,      |
- * |               |            | extraSubscriptions (never balance, seq, holds, allowance…)   |
+ * |               |            | paymentFailedAt, lastPaidAt, pendingCheckout,               |
+ * |               |            | pendingPackCheckout, extraSubscriptions (never balance, seq, |
+ * |               |            | holds, allowance…)                                          |
  * | `C#<cus_…>`   | `CUSTOMER` | customer → user, for webhooks                               |
  * | `EVT#<evt_…>` | `RECEIPT`  | webhook event applied (dedupe + audit), removed by TTL      |
  * | `PUR#<pi|in>` | `PURCHASE` | what a payment bought (refund and dispute basis)            |
+ * | `PUR#<pi|in>` | `WAIT#<key>` | a refund/dispute that arrived before its purchase; TTL    |
  * | `CLAW#<ch_…>` | `CLAW`     | refunds and disputes already clawed back for a charge       |
  *
  * Account updates are all conditioned on `attribute_exists(pk)`: billing never creates a partial
@@ -221,16 +225,25 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async markPaymentFailed(userId, at) {
+      // Not when a payment at or after this failure is known: Stripe may deliver the two in any order.
       await updateAccount(
         userId,
         "SET #pf = :at",
-        "attribute_exists(#pk) AND (attribute_not_exists(#pf) OR #pf < :at)",
-        { "#pk": "pk", "#pf": "paymentFailedAt" },
+        "attribute_exists(#pk) AND (attribute_not_exists(#pf) OR #pf < :at) AND (attribute_not_exists(#lp) OR #lp < :at)",
+        { "#pk": "pk", "#pf": "paymentFailedAt", "#lp": "lastPaidAt" },
         { ":at": at },
       );
     },
 
     async clearPaymentFailed(userId, paidAt) {
+      // First remember the payment (so a failure delivered late is not recorded), then clear an older mark.
+      await updateAccount(
+        userId,
+        "SET #lp = :paid",
+        "attribute_exists(#pk) AND (attribute_not_exists(#lp) OR #lp < :paid)",
+        { "#pk": "pk", "#lp": "lastPaidAt" },
+        { ":paid": paidAt },
+      );
       await updateAccount(userId, "REMOVE #pf", "#pf <= :paid", { "#pf": "paymentFailedAt" }, { ":paid": paidAt });
     },
 
@@ -264,6 +277,39 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         if (isConditionFailure(error)) return false;
         throw error;
       }
+    },
+
+    async putWaitingClaw(purchaseIds, fact, now, ttlSeconds) {
+      const key = clawFactKey(fact);
+      for (const id of purchaseIds) {
+        // Overwriting is fine: the same fact always writes the same item.
+        await client.send(
+          new PutItemCommand({
+            TableName: tableName,
+            Item: marshall({ pk: purchaseKey(id).pk, sk: `WAIT#${key}`, fact, createdAt: now, ttl: Math.floor(now / 1000) + ttlSeconds }),
+          }),
+        );
+      }
+    },
+
+    async waitingClaws(purchaseId) {
+      const facts: ClawFact[] = [];
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const page = await client.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: "#pk = :pk AND begins_with(#sk, :wait)",
+            ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
+            ExpressionAttributeValues: marshall({ ":pk": purchaseKey(purchaseId).pk, ":wait": "WAIT#" }),
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        facts.push(...(page.Items ?? []).map((item) => unmarshall(item).fact as ClawFact));
+        startKey = page.LastEvaluatedKey;
+      } while (startKey);
+      return facts;
     },
 
     async getReceipt(eventId) {

@@ -1,11 +1,11 @@
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { isPackId, isPlanId, planOf } from "../catalog.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { requireStripe } from "./checkout.js";
 import type { BillingDeps } from "./deps.js";
 import { grantUpgradeTopUp } from "./manage.js";
-import { clawBackPayment } from "./refunds.js";
+import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
 import {
   chargeSchema,
   checkoutSessionSchema,
@@ -50,7 +50,7 @@ async function resolveUser(
 type Handler = (deps: BillingDeps, event: StripeEventEnvelope) => Promise<string>;
 
 /** Parses the event's object; a shape we cannot read is logged and ignored (a retry would not help). */
-function objectOf<T extends z.ZodType>(schema: T, event: StripeEventEnvelope): z.infer<T> | undefined {
+function objectOf<T extends z.ZodMiniType>(schema: T, event: StripeEventEnvelope): z.infer<T> | undefined {
   const parsed = schema.safeParse(event.data.object);
   if (parsed.success) return parsed.data;
   logger.error("stripe event object not understood", {
@@ -124,6 +124,8 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
     reason: "pack",
     refs: { session: session.id, pack, ...(session.payment_intent ? { paymentIntent: session.payment_intent } : {}) },
   });
+  // A refund or dispute of this payment that arrived first takes its share now.
+  if (session.payment_intent) await applyWaitingClaws(deps, session.payment_intent);
   return result.applied ? "pack_granted" : "pack_already_granted";
 };
 
@@ -191,6 +193,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
         ...(details?.subscription ? { subscription: details.subscription } : {}),
       },
     });
+    await applyWaitingClaws(deps, invoice.id);
     return result.applied ? "allowance_granted" : "allowance_already_granted";
   }
 

@@ -3,13 +3,19 @@
  * small persistence port with its DynamoDB adapter, and a thin port over the real Stripe SDK.
  * Credits only ever move through the ledger's grantCredits / clawBack (lib/ledger).
  */
-export { ensureCustomer, startPackCheckout, startSubscriptionCheckout, type SubscriptionCheckoutInput } from "./checkout.js";
+export {
+  CHECKOUT_IN_FLIGHT_MS,
+  ensureCustomer,
+  startPackCheckout,
+  startSubscriptionCheckout,
+  type SubscriptionCheckoutInput,
+} from "./checkout.js";
 export { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
 export { createDynamoBillingStore } from "./dynamo-billing-store.js";
 export { applyStripeEvent, HANDLED_EVENT_TYPES, type StripeEventEnvelope } from "./events.js";
 export { cancelSubscription, changePlan, type ChangePlanResult, openPortal, upgradeKey } from "./manage.js";
 export { createPriceBook, type PriceBook, priceBookFromConfig } from "./prices.js";
-export { clawBackPayment, clawKey } from "./refunds.js";
+export { applyWaitingClaws, clawBackPayment, clawKey } from "./refunds.js";
 export type { BillingAccount, BillingStore, ClawRecord, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./store.js";
 export {
   createStripePort,

@@ -4,6 +4,7 @@ import { ensureAccount, grantCredits } from "../ledger/index.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount } from "./store.js";
 import { appLink, requireStripe } from "./checkout.js";
+import { applyWaitingClaws } from "./refunds.js";
 import { subscriptionSchema } from "./stripe-objects.js";
 import { applySubscription, isLive, type SubscriptionSnapshot, snapshotOf } from "./subscription.js";
 
@@ -74,6 +75,7 @@ export async function grantUpgradeTopUp(
       amountCents: input.amountPaid,
       createdAt: deps.ledger.now(),
     });
+    await applyWaitingClaws(deps, input.invoiceId);
   }
   return result.applied ? topUp : 0;
 }

@@ -10,16 +10,35 @@ export type ClawFact =
   | { kind: "dispute"; chargeId: string; paymentIntentId: string; disputeId: string; disputedCents: number };
 
 /**
- * What a payment bought. Packs record their payment intent when granted; subscription invoices
- * record the invoice, and the pinned API version links a payment intent to its invoice only
- * through invoice payments, so that one Stripe lookup happens here, on the rare refund, rather
- * than on every paid invoice.
+ * What a payment bought, and every id it may be recorded under. Packs record their payment intent
+ * when granted; subscription invoices record the invoice, and the pinned API version links a
+ * payment intent to its invoice only through invoice payments, so that one Stripe lookup happens
+ * here, on the rare refund, rather than on every paid invoice.
  */
-async function findPurchase(deps: BillingDeps, paymentIntentId: string): Promise<PurchaseRecord | undefined> {
+async function findPurchase(
+  deps: BillingDeps,
+  paymentIntentId: string,
+): Promise<{ purchase: PurchaseRecord | undefined; ids: string[] }> {
   const direct = await deps.store.getPurchase(paymentIntentId);
-  if (direct) return direct;
+  if (direct) return { purchase: direct, ids: [paymentIntentId] };
   const invoiceId = await requireStripe(deps).invoiceForPaymentIntent(paymentIntentId);
-  return invoiceId ? deps.store.getPurchase(invoiceId) : undefined;
+  return {
+    purchase: invoiceId ? await deps.store.getPurchase(invoiceId) : undefined,
+    ids: invoiceId ? [paymentIntentId, invoiceId] : [paymentIntentId],
+  };
+}
+
+async function recordedPurchase(deps: BillingDeps, ids: string[]): Promise<PurchaseRecord | undefined> {
+  for (const id of ids) {
+    const purchase = await deps.store.getPurchase(id);
+    if (purchase) return purchase;
+  }
+  return undefined;
+}
+
+/** True once the purchase's credits are in the ledger (its grant entry exists). */
+async function isGranted(deps: BillingDeps, purchase: PurchaseRecord | undefined): Promise<boolean> {
+  return purchase !== undefined && (await deps.ledger.store.getEntry(purchase.userId, purchase.grantKey)) !== undefined;
 }
 
 /** The ledger key of a clawback fact (invariant 3): a refund by its charge's cumulative amount, a dispute by its id. */
@@ -37,11 +56,25 @@ export function clawKey(fact: ClawFact): string {
  * is finished by the retry with the same key and amount.
  */
 export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promise<string> {
-  const purchase = await findPurchase(deps, fact.paymentIntentId);
-  if (!purchase) {
-    logger.info("refund or dispute of a payment that bought no credits", { charge: fact.chargeId, paymentIntent: fact.paymentIntentId });
-    return "ignored_unknown_payment";
+  const found = await findPurchase(deps, fact.paymentIntentId);
+  let purchase = found.purchase;
+  if (!(await isGranted(deps, purchase))) {
+    // Stripe does not deliver in order: the payment's own event may come later (or be failing and
+    // being retried, or be half-way: purchase recorded, credits not yet granted). Taking credits
+    // before they are granted would leave the account's split wrong (debt in the allowance,
+    // refunded credits still "purchased"), so park the fact where the grant will look once it has
+    // granted, then look once more: whichever of the two writes last sees the other.
+    await deps.store.putWaitingClaw(found.ids, fact, deps.ledger.now(), deps.receiptTtlSeconds);
+    purchase = await recordedPurchase(deps, found.ids);
+    if (!(await isGranted(deps, purchase))) {
+      logger.info("refund or dispute of a payment that bought no credits (yet): parked", {
+        charge: fact.chargeId,
+        paymentIntent: fact.paymentIntentId,
+      });
+      return "waiting_for_purchase";
+    }
   }
+  if (!purchase) throw new Error("unreachable: a granted purchase was found");
   const key = clawKey(fact);
   let credits: number | undefined;
   for (let attempt = 0; attempt < 10 && credits === undefined; attempt++) {
@@ -99,4 +132,14 @@ export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promis
   });
   if (result.balance < 0) logger.warn("clawback left the balance negative", { userId: purchase.userId, balance: result.balance });
   return result.applied ? "clawed_back" : "already_clawed_back";
+}
+
+/**
+ * Applies the refunds and disputes that arrived before the purchase `purchaseId` was recorded.
+ * Called right after a grant records its purchase; idempotent (each fact takes its credits once).
+ */
+export async function applyWaitingClaws(deps: BillingDeps, purchaseId: string): Promise<number> {
+  const facts = await deps.store.waitingClaws(purchaseId);
+  for (const fact of facts) await clawBackPayment(deps, fact);
+  return facts.length;
 }

@@ -1,18 +1,19 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { PACK_IDS, PLAN_IDS } from "../catalog.js";
 
 /** Request bodies of the billing routes. Strict: an unknown field is a 400 naming it. */
-const paidPlan = z.enum(PLAN_IDS).refine((plan) => plan !== "free", "the free plan needs no subscription");
+const paidPlan = z.enum(PLAN_IDS).check(z.refine((plan) => plan !== "free", "the free plan needs no subscription"));
 
 /** `{plan?, interval?}`; an empty body means pro, monthly. */
-export const subscribeBody = z
-  .strictObject({ plan: paidPlan.optional(), interval: z.enum(["month", "year"]).optional() })
-  .optional()
-  .transform((body) => body ?? {});
+export const subscribeBody = z.pipe(
+  z.optional(z.strictObject({ plan: z.optional(paidPlan), interval: z.optional(z.enum(["month", "year"])) })),
+  z.transform((body) => body ?? {}),
+);
 
 export const packCheckoutBody = z.strictObject({ pack: z.enum(PACK_IDS) });
 
 export const changePlanBody = z.strictObject({ plan: z.enum(PLAN_IDS) });
 
 /** portal and cancel take no input: no body, or an empty object. */
-export const emptyBody = z.strictObject({}).optional();
+export const emptyBody = z.optional(z.strictObject({}));

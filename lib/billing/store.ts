@@ -1,4 +1,5 @@
 import type { AccountRecord, SubscriptionState } from "../ledger/account.js";
+import type { ClawFact } from "./refunds.js";
 
 /** Which checkout a pending marker guards: one subscription checkout and one pack checkout at a time. */
 export type CheckoutKind = "subscription" | "pack";
@@ -24,6 +25,8 @@ export type BillingAccount = AccountRecord & {
   pendingCheckout?: PendingCheckout;
   pendingPackCheckout?: PendingCheckout;
   extraSubscriptions?: Record<string, ExtraSubscription>;
+  /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
+  lastPaidAt?: number;
 };
 
 /**
@@ -101,9 +104,9 @@ export interface BillingStore {
   putExtraSubscription(userId: string, subscriptionId: string, extra: ExtraSubscription): Promise<void>;
   removeExtraSubscription(userId: string, subscriptionId: string): Promise<void>;
 
-  /** Records a failed payment at `at` unless a later one is recorded. */
+  /** Records a failed payment at `at` unless a later failure, or a payment at or after `at`, is recorded. */
   markPaymentFailed(userId: string, at: number): Promise<void>;
-  /** Clears the failed-payment mark if it is not later than `paidAt`. */
+  /** Records a payment at `paidAt` and clears a failed-payment mark that is not later (any arrival order). */
   clearPaymentFailed(userId: string, paidAt: number): Promise<void>;
 
   putPurchase(purchase: PurchaseRecord): Promise<void>;
@@ -111,6 +114,13 @@ export interface BillingStore {
   getClaw(chargeId: string): Promise<ClawRecord | undefined>;
   /** Writes the record if its stored version is still `expectedVersion` (0: not stored yet). */
   putClaw(claw: ClawRecord, expectedVersion: number): Promise<boolean>;
+  /**
+   * Parks a refund or dispute whose purchase is not recorded (yet) under each id the purchase may
+   * be recorded as (`pi_…`, `in_…`); idempotent. Removed by TTL.
+   */
+  putWaitingClaw(purchaseIds: string[], fact: ClawFact, now: number, ttlSeconds: number): Promise<void>;
+  /** The refunds and disputes parked for a purchase id. */
+  waitingClaws(purchaseId: string): Promise<ClawFact[]>;
 
   getReceipt(eventId: string): Promise<WebhookReceipt | undefined>;
   putReceipt(receipt: WebhookReceipt, ttlSeconds: number): Promise<void>;

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { userIdSchema } from "../ledger/validation.js";
 
 /**
@@ -8,109 +9,91 @@ import { userIdSchema } from "../ledger/validation.js";
  * under `lines.data[].pricing.price_details`; an invoice no longer names its charge or payment
  * intent (invoice payments do). Parsed loosely (unknown fields pass), strictly where we depend.
  */
-const idOrObject = z
-  .union([z.string().min(1), z.object({ id: z.string().min(1) }).loose()])
-  .transform((value) => (typeof value === "string" ? value : value.id));
+const idOrObject = z.pipe(
+  z.union([z.string().check(z.minLength(1)), z.looseObject({ id: z.string().check(z.minLength(1)) })]),
+  z.transform((value) => (typeof value === "string" ? value : value.id)),
+);
 
-const metadataSchema = z.record(z.string(), z.string()).nullish();
+const metadataSchema = z.nullish(z.record(z.string(), z.string()));
 
-export const subscriptionSchema = z
-  .object({
-    id: z.string().startsWith("sub_"),
-    object: z.literal("subscription"),
-    status: z.string(),
-    customer: idOrObject,
-    cancel_at_period_end: z.boolean(),
-    metadata: metadataSchema,
-    latest_invoice: idOrObject.nullish(),
-    items: z.object({
-      data: z
-        .array(
-          z
-            .object({
-              id: z.string(),
-              current_period_start: z.number().int(),
-              current_period_end: z.number().int(),
-              price: z.object({ id: z.string() }).loose(),
-            })
-            .loose(),
-        )
-        .min(1),
-    }),
-  })
-  .loose();
+export const subscriptionSchema = z.looseObject({
+  id: z.string().check(z.startsWith("sub_")),
+  object: z.literal("subscription"),
+  status: z.string(),
+  customer: idOrObject,
+  cancel_at_period_end: z.boolean(),
+  metadata: metadataSchema,
+  latest_invoice: z.nullish(idOrObject),
+  items: z.object({
+    data: z
+      .array(
+        z.looseObject({
+          id: z.string(),
+          current_period_start: z.number().check(z.int()),
+          current_period_end: z.number().check(z.int()),
+          price: z.looseObject({ id: z.string() }),
+        }),
+      )
+      .check(z.minLength(1)),
+  }),
+});
 export type StripeSubscription = z.infer<typeof subscriptionSchema>;
 
-export const checkoutSessionSchema = z
-  .object({
-    id: z.string().startsWith("cs_"),
-    object: z.literal("checkout.session"),
-    mode: z.string(),
-    customer: idOrObject.nullish(),
-    subscription: idOrObject.nullish(),
-    payment_intent: idOrObject.nullish(),
-    payment_status: z.string(),
-    client_reference_id: z.string().nullish(),
-    metadata: metadataSchema,
-    amount_total: z.number().int().nullish(),
-  })
-  .loose();
+export const checkoutSessionSchema = z.looseObject({
+  id: z.string().check(z.startsWith("cs_")),
+  object: z.literal("checkout.session"),
+  mode: z.string(),
+  customer: z.nullish(idOrObject),
+  subscription: z.nullish(idOrObject),
+  payment_intent: z.nullish(idOrObject),
+  payment_status: z.string(),
+  client_reference_id: z.nullish(z.string()),
+  metadata: metadataSchema,
+  amount_total: z.nullish(z.number().check(z.int())),
+});
 export type StripeCheckoutSession = z.infer<typeof checkoutSessionSchema>;
 
-const invoiceLineSchema = z
-  .object({
-    pricing: z.object({ price_details: z.object({ price: idOrObject }).loose().nullish() }).loose().nullish(),
-    parent: z
-      .object({
-        subscription_item_details: z.object({ proration: z.boolean() }).loose().nullish(),
-        invoice_item_details: z.object({ proration: z.boolean() }).loose().nullish(),
-      })
-      .loose()
-      .nullish(),
-  })
-  .loose();
+const invoiceLineSchema = z.looseObject({
+  pricing: z.nullish(z.looseObject({ price_details: z.nullish(z.looseObject({ price: idOrObject })) })),
+  parent: z.nullish(
+    z.looseObject({
+      subscription_item_details: z.nullish(z.looseObject({ proration: z.boolean() })),
+      invoice_item_details: z.nullish(z.looseObject({ proration: z.boolean() })),
+    }),
+  ),
+});
 
-export const invoiceSchema = z
-  .object({
-    id: z.string().startsWith("in_"),
-    object: z.literal("invoice"),
-    customer: idOrObject.nullish(),
-    billing_reason: z.string().nullish(),
-    amount_paid: z.number().int(),
-    parent: z
-      .object({
-        subscription_details: z
-          .object({ subscription: idOrObject, metadata: metadataSchema })
-          .loose()
-          .nullish(),
-      })
-      .loose()
-      .nullish(),
-    lines: z.object({ data: z.array(invoiceLineSchema) }).loose().optional(),
-  })
-  .loose();
+export const invoiceSchema = z.looseObject({
+  id: z.string().check(z.startsWith("in_")),
+  object: z.literal("invoice"),
+  customer: z.nullish(idOrObject),
+  billing_reason: z.nullish(z.string()),
+  amount_paid: z.number().check(z.int()),
+  parent: z.nullish(
+    z.looseObject({
+      subscription_details: z.nullish(z.looseObject({ subscription: idOrObject, metadata: metadataSchema })),
+    }),
+  ),
+  lines: z.optional(z.looseObject({ data: z.array(invoiceLineSchema) })),
+});
 export type StripeInvoice = z.infer<typeof invoiceSchema>;
 
-export const chargeSchema = z
-  .object({
-    id: z.string().startsWith("ch_").or(z.string().startsWith("py_")),
-    object: z.literal("charge"),
-    amount: z.number().int().min(0),
-    amount_refunded: z.number().int().min(0),
-    payment_intent: idOrObject.nullish(),
-    customer: idOrObject.nullish(),
-  })
-  .loose();
+export const chargeSchema = z.looseObject({
+  id: z.union([z.string().check(z.startsWith("ch_")), z.string().check(z.startsWith("py_"))]),
+  object: z.literal("charge"),
+  amount: z.number().check(z.int(), z.minimum(0)),
+  amount_refunded: z.number().check(z.int(), z.minimum(0)),
+  payment_intent: z.nullish(idOrObject),
+  customer: z.nullish(idOrObject),
+});
 
-export const disputeSchema = z
-  .object({
-    id: z.string().startsWith("dp_").or(z.string().startsWith("du_")),
-    object: z.literal("dispute"),
-    amount: z.number().int().min(0),
-    charge: idOrObject,
-    payment_intent: idOrObject.nullish(),
-  })
-  .loose();
+export const disputeSchema = z.looseObject({
+  id: z.union([z.string().check(z.startsWith("dp_")), z.string().check(z.startsWith("du_"))]),
+  object: z.literal("dispute"),
+  amount: z.number().check(z.int(), z.minimum(0)),
+  charge: idOrObject,
+  payment_intent: z.nullish(idOrObject),
+});
 
 /** A user id we wrote into metadata ourselves, if it is one (checked after signature verification). */
 export function userIdFrom(...candidates: (string | null | undefined)[]): string | undefined {

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { requestIdSchema, userIdSchema } from "../ledger/validation.js";
 import { MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS } from "../pricing.js";
 
@@ -6,13 +7,13 @@ import { MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS } from "../pricing.js";
  * Every body and query the API accepts. Objects are strict, so an unknown field is a 400 that
  * names it (a typo such as `outputToken` must not be silently priced as zero).
  */
-const tokenCount = (max: number) => z.number().int().min(0).max(max);
-const holdId = z.string().min(1).max(1024);
+const tokenCount = (max: number) => z.number().check(z.int(), z.minimum(0), z.maximum(max));
+const holdId = z.string().check(z.minLength(1), z.maxLength(1024));
 
 export const authorizeBody = z.strictObject({
   userId: userIdSchema,
   requestId: requestIdSchema,
-  model: z.string().min(1).max(100),
+  model: z.string().check(z.minLength(1), z.maxLength(100)),
   inputTokens: tokenCount(MAX_INPUT_TOKENS),
   maxOutputTokens: tokenCount(MAX_OUTPUT_TOKENS),
 });
@@ -27,13 +28,13 @@ export const releaseBody = z.strictObject({ holdId });
 
 /** Query values arrive as strings (API Gateway joins repeated keys with commas). */
 export const historyQuery = z.strictObject({
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(100))
-    .optional(),
-  cursor: z.string().min(1).max(64).optional(),
+  limit: z.optional(
+    z.pipe(
+      z.pipe(z.string().check(z.regex(/^\d{1,3}$/, "must be a whole number")), z.transform(Number)),
+      z.number().check(z.int(), z.minimum(1), z.maximum(100)),
+    ),
+  ),
+  cursor: z.optional(z.string().check(z.minLength(1), z.maxLength(64))),
 });
 
 export const noQuery = z.strictObject({});

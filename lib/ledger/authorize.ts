@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import type { PlanId } from "../catalog.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../errors.js";
 import { costOfCall, requireModel } from "../pricing.js";
@@ -15,7 +16,7 @@ import { parseInput, requestIdSchema, userIdSchema } from "./validation.js";
 const authorizeSchema = z.object({
   userId: userIdSchema,
   requestId: requestIdSchema,
-  model: z.string().min(1).max(100),
+  model: z.string().check(z.minLength(1), z.maxLength(100)),
   inputTokens: z.number(),
   maxOutputTokens: z.number(),
 });

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { planOf } from "../catalog.js";
 import { InsufficientCreditsError, ValidationError } from "../errors.js";
 import { type AccountRecord, splitOf } from "./account.js";
@@ -41,10 +42,10 @@ async function firstResult(deps: LedgerDeps, userId: string, result: FactResult,
 const grantInputSchema = z.object({
   userId: userIdSchema,
   key: entryKeySchema,
-  amount: creditAmountSchema.refine((value) => value !== 0, "must not be zero"),
+  amount: creditAmountSchema.check(z.refine((value) => value !== 0, "must not be zero")),
   bucket: z.enum(["allowance", "purchased"]),
   reason: z.enum(["allowance", "invoice", "pack", "upgrade", "admin"]),
-  refs: z.record(z.string(), z.union([z.string().max(500), z.number()])).optional(),
+  refs: z.optional(z.record(z.string(), z.union([z.string().check(z.maxLength(500)), z.number()]))),
 });
 export type GrantInput = z.infer<typeof grantInputSchema>;
 
@@ -71,10 +72,10 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
 const clawBackSchema = z.object({
   userId: userIdSchema,
   key: entryKeySchema,
-  amount: creditAmountSchema.refine((value) => value > 0, "must be positive (the credits to take back)"),
+  amount: creditAmountSchema.check(z.refine((value) => value > 0, "must be positive (the credits to take back)")),
   bucket: z.enum(["allowance", "purchased"]),
   reason: z.enum(["refund", "dispute"]),
-  refs: z.record(z.string(), z.union([z.string().max(500), z.number()])).optional(),
+  refs: z.optional(z.record(z.string(), z.union([z.string().check(z.maxLength(500)), z.number()]))),
 });
 export type ClawBackInput = z.infer<typeof clawBackSchema>;
 

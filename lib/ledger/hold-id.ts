@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 
 /**
  * A hold id names the hold (user + requestId) and carries the hold's tag and the account state the hold was created
@@ -18,13 +19,13 @@ export interface HoldRef {
 }
 
 const holdRefSchema = z.tuple([
-  z.string().min(1).max(128),
-  z.string().min(1).max(128),
-  z.string().regex(/^[A-Za-z0-9_-]{1,32}$/),
-  z.number().int().min(0),
-  z.number().int(),
-  z.string().min(1).max(100),
-  z.number().int().min(0),
+  z.string().check(z.minLength(1), z.maxLength(128)),
+  z.string().check(z.minLength(1), z.maxLength(128)),
+  z.string().check(z.regex(/^[A-Za-z0-9_-]{1,32}$/)),
+  z.number().check(z.int(), z.minimum(0)),
+  z.number().check(z.int()),
+  z.string().check(z.minLength(1), z.maxLength(100)),
+  z.number().check(z.int(), z.minimum(0)),
 ]);
 
 export function encodeHoldId(ref: HoldRef): string {

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { type BillingInterval, isPlanId, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
 import { periodIndexAt, periodStart } from "../periods.js";
@@ -12,10 +13,10 @@ import { parseInput, userIdSchema } from "./validation.js";
 
 const planChangeSchema = z.object({
   userId: userIdSchema,
-  plan: z.string().refine(isPlanId, "unknown plan"),
+  plan: z.string().check(z.refine(isPlanId, "unknown plan")),
   interval: z.enum(["month", "year"]),
   /** paid plans: the subscription's current period start (epoch ms); the allowance months count from it */
-  periodStart: z.number().int().min(0).optional(),
+  periodStart: z.optional(z.number().check(z.int(), z.minimum(0))),
 });
 export type PlanChange = z.infer<typeof planChangeSchema>;
 

@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { type BillingInterval, type Catalog, catalog as defaultCatalog, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
 import { type AccountRecord, heldOf, outboxEntries, type SubscriptionState, splitOf } from "./account.js";
@@ -82,8 +83,8 @@ export interface HistoryEntry {
 
 const historySchema = z.object({
   userId: userIdSchema,
-  limit: z.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(64).optional(),
+  limit: z._default(z.number().check(z.int(), z.minimum(1), z.maximum(100)), 20),
+  cursor: z.optional(z.string().check(z.maxLength(64))),
 });
 
 /** Cursors are opaque to callers; inside they name the seq to continue below. */

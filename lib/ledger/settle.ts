@@ -1,4 +1,5 @@
-import { z } from "zod";
+import * as z from "zod/mini";
+import "../zod-locale.js";
 import { NotFoundError } from "../errors.js";
 import { costOfCall } from "../pricing.js";
 import { type AccountRecord, type HoldRecord, outboxEntries } from "./account.js";
@@ -18,7 +19,7 @@ export interface HoldOutcome {
   balance: number;
 }
 
-const holdIdSchema = z.string().min(1).max(1024);
+const holdIdSchema = z.string().check(z.minLength(1), z.maxLength(1024));
 
 function holdRef(holdId: string): HoldRef {
   const ref = decodeHoldId(parseInput(holdIdSchema, holdId, "holdId"));
@@ -201,6 +202,10 @@ async function firstOutcome(deps: LedgerDeps, holdId: string, ref: HoldIdentity)
     await deps.store.materialize(ref.userId, [pending]);
     return settledOutcome(holdId, pending);
   }
+  // A concurrent copy may have moved the entry from the outbox into the ledger (one transaction)
+  // between our two reads, so both missed it: read the entry once more before calling it unsettled.
+  const materialized = await deps.store.getEntry(ref.userId, key);
+  if (materialized) return settledOutcome(holdId, materialized);
   const marker = await deps.store.getReleaseMarker(ref);
   return marker ? markerOutcome(holdId, marker) : undefined;
 }
@@ -255,7 +260,7 @@ async function closeWithoutCharge(
 
 /** Releases a hold without charging (the LLM call failed); exactly once, first outcome after. */
 export async function releaseHold(deps: LedgerDeps, input: { holdId: string }): Promise<HoldOutcome> {
-  const { holdId } = parseInput(z.object({ holdId: holdIdSchema }).strict(), input);
+  const { holdId } = parseInput(z.strictObject({ holdId: holdIdSchema }), input);
   const result = await closeWithoutCharge(deps, holdId, holdRef(holdId), "released", () => true);
   if (result === "declined") throw new Error("release is never declined");
   return result.outcome;

@@ -48,7 +48,10 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
         if (result.granted && result.applied) summary.granted += 1;
         else summary.skipped += 1;
       } else {
-        summary.released += (await releaseExpiredHolds(deps, userId)).length;
+        // Awaited first: `summary.released += await …` would read the counter before the await and
+        // lose the updates of the visits running concurrently.
+        const released = (await releaseExpiredHolds(deps, userId)).length;
+        summary.released += released;
         await materializeOutbox(deps, userId); // only non-empty after a crash mid-settle
         await schedule.refreshHoldDue(userId);
       }

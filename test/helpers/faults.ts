@@ -32,3 +32,44 @@ export function injectFaults(client: DynamoDBClient) {
     pending: () => plan.length,
   };
 }
+
+export type FaultKind = Fault;
+
+const WRITE_COMMANDS = /^(PutItem|UpdateItem|DeleteItem|TransactWriteItems|BatchWriteItem)Command$/;
+
+/**
+ * Random faults on a share of all requests while enabled: reads are throttled; writes are
+ * throttled, conflicted, or applied with their answer lost (a timeout after the write). Like
+ * `injectFaults`, above the SDK's own retries. `counts` says what was injected.
+ */
+export function injectRandomFaults(client: DynamoDBClient, options: { rate: number; random: () => number }) {
+  const counts: Record<Fault, number> = { throttle: 0, conflict: 0, lostResponse: 0 };
+  const state = { enabled: false };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (!state.enabled || options.random() >= options.rate) return next(args);
+      const write = WRITE_COMMANDS.test(context.commandName ?? "");
+      const roll = options.random();
+      const fault: Fault = !write || roll < 0.4 ? "throttle" : roll < 0.7 ? "conflict" : "lostResponse";
+      counts[fault]++;
+      if (fault === "lostResponse") {
+        await next(args);
+        throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
+      }
+      if (fault === "throttle") {
+        throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
+      }
+      throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
+    },
+    { step: "initialize", name: `injectRandomFaults-${Math.random().toString(36).slice(2)}` },
+  );
+  return {
+    counts,
+    enable: () => {
+      state.enabled = true;
+    },
+    disable: () => {
+      state.enabled = false;
+    },
+  };
+}

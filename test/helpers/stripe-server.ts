@@ -61,6 +61,8 @@ const stripeError = (status: number, type: string, message: string, code?: strin
 export interface StripeTestServer {
   url: string;
   requests: RecordedRequest[];
+  /** injected failures and delays actually served (not just queued) */
+  served: { failures: number; delays: number };
   /** requests whose path starts with `prefix` (and method, when given) */
   requestsTo(prefix: string, method?: string): RecordedRequest[];
   /** the next `times` requests (matching `match` as a path prefix and `method`, if given) fail with this answer */
@@ -78,6 +80,7 @@ export interface StripeTestServer {
 
 export async function startStripeServer(): Promise<StripeTestServer> {
   const requests: RecordedRequest[] = [];
+  const served = { failures: 0, delays: 0 };
   const faults: Fault[] = [];
   const delays: number[] = [];
   const replays = new Map<string, { status: number; body: Json }>();
@@ -208,7 +211,10 @@ export async function startStripeServer(): Promise<StripeTestServer> {
     };
     requests.push(recorded);
     const delay = delays.shift();
-    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (delay) {
+      served.delays++;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
 
     const send = (status: number, body: Json, headers: Record<string, string> = {}) => {
       if (response.destroyed) return;
@@ -220,6 +226,7 @@ export async function startStripeServer(): Promise<StripeTestServer> {
     );
     if (faultIndex >= 0) {
       const [fault] = faults.splice(faultIndex, 1) as [Fault];
+      served.failures++;
       send(fault.status, fault.body ?? stripeError(fault.status, "api_error", "Injected failure").body, fault.headers);
       return;
     }
@@ -245,6 +252,7 @@ export async function startStripeServer(): Promise<StripeTestServer> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    served,
     requestsTo: (prefix, method) =>
       requests.filter((request) => request.path.startsWith(prefix) && (!method || request.method === method)),
     failNext(fault, times = 1) {

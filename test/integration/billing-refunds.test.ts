@@ -138,12 +138,12 @@ describe("charge.refunded", () => {
     expect(last).toMatchObject({ amount: -50_000, reason: "refund", refs: { purchase: sub.invoiceId, grant: `invoice#${sub.invoiceId}` } });
   });
 
-  it("a refund of a payment that bought no credits is acknowledged and ignored", async () => {
+  it("a refund of a payment that bought no credits is acknowledged, parked and takes nothing", async () => {
     const res = await fx.deliver(
       refunded({ chargeId: uniqueStripeId("ch"), paymentIntent: uniqueStripeId("pi"), customer: uniqueStripeId("cus"), amount: 500, refunded: 500 }),
     );
     expect(res.status).toBe(200);
-    expect(res.json.outcome).toBe("ignored_unknown_payment");
+    expect(res.json.outcome).toBe("waiting_for_purchase");
     expect(fx.stripe.requestsTo("/v1/invoice_payments")).toHaveLength(1); // looked for an invoice, found none
   });
 

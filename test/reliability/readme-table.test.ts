@@ -1,0 +1,56 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { type SectionResult, SECTIONS } from "./harness.js";
+import { collectResults, END_MARKER, markdownTable, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
+
+/** The README table is produced from measured results, and only from a complete run. */
+function section(name: string, order: number, other = 0): SectionResult {
+  return {
+    section: name,
+    order,
+    mode: "default",
+    seed: 1,
+    wallMs: 1_500,
+    counts: {},
+    rows: [{ check: `check ${name}`, volume: "1 | 2 things", drift: 0, creditsLost: 0, doubleGrants: 0, other, otherLabel: "x" }],
+  };
+}
+
+function resultsDir(sections: SectionResult[]): string {
+  const dir = `${mkdtempSync(join(tmpdir(), "reliability-"))}/`;
+  for (const result of sections) writeFileSync(`${dir}section-${result.section}.json`, JSON.stringify(result));
+  return dir;
+}
+
+describe("the README table writer", () => {
+  it("collects every section in order, totals them and escapes the table", () => {
+    const dir = resultsDir(SECTIONS.map((name, i) => section(name, SECTIONS.length - i, i === 1 ? 2 : 0)).reverse());
+    const results = collectResults(dir);
+    expect(results.complete).toBe(true);
+    expect(results.sections.map((s) => s.section)).toEqual([...SECTIONS].reverse());
+    expect(results.totals).toEqual({ drift: 0, creditsLost: 0, doubleGrants: 0, other: 2 });
+    const table = markdownTable(results);
+    expect(table).toContain("1 \\| 2 things");
+    expect(table).toContain("**FAIL**");
+    expect(JSON.parse(readFileSync(`${dir}results.json`, "utf8")).totals.other).toBe(2);
+  });
+
+  it("rewrites only the block between the markers, and never from an incomplete run", () => {
+    const readme = join(mkdtempSync(join(tmpdir(), "readme-")), "README.md");
+    writeFileSync(readme, `# x\n\nbefore\n${START_MARKER}\nold table\n${END_MARKER}\nafter\n`);
+    const partial = collectResults(resultsDir([section("gate-storm", 1)]));
+    expect(writeReadmeTable(partial, readme)).toBe(false);
+    expect(readFileSync(readme, "utf8")).toContain("old table");
+    const full = collectResults(resultsDir(SECTIONS.map((name, i) => section(name, i))));
+    expect(writeReadmeTable(full, readme)).toBe(true);
+    const text = readFileSync(readme, "utf8");
+    expect(text).not.toContain("old table");
+    expect(text.startsWith("# x\n\nbefore\n")).toBe(true);
+    expect(text.endsWith(`${END_MARKER}\nafter\n`)).toBe(true);
+    expect(text).toContain("| check gate-storm |");
+    writeFileSync(readme, "no markers");
+    expect(() => writeReadmeTable(full, readme)).toThrow(/reliability:start/);
+  });
+});

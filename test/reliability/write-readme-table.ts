@@ -1,0 +1,101 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { RESULTS_DIR, type SectionResult, SECTIONS } from "./harness.js";
+
+/**
+ * Turns what the reliability suite measured (test-results/reliability/section-*.json, one per
+ * test file) into results.json, a Markdown table (results.md), and, on request, the README's
+ * "Reliability and security" table between `<!-- reliability:start -->` and
+ * `<!-- reliability:end -->`. The suite's global teardown calls `collectResults` after every run
+ * and `writeReadmeTable` only when RELIABILITY_WRITE_README=1, so a normal `npm test` never
+ * rewrites a tracked file. Standalone: `npx tsx test/reliability/write-readme-table.ts` rewrites
+ * the README from the last run's results.
+ */
+export const README = fileURLToPath(new URL("../../README.md", import.meta.url));
+export const START_MARKER = "<!-- reliability:start -->";
+export const END_MARKER = "<!-- reliability:end -->";
+
+export interface Results {
+  mode: string;
+  seeds: number[];
+  complete: boolean;
+  missing: string[];
+  sections: SectionResult[];
+  totals: { drift: number; creditsLost: number; doubleGrants: number; other: number };
+}
+
+export function collectResults(dir = RESULTS_DIR): Results {
+  const files = existsSync(dir) ? readdirSync(dir).filter((name) => /^section-.*\.json$/.test(name)) : [];
+  const sections = files
+    .map((name) => JSON.parse(readFileSync(`${dir}${name}`, "utf8")) as SectionResult)
+    .sort((a, b) => a.order - b.order);
+  const rows = sections.flatMap((section) => section.rows);
+  const sum = (pick: (row: (typeof rows)[number]) => number) => rows.reduce((total, row) => total + pick(row), 0);
+  const missing = SECTIONS.filter((name) => !sections.some((section) => section.section === name));
+  const results: Results = {
+    mode: [...new Set(sections.map((section) => section.mode))].join("+") || "none",
+    seeds: [...new Set(sections.map((section) => section.seed))],
+    complete: missing.length === 0,
+    missing,
+    sections,
+    totals: {
+      drift: sum((row) => row.drift),
+      creditsLost: sum((row) => row.creditsLost),
+      doubleGrants: sum((row) => row.doubleGrants),
+      other: sum((row) => row.other),
+    },
+  };
+  if (sections.length) {
+    writeFileSync(`${dir}results.json`, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(`${dir}results.md`, `${markdownTable(results)}\n`);
+  }
+  return results;
+}
+
+const cell = (text: string) => text.replaceAll("|", "\\|");
+
+export function markdownTable(results: Results): string {
+  const lines = [
+    "| Check | What ran | Drift found | Credits lost | Double grants | Other failures | Result |",
+    "| --- | --- | ---: | ---: | ---: | --- | --- |",
+  ];
+  for (const section of results.sections) {
+    for (const row of section.rows) {
+      const clean = row.drift + row.creditsLost + row.doubleGrants + row.other === 0;
+      lines.push(
+        `| ${cell(row.check)} | ${cell(row.volume)} | ${row.drift} | ${row.creditsLost} | ${row.doubleGrants} | ` +
+          `${row.other} (${cell(row.otherLabel)}) | ${clean ? "pass" : "**FAIL**"} (${(section.wallMs / 1000).toFixed(1)} s) |`,
+      );
+    }
+  }
+  const { drift, creditsLost, doubleGrants, other } = results.totals;
+  lines.push(`| **Total** | | **${drift}** | **${creditsLost}** | **${doubleGrants}** | **${other}** | |`);
+  lines.push(
+    "",
+    `Measured by the suite in ${results.mode} mode (seeds ${results.seeds.join(", ")}, set RELIABILITY_SEED to replay a storm); ` +
+      "drift = accounts whose `auditAccount` found a problem; credits lost = credits the independent model expects " +
+      "that accounts do not have; double grants = business facts credited more than once plus credits above the model.",
+  );
+  return lines.join("\n");
+}
+
+/** Replaces the README's table with this run's; refuses an incomplete run. */
+export function writeReadmeTable(results: Results = collectResults(), readme = README): boolean {
+  if (!results.complete) {
+    console.error(`reliability: README not updated, the run did not record: ${results.missing.join(", ")}`);
+    return false;
+  }
+  const text = readFileSync(readme, "utf8");
+  const start = text.indexOf(START_MARKER);
+  const end = text.indexOf(END_MARKER);
+  if (start < 0 || end < start) throw new Error(`README.md has no ${START_MARKER} … ${END_MARKER} block`);
+  const next = `${text.slice(0, start + START_MARKER.length)}\n${markdownTable(results)}\n${text.slice(end)}`;
+  writeFileSync(readme, next);
+  console.info(`reliability: README table written (${results.mode} mode)`);
+  return true;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const results = collectResults();
+  if (!writeReadmeTable(results)) process.exitCode = 1;
+}
