@@ -2,6 +2,18 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 
 type Fault = "throttle" | "conflict" | "lostResponse";
 
+/** Fails a request the way DynamoDB would; a lost response sends the request first. */
+async function raise(fault: Fault, send: () => Promise<unknown>): Promise<never> {
+  if (fault === "lostResponse") {
+    await send();
+    throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
+  }
+  if (fault === "throttle") {
+    throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
+  }
+  throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
+}
+
 /**
  * Injects DynamoDB faults above the SDK's own retries, so they reach our code as they would after
  * the SDK gave up: throttling, a transaction conflict, or a write that was applied but whose
@@ -14,14 +26,7 @@ export function injectFaults(client: DynamoDBClient) {
       const index = plan.findIndex((entry) => entry.command === context.commandName);
       if (index < 0) return next(args);
       const [{ fault }] = plan.splice(index, 1) as [{ command: string; fault: Fault }];
-      if (fault === "lostResponse") {
-        await next(args);
-        throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
-      }
-      if (fault === "throttle") {
-        throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
-      }
-      throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
+      return raise(fault, () => next(args));
     },
     { step: "initialize", name: "injectFaults" },
   );
@@ -52,14 +57,7 @@ export function injectRandomFaults(client: DynamoDBClient, options: { rate: numb
       const roll = options.random();
       const fault: Fault = !write || roll < 0.4 ? "throttle" : roll < 0.7 ? "conflict" : "lostResponse";
       counts[fault]++;
-      if (fault === "lostResponse") {
-        await next(args);
-        throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
-      }
-      if (fault === "throttle") {
-        throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
-      }
-      throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
+      return raise(fault, () => next(args));
     },
     { step: "initialize", name: `injectRandomFaults-${Math.random().toString(36).slice(2)}` },
   );

@@ -59,6 +59,32 @@ export function stripeEvent(name: FixtureName, patch: EventPatch = {}): Json {
   });
 }
 
+/**
+ * A `charge.refunded` event: `refunded` is the charge's cumulative refunded amount (cents), as
+ * Stripe reports it; `created` (epoch seconds) orders it among other events.
+ */
+export function chargeRefunded(input: {
+  chargeId: string;
+  paymentIntent: string;
+  customer: string | null;
+  amount: number;
+  refunded: number;
+  created?: number;
+}): Json {
+  return stripeEvent("charge.refunded", {
+    ...(input.created !== undefined ? { created: input.created } : {}),
+    object: {
+      id: input.chargeId,
+      payment_intent: input.paymentIntent,
+      customer: input.customer,
+      amount: input.amount,
+      amount_captured: input.amount,
+      amount_refunded: input.refunded,
+      refunded: input.refunded === input.amount,
+    },
+  });
+}
+
 /** A subscription object (pinned API shape: periods on the item) for events and the test server. */
 export function subscriptionObject(input: {
   id: string;

@@ -5,7 +5,7 @@ import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
 
 captureLogs();
 let fx: BillingFixture;
@@ -42,18 +42,7 @@ async function packBuyer(pack: "starter" | "pro" = "starter", amountCents = 1_00
   return { userId, customer: account.stripeCustomerId as string, paymentIntent, chargeId, amountCents };
 }
 
-const refunded = (input: { chargeId: string; paymentIntent: string; customer: string; amount: number; refunded: number }) =>
-  stripeEvent("charge.refunded", {
-    object: {
-      id: input.chargeId,
-      payment_intent: input.paymentIntent,
-      customer: input.customer,
-      amount: input.amount,
-      amount_captured: input.amount,
-      amount_refunded: input.refunded,
-      refunded: input.refunded === input.amount,
-    },
-  });
+const refunded = chargeRefunded;
 
 const disputed = (input: { chargeId: string; paymentIntent: string; amount: number; id?: string }) =>
   stripeEvent("charge.dispute.created", {

@@ -7,7 +7,7 @@ import { type BillingFixture, billingFixture, invoicePaid, T0, TEST_PRICES } fro
 import { SONNET } from "../helpers/http.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
 import { killable } from "./chaos.js";
 
 /**
@@ -102,9 +102,7 @@ describe("billing: Stripe delivers in any order", () => {
       object: { id: session, customer: null, client_reference_id: userId, payment_intent: paymentIntent, amount_total: 1_000, metadata: { userId, pack: "starter" } },
     });
     const refund = (refunded: number) =>
-      stripeEvent("charge.refunded", {
-        object: { id: chargeId, payment_intent: paymentIntent, customer: null, amount: 1_000, amount_captured: 1_000, amount_refunded: refunded, refunded: refunded === 1_000 },
-      });
+      chargeRefunded({ chargeId, paymentIntent, customer: null, amount: 1_000, refunded });
     const dispute = (amount: number) =>
       stripeEvent("charge.dispute.created", { object: { id: uniqueStripeId("dp"), charge: chargeId, payment_intent: paymentIntent, amount } });
     return { completed, refund, dispute };
@@ -143,9 +141,7 @@ describe("billing: Stripe delivers in any order", () => {
     const invoiceId = uniqueStripeId("in");
     const paymentIntent = uniqueStripeId("pi");
     fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
-    const refund = stripeEvent("charge.refunded", {
-      object: { id: uniqueStripeId("ch"), payment_intent: paymentIntent, customer, amount: 2_000, amount_captured: 2_000, amount_refunded: 1_000 },
-    });
+    const refund = chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer, amount: 2_000, refunded: 1_000 });
     expect((await fx.deliver(refund)).json.outcome).toBe("waiting_for_purchase");
     const paid = await fx.deliver(invoicePaid({ invoiceId, customer, subscriptionId: uniqueStripeId("sub"), userId, price: TEST_PRICES.STRIPE_PRICE_PRO_MONTHLY }));
     expect(paid.json.outcome).toBe("allowance_granted");

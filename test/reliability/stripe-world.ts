@@ -1,5 +1,5 @@
 import { invoicePaid, T0, TEST_PRICES } from "../helpers/billing.js";
-import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
+import { chargeRefunded, stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
 import type { StripeTestServer } from "../helpers/stripe-server.js";
 import { type Random, SIGNUP_BONUS } from "./harness.js";
 
@@ -205,7 +205,7 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
       const steps = rng.chance(0.3) ? [1_000, 2_000] : [rng.pick([500, 1_000, 2_000])];
       user.charges.push({ bucket: "allowance", credits: ALLOWANCE[plan], basisCents: 2_000, refundedCents: steps, disputes: [] });
       steps.forEach((refunded, step) => {
-        add(user.events, refundEvent({ chargeId, paymentIntent, customer: user.customer, amount: 2_000, refunded, created: t + 35 + step }));
+        add(user.events, chargeRefunded({ chargeId, paymentIntent, customer: user.customer, amount: 2_000, refunded, created: t + 35 + step }));
       });
     }
     if (upgraded) {
@@ -274,7 +274,7 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
       if (rng.chance(0.3)) {
         charge.refundedCents = rng.pick([[amount], [Math.floor(amount / 2)], [Math.floor(amount / 4), amount]]);
         charge.refundedCents.forEach((refunded, step) => {
-          add(user.events, refundEvent({ chargeId, paymentIntent, customer: user.customer, amount, refunded, created: at + 10 + step }));
+          add(user.events, chargeRefunded({ chargeId, paymentIntent, customer: user.customer, amount, refunded, created: at + 10 + step }));
         });
       }
       if (rng.chance(0.12)) {
@@ -308,21 +308,6 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
     if ((deliveries[i] as Delivery).copy > 0) deliveries.splice(i, 1);
   }
   return { world, deliveries: rng.shuffle(deliveries) };
-}
-
-function refundEvent(input: { chargeId: string; paymentIntent: string; customer: string; amount: number; refunded: number; created: number }) {
-  return stripeEvent("charge.refunded", {
-    created: input.created,
-    object: {
-      id: input.chargeId,
-      payment_intent: input.paymentIntent,
-      customer: input.customer,
-      amount: input.amount,
-      amount_captured: input.amount,
-      amount_refunded: input.refunded,
-      refunded: input.refunded === input.amount,
-    },
-  });
 }
 
 export interface ExpectedAccount {
