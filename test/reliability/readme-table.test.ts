@@ -3,14 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type SectionResult, SECTIONS } from "./harness.js";
-import { collectResults, END_MARKER, markdownTable, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
+import { collectResults, END_MARKER, markdownTable, markersFor, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
 
 /** The README table is produced from measured results, and only from a complete run. */
-function section(name: string, order: number, other = 0): SectionResult {
+function section(name: string, order: number, other = 0, mode = "default"): SectionResult {
   return {
     section: name,
     order,
-    mode: "default",
+    mode,
     seed: 1,
     wallMs: 1_500,
     counts: {},
@@ -50,6 +50,14 @@ describe("the README table writer", () => {
     expect(text.startsWith("# x\n\nbefore\n")).toBe(true);
     expect(text.endsWith(`${END_MARKER}\nafter\n`)).toBe(true);
     expect(text).toContain("| check gate-storm |");
+    // a heavy run fills its own block and leaves the default one alone
+    const heavy = markersFor("heavy");
+    writeFileSync(readme, `${START_MARKER}\ndefault table\n${END_MARKER}\n${heavy.start}\nold heavy\n${heavy.end}\n`);
+    expect(writeReadmeTable(collectResults(resultsDir(SECTIONS.map((name, i) => section(name, i, 0, "heavy")))), readme)).toBe(true);
+    const both = readFileSync(readme, "utf8");
+    expect(both).toContain("default table");
+    expect(both).not.toContain("old heavy");
+    expect(both).toContain("in heavy mode");
     writeFileSync(readme, "no markers");
     expect(() => writeReadmeTable(full, readme)).toThrow(/reliability:start/);
   });

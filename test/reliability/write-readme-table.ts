@@ -15,6 +15,12 @@ export const README = fileURLToPath(new URL("../../README.md", import.meta.url))
 export const START_MARKER = "<!-- reliability:start -->";
 export const END_MARKER = "<!-- reliability:end -->";
 
+/** Each mode has its own block, so a heavy run never replaces the table `npm test` reproduces. */
+export function markersFor(mode: string): { start: string; end: string } {
+  if (mode === "default") return { start: START_MARKER, end: END_MARKER };
+  return { start: `<!-- reliability-${mode}:start -->`, end: `<!-- reliability-${mode}:end -->` };
+}
+
 export interface Results {
   mode: string;
   seeds: number[];
@@ -79,17 +85,18 @@ export function markdownTable(results: Results): string {
   return lines.join("\n");
 }
 
-/** Replaces the README's table with this run's; refuses an incomplete run. */
+/** Replaces the README's table for this run's mode with this run's; refuses an incomplete run. */
 export function writeReadmeTable(results: Results = collectResults(), readme = README): boolean {
   if (!results.complete) {
     console.error(`reliability: README not updated, the run did not record: ${results.missing.join(", ")}`);
     return false;
   }
+  const markers = markersFor(results.mode);
   const text = readFileSync(readme, "utf8");
-  const start = text.indexOf(START_MARKER);
-  const end = text.indexOf(END_MARKER);
-  if (start < 0 || end < start) throw new Error(`README.md has no ${START_MARKER} … ${END_MARKER} block`);
-  const next = `${text.slice(0, start + START_MARKER.length)}\n${markdownTable(results)}\n${text.slice(end)}`;
+  const start = text.indexOf(markers.start);
+  const end = text.indexOf(markers.end);
+  if (start < 0 || end < start) throw new Error(`README.md has no ${markers.start} … ${markers.end} block`);
+  const next = `${text.slice(0, start + markers.start.length)}\n${markdownTable(results)}\n${text.slice(end)}`;
   writeFileSync(readme, next);
   console.info(`reliability: README table written (${results.mode} mode)`);
   return true;
