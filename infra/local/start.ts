@@ -6,6 +6,7 @@
  *   npm start                      data kept under .local/ (survives restarts)
  *   npm start -- --in-memory       nothing written to disk
  *   PORT=8080 npm start            another port (default 3001)
+ *   CREDITGATE_DATA_DIR=dir npm start   another data folder
  */
 import { createServer } from "node:http";
 import { resolve } from "node:path";
@@ -17,14 +18,14 @@ import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
 import { devPrices } from "./dev-prices.js";
 import { devSecrets, devToken } from "./dev-secrets.js";
-import { isPortFree, JavaMissingError, startDynamoDbLocal } from "./dynamodb-local.js";
+import { isPortFree, JavaMissingError, type LocalDynamo, startDynamoDbLocal } from "./dynamodb-local.js";
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
 const args = new Set(process.argv.slice(2));
 const inMemory = args.has("--in-memory");
 const port = Number(process.env.PORT ?? 3001);
-const dataDir = resolve(".local");
+const dataDir = resolve(process.env.CREDITGATE_DATA_DIR || ".local");
 const sweepEverySeconds = Number(process.env.SWEEP_INTERVAL_SECONDS ?? 60);
 /** A fixed default so `npm run ops` finds the running local table without being told. */
 const dynamoPort = Number(process.env.DYNAMODB_LOCAL_PORT ?? 8000);
@@ -68,13 +69,22 @@ async function main(): Promise<void> {
       fail(`port ${candidate} is already in use (is creditgate already running?). Stop whatever uses it, or run: ${name}=<another port> npm start`);
     }
   }
-  let dynamo: Awaited<ReturnType<typeof startDynamoDbLocal>>;
+  let dynamo: LocalDynamo;
   try {
     dynamo = await startDynamoDbLocal({ port: dynamoPort, ...(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") }) });
   } catch (error) {
     if (error instanceof JavaMissingError) fail(error.message);
     throw error;
   }
+  try {
+    await serve(dynamo);
+  } catch (error) {
+    await dynamo.stop(); // never leave the Java process behind
+    throw error;
+  }
+}
+
+async function serve(dynamo: LocalDynamo): Promise<void> {
   const secrets = devSecrets(process.env, inMemory ? undefined : resolve(dataDir, "dev-secrets.json"));
   Object.assign(process.env, {
     TABLE_NAME: process.env.TABLE_NAME ?? "creditgate-local",
@@ -84,7 +94,8 @@ async function main(): Promise<void> {
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
     POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? "true",
     ...secrets,
-    ...devPrices(process.env),
+    // with real Stripe keys, real price ids or a 503 naming the missing ones: never made-up ids
+    ...(process.env.STRIPE_SECRET_KEY ? {} : devPrices(process.env)),
   });
   await ensureTable(dynamo.endpoint, process.env.TABLE_NAME as string);
   const handlers = await loadHandlers();
@@ -170,4 +181,7 @@ Ctrl-C stops everything.
 `);
 }
 
-main().catch((error) => fail(error instanceof Error ? (error.stack ?? error.message) : String(error)));
+// An unexpected start-up failure is one line, not a stack trace (CREDITGATE_DEBUG=1 shows it).
+main().catch((error) =>
+  fail(error instanceof Error ? (process.env.CREDITGATE_DEBUG ? (error.stack ?? error.message) : error.message) : String(error)),
+);

@@ -151,7 +151,7 @@ export function buildLocalEvent(options: StripeEventOptions, env: NodeJS.Process
 function webhookSecret(env: NodeJS.ProcessEnv, explicit?: string): string {
   if (explicit) return explicit;
   if (env.STRIPE_WEBHOOK_SECRET) return env.STRIPE_WEBHOOK_SECRET;
-  const file = ".local/dev-secrets.json";
+  const file = `${env.CREDITGATE_DATA_DIR || ".local"}/dev-secrets.json`;
   if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")).STRIPE_WEBHOOK_SECRET;
   throw new Error("no webhook secret: set STRIPE_WEBHOOK_SECRET to the one `npm start` uses (or run it without --in-memory)");
 }

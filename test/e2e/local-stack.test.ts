@@ -1,13 +1,19 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
 
 const WEBHOOK_SECRET = "whsec_e2e_0123456789abcdefghij";
 const node = process.execPath; // Node 24, as npm scripts run it
 
-function startStack(env: Record<string, string>): { child: ChildProcess; output: () => string; errors: () => string } {
-  const child = spawn(node, ["--import", "tsx", "infra/local/start.ts", "--in-memory"], {
+function startStack(
+  env: Record<string, string>,
+  args = ["--in-memory"],
+): { child: ChildProcess; output: () => string; errors: () => string } {
+  const child = spawn(node, ["--import", "tsx", "infra/local/start.ts", ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -114,6 +120,16 @@ describe("npm start: the whole product locally", () => {
     expect(history.json.entries.map((entry: { reason: string }) => entry.reason)).toEqual(["pack", "settle", "signup"]);
     const unknown = await get("/v1/nothing-here");
     expect(unknown.status).toBe(404);
+    // no Stripe keys: billing routes say so and how to fix it
+    const subscribe = await fetch(`http://127.0.0.1:${port}/v1/billing/subscribe`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${userToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ plan: "pro", interval: "month" }),
+    });
+    expect(subscribe.status).toBe(503);
+    const refusal = (await subscribe.json()) as { error: { code: string; message: string } };
+    expect(refusal.error.code).toBe("STRIPE_NOT_CONFIGURED");
+    expect(refusal.error.message).toContain("STRIPE_SECRET_KEY");
   });
 
   it("stops everything on Ctrl-C and leaves nothing running", async () => {
@@ -125,6 +141,65 @@ describe("npm start: the whole product locally", () => {
     const java = spawnSync("pgrep", ["-f", `DynamoDBLocal.jar.*-port ${dynamoPort}`], { encoding: "utf8" });
     expect(java.stdout.trim()).toBe("");
   });
+});
+
+describe("npm start: data kept on disk between runs (the default)", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "creditgate-data-"));
+  const env = async () => ({
+    PORT: String(await findFreePort()),
+    DYNAMODB_LOCAL_PORT: String(await findFreePort()),
+    CREDITGATE_DATA_DIR: join(dataDir, "nested", "folder"), // not there yet: start creates it
+    SWEEP_INTERVAL_SECONDS: "3600",
+  });
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  async function run(vars: Record<string, string>, work: (base: string, userToken: string) => Promise<void>): Promise<void> {
+    const stack = startStack(vars, []);
+    try {
+      await until(() => stack.output().includes("Ctrl-C stops everything.") || stack.child.exitCode !== null, "the start banner");
+      expect(stack.errors()).toBe("");
+      expect(stack.output()).toContain(`data in ${join(vars.CREDITGATE_DATA_DIR as string, "dynamodb")}`);
+      const userToken = /user {5}\(sub dev-user\) {3}(\S+)/.exec(stack.output())?.[1] as string;
+      await work(`http://127.0.0.1:${vars.PORT}`, userToken);
+    } finally {
+      stack.child.kill("SIGINT");
+      expect(await exited(stack.child)).toBe(0);
+    }
+  }
+
+  const credits = async (base: string, token: string) => {
+    const response = await fetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(200);
+    return (await response.json()) as Record<string, unknown>;
+  };
+
+  it("creates the data folder, keeps balances, plans and the dev secrets across a restart", async () => {
+    let firstToken = "";
+    let before: Record<string, unknown> = {};
+    await run(await env(), async (base, userToken) => {
+      firstToken = userToken;
+      // no STRIPE_WEBHOOK_SECRET given: stripe:event finds the generated one in the data folder
+      const post = (...args: string[]) => {
+        const sent = spawnSync(node, ["--import", "tsx", "infra/local/stripe-event.ts", ...args, "--url", base], {
+          encoding: "utf8",
+          env: { ...process.env, CREDITGATE_DATA_DIR: join(dataDir, "nested", "folder"), STRIPE_WEBHOOK_SECRET: "" },
+          timeout: 30_000,
+        });
+        expect(sent.status, sent.stderr).toBe(0);
+        return sent.stdout;
+      };
+      expect(post("customer.subscription.created", "--user", "dev-user", "--plan", "pro")).toMatch(/→ 200/);
+      expect(post("invoice.paid", "--user", "dev-user", "--plan", "pro", "--id", "first")).toMatch(/allowance_granted/);
+      expect(post("checkout.session.completed", "--user", "dev-user", "--pack", "starter", "--id", "p1")).toMatch(/pack_granted/);
+      expect(post("charge.refunded", "--user", "dev-user", "--pack", "starter", "--id", "p1", "--amount", "500")).toMatch(/clawed_back/);
+      before = await credits(base, userToken);
+      // signup 10,000 + pro allowance 100,000 + starter pack 50,000 − half the pack refunded 25,000
+      expect(before).toMatchObject({ plan: "pro", balance: 135_000, purchased: 25_000 });
+    });
+    await run(await env(), async (base) => {
+      expect(await credits(base, firstToken)).toEqual(before); // yesterday's token, yesterday's account
+    });
+  }, 180_000);
 });
 
 describe("npm start: clear messages instead of stack traces", () => {
