@@ -60,6 +60,7 @@ function parseOpsArgs(argv: string[]) {
       reason: { type: "string" },
       bucket: { type: "string", default: "allowance" },
       limit: { type: "string", default: "50" },
+      cursor: { type: "string" },
       all: { type: "boolean", default: false },
       out: { type: "string" },
     },
@@ -85,12 +86,12 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
         io.out(JSON.stringify(await getBalance(deps, userId), null, 2));
         return 0;
       case "ledger": {
-        if (!userId) throw new AppError(400, "USAGE", "ledger <userId> [--limit N]");
-        const page = await listHistory(deps, { userId, limit: Number(values.limit) });
+        if (!userId) throw new AppError(400, "USAGE", "ledger <userId> [--limit N] [--cursor C]");
+        const page = await listHistory(deps, { userId, limit: Number(values.limit), ...(values.cursor ? { cursor: values.cursor } : {}) });
         for (const entry of page.entries) {
           io.out(`${entry.createdAt}  ${String(entry.amount).padStart(10)}  → ${String(entry.balanceAfter).padStart(10)}  ${entry.reason.padEnd(9)} ${entry.key}`);
         }
-        if (page.nextCursor) io.out(`… more (raise --limit, up to 100)`);
+        if (page.nextCursor) io.out(`… more: ledger ${userId} --limit ${values.limit} --cursor ${page.nextCursor}`);
         return 0;
       }
       case "grant":

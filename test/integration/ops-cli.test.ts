@@ -32,6 +32,15 @@ describe("operator CLI", () => {
     expect(again.out).toMatch(/already applied/);
     expect(JSON.parse((await ops("show", user)).out).balance).toBe(12_500);
     expect((await ops("ledger", user)).out).toMatch(/2500 .* 12500 .*admin\s+admin#ticket-42/);
+    // pages: the newest entry, then the command that prints the next page, which holds the signup
+    const first1 = (await ops("ledger", user, "--limit", "1")).out;
+    expect(first1).toMatch(/admin#ticket-42/);
+    expect(first1).not.toMatch(/signup/);
+    const cursor = /--cursor (\S+)/.exec(first1)?.[1] as string;
+    expect(cursor).toBeTruthy();
+    const next = (await ops("ledger", user, "--limit", "1", "--cursor", cursor)).out;
+    expect(next).toMatch(/10000 .*signup/);
+    expect(next).not.toMatch(/--cursor/);
   });
 
   it("deducts only what is available, never into debt", async () => {
