@@ -28,6 +28,8 @@ import type {
 import { INDEXES } from "./table-definition.js";
 
 const ACCOUNT_SK = "ACCOUNT";
+/** How many left-behind per-minute rate counters an account may carry before a reserve prunes them. */
+export const STALE_RATE_COUNTERS_PRUNED_AT = 8;
 const ENTRY_PREFIX = "E#";
 const MARKER_PREFIX = "H#";
 /** Release markers answer late settles/releases for this long, then TTL removes them. */
@@ -108,6 +110,31 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
     return toAccount(Item);
   }
 
+  /**
+   * The reserve drops the previous minute's rate counter as it goes, but a user who skips a minute
+   * leaves their last counter behind. Once STALE_RATE_COUNTERS_PRUNED_AT such counters pile up,
+   * one extra write removes them, so the account item stays small and the steady state keeps its
+   * single request. A failed prune is retried by a later reserve; it never fails the authorize.
+   */
+  async function pruneRateCounters(userId: string, counters: Record<string, number> | undefined, minute: number): Promise<void> {
+    const stale = Object.keys(counters ?? {}).filter((key) => Number(key) < minute);
+    if (stale.length < STALE_RATE_COUNTERS_PRUNED_AT) return;
+    const p = new ExpressionParts();
+    try {
+      await client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: accountKey(userId),
+          UpdateExpression: updateExpression([], stale.map((key) => p.path("rl", key))),
+          ConditionExpression: `attribute_exists(${p.path("pk")})`,
+          ...p.attributes(),
+        }),
+      );
+    } catch {
+      // the counters are only a throttle: leaving them for the next reserve loses nothing
+    }
+  }
+
   async function transact(items: TransactWriteItem[]): Promise<void> {
     await client.send(new TransactWriteItemsCommand({ TransactItems: items }));
   }
@@ -170,7 +197,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           }),
         );
-        return { kind: "reserved", account: toAccount(Attributes) as AccountRecord };
+        const account = toAccount(Attributes) as AccountRecord;
+        if (request.rateLimit) await pruneRateCounters(request.userId, account.rl, request.rateLimit.minute);
+        return { kind: "reserved", account };
       } catch (error) {
         if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: toAccount(error.Item) };
         throw error;

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../lib/routes.js";
 import { type EventOptions, invoke } from "../helpers/events.js";
+import { STALE_RATE_COUNTERS_PRUNED_AT } from "../../lib/ledger/dynamo-ledger-store.js";
 import { APP_URL, appFixture, functionEnv, importFunctions, itemsOf, OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
@@ -278,6 +279,28 @@ describe("rate limit on authorize", () => {
     limited.requests.reset();
     expect((await call("steady")).status).toBe(200);
     expect(Object.fromEntries(limited.requests.counts)).toEqual({ UpdateItemCommand: 1 });
+  });
+});
+
+describe("rate counters stay bounded", () => {
+  it("prunes the counters a user leaves behind by skipping minutes, with one extra write now and then", async () => {
+    const limited = await appFixture({ authorizeRateLimitPerMinute: 600 });
+    const user = uniqueUser("bursty");
+    const call = (requestId: string) =>
+      limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
+    expect((await call("warm")).status).toBe(200);
+    limited.requests.reset();
+    const sizes: number[] = [];
+    for (let burst = 0; burst < 30; burst++) {
+      limited.clock.value += 2 * 60_000; // every other minute: the previous minute's counter is never there to drop
+      expect((await call(`b${burst}`)).status).toBe(200);
+      const account = await limited.deps.ledger.store.getAccount(user);
+      sizes.push(Object.keys(account?.rl ?? {}).length);
+    }
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(STALE_RATE_COUNTERS_PRUNED_AT + 1);
+    expect(sizes.at(-1)).toBeLessThan(30);
+    // 30 authorizes (+ the 30 reads above) and a prune per eight left-behind counters
+    expect(limited.requests.counts.get("UpdateItemCommand")).toBe(30 + Math.floor(30 / STALE_RATE_COUNTERS_PRUNED_AT));
   });
 });
 
