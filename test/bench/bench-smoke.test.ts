@@ -29,7 +29,15 @@ describe("npm run bench -- --quick", () => {
     expect(results.sweep.granted).toBe(results.sweep.due);
     expect(results.sweep.noOpRerun).toEqual({ granted: 0, requests: 16 });
     expect(results.bundles.map((row: { name: string }) => row.name)).toContain("chat-gate");
+    expect(results.naive.useCaseSpeedup).toBeGreaterThan(0);
+    // the expired-hold chat counts the sweep's release: authorize 1 + release ≥ 1 + late settle ≥ 1
+    expect(results.requestsPerChat.holdExpiredSweepRelease).toBeGreaterThanOrEqual(1);
+    expect(results.requestsPerChat.holdExpiredSettle).toBeGreaterThanOrEqual(2 + results.requestsPerChat.holdExpiredSweepRelease);
+    // what makes chat-gate bigger than its floor is measured per package (our own code among it)
+    const gate = results.bundles.find((row: { name: string }) => row.name === "chat-gate");
+    expect(gate.overFloor.map((row: { package: string }) => row.package)).toContain("creditgate");
     expect(results.targets.length).toBeGreaterThanOrEqual(6);
+    for (const target of results.targets) expect(target.met || typeof target.why === "string").toBe(true);
     expect(readFileSync(join(out, "results.md"), "utf8")).toContain("| target | measured | met |");
   }, 300_000);
 });

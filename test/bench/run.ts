@@ -12,11 +12,12 @@ import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DynamoDBClient, TransactWriteItemsCommand, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
+import type { Metafile } from "esbuild";
 import { bundleFunctions, functionEntries } from "../../infra/build.js";
 import { startDynamoDbLocal } from "../../infra/local/dynamodb-local.js";
 import { costOfCall } from "../../lib/pricing.js";
 import { createTable } from "../../lib/ledger/create-table.js";
-import { grantCredits, type LedgerDeps, releaseExpiredHolds } from "../../lib/ledger/index.js";
+import { authorizeChat, grantCredits, type LedgerDeps, releaseExpiredHolds, settleChat } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
@@ -155,6 +156,13 @@ async function main() {
       });
     }
 
+    log("our use cases without HTTP (like for like with the naive gate's raw SDK calls)");
+    const direct = await drive(size.pairs, 8, async (i) => {
+      const userId = accounts[i % accounts.length] as string;
+      const hold = await authorizeChat(rig.deps.ledger, { userId, requestId: `d-${++requestSeq}`, ...chat });
+      await settleChat(rig.deps.ledger, { holdId: hold.holdId, inputTokens: 1200, outputTokens: 300 });
+    });
+
     log("naive baseline");
     const naive = naiveGate(client, tableName);
     for (const userId of accounts) await naive.open(userId, 10_000);
@@ -181,12 +189,17 @@ async function main() {
     meter.reset();
     await pair("due");
     requestsPerChat.lazyGrantDue = meter.total();
+    meter.reset();
     const expiring = await rig.call("POST /v1/gate/authorize", { userId: "acct-1", requestId: "expiring", ...chat }, token);
+    const expiringAuthorize = meter.total();
     const later: LedgerDeps = { ...rig.deps.ledger, now: () => Date.now() + 16 * 60_000 };
-    await releaseExpiredHolds(later, "acct-1");
+    meter.reset();
+    await releaseExpiredHolds(later, "acct-1"); // the sweep's visit to this account
+    const expiringRelease = meter.total();
     meter.reset();
     await rig.call("POST /v1/gate/settle", { holdId: expiring.json.holdId, inputTokens: 1200, outputTokens: 300 }, token);
-    requestsPerChat.holdExpiredSettle = meter.total() + 1; // + the authorize before the hold expired
+    requestsPerChat.holdExpiredSettle = expiringAuthorize + expiringRelease + meter.total();
+    requestsPerChat.holdExpiredSweepRelease = expiringRelease;
 
     log("handler overhead");
     // At concurrency 1, so the DynamoDB time metered during a call is that call's own.
@@ -231,6 +244,9 @@ async function main() {
         pairsPerSecond: round(naiveRun.perSecond, 1),
         oursAtSameConcurrency: ours8.pairsPerSecond,
         speedup: round(ours8.pairsPerSecond / naiveRun.perSecond),
+        // both as plain SDK-level calls, run back to back: no HTTP event, JWT or middy on our side
+        oursUseCasesPerSecond: round(direct.perSecond, 1),
+        useCaseSpeedup: round(direct.perSecond / naiveRun.perSecond),
         storm: { callers: size.storm, affordable: 50, naiveAdmitted, naiveOverspentCredits: Math.max(0, (naiveAdmitted - 50) * RESERVE), oursAdmitted: ourAdmitted, oursOverspentCredits: Math.max(0, (ourAdmitted - 50) * RESERVE) },
       },
       requestsPerChat,
@@ -295,6 +311,7 @@ async function measureBundlesIn(work: string) {
     const built = await bundleFunctions(join(work, "functions"));
     const floorBuilt = await bundleFunctions(join(work, "floors"), floors);
     const measure = (fn: { name: string; file: string }) => ({ name: fn.name, bytes: statSync(fn.file).size, importMs: importMs(fn.file) });
+    const floorPackages = (name: string) => bytesByPackage(floorBuilt.metafile, floorBuilt.functions.find((fn) => fn.name === name)?.file ?? "");
     const floorRows = Object.fromEntries(floorBuilt.functions.map((fn) => [fn.name, measure(fn)]));
     const stripeFunctions = new Set(["subscribe", "portal", "webhook"]);
     return built.functions
@@ -302,9 +319,38 @@ async function measureBundlesIn(work: string) {
       .map((fn) => {
         const row = measure(fn);
         const floor = floorRows[stripeFunctions.has(fn.name) ? "floor-dynamo-stripe" : "floor-dynamo"] as { name: string; bytes: number; importMs: number };
-        return { ...row, floor: floor.name, floorBytes: floor.bytes, floorImportMs: floor.importMs, bytesVsFloor: round(row.bytes / floor.bytes), importVsFloor: round(row.importMs / floor.importMs) };
+        const overFloor = packageGrowth(bytesByPackage(built.metafile, fn.file), floorPackages(floor.name));
+        return {
+          ...row,
+          floor: floor.name,
+          floorBytes: floor.bytes,
+          floorImportMs: floor.importMs,
+          bytesVsFloor: round(row.bytes / floor.bytes),
+          importVsFloor: round(row.importMs / floor.importMs),
+          overFloor,
+        };
       });
   }
+}
+
+/** Minified bytes each package puts into one bundle (esbuild's metafile); our own code is "creditgate". */
+function bytesByPackage(metafile: Metafile, file: string): Map<string, number> {
+  const output = Object.entries(metafile.outputs).find(([out]) => resolve(out) === file)?.[1];
+  const sizes = new Map<string, number>();
+  for (const [input, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) {
+    const packages = [...input.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)/g)];
+    const name = packages.at(-1)?.[1] ?? "creditgate";
+    sizes.set(name, (sizes.get(name) ?? 0) + bytesInOutput);
+  }
+  return sizes;
+}
+
+/** The packages that make a bundle bigger than its floor, largest first, in KiB. */
+function packageGrowth(ours: Map<string, number>, floor: Map<string, number>): { package: string; kib: number }[] {
+  return [...ours]
+    .map(([name, bytes]) => ({ package: name, kib: round((bytes - (floor.get(name) ?? 0)) / 1024, 1) }))
+    .filter((row) => row.kib >= 1)
+    .sort((a, b) => b.kib - a.kib);
 }
 
 type Results = Record<string, unknown> & {
@@ -315,21 +361,60 @@ type Results = Record<string, unknown> & {
   bundles: { name: string; bytesVsFloor: number; importVsFloor: number }[];
 };
 
+type BundleRow = {
+  name: string;
+  bytes: number;
+  floorBytes: number;
+  importMs: number;
+  floorImportMs: number;
+  bytesVsFloor: number;
+  importVsFloor: number;
+  overFloor: { package: string; kib: number }[];
+};
+
+/**
+ * Each target with what was measured and, when missed, why — in numbers from this same run
+ * (never typed by hand: the README only quotes this).
+ */
 function evaluateTargets(results: Results) {
-  const at8 = results.gate.find((row) => row.concurrency === 8);
-  const bundles = results.bundles as { name: string; bytesVsFloor: number; importVsFloor: number }[];
+  const at8 = results.gate.find((row) => row.concurrency === 8) as GateRow | undefined;
+  const bundles = results.bundles as BundleRow[];
   const bundle = (name: string) => bundles.find((row) => row.name === name);
-  const rows = [
-    { target: "gate pairs/s ≥ 0.8 × floor pair rate at concurrency 8", measured: at8?.vsFloor, met: (at8?.vsFloor ?? 0) >= 0.8 },
-    { target: "gate ≥ 3× the naive read-check-write gate", measured: results.naive.speedup, met: results.naive.speedup >= 3 },
-    { target: "requests per chat = 2 in steady state", measured: results.requestsPerChat.steadyState, met: results.requestsPerChat.steadyState === 2 },
-    { target: "handler overhead p50 < 1 ms", measured: results.handlerOverheadMs.p50, met: results.handlerOverheadMs.p50 < 1 },
-  ];
+  const naive = results.naive as Results["naive"] & { oursUseCasesPerSecond: number; useCaseSpeedup: number; pairsPerSecond: number; storm: { naiveOverspentCredits: number } };
+  const rows: { target: string; measured: number | undefined; met: boolean; why?: string }[] = [];
+  const add = (target: string, measured: number | undefined, met: boolean, why: string) => rows.push({ target, measured, met, ...(met ? {} : { why }) });
+  if (at8) {
+    add(
+      "gate pairs/s ≥ 0.8 × floor pair rate at concurrency 8",
+      at8.vsFloor,
+      at8.vsFloor >= 0.8,
+      `settle is a 2-item transaction (entry + account, what makes it exactly-once), and this DynamoDB Local runs those at ` +
+        `${round(at8.floorTransactionsPerSecond / at8.floorUpdatesPerSecond)}× its UpdateItem rate; against the floor of that shape the gate reaches ${at8.vsShapeFloor}`,
+    );
+  }
+  add(
+    "gate ≥ 3× the naive read-check-write gate",
+    naive.speedup,
+    naive.speedup >= 3,
+    `the naive gate is 3 single-item requests without a transaction (and overspent ${naive.storm.naiveOverspentCredits} credits); ` +
+      `like for like (our use cases without HTTP/JWT vs its raw SDK calls) ours is ${naive.useCaseSpeedup}×`,
+  );
+  add("requests per chat = 2 in steady state", results.requestsPerChat.steadyState, results.requestsPerChat.steadyState === 2, "see requests per chat");
+  add("handler overhead p50 < 1 ms", results.handlerOverheadMs.p50, results.handlerOverheadMs.p50 < 1, "see handler overhead");
   for (const name of ["chat-gate", "webhook"]) {
     const row = bundle(name);
     if (!row) continue;
-    rows.push({ target: `${name} bundle bytes ≤ 1.2× floor`, measured: row.bytesVsFloor, met: row.bytesVsFloor <= 1.2 });
-    rows.push({ target: `${name} cold import ≤ 1.2× floor`, measured: row.importVsFloor, met: row.importVsFloor <= 1.2 });
+    const growth = row.overFloor
+      .slice(0, 6)
+      .map((entry) => `${entry.package} ${entry.kib}`)
+      .join(", ");
+    add(`${name} bundle bytes ≤ 1.2× floor`, row.bytesVsFloor, row.bytesVsFloor <= 1.2, `KiB over the floor by package: ${growth}`);
+    add(
+      `${name} cold import ≤ 1.2× floor`,
+      row.importVsFloor,
+      row.importVsFloor <= 1.2,
+      `+${round(row.importMs - row.floorImportMs)} ms for +${round((row.bytes - row.floorBytes) / 1024, 1)} KiB of the packages above (evaluated at import)`,
+    );
   }
   return rows;
 }
@@ -339,12 +424,12 @@ function markdown(results: Record<string, unknown>): string {
     generatedAt: string;
     machine: { cpus: number; node: string };
     gate: GateRow[];
-    naive: { pairsPerSecond: number; speedup: number; storm: { callers: number; affordable: number; naiveAdmitted: number; naiveOverspentCredits: number; oursAdmitted: number; oursOverspentCredits: number } };
+    naive: { pairsPerSecond: number; speedup: number; oursUseCasesPerSecond: number; useCaseSpeedup: number; storm: { callers: number; affordable: number; naiveAdmitted: number; naiveOverspentCredits: number; oursAdmitted: number; oursOverspentCredits: number } };
     requestsPerChat: Record<string, number>;
     handlerOverheadMs: { p50: number; p99: number };
     bundles: { name: string; bytes: number; importMs: number; floor: string; floorBytes: number; floorImportMs: number; bytesVsFloor: number; importVsFloor: number }[];
     sweep: { accounts: number; due: number; granted: number; grantedPerSecond: number; noOpRerun: { granted: number; requests: number } };
-    targets: { target: string; measured: number | undefined; met: boolean }[];
+    targets: { target: string; measured: number | undefined; met: boolean; why?: string }[];
   };
   const lines = [
     `Measured ${r.generatedAt.slice(0, 10)} on ${r.machine.cpus} cores, Node ${r.machine.node}, DynamoDB Local on 127.0.0.1 (\`npm run bench\`).`,
@@ -358,11 +443,13 @@ function markdown(results: Record<string, unknown>): string {
     "",
     "Shape floor: one UpdateItem plus one two-item TransactWriteItems per chat, the least our design can do (1 ÷ (1/updates + 1/transactions)).",
     "",
-    `Naive read-check-write gate at concurrency 8: ${r.naive.pairsPerSecond} pairs/s — ours is ${r.naive.speedup}× faster. ` +
+    `Naive read-check-write gate at concurrency 8: ${r.naive.pairsPerSecond} pairs/s — ours, through the whole handler, runs at ${r.naive.speedup}× its rate; ` +
+      `our use cases called directly, like the naive gate's raw SDK calls: ${r.naive.oursUseCasesPerSecond} pairs/s (${r.naive.useCaseSpeedup}×). ` +
       `Storm of ${r.naive.storm.callers} concurrent authorizes against a balance for ${r.naive.storm.affordable}: naive admitted ${r.naive.storm.naiveAdmitted} ` +
       `(${r.naive.storm.naiveOverspentCredits} credits overspent), ours admitted ${r.naive.storm.oursAdmitted} (${r.naive.storm.oursOverspentCredits} overspent).`,
     "",
-    `DynamoDB requests per chat: steady state ${r.requestsPerChat.steadyState}, lazy grant due ${r.requestsPerChat.lazyGrantDue}, hold expired before settle ${r.requestsPerChat.holdExpiredSettle}. ` +
+    `DynamoDB requests per chat: steady state ${r.requestsPerChat.steadyState}, lazy grant due ${r.requestsPerChat.lazyGrantDue}, ` +
+      `hold expired before settle ${r.requestsPerChat.holdExpiredSettle} (authorize, the sweep's release: ${r.requestsPerChat.holdExpiredSweepRelease}, late settle). ` +
       `Handler overhead (handler time minus time in DynamoDB): p50 ${r.handlerOverheadMs.p50} ms, p99 ${r.handlerOverheadMs.p99} ms.`,
     "",
     "| function | bundle KiB | cold import ms | floor | floor KiB | floor import ms | bytes ÷ floor | import ÷ floor |",
@@ -371,9 +458,9 @@ function markdown(results: Record<string, unknown>): string {
     "",
     `Sweep: ${r.sweep.granted} of ${r.sweep.due} due accounts granted among ${r.sweep.accounts} at ${r.sweep.grantedPerSecond} accounts/s; a no-op rerun granted ${r.sweep.noOpRerun.granted} with ${r.sweep.noOpRerun.requests} requests.`,
     "",
-    "| target | measured | met |",
-    "| --- | ---: | :---: |",
-    ...r.targets.map((t) => `| ${t.target} | ${t.measured ?? "n/a"} | ${t.met ? "yes" : "**no**"} |`),
+    "| target | measured | met | why missed (measured in this run) |",
+    "| --- | ---: | :---: | --- |",
+    ...r.targets.map((t) => `| ${t.target} | ${t.measured ?? "n/a"} | ${t.met ? "yes" : "**no**"} | ${t.why ?? ""} |`),
   ];
   return `${lines.join("\n")}\n`;
 }
