@@ -3,6 +3,7 @@ import { ValidationError } from "../../lib/errors.js";
 import {
   auditAccount,
   authorizeChat,
+  changePlanSchedule,
   clawBack,
   ensureAccount,
   getBalance,
@@ -143,6 +144,14 @@ describe("bad input fails with a named error and writes nothing", () => {
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "") }), "requestId");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "r".repeat(129)) }), "requestId");
     await expectNothingWritten(user, () => settleChat(fx.deps, { holdId: "", inputTokens: 1, outputTokens: 1 }), "holdId");
+    await expectNothingWritten(user, () => releaseHold(fx.deps, { holdId: "" }), "holdId");
+    await expectNothingWritten(user, () => releaseHold(fx.deps, { holdId: "h".repeat(1025) }), "holdId");
+    await expectNothingWritten(user, () => listHistory(fx.deps, { userId: user, limit: 0 }), "limit");
+    await expectNothingWritten(user, () => listHistory(fx.deps, { userId: user, cursor: "not-ours" }), "cursor");
+    const plan = (over: Record<string, unknown>) => () => changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month", ...over } as never);
+    await expectNothingWritten(user, plan({ plan: "platinum" }), "plan");
+    await expectNothingWritten(user, plan({ interval: "week" }), "interval");
+    await expectNothingWritten(user, plan({ interval: "year" }), "periodStart");
   });
 
   it("rejects empty and oversize user ids before touching the table", async () => {

@@ -195,6 +195,21 @@ describe("sweep correctness", () => {
     expect(nextYear).toHaveLength(1);
   });
 
+  it("monthly paid plans are left to their invoices: the sweep never grants them", async () => {
+    fx.clock.at(300);
+    const user = uniqueUser("monthly");
+    await ensureAccount(fx.deps, user);
+    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month", periodStart: fx.clock.value });
+    expect((await getBalance(fx.deps, user)).nextGrantAt).toBeNull(); // not in the grant-due index at all
+    for (const days of [29, 31, 62, 95]) {
+      fx.clock.value += days * DAY_MS;
+      await runSweep(fx.deps, schedule, { remainingMs: plenty });
+    }
+    const entries = (await listHistory(fx.deps, { userId: user, limit: 100 })).entries;
+    expect(entries.map((entry) => entry.reason)).toEqual(["signup"]);
+    expect((await getBalance(fx.deps, user)).balance).toBe(10_000);
+  });
+
   it("a schedule left in the past with nothing due is repaired, not spun on", async () => {
     fx.clock.at(0);
     const user = uniqueUser("stale");
