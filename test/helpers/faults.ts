@@ -1,15 +1,26 @@
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type DynamoDBClient, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 
 type Fault = "throttle" | "conflict" | "lostResponse";
 
-/** Fails a request the way DynamoDB would; a lost response sends the request first. */
-async function raise(fault: Fault, send: () => Promise<unknown>): Promise<never> {
+/**
+ * Fails a request the way DynamoDB would; a lost response sends the request first. A conflict is
+ * what DynamoDB answers for each kind of request: a transaction is cancelled with a
+ * `TransactionConflict` reason, a single-item write gets TransactionConflictException.
+ */
+async function raise(fault: Fault, command: string | undefined, send: () => Promise<unknown>): Promise<never> {
   if (fault === "lostResponse") {
     await send();
     throw Object.assign(new Error("socket hang up after the write"), { name: "TimeoutError" });
   }
   if (fault === "throttle") {
     throw Object.assign(new Error("Rate of requests exceeds the allowed throughput"), { name: "ThrottlingException" });
+  }
+  if (command === "TransactWriteItemsCommand") {
+    throw new TransactionCanceledException({
+      message: "Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]",
+      $metadata: {},
+      CancellationReasons: [{ Code: "None" }, { Code: "TransactionConflict", Message: "Transaction is ongoing for the item" }],
+    });
   }
   throw Object.assign(new Error("Transaction is ongoing for the item"), { name: "TransactionConflictException" });
 }
@@ -26,7 +37,7 @@ export function injectFaults(client: DynamoDBClient) {
       const index = plan.findIndex((entry) => entry.command === context.commandName);
       if (index < 0) return next(args);
       const [{ fault }] = plan.splice(index, 1) as [{ command: string; fault: Fault }];
-      return raise(fault, () => next(args));
+      return raise(fault, context.commandName, () => next(args));
     },
     { step: "initialize", name: "injectFaults" },
   );
@@ -57,7 +68,7 @@ export function injectRandomFaults(client: DynamoDBClient, options: { rate: numb
       const roll = options.random();
       const fault: Fault = !write || roll < 0.4 ? "throttle" : roll < 0.7 ? "conflict" : "lostResponse";
       counts[fault]++;
-      return raise(fault, () => next(args));
+      return raise(fault, context.commandName, () => next(args));
     },
     { step: "initialize", name: `injectRandomFaults-${Math.random().toString(36).slice(2)}` },
   );
