@@ -77,6 +77,10 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
     if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId);
     const account = outcome.account;
     if (!account) {
+      // First sight: a new account holds exactly the signup bonus, so a call it cannot afford is
+      // refused before creating anything (a 4xx writes nothing; GET /v1/credits previews the same).
+      const bonus = deps.catalog.signupBonus;
+      if (reserved > bonus) throw new InsufficientCreditsError(reserved, bonus, bonus);
       await ensureAccount(deps, request.userId);
       return undefined;
     }

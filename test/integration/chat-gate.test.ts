@@ -82,6 +82,20 @@ describe("POST /v1/gate/authorize", () => {
     expect(await itemsOf(fx.client, fx.tableName, user)).toEqual(before);
   });
 
+  it("refuses a first-seen user's unaffordable call with 402 and creates nothing", async () => {
+    const user = uniqueUser("new");
+    const res = await gate({
+      routeKey: "POST /v1/gate/authorize",
+      body: authorizeBody(user, "huge", { model: OPUS, inputTokens: 0, maxOutputTokens: 1_000_000 }),
+    });
+    expect(res.status).toBe(402);
+    expect(res.json.error).toMatchObject({ code: "INSUFFICIENT_CREDITS", required: 75_000, balance: 10_000, available: 10_000 });
+    expect(await itemsOf(fx.client, fx.tableName, user)).toEqual([]);
+    // an affordable first call still creates the account with its bonus
+    expect((await gate({ routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, "small") })).status).toBe(200);
+    expect((await itemsOf(fx.client, fx.tableName, user)).length).toBeGreaterThan(0);
+  });
+
   it("refuses a requestId reused for a different call with 409 CONFLICT", async () => {
     const user = uniqueUser();
     await gate({ routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, "dup") });
