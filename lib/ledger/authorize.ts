@@ -6,7 +6,7 @@ import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../er
 import { costOfCall, requireModel } from "../pricing.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
-import { ensureAccount } from "./ensure-account.js";
+import { ensureAccountOnce } from "./ensure-account.js";
 import { grantAllowanceIfDue } from "./grant.js";
 import { encodeHoldId } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
@@ -81,7 +81,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       // refused before creating anything (a 4xx writes nothing; GET /v1/credits previews the same).
       const bonus = deps.catalog.signupBonus;
       if (reserved > bonus) throw new InsufficientCreditsError(reserved, bonus, bonus);
-      await ensureAccount(deps, request.userId);
+      await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
       return undefined;
     }
     const existing = account.holds[request.requestId];

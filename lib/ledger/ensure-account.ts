@@ -1,6 +1,7 @@
 import { periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
+import { untilSettled } from "./retry.js";
 import type { LedgerEntry } from "./store.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import { parseInput, userIdSchema } from "./validation.js";
@@ -8,10 +9,19 @@ import { parseInput, userIdSchema } from "./validation.js";
 /**
  * First sight of a user: creates the account with the signup bonus (`signup` entry) on the free
  * plan, its allowance periods anchored at creation. The first free allowance is due one period
- * later, so signup never grants twice. Idempotent: the account is created at most once.
+ * later, so signup never grants twice. Idempotent: the account is created at most once, so
+ * transient failures (throttling, a conflict with a concurrent creation) are simply retried.
  */
 export async function ensureAccount(deps: LedgerDeps, userIdInput: string): Promise<AccountRecord> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
+  return untilSettled(() => ensureAccountOnce(deps, userId));
+}
+
+/**
+ * One attempt of `ensureAccount` for a validated user id; transient failures propagate. Writers
+ * call it inside their own retry loop, so a first-sight write retries the creation with the fact.
+ */
+export async function ensureAccountOnce(deps: LedgerDeps, userId: string): Promise<AccountRecord> {
   const existing = await deps.store.getAccount(userId);
   if (existing) return existing;
   const { account, signup } = newAccount(deps, userId, deps.now());

@@ -5,7 +5,7 @@ import { InsufficientCreditsError, ValidationError } from "../errors.js";
 import { type AccountRecord, splitOf } from "./account.js";
 import { type CreditFact, commitForFacts, type FactResult, resolveFactCommit } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
-import { ensureAccount } from "./ensure-account.js";
+import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { dueAllowance, expectedNextGrantAt } from "./schedule.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
@@ -19,9 +19,10 @@ async function applyFacts(
   userId: string,
   build: (account: AccountRecord) => AccountCommit | "nothing-due",
 ): Promise<FactResult | "nothing-due"> {
-  let account = await ensureAccount(deps, userId);
-  return untilSettled(async (attempt) => {
-    if (attempt > 0) account = (await deps.store.getAccount(userId)) ?? account;
+  // Creating the account is part of every attempt: a transient failure on a first-sight fact is
+  // retried like any other (creation and facts are each conditional, so nothing doubles).
+  return untilSettled(async () => {
+    const account = await ensureAccountOnce(deps, userId);
     const commit = build(account);
     if (commit === "nothing-due") return commit;
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
@@ -50,9 +51,26 @@ const grantInputSchema = z.object({
 export type GrantInput = z.infer<typeof grantInputSchema>;
 
 /**
+ * Under a `reset` plan, the unused allowance lapses when the next period's allowance arrives, as
+ * an `expire` entry written with that grant (so it lapses once, with it). Neither held nor
+ * purchased credits lapse, so the lapse never takes `available` below zero.
+ */
+function lapseFor(account: AccountRecord, key: string, catalog: LedgerDeps["catalog"]): CreditFact[] {
+  if (planOf(account.plan, catalog).allowancePolicy !== "reset") return [];
+  const lapsing = Math.min(Math.max(0, splitOf(account).allowance), Math.max(0, account.available));
+  return lapsing > 0 ? [{ key, amount: -lapsing, bucket: "allowance", reason: "expire" }] : [];
+}
+
+/** A period's allowance granted by a fact (a paid invoice, annual month 0) rather than by the schedule. */
+const isPeriodAllowance = (grant: { bucket: string; reason: string; amount: number }) =>
+  grant.bucket === "allowance" && (grant.reason === "invoice" || grant.reason === "allowance") && grant.amount > 0;
+
+/**
  * Adds credits for one business fact (allowance, invoice, pack, upgrade top-up, admin adjustment),
  * once per idempotency key. Only admin adjustments may be negative, and a deduction never takes
- * `available` below zero (invariant 2): clawbacks are the separate `clawBack`.
+ * `available` below zero (invariant 2): clawbacks are the separate `clawBack`. A period's
+ * allowance (an invoice or allowance into the allowance bucket) first lapses a `reset` plan's
+ * unused allowance, keyed `expire#<grant key>`, exactly as the scheduled grant does.
  */
 export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
   const grant = parseInput(grantInputSchema, input);
@@ -64,7 +82,8 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     if (grant.amount < 0 && account.available < -grant.amount) {
       throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
     }
-    return commitForFacts(account, [fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
+    const lapse = isPeriodAllowance(grant) ? lapseFor(account, `expire#${grant.key}`, deps.catalog) : [];
+    return commitForFacts(account, [...lapse, fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
   });
   return firstResult(deps, grant.userId, result as FactResult, grant.key);
 }
@@ -122,13 +141,7 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
     }
     key = due.key;
     const plan = planOf(account.plan, deps.catalog);
-    const facts: CreditFact[] = [];
-    if (plan.allowancePolicy === "reset") {
-      const lapsing = Math.min(Math.max(0, splitOf(account).allowance), Math.max(0, account.available));
-      if (lapsing > 0) {
-        facts.push({ key: `expire#${due.key.slice("allowance#".length)}`, amount: -lapsing, bucket: "allowance", reason: "expire" });
-      }
-    }
+    const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
     facts.push({
       key: due.key,
       amount: plan.monthlyAllowance,

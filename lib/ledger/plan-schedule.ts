@@ -5,7 +5,7 @@ import { ValidationError } from "../errors.js";
 import { periodIndexAt, periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
-import { ensureAccount } from "./ensure-account.js";
+import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import type { AccountCommit } from "./store.js";
@@ -74,9 +74,9 @@ export function scheduleFor(
  */
 export async function changePlanSchedule(deps: LedgerDeps, input: PlanChange): Promise<AccountRecord> {
   const change = parseInput(planChangeSchema, input);
-  let account = await ensureAccount(deps, change.userId);
-  return untilSettled(async (attempt) => {
-    if (attempt > 0) account = (await deps.store.getAccount(change.userId)) ?? account;
+  return untilSettled(async () => {
+    // inside the loop, so a first-sight change retries the account's creation too
+    const account = await ensureAccountOnce(deps, change.userId);
     const { set, remove } = scheduleFor(account, { ...change, plan: change.plan as PlanId }, deps.now(), deps);
     const outcome = await deps.store.commit({
       userId: account.userId,

@@ -5,6 +5,7 @@ import { STALE_RATE_COUNTERS_PRUNED_AT } from "../../lib/ledger/dynamo-ledger-st
 import { APP_URL, appFixture, functionEnv, importFunctions, itemsOf, OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
+import { tableDigest } from "../reliability/harness.js";
 import { serviceToken, unsignedToken, userToken } from "../helpers/tokens.js";
 
 const logs = captureLogs();
@@ -99,9 +100,31 @@ describe("POST /v1/gate/authorize", () => {
   it("refuses a requestId reused for a different call with 409 CONFLICT", async () => {
     const user = uniqueUser();
     await gate({ routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, "dup") });
+    const before = await tableDigest(fx.client, fx.tableName);
     const res = await gate({ routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, "dup", { inputTokens: 5 }) });
     expect(res.status).toBe(409);
     expect(res.json.error).toMatchObject({ code: "CONFLICT", field: "requestId" });
+    expect(await tableDigest(fx.client, fx.tableName)).toEqual(before); // every item of the table unchanged
+  });
+
+  it("refuses a hold beyond maxOpenHolds with 409 TOO_MANY_OPEN_HOLDS, writing nothing", async () => {
+    const capped = await appFixture({ maxOpenHolds: 3 });
+    const user = uniqueUser("capped");
+    const call = (routeKey: string, body: unknown) => capped.call(fns.gate.route, { routeKey, body, token: service });
+    const holds: string[] = [];
+    for (const id of ["a", "b", "c"]) {
+      const res = await call("POST /v1/gate/authorize", authorizeBody(user, id));
+      expect(res.status).toBe(200);
+      holds.push(res.json.holdId);
+    }
+    const before = await tableDigest(capped.client, capped.tableName);
+    const refused = await call("POST /v1/gate/authorize", authorizeBody(user, "d"));
+    expect(refused.status).toBe(409);
+    expect(refused.json.error).toMatchObject({ code: "CONFLICT", reason: "TOO_MANY_OPEN_HOLDS" });
+    expect(await tableDigest(capped.client, capped.tableName)).toEqual(before);
+    // Closing one hold makes room again.
+    expect((await call("POST /v1/gate/release", { holdId: holds[0] })).status).toBe(200);
+    expect((await call("POST /v1/gate/authorize", authorizeBody(user, "d"))).status).toBe(200);
   });
 });
 
@@ -275,8 +298,10 @@ describe("rate limit on authorize", () => {
     const call = (requestId: string) =>
       limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
     for (const id of ["a", "b", "c"]) expect((await call(id)).status).toBe(200);
+    const before = await tableDigest(limited.client, limited.tableName);
     const refused = await call("d");
     expect(refused.status).toBe(429);
+    expect(await tableDigest(limited.client, limited.tableName)).toEqual(before); // a refusal writes nothing
     expect(refused.json.error).toMatchObject({ code: "RATE_LIMITED", retryAfterSeconds: expect.any(Number) });
     expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
     expect(Number(refused.headers["retry-after"])).toBeLessThanOrEqual(60);

@@ -9,12 +9,15 @@ import {
   listHistory,
   settleChat,
 } from "../../lib/ledger/index.js";
+import { injectFaults } from "../helpers/faults.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
 
 const SONNET = "anthropic/claude-sonnet-4.5";
 let fx: Awaited<ReturnType<typeof ledgerFixture>>;
+let faults: ReturnType<typeof injectFaults>;
 beforeAll(async () => {
   fx = await ledgerFixture({ maxOpenHolds: 500 });
+  faults = injectFaults(fx.client);
 });
 
 describe("concurrency against real DynamoDB", () => {
@@ -54,6 +57,24 @@ describe("concurrency against real DynamoDB", () => {
     const history = await listHistory(fx.deps, { userId: user });
     expect(history.entries.map((e) => e.key)).toEqual(["invoice#in_123", "signup"]);
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
+  });
+
+  it("50 concurrent deliveries of the same invoice to an account that does not exist yet grant once", async () => {
+    const user = uniqueUser("unseen");
+    const grant = () =>
+      grantCredits(fx.deps, { userId: user, key: "invoice#in_new", amount: 100_000, bucket: "allowance", reason: "invoice" });
+    // Every delivery races to create the account too, and some creations hit transient faults:
+    // each must retry, never fail or double.
+    faults.next("TransactWriteItemsCommand", "conflict", 3);
+    faults.next("GetItemCommand", "throttle", 3);
+    const results = await Promise.all(Array.from({ length: 50 }, grant));
+    expect(faults.pending()).toBe(0);
+    expect(results.filter((r) => r.applied)).toHaveLength(1);
+    expect(new Set(results.map((r) => `${r.entry.key}@${r.entry.seq}:${r.balance}`))).toEqual(new Set(["invoice#in_new@2:110000"]));
+    const history = await listHistory(fx.deps, { userId: user });
+    expect(history.entries.map((e) => e.key)).toEqual(["invoice#in_new", "signup"]);
+    expect((await getBalance(fx.deps, user)).balance).toBe(110_000);
+    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
   });
 
   it("20 concurrent settles of one hold charge once and all return the first outcome", async () => {

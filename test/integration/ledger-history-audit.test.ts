@@ -1,5 +1,6 @@
 import { UpdateItemCommand } from "@aws-sdk/client-dynamodb";
 import { beforeAll, describe, expect, it } from "vitest";
+import { InsufficientCreditsError } from "../../lib/errors.js";
 import {
   auditAccount,
   authorizeChat,
@@ -14,6 +15,7 @@ import {
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
 
 const SONNET = "anthropic/claude-sonnet-4.5";
+const OPUS = "anthropic/claude-opus-4.5";
 let fx: Awaited<ReturnType<typeof ledgerFixture>>;
 beforeAll(async () => {
   fx = await ledgerFixture();
@@ -57,12 +59,35 @@ describe("hold expiry and requestId reuse", () => {
     expect(sweeps.flat()).toHaveLength(1); // released exactly once, by one of the two
     expect(sweeps.flat()[0]).toMatchObject({ status: "expired", released: 18 });
     expect((await getBalance(fx.deps, user)).held).toBe(0);
-    const late = await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 });
-    expect(late).toMatchObject({ status: "settled", charged: 18, released: 0, balance: 10_000 - 18 });
+    // True usage 48 (1000 in, 3000 out) is above the 18 reserved: exactly 48 is charged.
+    const late = await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 3000 });
+    expect(late).toEqual({ holdId: hold.holdId, status: "settled", charged: 48, released: 0, balance: 10_000 - 48 });
     const again = await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 });
-    expect(again.balance).toBe(10_000 - 18);
-    expect(await releaseHold(fx.deps, { holdId: hold.holdId })).toMatchObject({ status: "settled", charged: 18 });
+    expect(again).toEqual(late);
+    expect(await releaseHold(fx.deps, { holdId: hold.holdId })).toMatchObject({ status: "settled", charged: 48 });
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 48, held: 0 });
+    const settles = (await listHistory(fx.deps, { userId: user })).entries.filter((e) => e.reason === "settle");
+    expect(settles.map((e) => e.amount)).toEqual([-48]);
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
+  });
+
+  it("a late settle may take the balance negative; the gate then refuses until it is repaid", async () => {
+    const user = uniqueUser();
+    const hold = await authorizeChat(fx.deps, { userId: user, requestId: "runaway", model: OPUS, inputTokens: 0, maxOutputTokens: 100 });
+    expect(hold.reserved).toBe(8);
+    fx.clock.value += fx.deps.holdTtlMs + 1;
+    expect(await releaseExpiredHolds(fx.deps, user)).toHaveLength(1);
+    // 200,000 output tokens of opus cost 15,000: more than the whole balance.
+    const late = await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 0, outputTokens: 200_000 });
+    expect(late).toMatchObject({ status: "settled", charged: 15_000, balance: -5_000 });
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: -5_000, available: -5_000, held: 0, allowance: -5_000 });
+    const cheapest = { userId: user, requestId: "next", model: SONNET, inputTokens: 0, maxOutputTokens: 0 };
+    await expect(authorizeChat(fx.deps, cheapest)).rejects.toBeInstanceOf(InsufficientCreditsError);
+    await expect(authorizeChat(fx.deps, cheapest)).rejects.toMatchObject({ details: { required: 1, balance: -5_000, available: -5_000 } });
+    // Repaying the debt (a pack) opens the gate again.
+    await grantCredits(fx.deps, { userId: user, key: "pack#cs_repay", amount: 5_001, bucket: "purchased", reason: "pack" });
+    await expect(authorizeChat(fx.deps, cheapest)).resolves.toMatchObject({ reserved: 1, balance: 1 });
+    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
   });
 
   it("the same requestId while open returns the same hold; after it closed it opens a new one", async () => {
@@ -81,6 +106,52 @@ describe("hold expiry and requestId reuse", () => {
     expect((await getBalance(fx.deps, user)).held).toBe(18);
     await settleChat(fx.deps, { holdId: reopened.holdId, inputTokens: 1000, outputTokens: 1000 });
     expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 36, held: 0 });
+  });
+});
+
+describe("a requestId re-used after its hold closed (README: it is a new hold)", () => {
+  it("opens a new hold; the first hold id keeps its first outcome and is never charged twice", async () => {
+    const user = uniqueUser();
+    const request = { userId: user, requestId: "again", model: SONNET, inputTokens: 1000, maxOutputTokens: 1000 };
+    const first = await authorizeChat(fx.deps, request);
+    const firstOutcome = await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1000, outputTokens: 200 });
+    expect(firstOutcome).toMatchObject({ status: "settled", charged: 6, balance: 10_000 - 6 });
+
+    // A new hold, so different parameters are not a CONFLICT once the first one closed.
+    const second = await authorizeChat(fx.deps, { ...request, maxOutputTokens: 2000 });
+    expect(second.holdId).not.toBe(first.holdId);
+    expect(second.reserved).toBe(33);
+    expect(await authorizeChat(fx.deps, { ...request, maxOutputTokens: 2000 })).toEqual(second); // open: same hold
+
+    // Settling the first id again (other usage, while the new hold is open) answers the first outcome.
+    const replay = await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1000, outputTokens: 1000 });
+    expect(replay).toEqual(firstOutcome);
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 6, held: 33 });
+
+    const secondOutcome = await settleChat(fx.deps, { holdId: second.holdId, inputTokens: 1000, outputTokens: 1000 });
+    expect(secondOutcome).toMatchObject({ status: "settled", charged: 18, released: 15, balance: 10_000 - 24 });
+    expect(await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1, outputTokens: 1 })).toEqual(firstOutcome);
+    expect(await settleChat(fx.deps, { holdId: second.holdId, inputTokens: 1, outputTokens: 1 })).toEqual(secondOutcome);
+
+    const settles = (await listHistory(fx.deps, { userId: user })).entries.filter((e) => e.reason === "settle");
+    expect(settles.map((e) => e.amount)).toEqual([-18, -6]);
+    expect(new Set(settles.map((e) => e.key)).size).toBe(2); // one entry per hold, keyed by its tag
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 24, held: 0 });
+    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
+  });
+
+  it("after a release, the same requestId opens a new hold and the released id stays released", async () => {
+    const user = uniqueUser();
+    const request = { userId: user, requestId: "retry", model: SONNET, inputTokens: 1000, maxOutputTokens: 1000 };
+    const first = await authorizeChat(fx.deps, request);
+    const released = await releaseHold(fx.deps, { holdId: first.holdId });
+    const second = await authorizeChat(fx.deps, request);
+    expect(second.holdId).not.toBe(first.holdId);
+    expect(await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1000, outputTokens: 1000 })).toEqual(released);
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000, held: 18 }); // new hold untouched
+    await settleChat(fx.deps, { holdId: second.holdId, inputTokens: 1000, outputTokens: 1000 });
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 18, held: 0 });
+    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
   });
 });
 

@@ -14,6 +14,7 @@ import {
 } from "../../lib/ledger/index.js";
 import { injectFaults } from "../helpers/faults.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { tableDigest } from "../reliability/harness.js";
 
 const SONNET = "anthropic/claude-sonnet-4.5";
 let fx: Awaited<ReturnType<typeof ledgerFixture>>;
@@ -74,6 +75,45 @@ describe("transient failures are retried and never double anything", () => {
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
   });
 
+  it("a brand-new user's first grant survives a conflict or throttle on account creation", async () => {
+    const grant = (userId: string) =>
+      grantCredits(fx.deps, { userId, key: "invoice#in_first", amount: 100_000, bucket: "allowance", reason: "invoice" });
+    // The first TransactWriteItems of a first-sight grant is the account's creation.
+    const cases: [string, "conflict" | "throttle"][] = [
+      ["TransactWriteItemsCommand", "conflict"],
+      ["TransactWriteItemsCommand", "throttle"],
+      ["GetItemCommand", "throttle"],
+    ];
+    for (const [command, fault] of cases) {
+      const user = uniqueUser("first-sight");
+      faults.next(command, fault);
+      const result = await grant(user);
+      expect(faults.pending(), `${command} ${fault}`).toBe(0);
+      expect(result).toMatchObject({ applied: true, balance: 110_000 });
+      const keys = (await listHistory(fx.deps, { userId: user })).entries.map((e) => e.key);
+      expect(keys).toEqual(["invoice#in_first", "signup"]);
+      expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
+    }
+  });
+
+  it("first-sight clawBack, plan change and balance read also retry account creation", async () => {
+    const claw = uniqueUser("first-claw");
+    faults.next("TransactWriteItemsCommand", "conflict");
+    await clawBack(fx.deps, { userId: claw, key: "refund#re_first", amount: 40, bucket: "purchased", reason: "refund" });
+    expect((await listHistory(fx.deps, { userId: claw })).entries.map((e) => [e.key, e.amount])).toEqual([
+      ["refund#re_first", -40],
+      ["signup", 10_000],
+    ]);
+    const planned = uniqueUser("first-plan");
+    faults.next("TransactWriteItemsCommand", "throttle");
+    await expect(changePlanSchedule(fx.deps, { userId: planned, plan: "pro", interval: "month" })).resolves.toMatchObject({ plan: "pro" });
+    const viewed = uniqueUser("first-view");
+    faults.next("TransactWriteItemsCommand", "conflict");
+    await expect(getBalance(fx.deps, viewed)).resolves.toMatchObject({ balance: 10_000 });
+    expect(faults.pending()).toBe(0);
+    for (const user of [claw, planned, viewed]) expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
+  });
+
   it("a lost answer to an applied write, retried by the caller, changes nothing twice", async () => {
     const user = uniqueUser();
     await ensureAccount(fx.deps, user);
@@ -107,7 +147,7 @@ describe("transient failures are retried and never double anything", () => {
 
 describe("bad input fails with a named error and writes nothing", () => {
   async function expectNothingWritten(user: string, action: () => Promise<unknown>, field: string | RegExp) {
-    const before = await fx.deps.store.getAccount(user);
+    const before = await tableDigest(fx.client, fx.tableName); // every item, not just the account
     const error = await action().then(
       () => undefined,
       (e: unknown) => e,
@@ -115,7 +155,7 @@ describe("bad input fails with a named error and writes nothing", () => {
     expect(error).toBeInstanceOf(Error);
     expect((error as { code?: string }).code).toMatch(/VALIDATION_FAILED|UNKNOWN_MODEL/);
     expect(JSON.stringify((error as ValidationError).details) + (error as Error).message).toMatch(field);
-    expect(await fx.deps.store.getAccount(user)).toEqual(before);
+    expect(await tableDigest(fx.client, fx.tableName), `${user} ${String(field)}`).toEqual(before);
   }
 
   it("rejects bad amounts, keys, ids, models and token counts", async () => {
@@ -137,13 +177,34 @@ describe("bad input fails with a named error and writes nothing", () => {
     await expectNothingWritten(user, grant({ key: "x".repeat(201) }), "key");
     await expectNothingWritten(user, grant({ key: "has space" }), "key");
     await expectNothingWritten(user, grant({ bucket: "gold" }), "bucket");
-    await expectNothingWritten(user, () => clawBack(fx.deps, { userId: user, key: "refund#re_1", amount: -3, bucket: "purchased", reason: "refund" }), "amount");
+    const claw = (over: Record<string, unknown>) => () =>
+      clawBack(fx.deps, { userId: user, key: "refund#re_1", amount: 3, bucket: "purchased", reason: "refund", ...over } as never);
+    await expectNothingWritten(user, claw({ amount: -3 }), "amount");
+    await expectNothingWritten(user, claw({ amount: 2.5 }), "amount");
+    await expectNothingWritten(user, claw({ amount: Number.NaN }), "amount");
+    await expectNothingWritten(user, claw({ key: "" }), "key");
+    await expectNothingWritten(user, claw({ reason: "goodwill" }), "reason");
+    await expectNothingWritten(user, claw({ bucket: "gold" }), "bucket");
+    await expectNothingWritten(user, claw({ userId: "has space" }), "userId");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "m"), model: "acme/unknown" }), "model");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "m"), inputTokens: -1 }), "inputTokens");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "m"), maxOutputTokens: 2.5 }), "maxOutputTokens");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "") }), "requestId");
     await expectNothingWritten(user, () => authorizeChat(fx.deps, { ...chat(user, "r".repeat(129)) }), "requestId");
     await expectNothingWritten(user, () => settleChat(fx.deps, { holdId: "", inputTokens: 1, outputTokens: 1 }), "holdId");
+    // A real open hold: bad usage is refused before any I/O and the hold stays open.
+    const { holdId } = await authorizeChat(fx.deps, chat(user, "open"));
+    const settle = (over: Record<string, unknown>) => () => settleChat(fx.deps, { holdId, inputTokens: 1, outputTokens: 1, ...over } as never);
+    await expectNothingWritten(user, settle({ inputTokens: -1 }), "inputTokens");
+    await expectNothingWritten(user, settle({ outputTokens: -5 }), "outputTokens");
+    await expectNothingWritten(user, settle({ inputTokens: 1.5 }), "inputTokens");
+    await expectNothingWritten(user, settle({ outputTokens: 0.1 }), "outputTokens");
+    await expectNothingWritten(user, settle({ inputTokens: 2_000_001 }), "inputTokens");
+    await expectNothingWritten(user, settle({ outputTokens: 1e9 }), "outputTokens");
+    await expectNothingWritten(user, settle({ outputTokens: Number.POSITIVE_INFINITY }), "outputTokens");
+    expect((await getBalance(fx.deps, user)).held).toBe(16);
+    await expectNothingWritten(user, () => auditAccount(fx.deps, "has space"), "userId");
+    await expectNothingWritten(user, () => auditAccount(fx.deps, ""), "userId");
     await expectNothingWritten(user, () => releaseHold(fx.deps, { holdId: "" }), "holdId");
     await expectNothingWritten(user, () => releaseHold(fx.deps, { holdId: "h".repeat(1025) }), "holdId");
     await expectNothingWritten(user, () => listHistory(fx.deps, { userId: user, limit: 0 }), "limit");

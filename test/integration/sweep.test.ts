@@ -236,9 +236,10 @@ describe("sweep correctness", () => {
     ]);
     expect((a?.released ?? 0) + (b?.released ?? 0)).toBe(1);
     expect((await getBalance(fx.deps, user)).held).toBe(fresh.reserved);
-    const late = await settleChat(fx.deps, { holdId: stale.holdId, inputTokens: 1000, outputTokens: 1000 });
-    expect(late).toMatchObject({ status: "settled", charged: 18 });
-    expect((await getBalance(fx.deps, user)).balance).toBe(10_000 - 18);
+    // The true usage (6 credits) is below the 18 reserved: the late settle must charge 6, not 18.
+    const late = await settleChat(fx.deps, { holdId: stale.holdId, inputTokens: 1000, outputTokens: 200 });
+    expect(late).toMatchObject({ status: "settled", charged: 6, released: 0, balance: 10_000 - 6 });
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 10_000 - 6, held: fresh.reserved });
     // The account stays in the hold index for the open hold only; once it is settled and the
     // next sweep passes its expiry, the account leaves the index.
     await settleChat(fx.deps, { holdId: fresh.holdId, inputTokens: 1, outputTokens: 1 });
