@@ -6,7 +6,7 @@ import type { Context, ScheduledEvent } from "aws-lambda";
 import type { LedgerDeps } from "../lib/ledger/index.js";
 import { logger } from "../lib/logger.js";
 import { sweepDeps } from "../lib/runtime.js";
-import { runSweep, type SweepSummary } from "../lib/sweep/run-sweep.js";
+import { runSweep, SweepAbortedError, type SweepSummary } from "../lib/sweep/run-sweep.js";
 import type { ScheduleStore } from "../lib/sweep/schedule-store.js";
 
 const metrics = new Metrics({ namespace: "creditgate", serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "creditgate" });
@@ -16,20 +16,33 @@ const metrics = new Metrics({ namespace: "creditgate", serviceName: process.env.
  * it did not reach stays due in the index and the next scheduled run picks it up.
  */
 export async function sweep(deps: { ledger: LedgerDeps; schedule: ScheduleStore }, context: Pick<Context, "getRemainingTimeInMillis">): Promise<SweepSummary> {
-  const summary = await runSweep(deps.ledger, deps.schedule, {
-    remainingMs: () => context.getRemainingTimeInMillis(),
-    safetyMs: 15_000,
-    concurrency: 8,
-    onFailure: (userId, index, error) => logger.error("sweep: account failed", { userId, index, error: error as Error }),
-  });
-  logger.info("sweep summary", { summary });
+  let summary: SweepSummary;
+  try {
+    summary = await runSweep(deps.ledger, deps.schedule, {
+      remainingMs: () => context.getRemainingTimeInMillis(),
+      safetyMs: 15_000,
+      concurrency: 8,
+      onFailure: (userId, index, error) => logger.error("sweep: account failed", { userId, index, error: error as Error }),
+    });
+  } catch (error) {
+    // Still report what the run did, then fail the invocation: the Errors alarm and the on-failure
+    // destination see it, and the next scheduled run picks up whatever is still due.
+    if (error instanceof SweepAbortedError) report(error.summary, "sweep aborted");
+    throw error;
+  }
+  report(summary, "sweep summary");
+  return summary;
+}
+
+function report(summary: SweepSummary, message: string): void {
+  if (summary.complete) logger.info(message, { summary });
+  else logger.warn(message, { summary });
   metrics.addMetric("SweepDue", MetricUnit.Count, summary.due);
   metrics.addMetric("SweepGranted", MetricUnit.Count, summary.granted);
   metrics.addMetric("SweepSkipped", MetricUnit.Count, summary.skipped);
   metrics.addMetric("SweepReleased", MetricUnit.Count, summary.released);
   metrics.addMetric("SweepFailed", MetricUnit.Count, summary.failed);
   metrics.addMetric("SweepIncomplete", MetricUnit.Count, summary.complete ? 0 : 1);
-  return summary;
 }
 
 const deps = sweepDeps();

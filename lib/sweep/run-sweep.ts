@@ -1,5 +1,6 @@
 import type { LedgerDeps } from "../ledger/deps.js";
 import { grantAllowanceIfDue } from "../ledger/grant.js";
+import { untilSettled } from "../ledger/retry.js";
 import { materializeOutbox, releaseExpiredHolds } from "../ledger/settle.js";
 import type { ScheduleIndex, ScheduleStore } from "./schedule-store.js";
 
@@ -13,6 +14,23 @@ export interface SweepSummary {
   failed: number;
   /** false when the time budget ran out; the rest stays due and the next run picks it up */
   complete: boolean;
+}
+
+/** Reading a page of a due index is retried this many times on throttling before the run gives up. */
+const INDEX_READ_ATTEMPTS = 6;
+
+/**
+ * The due index could not be read even after retries: the run stops there, and what it did so far
+ * travels with the error (to be logged and counted) — the rest stays due for the next run.
+ */
+export class SweepAbortedError extends Error {
+  constructor(
+    readonly summary: SweepSummary,
+    cause: unknown,
+  ) {
+    super("sweep aborted: the due index could not be read", { cause });
+    this.name = "SweepAbortedError";
+  }
 }
 
 export interface SweepOptions {
@@ -71,7 +89,13 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
           summary.complete = false;
           return summary;
         }
-        const page = await schedule.due(index, shard, now, pageSize, start);
+        const from = start;
+        const page = await untilSettled(() => schedule.due(index, shard, now, pageSize, from), INDEX_READ_ATTEMPTS).catch(
+          (error: unknown) => {
+            summary.complete = false;
+            throw new SweepAbortedError(summary, error);
+          },
+        );
         const finished = await forEachWithConcurrency(page.userIds, concurrency, outOfTime, (userId) => visit(index, userId));
         if (!finished) {
           summary.complete = false;

@@ -8,9 +8,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type BuiltFunction, bundleFunctions, functionEntries } from "../../infra/build.js";
 import { httpEvent, invoke } from "../helpers/events.js";
 import { freshTable } from "../helpers/dynamo.js";
+import { billingEnv } from "../helpers/billing.js";
 import { functionEnv, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
+import { signatureFor, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { type StripeTestServer, startStripeServer } from "../helpers/stripe-server.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
 captureLogs();
@@ -20,21 +23,25 @@ const outdir = join(tempRoot, "node_modules", "built");
 let built: BuiltFunction[];
 let metafile: Metafile;
 let tableName: string;
+let stripe: StripeTestServer;
 // biome-ignore lint/suspicious/noExplicitAny: a built bundle has no types
 let bundles: Record<string, any>;
 
 beforeAll(async () => {
   ({ tableName } = await freshTable("bundle"));
   ({ functions: built, metafile } = await bundleFunctions(outdir));
-  // The environment comes first, as in Lambda: each bundle reads it at import (cold start).
-  for (const [name, value] of Object.entries(functionEnv(tableName))) vi.stubEnv(name, value);
+  stripe = await startStripeServer();
+  // The environment comes first, as in Lambda: each bundle reads it at import (cold start). The
+  // Stripe functions talk to the loopback Stripe server.
+  for (const [name, value] of Object.entries(billingEnv(tableName, stripe.url))) vi.stubEnv(name, value);
   bundles = Object.fromEntries(
     await Promise.all(built.map(async (fn) => [fn.name, await import(/* @vite-ignore */ pathToFileURL(fn.file).href)])),
   );
 }, 120_000);
 
-afterAll(() => {
+afterAll(async () => {
   vi.unstubAllEnvs();
+  await stripe?.close();
   rmSync(tempRoot, { recursive: true, force: true });
 });
 
@@ -100,5 +107,65 @@ describe("built bundles (esbuild, ESM, minified)", () => {
     });
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ holdId: expect.stringMatching(/^hold_/), reserved: 18, available: 9_982 });
+  });
+
+  it("subscribe bundle answers POST /v1/billing/checkout with a Stripe Checkout URL", async () => {
+    const user = uniqueUser("bundle");
+    const res = await invoke(bundles.subscribe.handler, {
+      routeKey: "POST /v1/billing/checkout",
+      token: await userToken(user),
+      body: { pack: "starter" },
+    });
+    expect(res.status).toBe(200);
+    expect(res.json.checkoutUrl).toEqual(expect.stringMatching(/^https:\/\//));
+    const [session] = stripe.requestsTo("/v1/checkout/sessions", "POST").slice(-1);
+    expect(session?.body).toMatchObject({ mode: "payment", client_reference_id: user });
+  });
+
+  it("portal bundle answers POST /v1/billing/portal (409 NO_BILLING_ACCOUNT before any checkout)", async () => {
+    const res = await invoke(bundles.portal.handler, { routeKey: "POST /v1/billing/portal", token: await userToken(uniqueUser("bundle")) });
+    expect(res.status).toBe(409);
+    expect(res.json.error.code).toBe("NO_BILLING_ACCOUNT");
+  });
+
+  it("webhook bundle verifies a signed event and grants a paid credit pack once", async () => {
+    const user = uniqueUser("bundle");
+    const event = stripeEvent("checkout.session.completed.payment", {
+      object: {
+        id: uniqueStripeId("cs"),
+        customer: uniqueStripeId("cus"),
+        client_reference_id: user,
+        payment_intent: uniqueStripeId("pi"),
+        metadata: { userId: user, pack: "starter" },
+      },
+    });
+    const payload = JSON.stringify(event);
+    const post = () =>
+      invoke(bundles.webhook.handler, {
+        routeKey: "POST /v1/stripe/webhook",
+        body: payload,
+        headers: { "stripe-signature": signatureFor(payload) },
+      });
+    expect((await post()).status).toBe(200);
+    expect((await post()).status).toBe(200); // a redelivery
+    const forged = await invoke(bundles.webhook.handler, {
+      routeKey: "POST /v1/stripe/webhook",
+      body: payload,
+      headers: { "stripe-signature": signatureFor(payload, { secret: "whsec_not_ours" }) },
+    });
+    expect(forged.status).toBe(400);
+    const balance = await invoke(bundles.credits.handler, { routeKey: "GET /v1/credits", token: await userToken(user) });
+    expect(balance.json.balance).toBe(10_000 + 50_000); // the signup bonus and the starter pack, once
+  });
+
+  it("monthly-grant-sweep bundle runs a scheduled sweep and returns its summary", async () => {
+    const scheduled = { "detail-type": "Scheduled Event", source: "aws.events", time: new Date().toISOString() };
+    const summary = await bundles["monthly-grant-sweep"].handler(scheduled, {
+      awsRequestId: "sweep-1",
+      functionName: "monthly-grant-sweep",
+      getRemainingTimeInMillis: () => 60_000,
+    });
+    expect(summary).toMatchObject({ complete: true, failed: 0 });
+    expect(summary.due).toEqual(expect.any(Number));
   });
 });

@@ -1,7 +1,12 @@
 import type { ScheduledEvent } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { catalog } from "../../lib/catalog.js";
+import { authorizeChat, createDynamoLedgerStore, LEDGER_DEFAULTS } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { freshTable } from "../helpers/dynamo.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { SweepAbortedError } from "../../lib/sweep/run-sweep.js";
+import { freshTable, localClient } from "../helpers/dynamo.js";
+import { injectFaults } from "../helpers/faults.js";
 import { lambdaContext } from "../helpers/events.js";
 import { captureLogs } from "../helpers/logs.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
@@ -9,15 +14,29 @@ import { seedFreeAccounts } from "../helpers/seed.js";
 const logs = captureLogs();
 // biome-ignore lint/suspicious/noExplicitAny: the module is imported after its environment is set
 let sweepModule: any;
+let table: string;
 
 beforeAll(async () => {
   const { client, tableName } = await freshTable("sweepfn");
+  table = tableName;
   const now = Date.now();
   await seedFreeAccounts(client, tableName, [
     { userId: "due-1", createdAt: now - 31 * DAY_MS },
     { userId: "due-2", createdAt: now - 45 * DAY_MS },
     { userId: "not-due", createdAt: now - 3 * DAY_MS },
   ]);
+  // An abandoned chat: a hold opened 20 minutes ago (past the 15-minute expiry) and never settled.
+  await authorizeChat(
+    {
+      store: createDynamoLedgerStore(client, tableName),
+      now: () => now - 20 * 60_000,
+      holdTtlMs: LEDGER_DEFAULTS.holdTtlMs,
+      maxOpenHolds: LEDGER_DEFAULTS.maxOpenHolds,
+      authorizeRateLimitPerMinute: 0,
+      catalog,
+    },
+    { userId: "not-due", requestId: "abandoned", model: "anthropic/claude-sonnet-4.5", inputTokens: 1000, maxOutputTokens: 1000 },
+  );
   // The sweep's config profile needs only the table: no JWT secret, no APP_URL (least privilege).
   vi.stubEnv("TABLE_NAME", tableName);
   vi.stubEnv("DYNAMODB_ENDPOINT", inject("dynamoEndpoint"));
@@ -38,12 +57,29 @@ describe("monthly-grant-sweep function", () => {
   it("grants the due accounts, logs a JSON summary and emits metrics", async () => {
     const context = { ...lambdaContext(), getRemainingTimeInMillis: () => 290_000 };
     const summary = await sweepModule.handler(scheduled, context);
-    expect(summary).toMatchObject({ due: 2, granted: 2, skipped: 0, failed: 0, complete: true });
+    // due counts what both indexes held: two allowances and one expired hold
+    expect(summary).toEqual({ due: 3, granted: 2, skipped: 0, released: 1, failed: 0, complete: true });
     const lines = logs.lines();
     const logged = lines.find((line) => line.message === "sweep summary");
-    expect(logged?.summary).toMatchObject({ granted: 2, due: 2 });
+    expect(logged?.summary).toEqual(summary);
     const emf = lines.find((line) => typeof line._aws === "object");
-    expect(emf).toMatchObject({ SweepGranted: 2, SweepDue: 2, SweepFailed: 0, SweepIncomplete: 0 });
+    expect(emf).toMatchObject({
+      SweepDue: 3,
+      SweepGranted: 2,
+      SweepSkipped: 0,
+      SweepReleased: 1,
+      SweepFailed: 0,
+      SweepIncomplete: 0,
+      service: "creditgate",
+    });
+    // the alarms in infra/stack.ts watch this namespace and the `service` dimension
+    const aws = emf?._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] };
+    const [directive] = aws.CloudWatchMetrics;
+    expect(directive?.Namespace).toBe("creditgate");
+    expect(directive?.Dimensions).toEqual([["service"]]);
+    expect(directive?.Metrics.map((metric) => metric.Name).sort()).toEqual(
+      ["SweepDue", "SweepFailed", "SweepGranted", "SweepIncomplete", "SweepReleased", "SweepSkipped"],
+    );
   });
 
   it("stops before the deadline and reports itself incomplete", async () => {
@@ -52,5 +88,18 @@ describe("monthly-grant-sweep function", () => {
     expect(summary).toMatchObject({ complete: false, granted: 0 });
     const emf = logs.lines().find((line) => typeof line._aws === "object");
     expect(emf).toMatchObject({ SweepIncomplete: 1 });
+  });
+
+  it("fails the invocation when the due index cannot be read, after logging what it did", async () => {
+    const client = localClient();
+    const faults = injectFaults(client);
+    faults.next("QueryCommand", "throttle", 100);
+    const ledger = { store: createDynamoLedgerStore(client, table), now: Date.now, holdTtlMs: LEDGER_DEFAULTS.holdTtlMs, maxOpenHolds: 8, authorizeRateLimitPerMinute: 0, catalog };
+    const context = { ...lambdaContext(), getRemainingTimeInMillis: () => 290_000 };
+    await expect(sweepModule.sweep({ ledger, schedule: createDynamoScheduleStore(client, table) }, context)).rejects.toBeInstanceOf(
+      SweepAbortedError,
+    );
+    const aborted = logs.lines().find((line) => line.message === "sweep aborted");
+    expect(aborted).toMatchObject({ level: "WARN", summary: { complete: false, granted: 0 } });
   });
 });

@@ -7,7 +7,7 @@ import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
-import { recordSection } from "./harness.js";
+import { recordOutcomeOf, recordSection } from "./harness.js";
 
 /**
  * Authorization matrix: every route × {no token, user A, user B, service, Stripe signature},
@@ -140,6 +140,8 @@ const snapshot = async (users: { a: string; b: string }) => ({
   b: await itemsOf(fx.client, fx.tableName, users.b),
   stripe: fx.stripe.requests.length,
 });
+
+recordOutcomeOf("auth-matrix");
 
 describe("authorization matrix", () => {
   it("covers every route there is", () => {

@@ -10,7 +10,7 @@ import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type KillSwitch, killable } from "./chaos.js";
 import { type Chat, chatRunner, expectedCharge, makeChat } from "./chats.js";
-import { budgetMs, pool, random, recordSection, SEED, scale, SIGNUP_BONUS } from "./harness.js";
+import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, SIGNUP_BONUS } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, prepareStripe } from "./stripe-world.js";
 
 /**
@@ -290,6 +290,8 @@ beforeAll(async () => {
   }, faults.kills);
 });
 
+recordOutcomeOf("faults");
+
 describe("faults: retries and redeliveries converge to the fault-free state", () => {
   it(
     "the same script with and without faults ends in the same state, and the fault-free state is the model's",
@@ -360,6 +362,12 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
       expect(cleanReport.surprises).toEqual([]);
       expect(expected.audits).toEqual([]);
       expect(offModel).toEqual([]);
+      // every chat of the script ended (settled, released, or expired by the sweep): no hold stays open
+      const leftOpen = users.filter((userId) => {
+        const state = expected.state[userId] as { openHolds: number; outbox: number };
+        return state.openHolds + state.outbox > 0;
+      });
+      expect(leftOpen).toEqual([]);
       expect(faultyReport.surprises).toEqual([]);
       expect(actual.audits).toEqual([]);
       expect(diverging.map((userId) => ({ userId, clean: expected.state[userId], faulty: actual.state[userId] }))).toEqual([]);

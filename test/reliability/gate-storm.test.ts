@@ -8,7 +8,7 @@ import { appFixture, functionEnv, importFunctions, OPUS } from "../helpers/http.
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type Chat, chatRunner, expectedCharge, type GateClient, makeChat } from "./chats.js";
-import { budgetMs, HEAVY, modelCost, pool, random, recordSection, scale, SIGNUP_BONUS } from "./harness.js";
+import { budgetMs, HEAVY, modelCost, pool, random, recordOutcomeOf, recordSection, scale, SIGNUP_BONUS } from "./harness.js";
 
 /**
  * Gate storm: thousands of authorize/settle/release calls from many simulated chats over hundreds
@@ -156,6 +156,8 @@ async function runDrain(userId: string, admitted: string[]): Promise<void> {
     }),
   );
 }
+
+recordOutcomeOf("gate-storm");
 
 describe("gate storm", () => {
   it(

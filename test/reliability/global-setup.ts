@@ -10,7 +10,7 @@ import { collectResults, writeReadmeTable } from "./write-readme-table.js";
 export function setup(): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
   for (const name of readdirSync(RESULTS_DIR)) {
-    if (/^(section-.*|results)\.(json|md)$/.test(name)) rmSync(`${RESULTS_DIR}${name}`);
+    if (/^(section-.*|outcome-.*|results)\.(json|md)$/.test(name)) rmSync(`${RESULTS_DIR}${name}`);
   }
 }
 

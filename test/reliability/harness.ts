@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { type AttributeValue, type DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { fileURLToPath } from "node:url";
+import { afterAll } from "vitest";
 
 /**
  * Shared plumbing of the reliability suite: the size of the run (default, or 10x with
@@ -95,15 +96,45 @@ export interface SectionResult {
   wallMs: number;
   counts: Record<string, number>;
   rows: ResultRow[];
+  /** whether every test of the file passed (written after the file ran; absent = not known to pass) */
+  passed?: boolean;
 }
 
 export const RESULTS_DIR = fileURLToPath(new URL("../../test-results/reliability/", import.meta.url));
 
 /** Records a file's measured results (called before its assertions, so a failing run is recorded too). */
-export function recordSection(result: Omit<SectionResult, "mode" | "seed">): void {
+export function recordSection(result: Omit<SectionResult, "mode" | "seed" | "passed">): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const full: SectionResult = { ...result, mode: MODE, seed: SEED };
   writeFileSync(`${RESULTS_DIR}section-${result.section}.json`, `${JSON.stringify(full, null, 2)}\n`);
+}
+
+interface TaskLike {
+  type: string;
+  mode?: string;
+  result?: { state?: string };
+  tasks?: TaskLike[];
+}
+
+/** Every test below `task` ran and passed (a skipped test, a failed hook or a failed test is not a pass). */
+export function allTestsPassed(task: TaskLike): boolean {
+  if (task.type === "test") return task.result?.state === "pass";
+  return (task.tasks ?? []).every(allTestsPassed) && task.result?.state !== "fail";
+}
+
+/**
+ * Registers, for the calling test file, a final hook that writes whether all its tests passed.
+ * The README table is written only when every section passed: a row's zero counts alone cannot
+ * prove a run was clean (an assertion outside the counted kinds can fail it).
+ */
+export function recordOutcomeOf(section: (typeof SECTIONS)[number]): void {
+  // vitest passes the suite as the hook's second argument; the first must be a fixtures pattern
+  // biome-ignore lint/correctness/noEmptyPattern: no fixtures are used
+  afterAll(({}, suite) => {
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const passed = allTestsPassed(suite as unknown as TaskLike);
+    writeFileSync(`${RESULTS_DIR}outcome-${section}.json`, `${JSON.stringify({ section, passed })}\n`);
+  });
 }
 
 /** The sections a complete run records; the README is only rewritten from a complete run. */

@@ -22,7 +22,7 @@ import {
   unsignedToken,
   userToken,
 } from "../helpers/tokens.js";
-import { HEAVY, recordSection, SEED, tableDigest } from "./harness.js";
+import { HEAVY, recordOutcomeOf, recordSection, SEED, tableDigest } from "./harness.js";
 
 /**
  * Hostile input against every route of lib/routes.ts through the real functions (cold-started
@@ -226,6 +226,8 @@ function parses(text: string): boolean {
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 
 // ---- the routes ------------------------------------------------------------------------------
+
+recordOutcomeOf("hostile-input");
 
 describe("every route refuses hostile bodies and queries with its documented 4xx, writing nothing", () => {
   const bodyRoutes: { route: string; token: () => string; allowed: number[]; arbitrary: () => fc.Arbitrary<RawBody> }[] = [
@@ -576,6 +578,18 @@ describe("Stripe signatures: 400 for anything Stripe did not sign just now, writ
       for (const [name, [signature]] of Object.entries(cases)) {
         counts.signatures++;
         expectRefusal(await deliver(payload, signature), [400], name);
+      }
+      // a duplicated header reaches the function joined with a comma (API Gateway v2)
+      const forgedA = signatureFor(payload, { secret: "whsec_attacker_0000000000000000000000" });
+      const forgedB = signatureFor(payload, { secret: "whsec_attacker_1111111111111111111111" });
+      counts.signatures++;
+      expectRefusal(await deliver(payload, `${forgedA},${forgedB}`), [400], "duplicated header, both forged");
+      // 1 MB: a big body does not get past the signature (nor cost us more than a 400)
+      for (const big of [`${payload}${" ".repeat(1_048_576)}`, JSON.stringify({ ...JSON.parse(payload), pad: "x".repeat(1_048_576) })]) {
+        counts.signatures++;
+        expectRefusal(await deliver(big, forgedA), [400, 413], "1 MB body, forged signature");
+        counts.signatures++;
+        expectRefusal(await deliver(big, signatureFor(payload)), [400, 413], "1 MB body, signature of the small one");
       }
       // a service token does not replace the signature
       counts.signatures++;

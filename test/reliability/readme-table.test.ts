@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type SectionResult, SECTIONS } from "./harness.js";
-import { collectResults, END_MARKER, markdownTable, markersFor, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
+import { allTestsPassed, type SectionResult, SECTIONS } from "./harness.js";
+import { collectResults, END_MARKER, markdownTable, markersFor, README, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
 
 /** The README table is produced from measured results, and only from a complete run. */
 function section(name: string, order: number, other = 0, mode = "default"): SectionResult {
@@ -18,9 +18,14 @@ function section(name: string, order: number, other = 0, mode = "default"): Sect
   };
 }
 
-function resultsDir(sections: SectionResult[]): string {
+/** A results folder as a run leaves it; `failing` sections record that a test of theirs failed. */
+function resultsDir(sections: SectionResult[], failing: string[] = []): string {
   const dir = `${mkdtempSync(join(tmpdir(), "reliability-"))}/`;
-  for (const result of sections) writeFileSync(`${dir}section-${result.section}.json`, JSON.stringify(result));
+  for (const result of sections) {
+    writeFileSync(`${dir}section-${result.section}.json`, JSON.stringify(result));
+    const passed = !failing.includes(result.section);
+    writeFileSync(`${dir}outcome-${result.section}.json`, JSON.stringify({ section: result.section, passed }));
+  }
   return dir;
 }
 
@@ -58,7 +63,44 @@ describe("the README table writer", () => {
     expect(both).toContain("default table");
     expect(both).not.toContain("old heavy");
     expect(both).toContain("in heavy mode");
+    // a run where a test failed never reaches the README, even when every counted failure is zero
+    writeFileSync(readme, `${START_MARKER}\nold table\n${END_MARKER}\n`);
+    const failed = collectResults(resultsDir(SECTIONS.map((name, i) => section(name, i)), ["faults"]));
+    expect(failed.failed).toEqual(["faults"]);
+    expect(markdownTable(failed)).toMatch(/\| check faults \|.*\*\*FAIL\*\*/);
+    expect(writeReadmeTable(failed, readme)).toBe(false);
+    // so does a section whose outcome was never recorded (its file crashed before its last hook)
+    const unknownDir = resultsDir(SECTIONS.map((name, i) => section(name, i)));
+    rmSync(`${unknownDir}outcome-auth-matrix.json`);
+    expect(writeReadmeTable(collectResults(unknownDir), readme)).toBe(false);
+    expect(readFileSync(readme, "utf8")).toContain("old table");
     writeFileSync(readme, "no markers");
     expect(() => writeReadmeTable(full, readme)).toThrow(/reliability:start/);
+  });
+});
+
+describe("allTestsPassed", () => {
+  const test = (state: string) => ({ type: "test", result: { state } });
+  it("passes only a tree whose every test passed and whose hooks did not fail", () => {
+    expect(allTestsPassed({ type: "suite", tasks: [test("pass"), { type: "suite", tasks: [test("pass")] }] })).toBe(true);
+    expect(allTestsPassed({ type: "suite", tasks: [test("pass"), { type: "suite", tasks: [test("fail")] }] })).toBe(false);
+    expect(allTestsPassed({ type: "suite", tasks: [test("skip")] })).toBe(false);
+    expect(allTestsPassed({ type: "suite", tasks: [test("pass")], result: { state: "fail" } })).toBe(false);
+  });
+});
+
+describe("the README's reliability table", () => {
+  it("shows every section of the suite, each passing with zero failures", () => {
+    const text = readFileSync(README, "utf8");
+    const block = text.slice(text.indexOf(START_MARKER), text.indexOf(END_MARKER));
+    const rows = block.split("\n").filter((line) => line.startsWith("| ") && !line.startsWith("| Check") && !line.startsWith("| **Total") && !line.startsWith("| ---"));
+    expect(rows).toHaveLength(SECTIONS.length);
+    for (const row of rows) {
+      const cells = row.split(" | ");
+      expect(cells.slice(2, 5)).toEqual(["0", "0", "0"]);
+      expect(cells[5]).toMatch(/^0 \(/);
+      expect(cells[6]).toMatch(/^pass \(/);
+    }
+    expect(block).toContain("| **Total** | | **0** | **0** | **0** | **0** | |");
   });
 });

@@ -5,7 +5,7 @@ import { type BillingFixture, billingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor } from "../helpers/stripe-events.js";
-import { budgetMs, pool, random, recordSection, SEED, scale } from "./harness.js";
+import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, type Json, prepareStripe } from "./stripe-world.js";
 
 /**
@@ -31,6 +31,8 @@ beforeAll(async () => {
   // The API created each customer (and its mapping) before Stripe could send anything about it.
   await pool(world.users, 16, (user) => fx.billing.store.putCustomerUser(user.customer, user.userId, 0));
 });
+
+recordOutcomeOf("webhook-storm");
 
 describe("webhook storm", () => {
   it(

@@ -26,6 +26,8 @@ export interface Results {
   seeds: number[];
   complete: boolean;
   missing: string[];
+  /** sections whose test file did not pass (or whose outcome was not recorded) */
+  failed: string[];
   sections: SectionResult[];
   totals: { drift: number; creditsLost: number; doubleGrants: number; other: number };
 }
@@ -37,12 +39,18 @@ export function collectResults(dir = RESULTS_DIR): Results {
     .sort((a, b) => a.order - b.order);
   const rows = sections.flatMap((section) => section.rows);
   const sum = (pick: (row: (typeof rows)[number]) => number) => rows.reduce((total, row) => total + pick(row), 0);
+  for (const section of sections) {
+    const outcome = `${dir}outcome-${section.section}.json`;
+    section.passed = existsSync(outcome) && (JSON.parse(readFileSync(outcome, "utf8")) as { passed: boolean }).passed;
+  }
   const missing = SECTIONS.filter((name) => !sections.some((section) => section.section === name));
+  const failed = sections.filter((section) => !section.passed).map((section) => section.section);
   const results: Results = {
     mode: [...new Set(sections.map((section) => section.mode))].join("+") || "none",
     seeds: [...new Set(sections.map((section) => section.seed))],
     complete: missing.length === 0,
     missing,
+    failed,
     sections,
     totals: {
       drift: sum((row) => row.drift),
@@ -67,7 +75,7 @@ export function markdownTable(results: Results): string {
   ];
   for (const section of results.sections) {
     for (const row of section.rows) {
-      const clean = row.drift + row.creditsLost + row.doubleGrants + row.other === 0;
+      const clean = section.passed === true && row.drift + row.creditsLost + row.doubleGrants + row.other === 0;
       lines.push(
         `| ${cell(row.check)} | ${cell(row.volume)} | ${row.drift} | ${row.creditsLost} | ${row.doubleGrants} | ` +
           `${row.other} (${cell(row.otherLabel)}) | ${clean ? "pass" : "**FAIL**"} (${(section.wallMs / 1000).toFixed(1)} s) |`,
@@ -85,10 +93,14 @@ export function markdownTable(results: Results): string {
   return lines.join("\n");
 }
 
-/** Replaces the README's table for this run's mode with this run's; refuses an incomplete run. */
+/** Replaces the README's table for this run's mode with this run's; refuses an incomplete or failed run. */
 export function writeReadmeTable(results: Results = collectResults(), readme = README): boolean {
   if (!results.complete) {
     console.error(`reliability: README not updated, the run did not record: ${results.missing.join(", ")}`);
+    return false;
+  }
+  if (results.failed.length) {
+    console.error(`reliability: README not updated, these sections did not pass: ${results.failed.join(", ")}`);
     return false;
   }
   const markers = markersFor(results.mode);
