@@ -1,8 +1,9 @@
 import { readdirSync } from "node:fs";
 import { join, parse, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { build, type Metafile } from "esbuild";
 import { LAMBDA_ESBUILD_OPTIONS } from "./bundling.js";
+import { isMain } from "./local/is-main.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const FUNCTIONS_DIR = join(ROOT, "functions");
@@ -44,7 +45,7 @@ export async function bundleFunctions(
 }
 
 // `tsx infra/build.ts [outdir]` builds into dist/functions (or outdir).
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (isMain(import.meta.url)) {
   const { functions } = await bundleFunctions(process.argv[2] ? resolve(process.argv[2]) : DEFAULT_OUTDIR);
   for (const fn of functions) console.log(`built ${fn.name} -> ${fn.file}`);
 }

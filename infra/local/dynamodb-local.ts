@@ -47,8 +47,12 @@ export interface LocalDynamo {
   stop(): Promise<void>;
 }
 
-/** Starts DynamoDB Local (in memory unless a data folder is given) and waits until it answers. */
-export async function startDynamoDbLocal(options: { port?: number; dataPath?: string } = {}): Promise<LocalDynamo> {
+/**
+ * Starts DynamoDB Local (in memory unless a data folder is given) and waits until it answers.
+ * Aborting `signal` while it starts kills the Java process, waits for it to exit, and rejects.
+ */
+export async function startDynamoDbLocal(options: { port?: number; dataPath?: string; signal?: AbortSignal } = {}): Promise<LocalDynamo> {
+  options.signal?.throwIfAborted();
   assertJavaAvailable();
   // DynamoDB Local refuses a data folder that does not exist ("Invalid directory for database creation").
   if (options.dataPath) mkdirSync(options.dataPath, { recursive: true });
@@ -77,19 +81,27 @@ export async function startDynamoDbLocal(options: { port?: number; dataPath?: st
     maxAttempts: 1,
   });
   const deadline = Date.now() + 30_000;
+  const { signal } = options;
   try {
     for (;;) {
       if (exited) throw new Error(`DynamoDB Local exited during start-up:\n${output}`);
+      signal?.throwIfAborted();
       try {
-        await probeClient.send(new ListTablesCommand({ Limit: 1 }));
+        await probeClient.send(new ListTablesCommand({ Limit: 1 }), signal ? { abortSignal: signal } : {});
         break;
       } catch {
+        signal?.throwIfAborted();
         if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer on ${endpoint} within 30s:\n${output}`);
         await new Promise((resolve) => setTimeout(resolve, 150));
       }
     }
   } catch (error) {
-    child.kill("SIGKILL");
+    // Waits for the exit: a caller that exits right after must not leave Java running.
+    await new Promise<void>((resolve) => {
+      if (exited) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGKILL");
+    });
     throw error;
   } finally {
     probeClient.destroy();

@@ -8,12 +8,13 @@
  *   PORT=8080 npm start            another port (default 3001)
  *   CREDITGATE_DATA_DIR=dir npm start   another data folder
  */
-import { createServer } from "node:http";
+import { createServer, type Server } from "node:http";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context, ScheduledEvent } from "aws-lambda";
 import { createTable } from "../../lib/ledger/create-table.js";
+import { withInvocationLogger } from "../../lib/logger.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
 import { devPrices } from "./dev-prices.js";
@@ -62,6 +63,31 @@ async function loadHandlers(): Promise<Map<FunctionName, Handler | Error>> {
   return handlers;
 }
 
+/** What a Ctrl-C or SIGTERM must stop, filled in as each part starts. */
+const running: { dynamo?: Promise<LocalDynamo | undefined>; server?: Server; sweepTimer?: NodeJS.Timeout } = {};
+const starting = new AbortController();
+let stopping = false;
+
+/**
+ * Stops everything that has started so far. Registered before anything starts: a signal during
+ * start-up (DynamoDB Local still booting, handlers loading) must not leave the Java process behind.
+ */
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  starting.abort(); // a DynamoDB Local still starting kills its Java process and rejects
+  clearInterval(running.sweepTimer);
+  if (running.server?.listening) {
+    running.server.closeAllConnections();
+    await new Promise((done) => running.server?.close(done));
+  }
+  await (await running.dynamo)?.stop();
+  console.log("\ncreditgate stopped.");
+  process.exit(0);
+}
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
+
 async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) fail(`PORT must be a port number, got ${process.env.PORT}`);
   for (const [name, candidate] of [["PORT", port], ["DYNAMODB_LOCAL_PORT", dynamoPort]] as const) {
@@ -69,10 +95,13 @@ async function main(): Promise<void> {
       fail(`port ${candidate} is already in use (is creditgate already running?). Stop whatever uses it, or run: ${name}=<another port> npm start`);
     }
   }
+  const started = startDynamoDbLocal({ port: dynamoPort, signal: starting.signal, ...(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") }) });
+  running.dynamo = started.catch(() => undefined);
   let dynamo: LocalDynamo;
   try {
-    dynamo = await startDynamoDbLocal({ port: dynamoPort, ...(inMemory ? {} : { dataPath: resolve(dataDir, "dynamodb") }) });
+    dynamo = await started;
   } catch (error) {
+    if (stopping) return; // stop() is shutting down and exits
     if (error instanceof JavaMissingError) fail(error.message);
     throw error;
   }
@@ -85,6 +114,7 @@ async function main(): Promise<void> {
 }
 
 async function serve(dynamo: LocalDynamo): Promise<void> {
+  const webhookSecretGiven = Boolean(process.env.STRIPE_WEBHOOK_SECRET);
   const secrets = devSecrets(process.env, inMemory ? undefined : resolve(dataDir, "dev-secrets.json"));
   Object.assign(process.env, {
     TABLE_NAME: process.env.TABLE_NAME ?? "creditgate-local",
@@ -115,7 +145,9 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
       }
       const event: APIGatewayProxyEventV2 = toApiGatewayEvent(request, await readBody(request), routeKey);
       const spec = FUNCTIONS[name] as FunctionSpec;
-      writeResult(response, (await handler(event, localContext(name, spec.timeoutSeconds * 1000))) as APIGatewayProxyResultV2);
+      const context = localContext(name, spec.timeoutSeconds * 1000);
+      // Lambda runs each function in its own process; here each invocation gets its own logger instead.
+      writeResult(response, (await withInvocationLogger(context, () => handler(event, context))) as APIGatewayProxyResultV2);
     } catch (error) {
       const tooLarge = error instanceof PayloadTooLargeError;
       if (!tooLarge) console.error("creditgate: local API error", error);
@@ -123,6 +155,7 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
     }
   });
 
+  running.server = server;
   await new Promise<void>((resolveListen) => {
     server.once("error", async (error: NodeJS.ErrnoException) => {
       await dynamo.stop();
@@ -133,31 +166,19 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
   });
 
   const sweep = handlers.get("monthlyGrantSweep");
-  const sweepTimer = setInterval(async () => {
+  running.sweepTimer = setInterval(async () => {
     if (typeof sweep !== "function") return;
     const event = { "detail-type": "Scheduled Event", source: "aws.events", time: new Date().toISOString() } as ScheduledEvent;
+    const context = localContext("monthlyGrantSweep", FUNCTIONS.monthlyGrantSweep.timeoutSeconds * 1000);
     try {
-      await sweep(event, localContext("monthlyGrantSweep", FUNCTIONS.monthlyGrantSweep.timeoutSeconds * 1000));
+      await withInvocationLogger(context, () => sweep(event, context));
     } catch (error) {
       console.error("creditgate: sweep failed", error);
     }
   }, sweepEverySeconds * 1000);
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(sweepTimer);
-    server.closeAllConnections();
-    await new Promise((done) => server.close(done));
-    await dynamo.stop();
-    console.log("\ncreditgate stopped.");
-    process.exit(0);
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
-
   const base = `http://127.0.0.1:${port}`;
+  const webhook = webhookHint(webhookSecretGiven);
   const userToken = await devToken(process.env, { sub: "dev-user", email: "dev@example.com" });
   const serviceToken = await devToken(process.env, { sub: "dev-chat-backend", scope: "gate" });
   const stripe = process.env.STRIPE_SECRET_KEY ? `configured${process.env.STRIPE_API_BASE ? ` (API at ${process.env.STRIPE_API_BASE})` : ""}` : "not configured: billing routes answer 503 STRIPE_NOT_CONFIGURED (set STRIPE_SECRET_KEY and price ids to enable)";
@@ -166,14 +187,15 @@ creditgate is running at ${base}
   DynamoDB Local  ${dynamo.endpoint} (${inMemory ? "in memory" : `data in ${resolve(dataDir, "dynamodb")}`}), table ${process.env.TABLE_NAME}
   Sweep           every ${sweepEverySeconds}s
   Stripe          ${stripe}
-  Webhook         POST ${base}/v1/stripe/webhook (signing secret ${process.env.STRIPE_WEBHOOK_SECRET?.slice(0, 10)}…; try: npm run stripe:event -- invoice.paid --user dev-user)
+  Webhook         POST ${base}/v1/stripe/webhook (${webhook.secret})
+                  try: ${webhook.command}
 
 Dev tokens (valid 24 hours):
   user     (sub dev-user)   ${userToken}
   service  (scope gate)     ${serviceToken}
 
-Try it — authorize a chat, settle it, show the balance:
-HOLD=$(curl -s -X POST ${base}/v1/gate/authorize -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"userId":"dev-user","requestId":"req-'$RANDOM'","model":"anthropic/claude-sonnet-4.5","inputTokens":1200,"maxOutputTokens":800}' | sed -E 's/.*"holdId":"([^"]+)".*/\\1/'); echo "$HOLD"
+Try it — authorize a chat, settle it, show the balance (any POSIX sh):
+HOLD=$(curl -s -X POST ${base}/v1/gate/authorize -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"userId":"dev-user","requestId":"req-'$(date +%s)-$$'","model":"anthropic/claude-sonnet-4.5","inputTokens":1200,"maxOutputTokens":800}' | sed -E 's/.*"holdId":"([^"]+)".*/\\1/'); echo "$HOLD"
 curl -s -X POST ${base}/v1/gate/settle -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"holdId":"'$HOLD'","inputTokens":1200,"outputTokens":350}'; echo
 curl -s ${base}/v1/credits -H 'authorization: Bearer ${userToken}'; echo
 
@@ -181,7 +203,32 @@ Ctrl-C stops everything.
 `);
 }
 
+/** Quotes a value for a POSIX shell command line (only when it needs it). */
+const shellWord = (value: string) => (/^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`);
+
+/**
+ * The webhook line of the banner: a `npm run stripe:event` command that works as printed.
+ * stripe:event finds a generated secret in the data folder; in memory nothing is kept, so the
+ * dev-only secret (it dies with this process) is printed in full inline; a secret the caller set
+ * is theirs to pass on and is not echoed.
+ */
+function webhookHint(secretGiven: boolean): { secret: string; command: string } {
+  // A caller's own secret needs nothing added: they set the same STRIPE_WEBHOOK_SECRET for stripe:event.
+  const env: string[] = [];
+  if (!secretGiven && inMemory) env.push(`STRIPE_WEBHOOK_SECRET=${shellWord(process.env.STRIPE_WEBHOOK_SECRET as string)}`);
+  else if (!secretGiven && process.env.CREDITGATE_DATA_DIR) env.push(`CREDITGATE_DATA_DIR=${shellWord(dataDir)}`);
+  const url = port === 3001 ? "" : ` --url http://127.0.0.1:${port}`;
+  const command = `${[...env, "npm run stripe:event"].join(" ")} -- invoice.paid --user dev-user${url}`;
+  const secret = secretGiven
+    ? "signing secret: your STRIPE_WEBHOOK_SECRET; give stripe:event the same one"
+    : inMemory
+      ? "dev signing secret, in memory only: printed in full below"
+      : `dev signing secret kept in ${resolve(dataDir, "dev-secrets.json")}`;
+  return { secret, command };
+}
+
 // An unexpected start-up failure is one line, not a stack trace (CREDITGATE_DEBUG=1 shows it).
+// During a stop, start-up steps fail because DynamoDB Local is going away: stop() exits, not this.
 main().catch((error) =>
-  fail(error instanceof Error ? (process.env.CREDITGATE_DEBUG ? (error.stack ?? error.message) : error.message) : String(error)),
+  stopping ? undefined : fail(error instanceof Error ? (process.env.CREDITGATE_DEBUG ? (error.stack ?? error.message) : error.message) : String(error)),
 );

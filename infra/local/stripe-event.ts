@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { merge, signatureFor, stripeEvent, subscriptionObject } from "../../test/helpers/stripe-events.js";
 import { devPrices } from "./dev-prices.js";
+import { isMain } from "./is-main.js";
 
 const PACK_CENTS: Record<string, number> = { starter: 1_000, pro: 3_500, enterprise: 15_000 };
 
@@ -202,7 +203,7 @@ async function main(): Promise<number> {
   return response.ok ? 0 : 1;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (error: Error) => {

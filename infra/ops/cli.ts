@@ -3,22 +3,23 @@
  * creditgate-local) at DYNAMODB_ENDPOINT (default the local stack's http://127.0.0.1:8000; unset
  * it with DYNAMODB_ENDPOINT= and use normal AWS credentials for a deployed table).
  *
- *   show <userId>                               the account as GET /v1/credits shows it
+ *   show <userId>                               the account as GET /v1/credits shows it (read only)
  *   ledger <userId> [--limit N]                 newest entries first
  *   grant <userId> <credits> --key K --reason "why" [--bucket allowance|purchased]
  *   deduct <userId> <credits> --key K --reason "why"
  *   audit <userId> | audit --all                balance vs ledger; exits 1 on any drift
  *   export <userId> | export --all [--out file.csv]
+ *   --progress-every N                          progress line on stderr every N accounts (default 500)
  */
 import { createWriteStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { catalog } from "../../lib/catalog.js";
-import { AppError } from "../../lib/errors.js";
+import { AppError, ConflictError, NotFoundError } from "../../lib/errors.js";
 import {
   auditAccount,
+  balanceView,
   createDynamoLedgerStore,
-  getBalance,
   grantCredits,
   LEDGER_DEFAULTS,
   type LedgerDeps,
@@ -26,6 +27,8 @@ import {
 } from "../../lib/ledger/index.js";
 import { scanUserIds } from "../../lib/ops/accounts.js";
 import { LEDGER_CSV_HEADER, ledgerCsvRow } from "../../lib/ops/csv.js";
+import type { LedgerEntry } from "../../lib/ledger/store.js";
+import { isMain } from "../local/is-main.js";
 
 const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export> …  (see infra/ops/cli.ts)`;
 
@@ -63,6 +66,7 @@ function parseOpsArgs(argv: string[]) {
       cursor: { type: "string" },
       all: { type: "boolean", default: false },
       out: { type: "string" },
+      "progress-every": { type: "string", default: "500" },
     },
   });
 }
@@ -78,13 +82,22 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
   }
   const { values, positionals } = parsed;
   const [command, userId, amountText] = positionals;
+  const progressEvery = Number(values["progress-every"]);
+  if (!Number.isSafeInteger(progressEvery) || progressEvery < 1) {
+    io.err(`--progress-every must be a positive whole number\n${USAGE}`);
+    return 2;
+  }
   const { deps, client, tableName } = connect(env);
   try {
     switch (command) {
-      case "show":
+      case "show": {
         if (!userId) throw new AppError(400, "USAGE", "show <userId>");
-        io.out(JSON.stringify(await getBalance(deps, userId), null, 2));
+        // A plain read: getBalance would create a mistyped user's account, signup bonus included.
+        const account = await deps.store.getAccount(userId);
+        if (!account) throw new NotFoundError(`no such account ${userId} in ${tableName} (nothing was written)`);
+        io.out(JSON.stringify(balanceView(account, deps.catalog), null, 2));
         return 0;
+      }
       case "ledger": {
         if (!userId) throw new AppError(400, "USAGE", "ledger <userId> [--limit N] [--cursor C]");
         const page = await listHistory(deps, { userId, limit: Number(values.limit), ...(values.cursor ? { cursor: values.cursor } : {}) });
@@ -100,24 +113,33 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
         if (!userId || !Number.isSafeInteger(credits) || credits <= 0 || !values.key || !values.reason) {
           throw new AppError(400, "USAGE", `${command} <userId> <positive whole credits> --key <idempotency key> --reason "<why>"`);
         }
+        const key = `admin#${values.key}`;
+        const amount = command === "grant" ? credits : -credits;
+        const bucket = values.bucket === "purchased" ? "purchased" : "allowance";
+        const note = values.reason.slice(0, 500);
+        // A reused key answers from the stored entry before grantCredits: a deduct retried after the
+        // credits were spent must still say "already applied", not INSUFFICIENT_CREDITS.
+        const earlier = await deps.store.getEntry(userId, key);
+        if (earlier) return alreadyApplied(io, earlier, { amount, bucket, note });
         const result = await grantCredits(deps, {
           userId,
-          key: `admin#${values.key}`,
-          amount: command === "grant" ? credits : -credits,
-          bucket: values.bucket === "purchased" ? "purchased" : "allowance",
+          key,
+          amount,
+          bucket,
           reason: "admin",
-          refs: { note: values.reason.slice(0, 500), operator: env.USER ?? "unknown" },
+          refs: { note, operator: env.USER ?? "unknown" },
         });
-        io.out(
-          result.applied
-            ? `${command === "grant" ? "granted" : "deducted"} ${credits} credits (entry admin#${values.key}); balance ${result.balance}`
-            : `already applied earlier under key admin#${values.key} (amount ${result.entry.amount}); nothing changed`,
-        );
+        if (!result.applied) return alreadyApplied(io, result.entry, { amount, bucket, note });
+        io.out(`${command === "grant" ? "granted" : "deducted"} ${credits} credits (entry ${key}); balance ${result.balance}`);
         return 0;
       }
       case "audit": {
         if (!values.all) {
           if (!userId) throw new AppError(400, "USAGE", "audit <userId> | audit --all");
+          // An account with no ledger would audit clean: a mistyped id must not read as "ok".
+          if (!(await deps.store.getAccount(userId))) {
+            throw new NotFoundError(`no such account ${userId} in ${tableName}`);
+          }
           const report = await auditAccount(deps, userId);
           io.out(JSON.stringify(report, null, 2));
           return report.ok ? 0 : 1;
@@ -131,7 +153,7 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
             drifting += 1;
             io.out(`DRIFT ${id}: ${report.problems.join("; ")}`);
           }
-          if (audited % 500 === 0) io.err(`audited ${audited} accounts (${drifting} drifting)…`);
+          if (audited % progressEvery === 0) io.err(`audited ${audited} accounts (${drifting} drifting)…`);
         }
         io.out(`audited ${audited} accounts: ${drifting === 0 ? "no drift" : `${drifting} with drift`}`);
         return drifting === 0 ? 0 : 1;
@@ -149,7 +171,7 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
           for (const entry of entries) write(ledgerCsvRow(entry));
           rows += entries.length;
           accounts += 1;
-          if (accounts % 500 === 0) io.err(`exported ${accounts} accounts, ${rows} entries…`);
+          if (accounts % progressEvery === 0) io.err(`exported ${accounts} accounts, ${rows} entries…`);
         }
         if (file) await new Promise((done) => file.end(done));
         io.err(`exported ${rows} entries of ${accounts} account(s)${values.out ? ` to ${values.out}` : ""}`);
@@ -175,7 +197,24 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/**
+ * The operator's key names one adjustment: the same amount, bucket and reason again is a harmless
+ * retry (exit 0); anything else under that key is a mistake that must not look like success.
+ */
+function alreadyApplied(io: OpsIo, entry: LedgerEntry, wanted: { amount: number; bucket: string; note: string }): number {
+  const note = String(entry.refs.note ?? "");
+  if (entry.amount === wanted.amount && entry.bucket === wanted.bucket && note === wanted.note) {
+    io.out(`already applied earlier under key ${entry.key} (amount ${entry.amount}); nothing changed`);
+    return 0;
+  }
+  throw new ConflictError(
+    `key ${entry.key} was already used on ${new Date(entry.createdAt).toISOString()} for amount ${entry.amount} ` +
+      `(${entry.bucket}, reason "${note}"), not ${wanted.amount} (${wanted.bucket}, reason "${wanted.note}"); ` +
+      "nothing changed — use a new --key for another adjustment",
+  );
+}
+
+if (isMain(import.meta.url)) {
   runOps(process.argv.slice(2), process.env, { out: (line) => console.log(line), err: (line) => console.error(line) }).then(
     (code) => process.exit(code),
   );

@@ -1,5 +1,6 @@
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from "aws-lambda";
+import { AppError } from "../errors.js";
 import { logger } from "../logger.js";
 
 const startedAt = new WeakMap<object, number>();
@@ -33,4 +34,17 @@ export function requestLogging(): MiddlewareObj<APIGatewayProxyEventV2, APIGatew
     after: logOutcome,
     onError: logOutcome,
   };
+}
+
+/**
+ * One line per failed request, at the level it deserves. An AppError is an answer the contract
+ * defines (a refusal, or a 5xx such as STRIPE_NOT_CONFIGURED that every request of a deployment
+ * without Stripe keys gets): INFO for 4xx, WARN for 5xx, code and message only — its stack says
+ * nothing and an ERROR per request would drown real failures. Anything else is a bug or an
+ * outage: ERROR with the full error and stack.
+ */
+export function logRequestError(error: unknown, status: number, code: string): void {
+  if (!(error instanceof AppError)) logger.error("request failed", error as Error);
+  else if (status >= 500) logger.warn("request failed", { status, code, message: error.message });
+  else logger.info("request refused", { status, code });
 }

@@ -3,10 +3,9 @@ import httpCors from "@middy/http-cors";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import httpSecurityHeaders from "@middy/http-security-headers";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from "aws-lambda";
-import { logger } from "../logger.js";
 import { jsonBody } from "./body.js";
 import { toErrorBody } from "./errors.js";
-import { requestLogging } from "./logging.js";
+import { logRequestError, requestLogging } from "./logging.js";
 import { type HttpEvent, type HttpResult, json } from "./response.js";
 
 /** A function's plain request handler: routes on `event.routeKey`, throws AppErrors for refusals. */
@@ -18,8 +17,7 @@ export function errorHandler(): MiddlewareObj<APIGatewayProxyEventV2, APIGateway
     name: "errorHandler",
     onError: (request) => {
       const { status, body, headers } = toErrorBody(request.error);
-      if (status >= 500) logger.error("request failed", request.error as Error);
-      else logger.info("request refused", { code: body.error.code });
+      logRequestError(request.error, status, body.error.code);
       // Not returned: CORS and security headers still decorate the error response after us.
       request.response = json(body, status, headers);
     },

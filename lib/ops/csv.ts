@@ -2,10 +2,10 @@ import type { LedgerEntry } from "../ledger/store.js";
 
 export const LEDGER_CSV_HEADER = "userId,seq,key,amount,balanceAfter,reason,bucket,createdAt,refs";
 
-/** RFC 4180 quoting; a leading = + - @ is prefixed so spreadsheets never run it as a formula. */
+/** RFC 4180 quoting; a leading = + - @ tab or CR is prefixed so spreadsheets never run it as a formula (OWASP CSV injection). */
 function cell(value: string | number): string {
   let text = String(value);
-  if (typeof value === "string" && /^[=+\-@]/.test(text)) text = `'${text}`;
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 

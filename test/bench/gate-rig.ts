@@ -10,7 +10,7 @@ export function instrument(client: DynamoDBClient) {
   const state = { counts: new Map<string, number>(), dynamoMs: 0 };
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      const name = context.commandName ?? "unknown";
+      const name = (context.commandName ?? "unknown").replace(/Command$/, "");
       state.counts.set(name, (state.counts.get(name) ?? 0) + 1);
       const started = performance.now();
       try {
@@ -24,6 +24,8 @@ export function instrument(client: DynamoDBClient) {
   return {
     state,
     total: () => [...state.counts.values()].reduce((sum, n) => sum + n, 0),
+    /** requests since the last reset, by command name (e.g. { GetItem: 2, UpdateItem: 2 }) */
+    byCommand: () => Object.fromEntries([...state.counts].sort(([a], [b]) => a.localeCompare(b))),
     reset: () => {
       state.counts.clear();
       state.dynamoMs = 0;

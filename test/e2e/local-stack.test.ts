@@ -3,10 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
+import { DAY_MS } from "../../lib/periods.js";
+import { seedFreeAccounts } from "../helpers/seed.js";
+import { TEST_SECRET, userToken } from "../helpers/tokens.js";
 
-const WEBHOOK_SECRET = "whsec_e2e_0123456789abcdefghij";
 const node = process.execPath; // Node 24, as npm scripts run it
 
 function startStack(
@@ -64,8 +67,11 @@ describe("npm start: the whole product locally", () => {
     stack = startStack({
       PORT: String(port),
       DYNAMODB_LOCAL_PORT: String(dynamoPort),
-      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      SWEEP_INTERVAL_SECONDS: "3600",
+      // unset: in memory the stack generates a webhook secret that nothing else can read
+      STRIPE_WEBHOOK_SECRET: "",
+      // an operator's own JWT secret, which the stack must use instead of generating one
+      AUTH_JWT_SECRET: TEST_SECRET,
+      SWEEP_INTERVAL_SECONDS: "1",
     });
     await until(() => stack.output().includes("Ctrl-C stops everything."), "the start banner");
   }, 120_000);
@@ -87,7 +93,8 @@ describe("npm start: the whole product locally", () => {
       .filter((line) => line.startsWith("HOLD=") || line.startsWith("curl "))
       .join("\n");
     expect(flow.split("\n")).toHaveLength(3);
-    const run = spawnSync("bash", ["-c", flow], { encoding: "utf8", timeout: 30_000 });
+    // plain POSIX sh (dash on Debian), not bash: nothing bash-only such as $RANDOM
+    const run = spawnSync("sh", ["-c", flow], { encoding: "utf8", timeout: 30_000 });
     expect(run.status).toBe(0);
     const [holdId, settleJson, creditsJson] = run.stdout.trim().split("\n");
     expect(holdId).toMatch(/^hold_/);
@@ -97,6 +104,9 @@ describe("npm start: the whole product locally", () => {
   });
 
   it("takes signed Stripe events from `npm run stripe:event` and shows them in balance and history", async () => {
+    // the in-memory dev secret, printed in full by the banner: a truncated one would fail the signature
+    const WEBHOOK_SECRET = /STRIPE_WEBHOOK_SECRET=(\S+) npm run stripe:event/.exec(stack.output())?.[1] as string;
+    expect(WEBHOOK_SECRET).toMatch(/^whsec_[0-9a-f]{48}$/);
     const post = (...args: string[]) =>
       spawnSync(node, ["--import", "tsx", "infra/local/stripe-event.ts", ...args, "--url", `http://127.0.0.1:${port}`], {
         encoding: "utf8",
@@ -135,6 +145,53 @@ describe("npm start: the whole product locally", () => {
     const refusal = (await subscribe.json()) as { error: { code: string; message: string } };
     expect(refusal.error.code).toBe("STRIPE_NOT_CONFIGURED");
     expect(refusal.error.message).toContain("STRIPE_SECRET_KEY");
+  });
+
+  it("prints a stripe:event command that works exactly as printed, in memory", () => {
+    const command = /^ +try: (STRIPE_WEBHOOK_SECRET=.*)$/m.exec(stack.output())?.[1] as string;
+    expect(command).toContain(`npm run stripe:event -- invoice.paid --user dev-user --url http://127.0.0.1:${port}`);
+    const run = spawnSync("sh", ["-c", command], { encoding: "utf8", timeout: 60_000, env: { ...process.env, STRIPE_WEBHOOK_SECRET: "" } });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/invoice\.paid evt_\S+ → 200/);
+  });
+
+  it("honours AUTH_JWT_SECRET from the environment", async () => {
+    const credits = (token: string) => fetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    const ours = await credits(await userToken("jwt-user"));
+    expect(ours.status).toBe(200);
+    expect(await ours.json()).toMatchObject({ userId: "jwt-user" });
+    // and only it: a token signed with any other secret is refused
+    expect((await credits(await userToken("jwt-user", { secret: "another-secret-0123456789abcdef0123456789" }))).status).toBe(401);
+  });
+
+  it("runs the sweep on its timer: a due free allowance is granted without any request", async () => {
+    const client = new DynamoDBClient({
+      endpoint: `http://127.0.0.1:${dynamoPort}`,
+      region: "local",
+      credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    });
+    const userId = `sweep-e2e-${process.pid}`;
+    try {
+      // an account whose 30-day free period ended a day ago: only the sweep may grant it now,
+      // since GET /v1/credits only reads
+      await seedFreeAccounts(client, "creditgate-local", [{ userId, createdAt: Date.now() - 31 * DAY_MS }]);
+    } finally {
+      client.destroy();
+    }
+    const token = await userToken(userId);
+    const history = async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/v1/credits/history`, { headers: { authorization: `Bearer ${token}` } });
+      return ((await response.json()) as { entries: { reason: string }[] }).entries.map((entry) => entry.reason);
+    };
+    let reasons = await history();
+    const deadline = Date.now() + 15_000; // SWEEP_INTERVAL_SECONDS=1: a few ticks at most
+    while (!reasons.includes("allowance") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      reasons = await history();
+    }
+    expect(reasons).toContain("allowance");
+    const credits = await fetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    expect(Date.parse(((await credits.json()) as { nextGrantAt: string }).nextGrantAt)).toBeGreaterThan(Date.now());
   });
 
   it("stops everything on Ctrl-C and leaves nothing running", async () => {
@@ -205,6 +262,24 @@ describe("npm start: data kept on disk between runs (the default)", () => {
       expect(await credits(base, firstToken)).toEqual(before); // yesterday's token, yesterday's account
     });
   }, 180_000);
+});
+
+describe("npm start: a signal during start-up", () => {
+  const javaOn = (dynamoPort: number) =>
+    spawnSync("pgrep", ["-f", `DynamoDBLocal.jar.*-port ${dynamoPort}`], { encoding: "utf8" }).stdout.trim();
+
+  it.each(["SIGTERM", "SIGINT"] as const)("%s before the server listens still stops DynamoDB Local (no orphan Java)", async (signal) => {
+    const dynamoPort = await findFreePort();
+    const stack = startStack({ PORT: String(await findFreePort()), DYNAMODB_LOCAL_PORT: String(dynamoPort) });
+    // the moment Java exists: DynamoDB Local is still booting and nothing listens yet
+    await until(() => javaOn(dynamoPort) !== "" || stack.child.exitCode !== null, "DynamoDB Local's Java process", 30_000);
+    stack.child.kill(signal);
+    expect(await exited(stack.child)).toBe(0);
+    expect(stack.output()).not.toContain("creditgate is running");
+    expect(stack.output()).toContain("creditgate stopped.");
+    expect(javaOn(dynamoPort)).toBe("");
+    expect(await portOpen(dynamoPort)).toBe(false);
+  }, 60_000);
 });
 
 describe("npm start: clear messages instead of stack traces", () => {

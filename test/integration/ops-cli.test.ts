@@ -1,8 +1,11 @@
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UpdateItemCommand } from "@aws-sdk/client-dynamodb";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { pathToFileURL } from "node:url";
+import { ScanCommand, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { isMain } from "../../infra/local/is-main.js";
 import { runOps } from "../../infra/ops/cli.js";
 import { authorizeChat, ensureAccount } from "../../lib/ledger/index.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
@@ -21,14 +24,30 @@ async function ops(...argv: string[]) {
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
 
+/** Every item in the table, counted: what "writes nothing" is checked against. */
+async function itemCount(): Promise<number> {
+  let count = 0;
+  let start: Record<string, never> | undefined;
+  do {
+    const page = await fx.client.send(new ScanCommand({ TableName: fx.tableName, Select: "COUNT", ExclusiveStartKey: start }));
+    count += page.Count ?? 0;
+    start = page.LastEvaluatedKey as typeof start;
+  } while (start);
+  return count;
+}
+
+const auditedCount = (out: string) => Number(/audited (\d+) accounts:/.exec(out)?.[1]);
+
 describe("operator CLI", () => {
   it("shows an account and grants idempotently by the operator's key", async () => {
     const user = uniqueUser("ops");
+    await ensureAccount(fx.deps, user);
     expect(JSON.parse((await ops("show", user)).out)).toMatchObject({ userId: user, balance: 10_000 });
     const first = await ops("grant", user, "2500", "--key", "ticket-42", "--reason", "goodwill, ticket #42");
     expect(first).toMatchObject({ code: 0 });
     expect(first.out).toMatch(/granted 2500 credits.*balance 12500/);
     const again = await ops("grant", user, "2500", "--key", "ticket-42", "--reason", "goodwill, ticket #42");
+    expect(again).toMatchObject({ code: 0 });
     expect(again.out).toMatch(/already applied/);
     expect(JSON.parse((await ops("show", user)).out).balance).toBe(12_500);
     expect((await ops("ledger", user)).out).toMatch(/2500 .* 12500 .*admin\s+admin#ticket-42/);
@@ -98,5 +117,127 @@ describe("operator CLI", () => {
     expect(lines[1]).toMatch(new RegExp(`^${user},1,signup,10000,10000,signup,allowance,`));
     expect(lines[2]).toContain(`${user},2,admin#csv-1,7,10007,admin,allowance,`);
     expect(lines[2]).toContain('"{""note"":""=HYPERLINK(\\""x\\""), \\""quoted\\""""');
+  });
+
+  it("neutralises a cell that starts with = + - or @ (user ids may)", async () => {
+    // User ids allow = + - @, and the user id is the first cell of every row: the one place a
+    // formula can start a cell. Each must come out as text ('…); negative amounts stay numbers.
+    const users = ["=1+2", "+SUM", "-1+1", "@SUM"].map((prefix) => `${prefix}-${uniqueUser("csv")}`);
+    for (const user of users) {
+      await ensureAccount(fx.deps, user);
+      expect((await ops("deduct", "--key", "k", "--reason", "r", "--", user, "3")).code).toBe(0);
+      const file = join(tmpdir(), `ledger-formula-${users.indexOf(user)}-${process.pid}.csv`);
+      // "--" ends the options: "-1+1-…" is a user id, not a flag
+      expect((await ops("export", "--out", file, "--", user)).code).toBe(0);
+      const rows = readFileSync(file, "utf8").trim().split("\n").slice(1);
+      rmSync(file, { force: true });
+      expect(rows).toHaveLength(2);
+      for (const row of rows) expect(row.startsWith(`'${user},`)).toBe(true);
+      expect(rows[1]).toContain(",admin#k,-3,9997,admin,");
+    }
+  });
+});
+
+describe("operator CLI: reads never write", () => {
+  it("show of an unknown user answers 'no such account', exits 1 and writes nothing", async () => {
+    await ensureAccount(fx.deps, uniqueUser("ops")); // the table is not empty
+    const itemsBefore = await itemCount();
+    const auditedBefore = auditedCount((await ops("audit", "--all")).out);
+    const shown = await ops("show", "nobody-typo");
+    expect(shown.code).toBe(1);
+    expect(shown.out).toBe("");
+    expect(shown.err).toMatch(/no such account nobody-typo/);
+    expect(await itemCount()).toBe(itemsBefore);
+    expect(auditedCount((await ops("audit", "--all")).out)).toBe(auditedBefore);
+    // auditing a mistyped id is not a clean audit
+    const audited = await ops("audit", "nobody-typo");
+    expect(audited.code).toBe(1);
+    expect(audited.err).toMatch(/no such account nobody-typo/);
+    expect(await itemCount()).toBe(itemsBefore);
+  });
+});
+
+describe("operator CLI: a reused --key", () => {
+  it("with the same amount and reason is the idempotent success; with another amount or reason an error naming the stored one", async () => {
+    const user = uniqueUser("ops");
+    expect((await ops("grant", user, "2500", "--key", "t-7", "--reason", "outage")).code).toBe(0);
+    const same = await ops("grant", user, "2500", "--key", "t-7", "--reason", "outage");
+    expect(same).toMatchObject({ code: 0 });
+    expect(same.out).toMatch(/already applied .*amount 2500/);
+
+    const otherAmount = await ops("grant", user, "3000", "--key", "t-7", "--reason", "outage");
+    expect(otherAmount.code).toBe(1);
+    expect(otherAmount.out).toBe("");
+    expect(otherAmount.err).toMatch(/^CONFLICT: key admin#t-7 was already used .* for amount 2500 .*not 3000/);
+    const otherReason = await ops("grant", user, "2500", "--key", "t-7", "--reason", "goodwill");
+    expect(otherReason.code).toBe(1);
+    expect(otherReason.err).toMatch(/amount 2500 .*reason "outage".*reason "goodwill"/);
+    // the same key as a deduction is another adjustment too
+    expect((await ops("deduct", user, "2500", "--key", "t-7", "--reason", "outage")).code).toBe(1);
+    expect(JSON.parse((await ops("show", user)).out).balance).toBe(12_500);
+  });
+
+  it("a deduction retried after the credits were spent still answers 'already applied'", async () => {
+    const user = uniqueUser("ops");
+    expect((await ops("deduct", user, "9000", "--key", "d-1", "--reason", "fix")).code).toBe(0);
+    expect((await ops("deduct", user, "1000", "--key", "d-2", "--reason", "spend the rest")).code).toBe(0);
+    const retried = await ops("deduct", user, "9000", "--key", "d-1", "--reason", "fix");
+    expect(retried).toMatchObject({ code: 0 });
+    expect(retried.out).toMatch(/already applied .*amount -9000/);
+  });
+});
+
+describe("operator CLI: long runs", () => {
+  it("audit --all and export --all report progress every --progress-every accounts", async () => {
+    for (let i = 0; i < 5; i++) await ensureAccount(fx.deps, uniqueUser("bulk"));
+    const audit = await ops("audit", "--all", "--progress-every", "2");
+    const accounts = auditedCount(audit.out);
+    expect(accounts).toBeGreaterThanOrEqual(5);
+    const auditProgress = audit.err.split("\n").filter((line) => /^audited \d+ accounts \(\d+ drifting\)…$/.test(line));
+    expect(auditProgress).toHaveLength(Math.floor(accounts / 2));
+    expect(auditProgress[0]).toMatch(/^audited 2 accounts/);
+
+    const file = join(tmpdir(), `ledger-all-${process.pid}.csv`);
+    const exported = await ops("export", "--all", "--out", file, "--progress-every", "2");
+    expect(exported.code).toBe(0);
+    const exportProgress = exported.err.split("\n").filter((line) => /^exported \d+ accounts, \d+ entries…$/.test(line));
+    expect(exportProgress).toHaveLength(Math.floor(accounts / 2));
+    const rows = readFileSync(file, "utf8").trim().split("\n").length - 1;
+    rmSync(file, { force: true });
+    expect(exported.err).toContain(`exported ${rows} entries of ${accounts} account(s) to ${file}`);
+    expect((await ops("audit", "--all", "--progress-every", "0")).code).toBe(2);
+  });
+});
+
+describe("operator CLI: started as a script", () => {
+  const dir = mkdtempSync(join(tmpdir(), "creditgate ops "));
+  const link = join(dir, "repo link"); // a space and a symlink: both broke the "run directly" check
+  symlinkSync(process.cwd(), link);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (script: string, ...args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", join(link, script), ...args], {
+      cwd: link,
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+
+  it("recognises itself through a symlink and a space in the path", () => {
+    const real = pathToFileURL(join(process.cwd(), "infra/ops/cli.ts")).href;
+    expect(isMain(real, join(link, "infra/ops/cli.ts"))).toBe(true);
+    expect(isMain(real, join(link, "infra/local/stripe-event.ts"))).toBe(false);
+  });
+
+  it("ops audit --all really audits from there, and stripe:event really runs", () => {
+    const audit = run("infra/ops/cli.ts", "audit", "--all");
+    // Before the fix this printed nothing and exited 0. The drift test above left one drifting
+    // account in this table, so a real audit exits 1 (0 when run alone).
+    expect(audit.stdout).toMatch(/audited [1-9]\d* accounts: (no drift|\d+ with drift)/);
+    expect(audit.status, audit.stderr).toBe(/no drift/.test(audit.stdout) ? 0 : 1);
+    const missing = run("infra/ops/cli.ts", "show", "nobody-from-a-script");
+    expect(missing.status).toBe(1);
+    const event = run("infra/local/stripe-event.ts"); // no event type: usage, exit 2
+    expect(event.status).toBe(2);
+    expect(event.stderr).toMatch(/usage: npm run stripe:event/);
   });
 });

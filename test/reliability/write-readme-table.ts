@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { isMain } from "../../infra/local/is-main.js";
 import { RESULTS_DIR, type SectionResult, SECTIONS } from "./harness.js";
 
 /**
@@ -114,7 +115,7 @@ export function writeReadmeTable(results: Results = collectResults(), readme = R
   return true;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isMain(import.meta.url)) {
   const results = collectResults();
   if (!writeReadmeTable(results)) process.exitCode = 1;
 }

@@ -1,4 +1,6 @@
+import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { describe, expect, it } from "vitest";
+import { localContext } from "../../infra/local/api-gateway.js";
 import {
   BusyError,
   ConflictError,
@@ -13,6 +15,13 @@ import {
   ValidationError,
 } from "../../lib/errors.js";
 import { errorResponse, toErrorBody } from "../../lib/http/errors.js";
+import type { HttpResult } from "../../lib/http/response.js";
+import { httpHandler } from "../../lib/http/stack.js";
+import { logger, withInvocationLogger } from "../../lib/logger.js";
+import { httpEvent, lambdaContext } from "../helpers/events.js";
+import { captureLogs } from "../helpers/logs.js";
+
+const logs = captureLogs();
 
 describe("toErrorBody", () => {
   it.each([
@@ -51,5 +60,76 @@ describe("toErrorBody", () => {
       expect(response.statusCode).toBe(500);
       expect(JSON.parse(response.body ?? "")).toEqual({ error: { code: "INTERNAL", message: "Internal error" } });
     }
+  });
+});
+
+/** A function behind the real HTTP stack whose route throws `error` (after `delayMs`). */
+const failing = (error: unknown, delayMs = 0) =>
+  httpHandler<{ corsOrigin: string }>(async (): Promise<HttpResult> => {
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    throw error;
+  }, { corsOrigin: "https://app.example.com" });
+
+async function call(handler: ReturnType<typeof failing>, requestId: string, context = lambdaContext()) {
+  const event = httpEvent({ routeKey: "POST /v1/billing/subscribe", requestId });
+  return (await handler(event, context)) as APIGatewayProxyStructuredResultV2;
+}
+
+const failures = () => logs.lines().filter((line) => line.message === "request failed" || line.message === "request refused");
+
+describe("request error logging", () => {
+  it("logs an expected 503 STRIPE_NOT_CONFIGURED at WARN, code and message only, no stack", async () => {
+    const answer = await call(failing(new StripeNotConfiguredError(["STRIPE_SECRET_KEY"])), "req-503");
+    expect(answer.statusCode).toBe(503);
+    const [line, ...others] = failures();
+    expect(others).toEqual([]);
+    expect(line).toMatchObject({ level: "WARN", status: 503, code: "STRIPE_NOT_CONFIGURED", requestId: "req-503" });
+    expect(line?.message).toBe("request failed");
+    expect(line?.error).toBeUndefined();
+    expect(JSON.stringify(line)).not.toMatch(/\bat .*\.ts:\d+/); // no stack frames anywhere in the line
+  });
+
+  it("logs an expected refusal (4xx) at INFO", async () => {
+    await call(failing(new InsufficientCreditsError(75, 10, 5)), "req-402");
+    expect(failures()).toEqual([expect.objectContaining({ level: "INFO", message: "request refused", status: 402, code: "INSUFFICIENT_CREDITS" })]);
+  });
+
+  it("logs an unknown error at ERROR with its stack, while the caller gets a bare 500", async () => {
+    const answer = await call(failing(new Error("disk on fire")), "req-500");
+    expect(answer.statusCode).toBe(500);
+    const [line] = failures();
+    expect(line).toMatchObject({ level: "ERROR", message: "request failed", requestId: "req-500" });
+    const error = line?.error as { message: string; stack: string };
+    expect(error.message).toBe("disk on fire");
+    expect(error.stack).toMatch(/\n\s+at /);
+  });
+});
+
+describe("local invocations each have their own logger", () => {
+  it("labels overlapping invocations of two functions with their own name and request id, and leaks nothing", async () => {
+    // The slow one fails last, after the other function's invocation began: with one shared
+    // logger its line carried the other function's name and request id.
+    logger.info("before the invocations");
+    const gateContext = localContext("chatGate", 10_000);
+    const subscribeContext = localContext("subscribe", 15_000);
+    await Promise.all([
+      withInvocationLogger(gateContext, () => call(failing(new Error("gate broke"), 30), "req-gate", gateContext)),
+      withInvocationLogger(subscribeContext, () => call(failing(new StripeNotConfiguredError(["STRIPE_SECRET_KEY"]), 5), "req-subscribe", subscribeContext)),
+    ]);
+    const byLevel = (level: string) => failures().find((line) => line.level === level);
+    expect(byLevel("ERROR")).toMatchObject({ function_name: "chatGate", requestId: "req-gate", function_request_id: gateContext.awsRequestId });
+    expect(byLevel("WARN")).toMatchObject({
+      function_name: "subscribe",
+      requestId: "req-subscribe",
+      function_request_id: subscribeContext.awsRequestId,
+    });
+    // the logger outside any invocation (the local server itself) kept its own keys: nothing leaked
+    logger.info("after the invocations");
+    const keys = (message: string) => {
+      const line = logs.lines().find((candidate) => candidate.message === message);
+      return { requestId: line?.requestId, function_name: line?.function_name, function_request_id: line?.function_request_id };
+    };
+    expect(keys("after the invocations").requestId).not.toMatch(/req-gate|req-subscribe/);
+    expect(keys("after the invocations")).toEqual(keys("before the invocations"));
   });
 });
