@@ -1,25 +1,20 @@
 import { requireUser, type UserPrincipal } from "../lib/auth.js";
-import { cancelSubscription, changePlan, openPortal } from "../lib/billing/index.js";
+import { openPortal } from "../lib/billing/index.js";
 import { type BillingAppDeps, billingAppDeps } from "../lib/billing/runtime.js";
-import { changePlanBody, emptyBody } from "../lib/billing/schemas.js";
+import { emptyBody } from "../lib/billing/schemas.js";
 import { parseBody } from "../lib/http/input.js";
 import { type RouteAction, router } from "../lib/http/router.js";
 import { httpHandler, type Route } from "../lib/http/stack.js";
 
 /**
- * Managing an existing billing relationship: the Stripe portal, plan changes and cancellation.
- * They live together because all three act on the subscription/customer a user already has
- * (subscribe.ts starts new purchases), need the same deps and share one IAM/timeout profile.
+ * The Stripe billing portal: reads the user's customer and asks Stripe for a portal session. It
+ * writes nothing (the function has read-only table access); everything that changes what a user
+ * pays (checkouts, plan changes, cancellation) lives in subscribe.ts.
  */
 const routes: Record<string, RouteAction<BillingAppDeps, UserPrincipal>> = {
   "POST /v1/billing/portal": (event, deps, user) => {
     parseBody(emptyBody, event);
     return openPortal(deps.billing, user.userId);
-  },
-  "POST /v1/billing/change-plan": (event, deps, user) => changePlan(deps.billing, { userId: user.userId, ...parseBody(changePlanBody, event) }),
-  "POST /v1/billing/cancel": (event, deps, user) => {
-    parseBody(emptyBody, event);
-    return cancelSubscription(deps.billing, user.userId);
   },
 };
 

@@ -1,17 +1,26 @@
 import { requireUser, type UserPrincipal } from "../lib/auth.js";
-import { startPackCheckout, startSubscriptionCheckout } from "../lib/billing/index.js";
+import { cancelSubscription, changePlan, startPackCheckout, startSubscriptionCheckout } from "../lib/billing/index.js";
 import { type BillingAppDeps, billingAppDeps } from "../lib/billing/runtime.js";
-import { packCheckoutBody, subscribeBody } from "../lib/billing/schemas.js";
+import { changePlanBody, emptyBody, packCheckoutBody, subscribeBody } from "../lib/billing/schemas.js";
 import { parseBody } from "../lib/http/input.js";
 import { type RouteAction, router } from "../lib/http/router.js";
 import { httpHandler, type Route } from "../lib/http/stack.js";
 
-/** Starting a purchase: a subscription or a credit pack, each through Stripe Checkout. */
+/**
+ * Everything that changes what a user pays: a subscription or a credit pack through Stripe
+ * Checkout, a plan change and a cancellation. They all write billing state, so they share the one
+ * billing function with table write access (the portal function only reads).
+ */
 const routes: Record<string, RouteAction<BillingAppDeps, UserPrincipal>> = {
   "POST /v1/billing/subscribe": (event, deps, user) =>
     startSubscriptionCheckout(deps.billing, { userId: user.userId, email: user.email, ...parseBody(subscribeBody, event) }),
   "POST /v1/billing/checkout": (event, deps, user) =>
     startPackCheckout(deps.billing, { userId: user.userId, email: user.email, ...parseBody(packCheckoutBody, event) }),
+  "POST /v1/billing/change-plan": (event, deps, user) => changePlan(deps.billing, { userId: user.userId, ...parseBody(changePlanBody, event) }),
+  "POST /v1/billing/cancel": (event, deps, user) => {
+    parseBody(emptyBody, event);
+    return cancelSubscription(deps.billing, user.userId);
+  },
 };
 
 export const route: Route<BillingAppDeps> = router(routes, requireUser);

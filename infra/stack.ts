@@ -18,6 +18,7 @@ import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
+import { BILLING_METRICS, BILLING_METRICS_NAMESPACE } from "../lib/billing/metrics.js";
 import { loadConfig, STRIPE_PRICE_VARS, type StripePriceVar } from "../lib/config.js";
 import { type AttributeKind, tableDefinition } from "../lib/ledger/table-definition.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, type SecretName } from "../lib/routes.js";
@@ -28,7 +29,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** Powertools service name (logs, EMF `service` dimension) of every function; alarms match on it. */
 export const SERVICE_NAME = "creditgate";
-/** EMF namespace the sweep writes SweepFailed/SweepGranted/SweepReleased to. */
+/** EMF namespace the sweep (SweepFailed, SweepGranted…) and billing (SecondLiveSubscription) write to. */
 export const METRICS_NAMESPACE = "creditgate";
 
 /**
@@ -455,6 +456,24 @@ export class CreditgateStack extends Stack {
         dimensionsMap: { service: SERVICE_NAME },
         statistic: "Sum",
         period: Duration.minutes(15),
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    // A user paying for two live subscriptions at once (lib/billing/subscription.ts logs which at
+    // ERROR): someone must refund one, so any occurrence alarms.
+    alarm("SecondLiveSubscriptionAlarm", {
+      alarmDescription:
+        "creditgate billing: a user has a second live Stripe subscription (pays twice); see the webhook's ERROR log 'second live subscription for one user' and refund or cancel one",
+      metric: new cloudwatch.Metric({
+        namespace: BILLING_METRICS_NAMESPACE,
+        metricName: BILLING_METRICS.secondLiveSubscription,
+        dimensionsMap: { service: SERVICE_NAME },
+        statistic: "Sum",
+        period: Duration.minutes(5),
       }),
       threshold: 1,
       evaluationPeriods: 1,

@@ -41,7 +41,8 @@ export const FUNCTIONS = {
   },
   subscribe: {
     entry: "functions/subscribe.ts",
-    routes: ["POST /v1/billing/subscribe", "POST /v1/billing/checkout"],
+    // everything that changes what a user pays: the one billing function that writes on request
+    routes: ["POST /v1/billing/subscribe", "POST /v1/billing/checkout", "POST /v1/billing/change-plan", "POST /v1/billing/cancel"],
     auth: "jwt",
     table: "readWrite",
     secrets: ["AUTH_JWT_SECRET", "STRIPE_SECRET_KEY"],
@@ -50,9 +51,10 @@ export const FUNCTIONS = {
   },
   portal: {
     entry: "functions/portal.ts",
-    routes: ["POST /v1/billing/portal", "POST /v1/billing/change-plan", "POST /v1/billing/cancel"],
+    routes: ["POST /v1/billing/portal"],
     auth: "jwt",
-    table: "readWrite",
+    // it only reads the account's Stripe customer: no write access it does not need
+    table: "read",
     secrets: ["AUTH_JWT_SECRET", "STRIPE_SECRET_KEY"],
     timeoutSeconds: 15,
     memoryMb: 512,

@@ -42,6 +42,7 @@ export async function ensureCustomer(deps: BillingDeps, account: BillingAccount,
   const stripe = requireStripe(deps);
   const customer = await stripe.createCustomer(
     { userId: account.userId, ...(email ? { email } : {}) },
+    // the port adds a digest of the parameters (the email may differ between two first requests)
     `creditgate:customer:${account.userId}`,
   );
   await deps.store.putCustomerUser(customer.id, account.userId, deps.ledger.now());
@@ -79,7 +80,7 @@ async function withPendingCheckout(
   deps: BillingDeps,
   account: BillingAccount,
   kind: CheckoutKind,
-  create: (input: { customer: string; idempotencyKey: string; expiresAt: number }) => Promise<{ id: string; url: string }>,
+  create: (input: { customer: string; intent: string; expiresAt: number }) => Promise<{ id: string; url: string }>,
   email: string | undefined,
 ): Promise<{ checkoutUrl: string }> {
   const now = deps.ledger.now();
@@ -97,7 +98,9 @@ async function withPendingCheckout(
     const customer = await ensureCustomer(deps, account, email);
     session = await create({
       customer,
-      idempotencyKey: `creditgate:checkout:${kind}:${account.userId}:${marker.nonce}`,
+      // With the port's digest of the parameters: a resumed checkout asking for another plan or
+      // pack is a new session, not a reuse of the dead request's key with other parameters.
+      intent: `creditgate:checkout:${kind}:${account.userId}:${marker.nonce}`,
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
@@ -148,7 +151,7 @@ export async function startSubscriptionCheckout(
     deps,
     account,
     "subscription",
-    ({ customer, idempotencyKey, expiresAt }) =>
+    ({ customer, intent, expiresAt }) =>
       stripe.createCheckoutSession(
         {
           mode: "subscription",
@@ -161,7 +164,7 @@ export async function startSubscriptionCheckout(
           cancel_url: appLink(deps, "billing/cancel"),
           expires_at: Math.floor(expiresAt / 1000),
         },
-        idempotencyKey,
+        intent,
       ),
     input.email,
   );
@@ -181,7 +184,7 @@ export async function startPackCheckout(
     deps,
     account,
     "pack",
-    ({ customer, idempotencyKey, expiresAt }) =>
+    ({ customer, intent, expiresAt }) =>
       stripe.createCheckoutSession(
         {
           mode: "payment",
@@ -194,7 +197,7 @@ export async function startPackCheckout(
           cancel_url: appLink(deps, "billing/cancel"),
           expires_at: Math.floor(expiresAt / 1000),
         },
-        idempotencyKey,
+        intent,
       ),
     input.email,
   );

@@ -26,8 +26,8 @@ import type {
  * | ------------- | ---------- | ----------------------------------------------------------- |
  * | `U#<user>`    | `ACCOUNT`  | billing attributes only: stripeCustomerId, subscription,     |
  * |               |            | paymentFailedAt, lastPaidAt, pendingCheckout,               |
- * |               |            | pendingPackCheckout, extraSubscriptions (never balance, seq, |
- * |               |            | holds, allowance…)                                          |
+ * |               |            | pendingPackCheckout, extraSubscriptions,                    |
+ * |               |            | endedSubscriptions (never balance, seq, holds, allowance…)  |
  * | `C#<cus_…>`   | `CUSTOMER` | customer → user, for webhooks                               |
  * | `EVT#<evt_…>` | `RECEIPT`  | webhook event applied (dedupe + audit), removed by TTL      |
  * | `PUR#<pi|in>` | `PURCHASE` | what a payment bought (refund and dispute basis)            |
@@ -54,6 +54,23 @@ const isConditionFailure = (error: unknown) => error instanceof ConditionalCheck
 function strip(item: Record<string, AttributeValue>): Record<string, unknown> {
   const { pk: _pk, sk: _sk, ttl: _ttl, ...rest } = unmarshall(item);
   return rest;
+}
+
+/**
+ * The condition that an extra subscription's recorded state is still the one the caller read
+ * (`#x` = extraSubscriptions, `#xs` = its id): absent, or the same event time. Records written
+ * before extras carried `lastEventAt` are matched by its absence.
+ */
+function extraCondition(
+  subscriptionId: string,
+  expected: ExtraSubscription | undefined,
+): { condition: string; names: Record<string, string>; values: Record<string, unknown> } {
+  const names = { "#x": "extraSubscriptions", "#xs": subscriptionId };
+  if (!expected) return { condition: "attribute_not_exists(#x.#xs)", names, values: {} };
+  if (typeof expected.lastEventAt !== "number") {
+    return { condition: "attribute_exists(#x.#xs) AND attribute_not_exists(#x.#xs.#xlt)", names: { ...names, "#xlt": "lastEventAt" }, values: {} };
+  }
+  return { condition: "#x.#xs.#xlt = :xlt", names: { ...names, "#xlt": "lastEventAt" }, values: { ":xlt": expected.lastEventAt } };
 }
 
 export function createDynamoBillingStore(client: DynamoDBClient, tableName: string): BillingStore {
@@ -105,6 +122,41 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       if (isConditionFailure(error)) return false;
       throw error;
     }
+  }
+
+  /**
+   * A conditional account update that SETs inside the named maps (alias → attribute). A nested
+   * SET needs its map to exist, so a missing map is created (empty) and the update tried again.
+   * False when the caller's condition did not hold.
+   */
+  async function updateInMaps(
+    userId: string,
+    maps: Record<string, string>,
+    update: string,
+    condition: string,
+    names: Record<string, string>,
+    values: Record<string, unknown>,
+  ): Promise<boolean> {
+    const aliases = Object.keys(maps);
+    const full = [condition, ...aliases.map((alias) => `attribute_exists(${alias})`)].join(" AND ");
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const result = await updateAccount(userId, update, full, { ...names, ...maps }, values);
+      if (result.ok) return true;
+      const old = result.old;
+      if (!old) throw new Error(`account ${userId} does not exist`);
+      const missing = Object.values(maps).filter((attribute) => old[attribute] === undefined);
+      if (missing.length === 0) return false;
+      const created = missing.map((attribute, index) => [`#m${index}`, attribute] as const);
+      // if_not_exists: a concurrent creator may have added entries already; keep them.
+      await updateAccount(
+        userId,
+        `SET ${created.map(([alias]) => `${alias} = if_not_exists(${alias}, :empty)`).join(", ")}`,
+        "attribute_exists(#pk)",
+        { "#pk": "pk", ...Object.fromEntries(created) },
+        { ":empty": {} },
+      );
+    }
+    return false;
   }
 
   return {
@@ -179,49 +231,60 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       );
     },
 
-    async replaceSubscription(userId, next, expected) {
+    async replaceSubscription(userId, next, expected, options = {}) {
       const names: Record<string, string> = { "#pk": "pk", "#sub": "subscription" };
       const values: Record<string, unknown> = { ":next": next };
-      let condition = "attribute_exists(#pk) AND attribute_not_exists(#sub)";
+      const conditions = ["attribute_exists(#pk)"];
       if (expected) {
         Object.assign(names, { "#id": "id", "#t": "lastEventAt" });
         Object.assign(values, { ":id": expected.id, ":t": expected.lastEventAt });
-        condition = "attribute_exists(#pk) AND #sub.#id = :id AND #sub.#t = :t";
+        conditions.push("#sub.#id = :id AND #sub.#t = :t");
+      } else {
+        conditions.push("attribute_not_exists(#sub)");
       }
-      const result = await updateAccount(userId, "SET #sub = :next", condition, names, values);
-      return result.ok;
+      const sets = ["#sub = :next"];
+      const removes: string[] = [];
+      const maps: Record<string, string> = {};
+      if (options.ended) {
+        // The replaced subscription's last state is remembered, so its late events are seen as stale.
+        Object.assign(maps, { "#e": "endedSubscriptions" });
+        Object.assign(names, { "#ended": options.ended.id });
+        values[":endedAt"] = options.ended.lastEventAt;
+        sets.push("#e.#ended = :endedAt");
+      }
+      if (options.fromExtra) {
+        const extra = extraCondition(options.fromExtra.id, options.fromExtra.expected);
+        Object.assign(names, extra.names);
+        Object.assign(values, extra.values);
+        conditions.push(extra.condition);
+        removes.push("#x.#xs");
+      }
+      const update = `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`;
+      return updateInMaps(userId, maps, update, conditions.join(" AND "), names, values);
     },
 
-    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription) {
-      // A nested SET needs the map to exist; the first extra creates it. Either write may lose a
-      // race with the other, so try both a few times.
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const nested = await updateAccount(
-          userId,
-          "SET #x.#s = :extra",
-          "attribute_exists(#x)",
-          { "#x": "extraSubscriptions", "#s": subscriptionId },
-          { ":extra": extra },
-        );
-        if (nested.ok) return;
-        const whole = await updateAccount(
-          userId,
-          "SET #x = :map",
-          "attribute_exists(#pk) AND attribute_not_exists(#x)",
-          { "#pk": "pk", "#x": "extraSubscriptions" },
-          { ":map": { [subscriptionId]: extra } },
-        );
-        if (whole.ok) return;
-        if (!whole.old) throw new Error(`account ${userId} does not exist`);
-      }
-      throw new Error(`could not record extra subscription ${subscriptionId}`);
+    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription, expected) {
+      const recorded = extraCondition(subscriptionId, expected);
+      return updateInMaps(
+        userId,
+        { "#x": "extraSubscriptions" },
+        "SET #x.#xs = :extra",
+        `attribute_exists(#pk) AND ${recorded.condition}`,
+        { "#pk": "pk", ...recorded.names },
+        { ":extra": extra, ...recorded.values },
+      );
     },
 
-    async removeExtraSubscription(userId, subscriptionId) {
-      await updateAccount(userId, "REMOVE #x.#s", "attribute_exists(#x.#s)", {
-        "#x": "extraSubscriptions",
-        "#s": subscriptionId,
-      });
+    async endOtherSubscription(userId, subscriptionId, at, expected) {
+      const recorded = extraCondition(subscriptionId, expected);
+      return updateInMaps(
+        userId,
+        { "#e": "endedSubscriptions" },
+        `SET #e.#xs = :at${expected ? " REMOVE #x.#xs" : ""}`,
+        `attribute_exists(#pk) AND (attribute_not_exists(#e.#xs) OR #e.#xs < :at) AND ${recorded.condition}`,
+        { "#pk": "pk", ...recorded.names },
+        { ":at": at, ...recorded.values },
+      );
     },
 
     async markPaymentFailed(userId, at) {

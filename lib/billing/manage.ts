@@ -1,6 +1,7 @@
 import { comparePlans, type PlanId, planOf } from "../catalog.js";
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
+import { parseInput, userIdSchema } from "../ledger/validation.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount } from "./store.js";
 import { appLink, requireStripe } from "./checkout.js";
@@ -8,11 +9,15 @@ import { applyWaitingClaws } from "./refunds.js";
 import { subscriptionSchema } from "./stripe-objects.js";
 import { applySubscription, isLive, type SubscriptionSnapshot, snapshotOf } from "./subscription.js";
 
-/** POST /v1/billing/portal: a Billing Portal session for the user's Stripe customer. */
-export async function openPortal(deps: BillingDeps, userId: string): Promise<{ portalUrl: string }> {
+/**
+ * POST /v1/billing/portal: a Billing Portal session for the user's Stripe customer. Reads only
+ * (the portal function has no table write access): a user we never saw has no customer either.
+ */
+export async function openPortal(deps: BillingDeps, userIdInput: string): Promise<{ portalUrl: string }> {
   const stripe = requireStripe(deps);
-  const account = (await ensureAccount(deps.ledger, userId)) as BillingAccount;
-  if (!account.stripeCustomerId) {
+  const userId = parseInput(userIdSchema, userIdInput, "userId");
+  const account = (await deps.ledger.store.getAccount(userId)) as BillingAccount | undefined;
+  if (!account?.stripeCustomerId) {
     throw new ConflictError("There is no billing account yet: subscribe or buy a pack first", "NO_BILLING_ACCOUNT");
   }
   const session = await stripe.createPortalSession({ customer: account.stripeCustomerId, returnUrl: appLink(deps, "billing") });
@@ -109,9 +114,11 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   }
   const before: SubscriptionSnapshot = snapshotOf(parsed.data, deps);
   const upgrade = direction > 0;
-  // The key changes whenever the subscription was invoiced again, so a later change in the same
-  // day is a new request, while a double click or retry of this one is the same.
-  const idempotencyKey = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}`;
+  // The key changes whenever the subscription was invoiced again or changed anywhere else (its
+  // last applied event, e.g. a switch in the portal), so a later change in the same day is a new
+  // request, while a double click or retry of this one is the same (the port adds a digest of the
+  // parameters, which also carry the plan we upgrade from and the period).
+  const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}`;
   const updated = await stripe.updateSubscription(
     before.id,
     {
@@ -128,7 +135,7 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
         upgradePeriodStart: upgrade ? String(Math.floor(before.periodStart / 1000)) : "",
       },
     },
-    idempotencyKey,
+    intent,
   );
   const after = snapshotOf(subscriptionSchema.parse(updated), deps);
   let creditsAdded = 0;

@@ -13,10 +13,19 @@ export interface PendingCheckout {
   url?: string;
 }
 
-/** A live subscription of a user that is not the account's current one (a double subscription). */
+/**
+ * A live subscription of a user that is not the account's current one (a double subscription),
+ * as its latest event reported it: enough to make it the current one when that one ends.
+ */
 export interface ExtraSubscription {
   status: string;
   priceId: string;
+  periodStart: number;
+  periodEnd: number;
+  cancelAtPeriodEnd: boolean;
+  /** event time (epoch ms) of this state: an older event for it changes nothing */
+  lastEventAt: number;
+  /** when it was first seen alongside the current one */
   detectedAt: number;
 }
 
@@ -25,6 +34,12 @@ export type BillingAccount = AccountRecord & {
   pendingCheckout?: PendingCheckout;
   pendingPackCheckout?: PendingCheckout;
   extraSubscriptions?: Record<string, ExtraSubscription>;
+  /**
+   * subscription id → event time (epoch ms) of the last state seen of a subscription that ended
+   * while not (or no longer) the current one: a late event of it from before then is stale, so a
+   * delayed "active" of a dead subscription never comes back as a live extra.
+   */
+  endedSubscriptions?: Record<string, number>;
   /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
   lastPaidAt?: number;
 };
@@ -73,6 +88,16 @@ export interface WebhookReceipt {
   receivedAt: number;
 }
 
+/**
+ * What else changes in the same conditional write as the account's subscription when one
+ * subscription takes another's place: the one replaced is remembered as ended, and the one taking
+ * its place stops being an extra (its recorded state must still be `expected`).
+ */
+export interface SubscriptionSwap {
+  ended?: { id: string; lastEventAt: number };
+  fromExtra?: { id: string; expected: ExtraSubscription };
+}
+
 /** Billing's persistence port: customer mapping, billing attributes of the account, receipts. */
 export interface BillingStore {
   getCustomerUser(customerId: string): Promise<string | undefined>;
@@ -100,9 +125,28 @@ export interface BillingStore {
     userId: string,
     next: SubscriptionState,
     expected: Pick<SubscriptionState, "id" | "lastEventAt"> | undefined,
+    options?: SubscriptionSwap,
   ): Promise<boolean>;
-  putExtraSubscription(userId: string, subscriptionId: string, extra: ExtraSubscription): Promise<void>;
-  removeExtraSubscription(userId: string, subscriptionId: string): Promise<void>;
+  /**
+   * Records (or updates) an extra live subscription if its recorded state is still `expected`
+   * (undefined: none recorded); false when it changed meanwhile.
+   */
+  putExtraSubscription(
+    userId: string,
+    subscriptionId: string,
+    extra: ExtraSubscription,
+    expected: ExtraSubscription | undefined,
+  ): Promise<boolean>;
+  /**
+   * Records that a subscription other than the current one ended at `at` and forgets it as an
+   * extra, if its recorded extra state is still `expected`; false when it changed meanwhile.
+   */
+  endOtherSubscription(
+    userId: string,
+    subscriptionId: string,
+    at: number,
+    expected: ExtraSubscription | undefined,
+  ): Promise<boolean>;
 
   /** Records a failed payment at `at` unless a later failure, or a payment at or after `at`, is recorded. */
   markPaymentFailed(userId: string, at: number): Promise<void>;

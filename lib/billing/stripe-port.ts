@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import Stripe from "stripe";
 import { AppError, UpstreamError } from "../errors.js";
 import { logger } from "../logger.js";
@@ -8,10 +9,14 @@ import { logger } from "../logger.js";
  * else (network, 5xx, rate limits, a request Stripe refused) is 502 UPSTREAM_ERROR.
  */
 export interface StripePort {
-  createCustomer(input: { userId: string; email?: string }, idempotencyKey: string): Promise<{ id: string }>;
+  /**
+   * `intent` names what a request is for; the port appends a digest of the parameters it sends to
+   * make the idempotency key (see `idempotencyKey`).
+   */
+  createCustomer(input: { userId: string; email?: string }, intent: string): Promise<{ id: string }>;
   createCheckoutSession(
     params: Stripe.Checkout.SessionCreateParams,
-    idempotencyKey: string,
+    intent: string,
   ): Promise<{ id: string; url: string }>;
   createPortalSession(input: { customer: string; returnUrl: string }): Promise<{ url: string }>;
   /** undefined when Stripe has no such subscription */
@@ -19,7 +24,7 @@ export interface StripePort {
   updateSubscription(
     id: string,
     params: Stripe.SubscriptionUpdateParams,
-    idempotencyKey: string,
+    intent: string,
   ): Promise<Stripe.Subscription>;
   /** The invoice a payment intent paid (invoice payments), when it paid one. */
   invoiceForPaymentIntent(paymentIntentId: string): Promise<string | undefined>;
@@ -77,9 +82,32 @@ function mapStripeError(operation: string, error: unknown): never {
     statusCode: stripeError?.statusCode,
     code: stripeError?.code,
     requestId: stripeError?.requestId,
-    message: (error as Error)?.message,
+    // not `message`: the logger reserves that key for the log line's own text and drops ours
+    stripeMessage: (error as Error)?.message,
   });
   throw new UpstreamError();
+}
+
+/** JSON with object keys sorted at every level, so equal parameters always digest alike. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, entry]) => entry !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, entry]) => `${JSON.stringify(key)}:${canonicalJson(entry)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * A Stripe idempotency key: the request's intent (readable in Stripe's logs: user, nonce,
+ * subscription…) and a digest of exactly the parameters sent. Stripe answers 400
+ * `idempotency_error` to a key reused with other parameters, so whatever varies between two
+ * requests changes the key, while a retry or a double click of the same request keeps it and
+ * gets Stripe's first answer.
+ */
+export function idempotencyKey(intent: string, params: unknown): string {
+  return `${intent}:${createHash("sha256").update(canonicalJson(params)).digest("hex").slice(0, 16)}`;
 }
 
 const idOf = (value: string | { id: string } | null | undefined) => (typeof value === "string" ? value : value?.id);
@@ -93,18 +121,16 @@ export function createStripePort(client: Stripe): StripePort {
     }
   }
   return {
-    createCustomer: ({ userId, email }, idempotencyKey) =>
+    createCustomer: ({ userId, email }, intent) =>
       call("customers.create", async () => {
-        const customer = await client.customers.create(
-          { ...(email ? { email } : {}), metadata: { userId } },
-          { idempotencyKey },
-        );
+        const params = { ...(email ? { email } : {}), metadata: { userId } };
+        const customer = await client.customers.create(params, { idempotencyKey: idempotencyKey(intent, params) });
         return { id: customer.id };
       }),
 
-    createCheckoutSession: (params, idempotencyKey) =>
+    createCheckoutSession: (params, intent) =>
       call("checkout.sessions.create", async () => {
-        const session = await client.checkout.sessions.create(params, { idempotencyKey });
+        const session = await client.checkout.sessions.create(params, { idempotencyKey: idempotencyKey(intent, params) });
         if (!session.url) throw new Error("checkout session without a url");
         return { id: session.id, url: session.url };
       }),
@@ -125,8 +151,10 @@ export function createStripePort(client: Stripe): StripePort {
         }
       }),
 
-    updateSubscription: (id, params, idempotencyKey) =>
-      call("subscriptions.update", () => client.subscriptions.update(id, params, { idempotencyKey })),
+    updateSubscription: (id, params, intent) =>
+      call("subscriptions.update", () =>
+        client.subscriptions.update(id, params, { idempotencyKey: idempotencyKey(intent, { id, ...params }) }),
+      ),
 
     invoiceForPaymentIntent: (paymentIntentId) =>
       call("invoicePayments.list", async () => {

@@ -1,10 +1,11 @@
-import type { BillingInterval, PlanId } from "../catalog.js";
+import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import type { SubscriptionState } from "../ledger/account.js";
 import { changePlanSchedule, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
-import type { BillingAccount } from "./store.js";
+import { BILLING_METRICS, countMetric } from "./metrics.js";
+import type { BillingAccount, ExtraSubscription } from "./store.js";
 import type { StripeSubscription } from "./stripe-objects.js";
 
 /** Live subscriptions hold their plan: trialing counts, and past_due keeps the plan while Stripe retries. */
@@ -73,16 +74,59 @@ export type SubscriptionOutcome =
   | "stale"
   /** a live subscription replaced an ended one as the account's subscription */
   | "replaced"
+  /** the current subscription ended and a live extra subscription of the user took its place */
+  | "promoted"
   /** a second live subscription of the user: recorded and reported, the current one stays */
   | "second_live_subscription"
   /** a subscription that is not the account's current one and not live (e.g. an old one deleted) */
   | "ignored_not_current";
 
+/** The state of an extra subscription as a SubscriptionState, for comparisons and promotion. */
+const extraState = (id: string, extra: ExtraSubscription): SubscriptionState => ({
+  id,
+  status: extra.status,
+  priceId: extra.priceId,
+  periodStart: extra.periodStart,
+  periodEnd: extra.periodEnd,
+  cancelAtPeriodEnd: extra.cancelAtPeriodEnd,
+  // records from before extras carried their event time: the time they were seen is that time
+  lastEventAt: extra.lastEventAt ?? extra.detectedAt,
+});
+
+/**
+ * The live extra subscription to take over when the current one ends: one on a configured plan
+ * before one that is not, the higher plan first, then the most recently reported. Records
+ * without a period (written before extras carried one) cannot be promoted.
+ */
+function promotableExtra(deps: BillingDeps, account: BillingAccount): { id: string; extra: ExtraSubscription } | undefined {
+  const candidates = Object.entries(account.extraSubscriptions ?? {})
+    .filter(([, extra]) => isLive(extra.status) && typeof extra.periodStart === "number" && typeof extra.periodEnd === "number")
+    .map(([id, extra]) => ({ id, extra, plan: deps.prices.planOfPrice(extra.priceId)?.plan }));
+  const rank = (plan: PlanId | undefined) => (plan ? planOf(plan, deps.ledger.catalog).rank : -1);
+  candidates.sort((a, b) => rank(b.plan) - rank(a.plan) || b.extra.lastEventAt - a.extra.lastEventAt);
+  const [best] = candidates;
+  return best && { id: best.id, extra: best.extra };
+}
+
+/** A second live subscription means the user pays twice: an ERROR log and a metric (alarmed). */
+function reportSecondLive(userId: string, current: SubscriptionState, other: SubscriptionState): void {
+  logger.error("second live subscription for one user", {
+    userId,
+    currentSubscription: current.id,
+    otherSubscription: other.id,
+    otherStatus: other.status,
+  });
+  countMetric(BILLING_METRICS.secondLiveSubscription);
+}
+
 /**
  * Applies a subscription as Stripe reported it at `at` (epoch ms, the event's time) to the
- * account: out-of-order safe (an older state changes nothing), blind to subscriptions that are
- * not the account's current one unless they are live, and then moves the account's plan to what
- * the current subscription implies. Grants nothing.
+ * account, out-of-order safe: an older state of a subscription than the one recorded (current,
+ * extra or ended) changes nothing. The current subscription follows its events; when it ends
+ * while another live subscription of the user is recorded as extra, that one becomes the current
+ * one in the same conditional write (a paying user is never dropped to free). Another live
+ * subscription is recorded as extra and reported; another ended one is remembered as ended. Then
+ * the account's plan is moved to what the current subscription implies. Grants nothing.
  */
 export async function applySubscription(
   deps: BillingDeps,
@@ -105,31 +149,54 @@ export async function applySubscription(
     const current = account.subscription;
     const expected = current && { id: current.id, lastEventAt: current.lastEventAt };
     if (!current || current.id === next.id) {
+      const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
       if (current && !isNewer(next, current)) outcome = "stale";
-      else if (await deps.store.replaceSubscription(userId, next, expected)) outcome = "applied";
-    } else if (isLive(next.status)) {
-      if (isLive(current.status)) {
-        await deps.store.putExtraSubscription(userId, next.id, { status: next.status, priceId: next.priceId, detectedAt: at });
-        logger.error("second live subscription for one user", {
-          userId,
-          currentSubscription: current.id,
-          otherSubscription: next.id,
-          otherStatus: next.status,
+      else if (current && successor) {
+        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), expected, {
+          ended: { id: next.id, lastEventAt: next.lastEventAt },
+          fromExtra: { id: successor.id, expected: successor.extra },
         });
+        if (promoted) {
+          logger.warn("current subscription ended; another live subscription of the user took its place", {
+            userId,
+            ended: next.id,
+            promoted: successor.id,
+          });
+          outcome = "promoted";
+        }
+      } else if (await deps.store.replaceSubscription(userId, next, expected)) outcome = "applied";
+      continue;
+    }
+    const extra = account.extraSubscriptions?.[next.id];
+    const endedAt = account.endedSubscriptions?.[next.id];
+    if ((endedAt !== undefined && next.lastEventAt <= endedAt) || (extra && !isNewer(next, extraState(next.id, extra)))) {
+      outcome = "stale";
+    } else if (!isLive(next.status)) {
+      if (await deps.store.endOtherSubscription(userId, next.id, next.lastEventAt, extra)) outcome = "ignored_not_current";
+    } else if (isLive(current.status)) {
+      const recorded: ExtraSubscription = {
+        status: next.status,
+        priceId: next.priceId,
+        periodStart: next.periodStart,
+        periodEnd: next.periodEnd,
+        cancelAtPeriodEnd: next.cancelAtPeriodEnd,
+        lastEventAt: next.lastEventAt,
+        detectedAt: extra?.detectedAt ?? at,
+      };
+      if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra)) {
+        reportSecondLive(userId, current, next);
         outcome = "second_live_subscription";
-      } else if (await deps.store.replaceSubscription(userId, next, expected)) {
-        outcome = "replaced";
       }
-    } else {
-      if (account.extraSubscriptions?.[next.id]) await deps.store.removeExtraSubscription(userId, next.id);
-      outcome = "ignored_not_current";
+    } else if (
+      await deps.store.replaceSubscription(userId, next, expected, {
+        ended: { id: current.id, lastEventAt: current.lastEventAt },
+        ...(extra ? { fromExtra: { id: next.id, expected: extra } } : {}),
+      })
+    ) {
+      outcome = "replaced";
     }
   }
   if (!outcome) throw new BusyError();
-  if (outcome === "applied" && !isLive(next.status)) {
-    const others = Object.keys((await ensureAccount(deps.ledger, userId) as BillingAccount).extraSubscriptions ?? {});
-    if (others.length) logger.warn("current subscription ended while another is live", { userId, others });
-  }
   await reconcilePlan(deps, userId);
   return outcome;
 }

@@ -78,7 +78,8 @@ export async function handleStripeWebhook(deps: BillingDeps, delivery: WebhookDe
   } catch (error) {
     // Everything here is retryable from Stripe's side: nothing was half-applied that a retry cannot finish.
     if (error instanceof AppError && error.status < 500) {
-      logger.error("stripe event could not be applied", { code: error.code, message: error.message });
+      // `detail`, not `message`: the logger reserves that key and would drop the error's text
+      logger.error("stripe event could not be applied", { code: error.code, detail: error.message });
       throw new WebhookRetryError();
     }
     throw error;

@@ -7,8 +7,11 @@ import type { AddressInfo } from "node:net";
  * the SDK's form-encoded bodies (`line_items[0][price]=…`) into objects, and records every request
  * (method, path, parsed body, query, Idempotency-Key) so tests assert the exact calls made.
  *
- * Like Stripe, a POST repeated with the same Idempotency-Key replays the first answer. Tests can
- * make the next requests fail (any status, e.g. 500 or a 402 card decline) or answer slowly.
+ * Like Stripe, a POST repeated with the same Idempotency-Key replays the first answer, and one
+ * reusing a key with other parameters (or on another endpoint) is refused with 400
+ * `idempotency_error`, so a key that does not encode everything that varies fails here as it
+ * would in production. Tests can make the next requests fail (any status, e.g. 500 or a 402 card
+ * decline) or answer slowly.
  */
 export interface RecordedRequest {
   method: string;
@@ -53,6 +56,16 @@ export function parseForm(text: string): Json {
   return root;
 }
 
+/** JSON with object keys sorted at every level: equal for equal parameters whatever their order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Json).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, entry]) => `${JSON.stringify(key)}:${canonical(entry)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
 const stripeError = (status: number, type: string, message: string, code?: string): { status: number; body: Json } => ({
   status,
   body: { error: { type, message, ...(code ? { code } : {}) } },
@@ -61,8 +74,12 @@ const stripeError = (status: number, type: string, message: string, code?: strin
 export interface StripeTestServer {
   url: string;
   requests: RecordedRequest[];
-  /** injected failures and delays actually served (not just queued) */
-  served: { failures: number; delays: number };
+  /**
+   * injected failures and delays actually served (not just queued); of the delayed requests, those
+   * whose client gave up (hung up) before the answer — Stripe acted, the caller never heard; keys
+   * reused with other parameters
+   */
+  served: { failures: number; delays: number; abandoned: number; idempotencyErrors: number };
   /** requests whose path starts with `prefix` (and method, when given) */
   requestsTo(prefix: string, method?: string): RecordedRequest[];
   /** the next `times` requests (matching `match` as a path prefix and `method`, if given) fail with this answer */
@@ -80,10 +97,11 @@ export interface StripeTestServer {
 
 export async function startStripeServer(): Promise<StripeTestServer> {
   const requests: RecordedRequest[] = [];
-  const served = { failures: 0, delays: 0 };
+  const served = { failures: 0, delays: 0, abandoned: 0, idempotencyErrors: 0 };
   const faults: Fault[] = [];
   const delays: number[] = [];
-  const replays = new Map<string, { status: number; body: Json }>();
+  /** Idempotency-Key → the first request's endpoint and parameters, and its answer */
+  const replays = new Map<string, { request: string; status: number; body: Json }>();
   const subscriptions = new Map<string, Json>();
   const invoicePayments = new Map<string, string>();
   let counter = 0;
@@ -217,7 +235,10 @@ export async function startStripeServer(): Promise<StripeTestServer> {
     }
 
     const send = (status: number, body: Json, headers: Record<string, string> = {}) => {
-      if (response.destroyed) return;
+      if (response.destroyed) {
+        served.abandoned++;
+        return;
+      }
       response.writeHead(status, { "content-type": "application/json", "request-id": `req_${counter}`, ...headers });
       response.end(JSON.stringify(body));
     };
@@ -230,14 +251,26 @@ export async function startStripeServer(): Promise<StripeTestServer> {
       send(fault.status, fault.body ?? stripeError(fault.status, "api_error", "Injected failure").body, fault.headers);
       return;
     }
-    const replayKey = recorded.idempotencyKey ? `${method} ${url.pathname} ${recorded.idempotencyKey}` : undefined;
+    const replayKey = method === "POST" ? recorded.idempotencyKey : undefined;
+    // Parameters compared as parsed, like Stripe does (not byte for byte): the same params in another order match.
+    const fingerprint = `${method} ${url.pathname} ${canonical(recorded.body)}`;
     const replay = replayKey ? replays.get(replayKey) : undefined;
     if (replay) {
+      if (replay.request !== fingerprint) {
+        served.idempotencyErrors++;
+        const refused = stripeError(
+          400,
+          "idempotency_error",
+          `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${replayKey}' if you meant to execute a different request.`,
+        );
+        send(refused.status, refused.body);
+        return;
+      }
       send(replay.status, replay.body, { "idempotent-replayed": "true" });
       return;
     }
     const answer = route(method, url.pathname, recorded.query, recorded.body);
-    if (replayKey && method === "POST" && answer.status < 500) replays.set(replayKey, answer);
+    if (replayKey && answer.status < 500) replays.set(replayKey, { request: fingerprint, ...answer });
     send(answer.status, answer.body);
   }
 

@@ -7,6 +7,7 @@ import { FUNCTIONS, type FunctionName, routeTable } from "../../lib/routes.js";
 import { SECRET_PLACEHOLDER_KEY } from "../../lib/secrets.js";
 import { stackPropsFromContext } from "../../infra/context.js";
 import { METRICS_NAMESPACE, SERVICE_NAME } from "../../infra/stack.js";
+import { BILLING_METRICS, BILLING_METRICS_NAMESPACE } from "../../lib/billing/metrics.js";
 import { FUNCTION_NAMES, logicalId, type Synthesized, synthStack } from "./synth.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON
@@ -224,15 +225,19 @@ describe("IAM: least privilege per function", () => {
     for (const name of FUNCTION_NAMES) expect(resources[roleId(name)].Properties.ManagedPolicyArns).toBeUndefined();
   });
 
-  it("read-only functions can read but not write (the credits reader)", () => {
-    // Guards against this test going vacuous: credits must stay a reader in lib/routes.ts.
+  it("read-only functions can read but not write (the credits reader and the billing portal)", () => {
+    // Guards against this test going vacuous: credits and portal must stay readers in lib/routes.ts.
     expect(FUNCTIONS.credits.table).toBe("read");
+    expect(FUNCTIONS.portal.table).toBe("read");
     const readers = FUNCTION_NAMES.filter((name) => FUNCTIONS[name].table === "read");
+    expect(readers).toEqual(expect.arrayContaining(["credits", "portal"]));
     for (const name of readers) {
       const actions = actionsOf(name, "dynamodb");
       expect(actions).toEqual(expect.arrayContaining(["dynamodb:GetItem", "dynamodb:Query"]));
       expect(actions.filter((a) => WRITE_ACTIONS.includes(a) || a === "dynamodb:ConditionCheckItem")).toEqual([]);
     }
+    // The portal only reads the account's Stripe customer: exactly the read actions, nothing else of DynamoDB.
+    expect([...new Set(actionsOf("portal", "dynamodb"))].sort()).toEqual(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]);
   });
 
   it.each(FUNCTION_NAMES.filter((name) => FUNCTIONS[name].table === "readWrite"))(
@@ -375,6 +380,21 @@ describe("alarms", () => {
       expect(dims).toMatchObject({ Resource: "/v1/stripe/webhook", Method: "POST", Stage: "$default" });
     }
     expect(rate.Metrics.find((m: Json) => m.Expression)?.Expression).toContain("100 * errors / requests");
+  });
+
+  it("alarms on any second live subscription (billing's EMF metric, as the webhook emits it)", () => {
+    const found = alarms().filter((a) => a.MetricName === BILLING_METRICS.secondLiveSubscription);
+    expect(found).toHaveLength(1);
+    // Namespace and service dimension must be what lib/billing/metrics.ts writes in the webhook.
+    const webhookService = fnProps("webhook").Environment.Variables.POWERTOOLS_SERVICE_NAME;
+    expect(found[0]).toMatchObject({
+      Namespace: BILLING_METRICS_NAMESPACE,
+      Dimensions: [{ Name: "service", Value: webhookService }],
+      Statistic: "Sum",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      TreatMissingData: "notBreaching",
+    });
   });
 
   it("watches the sweep: SweepFailed from its EMF metrics, its DLQ, and that it runs at all", () => {

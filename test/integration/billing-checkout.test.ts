@@ -2,17 +2,19 @@ import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
 import Stripe from "stripe";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type BillingAccount, createPriceBook } from "../../lib/billing/index.js";
+import { type BillingAccount, CHECKOUT_IN_FLIGHT_MS, createPriceBook, ensureCustomer } from "../../lib/billing/index.js";
 import { catalog } from "../../lib/catalog.js";
+import { ensureAccount } from "../../lib/ledger/index.js";
 import { httpHandler } from "../../lib/http/stack.js";
 import { type BillingFixture, billingFixture, STRIPE_TEST_KEY } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
+import { itemsOf } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
-captureLogs();
+const logs = captureLogs();
 let fx: BillingFixture;
 beforeAll(async () => {
   fx = await billingFixture();
@@ -25,6 +27,8 @@ const subscribe = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe
 const buyPack = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/checkout", body);
 const portal = (userId: string) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/portal");
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+/** An idempotency key: the request's intent, then the digest of its parameters. */
+const keyFor = (intent: string) => new RegExp(`^${intent.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:[0-9a-f]{16}$`);
 
 async function customerItem(customerId: string) {
   const { Item } = await fx.client.send(
@@ -42,7 +46,7 @@ describe("POST /v1/billing/subscribe", () => {
 
     const [customer] = fx.stripe.requestsTo("/v1/customers", "POST");
     expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
-    expect(customer?.idempotencyKey).toBe(`creditgate:customer:${user}`);
+    expect(customer?.idempotencyKey).toMatch(keyFor(`creditgate:customer:${user}`));
     expect(customer?.body).toEqual({ email: `${user}@example.com`, metadata: { userId: user } });
 
     const sessions = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
@@ -61,7 +65,7 @@ describe("POST /v1/billing/subscribe", () => {
       cancel_url: "https://app.example.com/billing/cancel",
     });
     expect(Number(session?.body.expires_at)).toBe(Math.floor((fx.clock.now() + 31 * 60_000) / 1000));
-    expect(session?.idempotencyKey).toBe(`creditgate:checkout:subscription:${user}:${stored.pendingCheckout?.nonce}`);
+    expect(session?.idempotencyKey).toMatch(keyFor(`creditgate:checkout:subscription:${user}:${stored.pendingCheckout?.nonce}`));
     expect(session?.authorization).toBe(`Bearer ${STRIPE_TEST_KEY}`);
     expect(session?.stripeVersion).toBe(Stripe.API_VERSION);
 
@@ -152,11 +156,67 @@ describe("POST /v1/billing/subscribe", () => {
     const res = await subscribe(user);
     expect(res.status).toBe(502);
     expect(res.json.error.code).toBe("UPSTREAM_ERROR");
+    // Stripe's own error text reaches the log (under a key the logger does not reserve), not the client
+    expect(logs.lines().find((line) => line.message === "stripe call failed")).toMatchObject({
+      level: "ERROR",
+      operation: "checkout.sessions.create",
+      statusCode: 500,
+      stripeMessage: "Injected failure",
+    });
+    expect(JSON.stringify(res.json)).not.toContain("Injected failure");
     const stored = await account(user);
     expect(stored.pendingCheckout).toBeUndefined();
     expect(stored.stripeCustomerId).toMatch(/^cus_/); // the customer is reusable, not half-made
     expect((await subscribe(user)).status).toBe(200);
     expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+  });
+
+  it("a checkout resumed with another plan is a new Stripe request, never a key reused with other parameters", async () => {
+    const user = uniqueUser("resume");
+    const errorsBefore = fx.stripe.served.idempotencyErrors;
+    const real = fx.billing.store;
+    // The request dies after Stripe made the session, before recording it: the marker stays without one.
+    fx.billing.store = { ...real, recordCheckoutSession: () => Promise.reject(new Error("killed")) };
+    try {
+      expect((await subscribe(user, { plan: "pro" })).status).toBe(500);
+    } finally {
+      fx.billing.store = real;
+    }
+    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    const resumed = await subscribe(user, { plan: "plus" });
+    expect(resumed.status).toBe(200);
+    const sessions = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
+    expect(sessions).toHaveLength(2);
+    expect(sessions[1]?.body.line_items).toEqual([{ price: "price_plus_monthly", quantity: "1" }]);
+    // the same marker (nonce) resumed, but other parameters: another key
+    expect(sessions[1]?.idempotencyKey).not.toBe(sessions[0]?.idempotencyKey);
+    expect(fx.stripe.served.idempotencyErrors).toBe(errorsBefore);
+    expect((await account(user)).pendingCheckout?.url).toBe(resumed.json.checkoutUrl);
+  });
+
+  it("a customer created but never linked, then asked for with another email: a new customer, no key reuse", async () => {
+    const user = uniqueUser("relink");
+    const errorsBefore = fx.stripe.served.idempotencyErrors;
+    const real = fx.billing.store;
+    // Killed after Stripe created the customer, before the mapping was written.
+    fx.billing.store = { ...real, putCustomerUser: () => Promise.reject(new Error("killed")) };
+    try {
+      expect((await subscribe(user)).status).toBe(500);
+    } finally {
+      fx.billing.store = real;
+    }
+    const res = await fx.call(fx.fns.subscribe.route, {
+      routeKey: "POST /v1/billing/subscribe",
+      token: await userToken(user, { claims: { email: `new-${user}@example.com` } }),
+    });
+    expect(res.status).toBe(200);
+    const customers = fx.stripe.requestsTo("/v1/customers", "POST");
+    expect(customers.map((request) => request.body.email)).toEqual([`${user}@example.com`, `new-${user}@example.com`]);
+    expect(customers[0]?.idempotencyKey).not.toBe(customers[1]?.idempotencyKey);
+    expect(fx.stripe.served.idempotencyErrors).toBe(errorsBefore);
+    const stored = await account(user);
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions", "POST").at(-1)?.body.customer).toBe(stored.stripeCustomerId);
+    expect(await customerItem(stored.stripeCustomerId as string)).toMatchObject({ userId: user });
   });
 
   it("a failed customer creation answers 502 and writes nothing", async () => {
@@ -243,6 +303,63 @@ describe("Stripe trouble and missing configuration (own fixtures)", () => {
   });
 });
 
+describe("one Stripe customer per account (conditional write of stripeCustomerId)", () => {
+  it("two customer ids racing to link to one account: the first is kept, the second learns it", async () => {
+    const user = uniqueUser("race");
+    await ensureAccount(fx.deps.ledger, user);
+    const [first, second] = [uniqueStripeId("cus"), uniqueStripeId("cus")];
+    expect(await fx.billing.store.linkAccountCustomer(user, first)).toBe(first);
+    expect(await fx.billing.store.linkAccountCustomer(user, second)).toBe(first);
+    expect(await fx.billing.store.linkAccountCustomer(user, first)).toBe(first); // idempotent for the kept one
+    expect((await account(user)).stripeCustomerId).toBe(first);
+
+    // Truly concurrent: whichever lands first is what both learn.
+    const other = uniqueUser("race");
+    await ensureAccount(fx.deps.ledger, other);
+    const candidates = Array.from({ length: 8 }, () => uniqueStripeId("cus"));
+    const learned = await Promise.all(candidates.map((candidate) => fx.billing.store.linkAccountCustomer(other, candidate)));
+    const kept = (await account(other)).stripeCustomerId;
+    expect(candidates).toContain(kept);
+    expect(learned).toEqual(Array(8).fill(kept));
+  });
+
+  it("requests that each created a customer (stale reads, other emails) all check out with the kept one", async () => {
+    const user = uniqueUser("twocus");
+    // Both read the account before either linked a customer, as two concurrent first requests do.
+    const stale = (await ensureAccount(fx.deps.ledger, user)) as BillingAccount;
+    const first = await ensureCustomer(fx.billing, stale, `${user}@example.com`);
+    const second = await ensureCustomer(fx.billing, stale, `work-${user}@example.com`);
+    const created = fx.stripe.requestsTo("/v1/customers", "POST");
+    expect(created).toHaveLength(2); // other parameters: Stripe made a second customer
+    expect(second).toBe(first);
+    expect((await account(user)).stripeCustomerId).toBe(first);
+    expect(logs.lines().find((line) => line.message === "account already had another Stripe customer; keeping it")).toMatchObject({
+      level: "WARN",
+      userId: user,
+      kept: first,
+    });
+    // the losing customer is mapped to the user (its webhooks still resolve) but never used
+    expect((await customerItem(first))?.userId).toBe(user);
+
+    // Concurrent first checkouts of a new user from two sessions with other emails.
+    const racer = uniqueUser("twocus");
+    fx.stripe.delayNext(150, 2); // both customer creations in flight together
+    const [subscribed, bought] = await Promise.all([
+      fx.call(fx.fns.subscribe.route, { routeKey: "POST /v1/billing/subscribe", token: await userToken(racer) }),
+      fx.call(fx.fns.subscribe.route, {
+        routeKey: "POST /v1/billing/checkout",
+        token: await userToken(racer, { claims: { email: `work-${racer}@example.com` } }),
+        body: { pack: "starter" },
+      }),
+    ]);
+    expect([subscribed.status, bought.status]).toEqual([200, 200]);
+    const kept = (await account(racer)).stripeCustomerId;
+    const sessions = fx.stripe.requestsTo("/v1/checkout/sessions", "POST").filter((request) => request.body.client_reference_id === racer);
+    expect(sessions).toHaveLength(2);
+    expect(sessions.map((request) => request.body.customer)).toEqual([kept, kept]);
+  });
+});
+
 describe("POST /v1/billing/checkout (credit packs)", () => {
   it("creates a payment-mode session for the pack's configured price, reusing the customer", async () => {
     const user = uniqueUser("pack");
@@ -261,7 +378,7 @@ describe("POST /v1/billing/checkout (credit packs)", () => {
       metadata: { userId: user, pack: "starter" },
       payment_intent_data: { metadata: { userId: user, pack: "starter" } },
     });
-    expect(session?.idempotencyKey).toBe(`creditgate:checkout:pack:${user}:${stored.pendingPackCheckout?.nonce}`);
+    expect(session?.idempotencyKey).toMatch(keyFor(`creditgate:checkout:pack:${user}:${stored.pendingPackCheckout?.nonce}`));
     // a pack checkout and a subscription checkout do not block each other; two pack checkouts do
     expect((await buyPack(user, { pack: "pro" })).status).toBe(409);
   });
@@ -278,11 +395,39 @@ describe("POST /v1/billing/checkout (credit packs)", () => {
 });
 
 describe("POST /v1/billing/portal", () => {
-  it("answers 409 NO_BILLING_ACCOUNT without a customer", async () => {
-    const res = await portal(uniqueUser("portal"));
+  it("answers 409 NO_BILLING_ACCOUNT without a customer, and writes nothing (the portal only reads)", async () => {
+    const unseen = uniqueUser("portal");
+    const res = await portal(unseen);
     expect(res.status).toBe(409);
     expect(res.json.error.code).toBe("NO_BILLING_ACCOUNT");
+    expect(await itemsOf(fx.client, fx.tableName, unseen)).toEqual([]); // no account created for a user we never saw
+    const known = uniqueUser("portal");
+    await ensureAccount(fx.deps.ledger, known);
+    const items = await itemsOf(fx.client, fx.tableName, known);
+    expect((await portal(known)).json.error.code).toBe("NO_BILLING_ACCOUNT");
+    expect(await itemsOf(fx.client, fx.tableName, known)).toEqual(items);
     expect(fx.stripe.requests).toHaveLength(0);
+  });
+
+  it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, calls nothing and writes nothing", async () => {
+    const user = uniqueUser("portal");
+    await subscribe(user);
+    fx.stripe.reset();
+    const items = await itemsOf(fx.client, fx.tableName, user);
+    const unconfigured = { ...fx.deps, billing: { ...fx.billing, stripe: undefined } };
+    const res = await invoke(httpHandler(fx.fns.portal.route, unconfigured), { routeKey: "POST /v1/billing/portal", token: await userToken(user) });
+    expect(res.status).toBe(503);
+    expect(res.json.error).toMatchObject({ code: "STRIPE_NOT_CONFIGURED" });
+    expect(res.json.error.message).toContain("STRIPE_SECRET_KEY");
+    expect(await itemsOf(fx.client, fx.tableName, user)).toEqual(items);
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+
+  it("serves only the portal: plan changes and cancellation are the subscribe function's (it writes)", async () => {
+    const token = await userToken(uniqueUser("portal"));
+    for (const routeKey of ["POST /v1/billing/change-plan", "POST /v1/billing/cancel"]) {
+      expect((await fx.call(fx.fns.portal.route, { routeKey, token, body: {} })).status).toBe(404);
+    }
   });
 
   it("opens a portal session for the user's customer, returning to APP_URL", async () => {

@@ -1,10 +1,14 @@
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { getBalance, listHistory } from "../../lib/ledger/index.js";
 import { type BillingFixture, billingFixture, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { httpHandler } from "../../lib/http/stack.js";
+import { invoke } from "../helpers/events.js";
+import { itemsOf } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { userToken } from "../helpers/tokens.js";
 
 captureLogs();
 let fx: BillingFixture;
@@ -15,8 +19,8 @@ beforeEach(() => {
   fx.stripe.reset();
 });
 
-const changePlan = (userId: string, body: unknown) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/change-plan", body);
-const cancel = (userId: string) => fx.asUser(fx.fns.portal.route, userId, "POST /v1/billing/cancel");
+const changePlan = (userId: string, body: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", body);
+const cancel = (userId: string) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/cancel");
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
 const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
 
@@ -38,7 +42,9 @@ describe("POST /v1/billing/change-plan", () => {
       payment_behavior: "error_if_incomplete",
       metadata: { userId: sub.userId, plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
     });
-    expect(update?.idempotencyKey).toBe(`creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}`);
+    expect(update?.idempotencyKey).toMatch(
+      new RegExp(`^creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}:\\d+:[0-9a-f]{16}$`),
+    );
 
     const stored = await account(sub.userId);
     expect(stored).toMatchObject({ plan: "pro", balance: 110_000, subscription: { priceId: "price_pro_monthly" } });
@@ -52,6 +58,68 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await balance(sub.userId)).toBe(110_000);
   });
 
+  it("tops up an upgrade again (once) in a new subscription period, never twice in one", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(60_000);
+    expect((await changePlan(sub.userId, { plan: "plus" })).json.creditsAdded).toBe(0);
+    expect(await balance(sub.userId)).toBe(110_000);
+
+    // The subscription renews: Stripe moves the item's period on and invoices the cycle. Our clock
+    // moves with it (what we apply ourselves is stamped with it, like Stripe's event times).
+    const T1 = T0 + 31 * 86_400;
+    const clockBefore = fx.clock.value;
+    onTestFinished(() => {
+      fx.clock.value = clockBefore;
+    });
+    fx.clock.value = (T1 + 60) * 1000;
+    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: Record<string, unknown>[] }; latest_invoice: string };
+    const renewal = uniqueStripeId("in");
+    Object.assign(remote.items.data[0] as object, { current_period_start: T1, current_period_end: T1 + 30 * 86_400 });
+    remote.latest_invoice = renewal;
+    const cycled = await fx.deliver(stripeEvent("customer.subscription.updated", { created: T1, object: remote }));
+    expect(cycled.json.outcome).toBe("subscription_applied");
+    const paid = await fx.deliver(
+      invoicePaid({ invoiceId: renewal, customer: sub.customer, subscriptionId: sub.subscriptionId, userId: sub.userId, price: "price_plus_monthly", billingReason: "subscription_cycle", created: T1 }),
+    );
+    expect(paid.json.outcome).toBe("allowance_granted");
+    expect(await balance(sub.userId)).toBe(150_000);
+
+    // New period: the upgrade tops up again, under the new period's key.
+    const upgraded = await changePlan(sub.userId, { plan: "pro" });
+    expect(upgraded.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 60_000 });
+    expect(await balance(sub.userId)).toBe(210_000);
+    // …and only once in it, however often the plan goes down and up again.
+    expect((await changePlan(sub.userId, { plan: "plus" })).json.creditsAdded).toBe(0);
+    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(0);
+    expect(await balance(sub.userId)).toBe(210_000);
+    const upgrades = (await listHistory(fx.deps.ledger, { userId: sub.userId, limit: 100 })).entries.filter((e) => e.reason === "upgrade");
+    expect(upgrades.map((e) => [e.key, e.amount]).sort()).toEqual(
+      [
+        [`upgrade#${sub.subscriptionId}#${T0}`, 60_000],
+        [`upgrade#${sub.subscriptionId}#${T1}`, 60_000],
+      ].sort(),
+    );
+  });
+
+  it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, calls nothing and writes nothing", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    fx.stripe.reset();
+    const items = await itemsOf(fx.client, fx.tableName, sub.userId);
+    const unconfigured = httpHandler(fx.fns.subscribe.route, { ...fx.deps, billing: { ...fx.billing, stripe: undefined } });
+    const token = await userToken(sub.userId);
+    for (const [routeKey, body] of [
+      ["POST /v1/billing/change-plan", { plan: "pro" }],
+      ["POST /v1/billing/cancel", undefined],
+    ] as const) {
+      const res = await invoke(unconfigured, { routeKey, token, ...(body ? { body } : {}) });
+      expect(res.status, routeKey).toBe(503);
+      expect(res.json.error, routeKey).toMatchObject({ code: "STRIPE_NOT_CONFIGURED" });
+      expect(res.json.error.message, routeKey).toContain("STRIPE_SECRET_KEY");
+    }
+    expect(await itemsOf(fx.client, fx.tableName, sub.userId)).toEqual(items);
+    expect(fx.stripe.requests).toHaveLength(0);
+  });
+
   it("downgrades without taking credits back and without an immediate invoice", async () => {
     const sub = await subscribeAndPay(fx, { plan: "pro" });
     const res = await changePlan(sub.userId, { plan: "plus" });
@@ -60,6 +128,33 @@ describe("POST /v1/billing/change-plan", () => {
     expect(update?.body).toMatchObject({ proration_behavior: "create_prorations", items: [{ price: "price_plus_monthly" }] });
     expect(update?.body.payment_behavior).toBeUndefined();
     expect(await account(sub.userId)).toMatchObject({ plan: "plus", balance: 110_000 });
+  });
+
+  it("the same change repeated after a switch made elsewhere (the portal) is a new Stripe request, not a replay", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "pro" });
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
+    // The user switches back to pro in the Stripe portal: no new invoice, one subscription.updated.
+    const back = subscriptionObject({
+      id: sub.subscriptionId,
+      customer: sub.customer,
+      price: "price_pro_monthly",
+      userId: sub.userId,
+      periodStart: T0,
+      periodEnd: T0 + 31 * 86_400,
+      latestInvoice: sub.invoiceId,
+    });
+    fx.stripe.subscriptions.set(sub.subscriptionId, back);
+    const switched = stripeEvent("customer.subscription.updated", { created: Math.floor(Date.now() / 1000) + 60, object: back });
+    expect((await fx.deliver(switched)).status).toBe(200);
+    expect(await account(sub.userId)).toMatchObject({ plan: "pro" });
+
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(updates).toHaveLength(2);
+    expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
+    // Stripe really applied it (a replayed answer would have left the subscription on pro)
+    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: { price: { id: string } }[] } };
+    expect(remote.items.data[0]?.price.id).toBe("price_plus_monthly");
   });
 
   it("a declined upgrade answers 402 PAYMENT_FAILED and changes nothing", async () => {

@@ -1,7 +1,9 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { BillingAccount } from "../../lib/billing/index.js";
+import { readFileSync } from "node:fs";
+import Stripe from "stripe";
+import { type BillingAccount, HANDLED_EVENT_TYPES, PINNED_API_VERSION } from "../../lib/billing/index.js";
 import { auditAccount, ensureAccount, getBalance, listHistory } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import { type BillingFixture, billingFixture, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
@@ -30,6 +32,16 @@ const balance = async (userId: string) => (await getBalance(fx.deps.ledger, user
 const keys = async (userId: string) => (await listHistory(fx.deps.ledger, { userId, limit: 100 })).entries.map((e) => e.key);
 const credits = async (userId: string) =>
   fx.call(creditsRoute, { routeKey: "GET /v1/credits", token: await userToken(userId) });
+
+/** The SecondLiveSubscription EMF lines logged in this test: namespace, service dimension, count. */
+const secondLiveMetrics = () =>
+  logs
+    .lines()
+    .filter((line) => JSON.stringify((line._aws as { CloudWatchMetrics?: unknown })?.CloudWatchMetrics ?? []).includes('"SecondLiveSubscription"'))
+    .map((line) => {
+      const [directive] = (line._aws as { CloudWatchMetrics: { Namespace: string }[] }).CloudWatchMetrics;
+      return { namespace: directive?.Namespace, service: line.service, count: line.SecondLiveSubscription };
+    });
 
 /** A user the API knows, with a Stripe customer mapped to them (as subscribe/checkout leave it). */
 async function customerOf(userId: string): Promise<string> {
@@ -396,11 +408,128 @@ describe("customer.subscription.created|updated|deleted", () => {
     expect(stored.extraSubscriptions?.[secondId]).toMatchObject({ status: "active", priceId: "price_plus_monthly" });
     const report = logs.lines().find((line) => line.message === "second live subscription for one user");
     expect(report).toMatchObject({ level: "ERROR", userId: sub.userId, currentSubscription: sub.subscriptionId, otherSubscription: secondId });
+    // and counted as an EMF metric (infra/stack.ts alarms on it)
+    expect(secondLiveMetrics()).toEqual([{ namespace: "creditgate", service: "creditgate", count: 1 }]);
     // once the extra one is cancelled it is no longer reported
     await fx.deliver(
       event("deleted", subscriptionObject({ id: secondId, customer: sub.customer, price: "price_plus_monthly", userId: sub.userId, status: "canceled" }), T0 + 70),
     );
     expect((await account(sub.userId)).extraSubscriptions?.[secondId]).toBeUndefined();
+  });
+
+  describe("the current subscription ends while another live one is recorded (double subscription)", () => {
+    const YEAR = 365 * 86_400;
+    /** A pays pro monthly (current); B, plus yearly, arrives live at T0+60 and is recorded as extra. */
+    async function doubleSubscribed() {
+      const a = await subscribeAndPay(fx);
+      const bId = uniqueStripeId("sub");
+      const b = (patch: object = {}) =>
+        subscriptionObject({ id: bId, customer: a.customer, price: "price_plus_yearly", userId: a.userId, periodStart: T0 + 50, periodEnd: T0 + 50 + YEAR, ...patch });
+      const second = await fx.deliver(event("created", b(), T0 + 60));
+      expect(second.json.outcome).toBe("subscription_second_live_subscription");
+      expect(await account(a.userId)).toMatchObject({ plan: "pro", subscription: { id: a.subscriptionId } });
+      expect(secondLiveMetrics()).toHaveLength(1);
+      return { a, bId, b };
+    }
+    const deletedA = (a: Awaited<ReturnType<typeof subscribeAndPay>>, created: number) =>
+      event("deleted", { ...a.subscription, status: "canceled" }, created);
+
+    it("promotes the live one (plan, interval, period, status from its snapshot) in place of dropping to free", async () => {
+      const { a, bId } = await doubleSubscribed();
+      const before = await balance(a.userId);
+      const deleted = deletedA(a, T0 + 600);
+      const res = await fx.deliver(deleted);
+      expect(res.status).toBe(200);
+      expect(res.json.outcome).toBe("subscription_promoted");
+      const stored = await account(a.userId);
+      expect(stored).toMatchObject({
+        plan: "plus",
+        interval: "year",
+        // an annual plan's monthly grants are anchored at B's period start
+        periodAnchor: (T0 + 50) * 1000,
+        subscription: {
+          id: bId,
+          status: "active",
+          priceId: "price_plus_yearly",
+          periodStart: (T0 + 50) * 1000,
+          periodEnd: (T0 + 50 + YEAR) * 1000,
+          cancelAtPeriodEnd: false,
+          lastEventAt: (T0 + 60) * 1000,
+        },
+        endedSubscriptions: { [a.subscriptionId]: (T0 + 600) * 1000 },
+      });
+      expect(stored.extraSubscriptions?.[bId]).toBeUndefined();
+      expect(await balance(a.userId)).toBe(before); // a subscription change grants nothing by itself
+      expect((await credits(a.userId)).json).toMatchObject({ plan: "plus", interval: "year", subscription: { id: bId, status: "active" } });
+      expect(logs.lines().find((line) => line.message === "current subscription ended; another live subscription of the user took its place")).toMatchObject({
+        level: "WARN",
+        ended: a.subscriptionId,
+        promoted: bId,
+      });
+
+      // Stripe redelivers the same event: answered from its receipt, nothing changes.
+      const duplicate = await fx.deliver(deleted);
+      expect(duplicate.json.outcome).toBe("duplicate");
+      // The same deletion applied again without a receipt (a crash before the receipt, a second
+      // copy of the fact): stale, B stays current.
+      const again = await fx.deliver({ ...deleted, id: uniqueStripeId("evt") });
+      expect(again.status).toBe(200);
+      expect(again.json.outcome).toBe("subscription_stale");
+      // A late "A active" from before its deletion is not a second live subscription any more.
+      const late = await fx.deliver(event("updated", a.subscription, T0 + 300));
+      expect(late.json.outcome).toBe("subscription_stale");
+      expect(await account(a.userId)).toEqual(stored);
+      expect(secondLiveMetrics()).toHaveLength(1); // B's detection only
+
+      // B ending later (nothing else live) is what takes the account to free.
+      const bDeleted = await fx.deliver(
+        event("deleted", subscriptionObject({ id: bId, customer: a.customer, price: "price_plus_yearly", userId: a.userId, status: "canceled", periodStart: T0 + 50, periodEnd: T0 + 50 + YEAR }), T0 + 900),
+      );
+      expect(bDeleted.json.outcome).toBe("subscription_applied");
+      expect(await account(a.userId)).toMatchObject({ plan: "free", subscription: { id: bId, status: "canceled" } });
+    });
+
+    it("twenty concurrent copies of the deletion promote once; every delivery succeeds", async () => {
+      const { a, bId } = await doubleSubscribed();
+      const deleted = deletedA(a, T0 + 600);
+      const answers = await Promise.all(Array.from({ length: 20 }, () => fx.deliver(deleted)));
+      expect(answers.map((answer) => answer.status)).toEqual(Array(20).fill(200));
+      const outcomes = answers.map((answer) => answer.json.outcome);
+      expect(outcomes.filter((outcome) => outcome === "subscription_promoted")).toHaveLength(1);
+      expect(outcomes.filter((outcome) => !["subscription_promoted", "subscription_stale", "duplicate"].includes(outcome))).toEqual([]);
+      const stored = await account(a.userId);
+      expect(stored).toMatchObject({ plan: "plus", interval: "year", subscription: { id: bId, status: "active" } });
+      expect(stored.extraSubscriptions?.[bId]).toBeUndefined();
+    });
+
+    it("out of order: an older state of the extra one changes nothing, a newer one is what gets promoted", async () => {
+      const { a, bId, b } = await doubleSubscribed();
+      // B's `created (incomplete)` from before its activation arrives late: B stays a live extra.
+      const olderB = await fx.deliver(event("created", b({ status: "incomplete" }), T0 + 55));
+      expect(olderB.json.outcome).toBe("subscription_stale");
+      expect((await account(a.userId)).extraSubscriptions?.[bId]).toMatchObject({ status: "active", lastEventAt: (T0 + 60) * 1000 });
+      // B moves to pro yearly (newer): the recorded extra follows.
+      const newerB = await fx.deliver(event("updated", b({ price: "price_pro_yearly", cancelAtPeriodEnd: true }), T0 + 70));
+      expect(newerB.json.outcome).toBe("subscription_second_live_subscription");
+      const res = await fx.deliver(deletedA(a, T0 + 600));
+      expect(res.json.outcome).toBe("subscription_promoted");
+      expect(await account(a.userId)).toMatchObject({
+        plan: "pro",
+        interval: "year",
+        subscription: { id: bId, priceId: "price_pro_yearly", cancelAtPeriodEnd: true, lastEventAt: (T0 + 70) * 1000 },
+      });
+    });
+
+    it("without a live extra the deletion still downgrades to free (the extra one was cancelled first)", async () => {
+      const { a, bId, b } = await doubleSubscribed();
+      expect((await fx.deliver(event("deleted", b({ status: "canceled" }), T0 + 100))).json.outcome).toBe("subscription_ignored_not_current");
+      // a late "B active" from before its cancellation does not bring it back
+      expect((await fx.deliver(event("updated", b(), T0 + 90))).json.outcome).toBe("subscription_stale");
+      expect((await fx.deliver(deletedA(a, T0 + 600))).json.outcome).toBe("subscription_applied");
+      const stored = await account(a.userId);
+      expect(stored).toMatchObject({ plan: "free", subscription: { id: a.subscriptionId, status: "canceled" } });
+      expect(stored.extraSubscriptions?.[bId]).toBeUndefined();
+    });
   });
 
   it("an annual subscription anchors the monthly schedule at its period start", async () => {
@@ -450,6 +579,34 @@ describe("transient failures answer 5xx so Stripe retries, with nothing half-app
     expect(await balance(userId)).toBe(10_000);
     expect((await fx.deliver(event)).json.outcome).toBe("pack_granted");
     expect(await balance(userId)).toBe(60_000);
+  });
+
+  it("contention that outlasts the retries: 503 (Stripe retries), the reason logged, then the retry applies", async () => {
+    const userId = uniqueUser("busy");
+    const customer = await customerOf(userId);
+    const subscription = stripeEvent("customer.subscription.updated", {
+      created: T0,
+      object: subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId }),
+    });
+    const real = fx.billing.store;
+    // Every subscription write loses its condition, as under a storm of concurrent writers.
+    fx.billing.store = { ...real, replaceSubscription: async () => false };
+    let busy: Awaited<ReturnType<typeof fx.deliver>>;
+    try {
+      busy = await fx.deliver(subscription);
+    } finally {
+      fx.billing.store = real;
+    }
+    expect(busy.status).toBe(503);
+    expect(await receipt(subscription.id)).toBeUndefined();
+    // the error's own text is logged under `detail` (the logger drops an extra key named `message`)
+    expect(logs.lines().find((line) => line.message === "stripe event could not be applied")).toMatchObject({
+      level: "ERROR",
+      code: "CONFLICT",
+      detail: "The account is busy with concurrent updates; retry the request",
+    });
+    expect((await fx.deliver(subscription)).json.outcome).toBe("subscription_applied");
+    expect((await account(userId)).plan).toBe("pro");
   });
 
   it("the grant was written but its answer lost: 500 without a receipt, and the retry grants nothing more", async () => {
@@ -536,5 +693,19 @@ describe("the deployed webhook function (cold start from the environment)", () =
       headers: { "stripe-signature": signatureFor(payload, { secret: "whsec_not_ours_0000000000000000000" }) },
     });
     expect(forged.status).toBe(400);
+  });
+});
+
+describe("README Deploy: setting up the Stripe webhook endpoint", () => {
+  it("selects exactly the event types the webhook handles, on the SDK's pinned API version", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const start = readme.indexOf("**Stripe webhook.**");
+    const setup = readme.slice(start, readme.indexOf("Then copy the endpoint's signing secret", start));
+    expect(start).toBeGreaterThan(0);
+    const listed = [...setup.matchAll(/`([a-z_]+(?:\.[a-z_]+)+)`/g)].map((match) => match[1]);
+    expect([...new Set(listed)].sort()).toEqual([...HANDLED_EVENT_TYPES].sort());
+    // the endpoint must send payloads in the shape the code reads: the SDK's pinned version
+    expect(PINNED_API_VERSION).toBe(Stripe.API_VERSION);
+    expect(setup.replace(/\s+/g, " ")).toContain(`API version to \`${PINNED_API_VERSION}\``);
   });
 });

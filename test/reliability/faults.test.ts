@@ -55,7 +55,7 @@ interface Faults {
   rng: ReturnType<typeof random>;
   dynamo: ReturnType<typeof injectRandomFaults>;
   kills: KillSwitch;
-  stripe: { failures: number; slow: number };
+  stripe: { failures: number; slow: number; timedOut: number };
 }
 
 interface RunReport {
@@ -265,7 +265,7 @@ beforeAll(async () => {
     rng,
     dynamo: injectRandomFaults(faulty.client, { rate: 0.03, random: rng.next }),
     kills: { enabled: false, rate: 0.05, random: rng.next, counts: new Map(), forced: new Map(FORCED_KILLS.map((point) => [point, 2])) },
-    stripe: { failures: 0, slow: 0 },
+    stripe: { failures: 0, slow: 0, timedOut: 0 },
   };
   faulty.deps.ledger.store = killable("ledger", faulty.deps.ledger.store, {
     reserve: "after",
@@ -283,6 +283,8 @@ beforeAll(async () => {
     putWaitingClaw: "after",
     replaceSubscription: "after",
     putExtraSubscription: "after",
+    endOtherSubscription: "after",
+    linkAccountCustomer: "after",
     markPaymentFailed: "after",
     clearPaymentFailed: "after",
     releaseCheckout: "after",
@@ -300,7 +302,9 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
       const cleanReport = await runScript(clean, undefined);
       const faultyReport = await runScript(faulty, faults);
       faults.stripe.failures = faulty.stripe.served.failures;
-      faults.stripe.slow = faulty.stripe.served.delays;
+      // a delayed answer the SDK gave up on (it hung up) is a timeout; the others were only slow
+      faults.stripe.timedOut = faulty.stripe.served.abandoned;
+      faults.stripe.slow = faulty.stripe.served.delays - faulty.stripe.served.abandoned;
 
       const users = [...gateUsers, ...world.users.map((user) => user.userId), ...shoppers];
       const [expected, actual] = await Promise.all([snapshot(clean, users), snapshot(faulty, users)]);
@@ -326,7 +330,8 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
         dynamoConflict: faults.dynamo.counts.conflict,
         dynamoLostResponse: faults.dynamo.counts.lostResponse,
         stripe5xx: faults.stripe.failures,
-        stripeSlowOrTimedOut: faults.stripe.slow,
+        stripeSlow: faults.stripe.slow,
+        stripeTimedOut: faults.stripe.timedOut,
         lambdaKilled: kills,
       };
       recordSection({
@@ -347,7 +352,7 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
             volume:
               `${Object.values(injected).reduce((a, b) => a + b, 0)} faults: DynamoDB ${injected.dynamoThrottle} throttled, ` +
               `${injected.dynamoConflict} transaction conflicts, ${injected.dynamoLostResponse} timeouts after the write; ` +
-              `Stripe ${injected.stripe5xx} 5xx, ${injected.stripeSlowOrTimedOut} slow (some past the SDK timeout); ` +
+              `Stripe ${injected.stripe5xx} 5xx, ${injected.stripeSlow} slow, ${injected.stripeTimedOut} timed out after Stripe acted; ` +
               `${kills} Lambdas killed between two steps (${faults.kills.counts.size} kill points); ` +
               `${faultyReport.retries} client retries, ${faultyReport.redeliveries} redeliveries; ${users.length} accounts compared`,
             drift: actual.audits.length + expected.audits.length,
