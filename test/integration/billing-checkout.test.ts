@@ -171,17 +171,22 @@ describe("POST /v1/billing/subscribe", () => {
     expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
   });
 
-  it("a checkout resumed with another plan is a new Stripe request, never a key reused with other parameters", async () => {
-    const user = uniqueUser("resume");
-    const errorsBefore = fx.stripe.served.idempotencyErrors;
+  /** Runs a request whose Lambda dies at one billing store call (the call throws, nothing after it runs). */
+  async function killedAt<T>(method: "recordCheckoutSession" | "putCustomerUser", request: () => Promise<T>): Promise<T> {
     const real = fx.billing.store;
-    // The request dies after Stripe made the session, before recording it: the marker stays without one.
-    fx.billing.store = { ...real, recordCheckoutSession: () => Promise.reject(new Error("killed")) };
+    fx.billing.store = { ...real, [method]: () => Promise.reject(new Error("killed")) };
     try {
-      expect((await subscribe(user, { plan: "pro" })).status).toBe(500);
+      return await request();
     } finally {
       fx.billing.store = real;
     }
+  }
+
+  it("a checkout resumed with another plan is a new Stripe request, never a key reused with other parameters", async () => {
+    const user = uniqueUser("resume");
+    const errorsBefore = fx.stripe.served.idempotencyErrors;
+    // The request dies after Stripe made the session, before recording it: the marker stays without one.
+    expect((await killedAt("recordCheckoutSession", () => subscribe(user, { plan: "pro" }))).status).toBe(500);
     fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
     const resumed = await subscribe(user, { plan: "plus" });
     expect(resumed.status).toBe(200);
@@ -197,14 +202,8 @@ describe("POST /v1/billing/subscribe", () => {
   it("a customer created but never linked, then asked for with another email: a new customer, no key reuse", async () => {
     const user = uniqueUser("relink");
     const errorsBefore = fx.stripe.served.idempotencyErrors;
-    const real = fx.billing.store;
     // Killed after Stripe created the customer, before the mapping was written.
-    fx.billing.store = { ...real, putCustomerUser: () => Promise.reject(new Error("killed")) };
-    try {
-      expect((await subscribe(user)).status).toBe(500);
-    } finally {
-      fx.billing.store = real;
-    }
+    expect((await killedAt("putCustomerUser", () => subscribe(user))).status).toBe(500);
     const res = await fx.call(fx.fns.subscribe.route, {
       routeKey: "POST /v1/billing/subscribe",
       token: await userToken(user, { claims: { email: `new-${user}@example.com` } }),
