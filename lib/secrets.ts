@@ -20,7 +20,11 @@ export const SECRET_ENV_NAMES = [
  */
 export const SECRET_PLACEHOLDER_KEY = "creditgatePlaceholder";
 
-/** Cache lifetime of a fetched value (seconds); a container re-reads a rotated secret after it. */
+/**
+ * Max age handed to Powertools' cache (seconds). Secrets are resolved once, at cold start
+ * (lib/runtime.ts), and the validated config keeps them for the container's life, so a rotation
+ * reaches fresh containers (see README, Deploy), not running ones.
+ */
 export const SECRET_MAX_AGE_SECONDS = 300;
 
 /** Reads one secret by ARN or name; the default is Powertools' cached `getSecret`. */

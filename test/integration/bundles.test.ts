@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { functionEnv, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { startFakeSecretsManager } from "../helpers/secrets-manager.js";
 import { type StripeTestServer, startStripeServer } from "../helpers/stripe-server.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
@@ -167,5 +168,53 @@ describe("built bundles (esbuild, ESM, minified)", () => {
     });
     expect(summary).toMatchObject({ complete: true, failed: 0 });
     expect(summary.due).toEqual(expect.any(Number));
+  });
+
+  it("a bundle deployed with AUTH_JWT_SECRET_ARN reads the secret from Secrets Manager once, at cold start", async () => {
+    const arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:creditgate/jwt-AbCdEf";
+    const served = "deployed-secret-0123456789abcdef0123456789";
+    const secretsManager = await startFakeSecretsManager({ [arn]: served });
+    try {
+      const user = uniqueUser("bundle");
+      const events = [
+        httpEvent({ routeKey: "GET /v1/credits", token: await userToken(user, { secret: served }) }),
+        httpEvent({ routeKey: "GET /v1/credits", token: await userToken(user, { secret: served }) }),
+        httpEvent({ routeKey: "GET /v1/credits", token: await userToken(user) }), // signed with another secret
+      ];
+      const script = `
+        import { readFileSync } from "node:fs";
+        const { handler } = await import(process.argv[1]);
+        const statuses = [];
+        for (const event of JSON.parse(readFileSync(0, "utf8"))) {
+          const res = await handler(event, { awsRequestId: "r-1", getRemainingTimeInMillis: () => 30000 });
+          statuses.push(res.statusCode);
+        }
+        process.stdout.write("\\nRESULT " + JSON.stringify(statuses) + "\\n");`;
+      const credits = built.find((fn) => fn.name === "credits")?.file ?? "";
+      const { AUTH_JWT_SECRET: _plain, ...env } = { ...process.env, ...functionEnv(tableName) };
+      const out = await new Promise<string>((resolve, reject) => {
+        const child = execFile(
+          process.execPath,
+          ["--input-type=module", "-e", script, pathToFileURL(credits).href],
+          {
+            env: {
+              ...env,
+              AUTH_JWT_SECRET_ARN: arn,
+              AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.url,
+              AWS_ACCESS_KEY_ID: "test",
+              AWS_SECRET_ACCESS_KEY: "test",
+            },
+            encoding: "utf8",
+          },
+          (error, stdout) => (error ? reject(error) : resolve(stdout)),
+        );
+        child.stdin?.end(JSON.stringify(events));
+      });
+      const statuses = JSON.parse(out.split("\n").find((line) => line.startsWith("RESULT "))?.slice(7) ?? "null");
+      expect(statuses).toEqual([200, 200, 401]);
+      expect(secretsManager.calls).toEqual([arn]); // one read for the container, none per request
+    } finally {
+      await secretsManager.close();
+    }
   });
 });
