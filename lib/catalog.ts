@@ -66,6 +66,14 @@ export function validateCatalog(input: unknown): Catalog {
     if (!catalog.modelTiers[tier]) throw new Error(`Catalog: model ${model} names unknown tier ${tier}`);
   }
   if (!catalog.plans.free || catalog.plans.free.paid) throw new Error("Catalog: a free plan that is not paid is required");
+  for (const [id, plan] of Object.entries(catalog.plans)) {
+    // A paid plan's allowance comes from invoices, which can be paid late (after the next period's)
+    // or refunded after their credits lapsed; lapsing by invoice would need per-period ordering of
+    // both, so paid allowances accumulate. `reset` is for allowances the schedule grants.
+    if (plan.paid && plan.allowancePolicy === "reset") {
+      throw new Error(`Catalog: plan ${id} is paid; only unpaid plans may reset their allowance (paid allowances accumulate)`);
+    }
+  }
   const ranks = Object.values(catalog.plans).map((plan) => plan.rank);
   if (new Set(ranks).size !== ranks.length) throw new Error("Catalog: plan ranks must be distinct (plans are ordered)");
   return catalog;

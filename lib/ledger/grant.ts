@@ -51,26 +51,24 @@ const grantInputSchema = z.object({
 export type GrantInput = z.infer<typeof grantInputSchema>;
 
 /**
- * Under a `reset` plan, the unused allowance lapses when the next period's allowance arrives, as
- * an `expire` entry written with that grant (so it lapses once, with it). Neither held nor
- * purchased credits lapse, so the lapse never takes `available` below zero.
+ * Under a `reset` plan (only unpaid plans may have one: lib/catalog.ts), the unused allowance
+ * lapses when the next period's scheduled allowance arrives, as an `expire` entry written with
+ * that grant (so it lapses once, with it). Holds draw on allowance first, so the held part of it
+ * does not lapse (a chat in flight keeps its reservation), nor do purchased credits: the lapse
+ * never takes `available` below zero.
  */
 function lapseFor(account: AccountRecord, key: string, catalog: LedgerDeps["catalog"]): CreditFact[] {
   if (planOf(account.plan, catalog).allowancePolicy !== "reset") return [];
-  const lapsing = Math.min(Math.max(0, splitOf(account).allowance), Math.max(0, account.available));
+  const held = account.balance - account.available;
+  const unheldAllowance = splitOf(account).allowance - Math.max(0, held);
+  const lapsing = Math.min(unheldAllowance, account.available);
   return lapsing > 0 ? [{ key, amount: -lapsing, bucket: "allowance", reason: "expire" }] : [];
 }
-
-/** A period's allowance granted by a fact (a paid invoice, annual month 0) rather than by the schedule. */
-const isPeriodAllowance = (grant: { bucket: string; reason: string; amount: number }) =>
-  grant.bucket === "allowance" && (grant.reason === "invoice" || grant.reason === "allowance") && grant.amount > 0;
 
 /**
  * Adds credits for one business fact (allowance, invoice, pack, upgrade top-up, admin adjustment),
  * once per idempotency key. Only admin adjustments may be negative, and a deduction never takes
- * `available` below zero (invariant 2): clawbacks are the separate `clawBack`. A period's
- * allowance (an invoice or allowance into the allowance bucket) first lapses a `reset` plan's
- * unused allowance, keyed `expire#<grant key>`, exactly as the scheduled grant does.
+ * `available` below zero (invariant 2): clawbacks are the separate `clawBack`.
  */
 export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
   const grant = parseInput(grantInputSchema, input);
@@ -82,8 +80,7 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     if (grant.amount < 0 && account.available < -grant.amount) {
       throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
     }
-    const lapse = isPeriodAllowance(grant) ? lapseFor(account, `expire#${grant.key}`, deps.catalog) : [];
-    return commitForFacts(account, [...lapse, fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
+    return commitForFacts(account, [fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
   });
   return firstResult(deps, grant.userId, result as FactResult, grant.key);
 }

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { type Catalog, catalog } from "../../lib/catalog.js";
+import { type Catalog, catalog, validateCatalog } from "../../lib/catalog.js";
 import {
   auditAccount,
   authorizeChat,
@@ -144,66 +144,39 @@ describe("reset allowance policy", () => {
     await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 });
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
   });
+
+  it("held credits do not lapse when purchased credits are there too (holds draw on allowance first)", async () => {
+    fx.clock.at(0);
+    const user = uniqueUser();
+    await ensureAccount(fx.deps, user);
+    await grantCredits(fx.deps, { userId: user, key: "pack#cs_held", amount: 50_000, bucket: "purchased", reason: "pack" });
+    const hold = await authorizeChat(fx.deps, chat(user, "open", 600_000)); // holds 9,003
+    fx.clock.at(30);
+    await grantAllowanceIfDue(fx.deps, user);
+    const [, expire] = (await listHistory(fx.deps, { userId: user })).entries;
+    expect(expire).toMatchObject({ reason: "expire", amount: -997 }); // only the allowance nobody holds
+    await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 }); // costs 18
+    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 60_000 - 997 + 10_000 - 18, purchased: 50_000, held: 0 });
+    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
+  });
 });
 
-describe("reset allowance policy on a plan whose allowance comes from invoices", () => {
-  const resetPro: Catalog = structuredClone(catalog);
-  (resetPro.plans.pro as { allowancePolicy: string }).allowancePolicy = "reset";
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  let accumulate: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture({ catalog: resetPro });
-    accumulate = await ledgerFixture();
-  });
-  const invoice = (userId: string, id: string) =>
-    grantCredits(fx.deps, { userId, key: `invoice#${id}`, amount: 100_000, bucket: "allowance", reason: "invoice", refs: { invoice: id } });
-  const amounts = async (userId: string) =>
-    (await listHistory(fx.deps, { userId, limit: 100 })).entries.map((e) => [e.key, e.amount]).reverse();
-
-  it("each paid invoice lapses the unused allowance once; purchased credits and other grants never lapse", async () => {
-    const user = uniqueUser("reset-pro");
-    await ensureAccount(fx.deps, user);
-    await grantCredits(fx.deps, { userId: user, key: "pack#cs_keep", amount: 50_000, bucket: "purchased", reason: "pack" });
-    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month" });
-    await invoice(user, "in_1"); // the signup bonus, unused, lapses with the first period's grant
-    const hold = await authorizeChat(fx.deps, chat(user, "spend"));
-    await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 }); // 18 from allowance
-    // An upgrade top-up is not a new period: nothing lapses with it.
-    await grantCredits(fx.deps, { userId: user, key: "upgrade#sub_1#1", amount: 7, bucket: "allowance", reason: "upgrade" });
-    const renewal = await invoice(user, "in_2");
-    expect(renewal).toMatchObject({ applied: true, balance: 150_000 });
-    const redelivered = await invoice(user, "in_2");
-    expect(redelivered).toMatchObject({ applied: false, balance: 150_000 });
-    expect(await amounts(user)).toEqual([
-      ["signup", 10_000],
-      ["pack#cs_keep", 50_000],
-      ["expire#invoice#in_1", -10_000],
-      ["invoice#in_1", 100_000],
-      [expect.stringMatching(/^settle#spend#/), -18],
-      ["upgrade#sub_1#1", 7],
-      ["expire#invoice#in_2", -(100_000 - 18 + 7)],
-      ["invoice#in_2", 100_000],
-    ]);
-    expect(await getBalance(fx.deps, user)).toMatchObject({ allowance: 100_000, purchased: 50_000, balance: 150_000 });
-    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
+describe("reset allowance policy: only for plans the schedule grants", () => {
+  it("a catalog that resets a paid plan's allowance is refused (invoices can arrive late or be refunded after the lapse)", () => {
+    const resetPro = structuredClone(catalog);
+    (resetPro.plans.pro as { allowancePolicy: string }).allowancePolicy = "reset";
+    expect(() => validateCatalog(resetPro)).toThrow(/plan pro is paid; only unpaid plans may reset/);
+    const resetFree = structuredClone(catalog);
+    (resetFree.plans.free as { allowancePolicy: string }).allowancePolicy = "reset";
+    expect(validateCatalog(resetFree).plans.free?.allowancePolicy).toBe("reset");
   });
 
-  it("credits held by an open chat do not lapse with an invoice", async () => {
-    const user = uniqueUser("reset-held");
-    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month" });
-    const hold = await authorizeChat(fx.deps, chat(user, "open", 600_000)); // holds 9,003 of the 10,000
-    await invoice(user, "in_held"); // only the 997 not held lapse
-    expect(await getBalance(fx.deps, user)).toMatchObject({ available: 100_000, held: 9_003, balance: 109_003 });
-    await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 1000, outputTokens: 1000 });
-    expect(await getBalance(fx.deps, user)).toMatchObject({ balance: 109_003 - 18, held: 0 });
-    expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
-  });
-
-  it("under the shipped catalog (accumulate) an invoice lapses nothing", async () => {
+  it("invoice grants lapse nothing", async () => {
+    const fx = await ledgerFixture();
     const user = uniqueUser("accumulate");
-    await changePlanSchedule(accumulate.deps, { userId: user, plan: "pro", interval: "month" });
-    await grantCredits(accumulate.deps, { userId: user, key: "invoice#in_acc", amount: 100_000, bucket: "allowance", reason: "invoice" });
-    expect((await listHistory(accumulate.deps, { userId: user })).entries.map((e) => e.reason)).toEqual(["invoice", "signup"]);
-    expect((await getBalance(accumulate.deps, user)).balance).toBe(110_000);
+    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "month" });
+    await grantCredits(fx.deps, { userId: user, key: "invoice#in_acc", amount: 100_000, bucket: "allowance", reason: "invoice" });
+    expect((await listHistory(fx.deps, { userId: user })).entries.map((e) => e.reason)).toEqual(["invoice", "signup"]);
+    expect((await getBalance(fx.deps, user)).balance).toBe(110_000);
   });
 });
