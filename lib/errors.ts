@@ -76,7 +76,9 @@ export class UpstreamError extends AppError {
 
 /** Contention that outlived our retries: nothing was written, the caller may retry. */
 export class BusyError extends AppError {
-  constructor() {
+  /** `cause`: the last transient error (throttling, conflict), for our logs; never sent to the caller. */
+  constructor(cause?: unknown) {
     super(409, "CONFLICT", "The account is busy with concurrent updates; retry the request", { retryable: true });
+    if (cause !== undefined) this.cause = cause;
   }
 }

@@ -28,6 +28,7 @@ const backoffMs = (attempt: number) => Math.random() * Math.min(250, 4 * 2 ** at
  * when attempts run out nothing was written and the caller gets a retryable 409.
  */
 export async function untilSettled<T>(step: (attempt: number) => Promise<T | undefined>, maxAttempts = 40): Promise<T> {
+  let lastError: unknown;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
     try {
       const result = await step(attempt);
@@ -35,8 +36,9 @@ export async function untilSettled<T>(step: (attempt: number) => Promise<T | und
       if (attempt > 0) await sleep(backoffMs(attempt));
     } catch (error) {
       if (!isRetryable(error)) throw error;
+      lastError = error;
       await sleep(backoffMs(attempt));
     }
   }
-  throw new BusyError();
+  throw new BusyError(lastError);
 }

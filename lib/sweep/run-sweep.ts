@@ -20,15 +20,18 @@ export interface SweepSummary {
 const INDEX_READ_ATTEMPTS = 6;
 
 /**
- * The due index could not be read even after retries: the run stops there, and what it did so far
- * travels with the error (to be logged and counted) — the rest stays due for the next run.
+ * Part of a due index could not be read even after retries. The run went on with the other
+ * shards and indexes (abandoned holds are still released when a grant shard is unreadable), then
+ * ends with this error carrying what it did (to be logged and counted); what it could not read
+ * stays due for the next run.
  */
 export class SweepAbortedError extends Error {
   constructor(
     readonly summary: SweepSummary,
     cause: unknown,
+    readonly unreadablePages: number,
   ) {
-    super("sweep aborted: the due index could not be read", { cause });
+    super(`sweep incomplete: ${unreadablePages} page(s) of the due indexes could not be read`, { cause });
     this.name = "SweepAbortedError";
   }
 }
@@ -76,11 +79,16 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
     } catch (error) {
       // One bad account never stops the rest; it stays due and is retried next run.
       summary.failed += 1;
-      options.onFailure?.(userId, index, error);
+      try {
+        options.onFailure?.(userId, index, error);
+      } catch {
+        // a failing reporter (the logger) must not abandon the visits still in flight
+      }
     }
   }
 
   const now = deps.now();
+  const unreadable: unknown[] = [];
   for (const index of ["grantDue", "holdDue"] as const) {
     for (const shard of schedule.shards) {
       let start: DuePageStart;
@@ -90,12 +98,13 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
           return summary;
         }
         const from = start;
-        const page = await untilSettled(() => schedule.due(index, shard, now, pageSize, from), INDEX_READ_ATTEMPTS).catch(
-          (error: unknown) => {
-            summary.complete = false;
-            throw new SweepAbortedError(summary, error);
-          },
-        );
+        let page: Awaited<ReturnType<ScheduleStore["due"]>>;
+        try {
+          page = await untilSettled(() => schedule.due(index, shard, now, pageSize, from), INDEX_READ_ATTEMPTS);
+        } catch (error) {
+          unreadable.push(error); // the rest of this shard stays due; go on with the others
+          break;
+        }
         const finished = await forEachWithConcurrency(page.userIds, concurrency, outOfTime, (userId) => visit(index, userId));
         if (!finished) {
           summary.complete = false;
@@ -104,6 +113,10 @@ export async function runSweep(deps: LedgerDeps, schedule: ScheduleStore, option
         start = page.next;
       } while (start);
     }
+  }
+  if (unreadable.length > 0) {
+    summary.complete = false;
+    throw new SweepAbortedError(summary, unreadable[0], unreadable.length);
   }
   return summary;
 }

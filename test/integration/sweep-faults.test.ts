@@ -1,7 +1,7 @@
 import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { describe, expect, it } from "vitest";
-import { auditAccount } from "../../lib/ledger/index.js";
+import { auditAccount, authorizeChat, getBalance } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
 import { runSweep, SweepAbortedError, type SweepSummary } from "../../lib/sweep/run-sweep.js";
@@ -72,18 +72,37 @@ describe("the sweep under DynamoDB faults", () => {
     }
   });
 
-  it("an index that stays unreadable aborts the run, carrying what it did", async () => {
+  it("an index that stays unreadable ends the run with what it did, after every readable shard", async () => {
     const fx = await ledgerFixture();
     const now = fx.clock.now();
     await seedFreeAccounts(fx.client, fx.tableName, [{ userId: uniqueUser("due"), createdAt: now - 31 * DAY_MS }]);
     const faults = injectFaults(fx.client);
-    faults.next("QueryCommand", "throttle", 50);
+    faults.next("QueryCommand", "throttle", 1_000);
+    const schedule = createDynamoScheduleStore(fx.client, fx.tableName);
+    const error = await runSweep(fx.deps, schedule, { remainingMs: plenty }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(SweepAbortedError);
+    const aborted = error as SweepAbortedError;
+    expect(aborted.summary).toMatchObject({ complete: false, granted: 0 });
+    // every shard of both indexes was tried six times, and the throttling is kept as the cause
+    expect(aborted.unreadablePages).toBe(2 * schedule.shards.length);
+    expect(faults.pending()).toBe(1_000 - 6 * 2 * schedule.shards.length);
+    expect(((aborted.cause as Error).cause as Error).name).toBe("ThrottlingException");
+  });
+
+  it("an unreadable grant shard does not keep abandoned holds from being released", async () => {
+    const fx = await ledgerFixture();
+    const userId = uniqueUser("abandoned");
+    await authorizeChat(fx.deps, { userId, requestId: "r1", model: "anthropic/claude-sonnet-4.5", inputTokens: 1000, maxOutputTokens: 1000 });
+    fx.clock.value += 20 * 60_000; // past the 15-minute hold expiry
+    const faults = injectFaults(fx.client);
+    faults.next("QueryCommand", "throttle", 6); // the first page read (grantDue, first shard) fails for good
     const error = await runSweep(fx.deps, createDynamoScheduleStore(fx.client, fx.tableName), { remainingMs: plenty }).catch(
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(SweepAbortedError);
-    expect((error as SweepAbortedError).summary).toMatchObject({ complete: false, granted: 0 });
-    expect(faults.pending()).toBe(50 - 6); // it tried the read six times before giving up
+    expect((error as SweepAbortedError).unreadablePages).toBe(1);
+    expect((error as SweepAbortedError).summary).toMatchObject({ released: 1, complete: false });
+    expect((await getBalance(fx.deps, userId)).held).toBe(0);
   });
 
   it("a few throttled index reads are retried and the run completes", async () => {
