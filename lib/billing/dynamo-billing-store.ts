@@ -61,6 +61,16 @@ function strip(item: Record<string, AttributeValue>): Record<string, unknown> {
  * (`#x` = extraSubscriptions, `#xs` = its id): absent, or the same event time. Records written
  * before extras carried `lastEventAt` are matched by its absence.
  */
+/** The subscription state is still at the revision the caller read, and the write bumps it. */
+function revisionGuard(rev: number): { condition: string; set: string; names: Record<string, string>; values: Record<string, unknown> } {
+  return {
+    condition: rev === 0 ? "attribute_not_exists(#rev)" : "#rev = :rev",
+    set: "#rev = :nextRev",
+    names: { "#rev": "subscriptionRev" },
+    values: { ...(rev === 0 ? {} : { ":rev": rev }), ":nextRev": rev + 1 },
+  };
+}
+
 function extraCondition(
   subscriptionId: string,
   expected: ExtraSubscription | undefined,
@@ -231,10 +241,11 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       );
     },
 
-    async replaceSubscription(userId, next, expected, options = {}) {
-      const names: Record<string, string> = { "#pk": "pk", "#sub": "subscription" };
-      const values: Record<string, unknown> = { ":next": next };
-      const conditions = ["attribute_exists(#pk)"];
+    async replaceSubscription(userId, next, expected, rev, options = {}) {
+      const guard = revisionGuard(rev);
+      const names: Record<string, string> = { "#pk": "pk", "#sub": "subscription", ...guard.names };
+      const values: Record<string, unknown> = { ":next": next, ...guard.values };
+      const conditions = ["attribute_exists(#pk)", guard.condition];
       if (expected) {
         Object.assign(names, { "#id": "id", "#t": "lastEventAt" });
         Object.assign(values, { ":id": expected.id, ":t": expected.lastEventAt });
@@ -242,7 +253,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       } else {
         conditions.push("attribute_not_exists(#sub)");
       }
-      const sets = ["#sub = :next"];
+      const sets = ["#sub = :next", guard.set];
       const removes: string[] = [];
       const maps: Record<string, string> = {};
       if (options.ended) {
@@ -263,27 +274,29 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       return updateInMaps(userId, maps, update, conditions.join(" AND "), names, values);
     },
 
-    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription, expected) {
+    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription, expected, rev) {
       const recorded = extraCondition(subscriptionId, expected);
+      const guard = revisionGuard(rev);
       return updateInMaps(
         userId,
         { "#x": "extraSubscriptions" },
-        "SET #x.#xs = :extra",
-        `attribute_exists(#pk) AND ${recorded.condition}`,
-        { "#pk": "pk", ...recorded.names },
-        { ":extra": extra, ...recorded.values },
+        `SET #x.#xs = :extra, ${guard.set}`,
+        `attribute_exists(#pk) AND ${guard.condition} AND ${recorded.condition}`,
+        { "#pk": "pk", ...recorded.names, ...guard.names },
+        { ":extra": extra, ...recorded.values, ...guard.values },
       );
     },
 
-    async endOtherSubscription(userId, subscriptionId, at, expected) {
+    async endOtherSubscription(userId, subscriptionId, at, expected, rev) {
       const recorded = extraCondition(subscriptionId, expected);
+      const guard = revisionGuard(rev);
       return updateInMaps(
         userId,
         { "#e": "endedSubscriptions" },
-        `SET #e.#xs = :at${expected ? " REMOVE #x.#xs" : ""}`,
-        `attribute_exists(#pk) AND (attribute_not_exists(#e.#xs) OR #e.#xs < :at) AND ${recorded.condition}`,
-        { "#pk": "pk", ...recorded.names },
-        { ":at": at, ...recorded.values },
+        `SET #e.#xs = :at, ${guard.set}${expected ? " REMOVE #x.#xs" : ""}`,
+        `attribute_exists(#pk) AND ${guard.condition} AND (attribute_not_exists(#e.#xs) OR #e.#xs < :at) AND ${recorded.condition}`,
+        { "#pk": "pk", ...recorded.names, ...guard.names },
+        { ":at": at, ...recorded.values, ...guard.values },
       );
     },
 

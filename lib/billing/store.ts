@@ -40,6 +40,12 @@ export type BillingAccount = AccountRecord & {
    * delayed "active" of a dead subscription never comes back as a live extra.
    */
   endedSubscriptions?: Record<string, number>;
+  /**
+   * Revision of the subscription state (`subscription`, `extraSubscriptions`,
+   * `endedSubscriptions`), bumped by every write of it: each such write is conditioned on the
+   * revision its decision read, so two events deciding from the same state cannot both land.
+   */
+  subscriptionRev?: number;
   /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
   lastPaidAt?: number;
 };
@@ -117,35 +123,34 @@ export interface BillingStore {
   /** Removes the marker if it is still the one identified (by nonce or by session id). */
   releaseCheckout(userId: string, kind: CheckoutKind, match: { nonce: string } | { sessionId: string }): Promise<void>;
 
-  /**
-   * Replaces the account's subscription state if the account still has `expected` (undefined:
-   * no subscription at all); false when it changed meanwhile (the caller re-reads and decides again).
+  /*
+   * The three writes of the subscription state below each take `rev`, the `subscriptionRev` the
+   * caller's decision read (0 when absent): a write lands only if no other write of that state
+   * landed since, and bumps it; false means the caller re-reads and decides again.
    */
+  /** Replaces the account's subscription state if it still has `expected` (undefined: none). */
   replaceSubscription(
     userId: string,
     next: SubscriptionState,
     expected: Pick<SubscriptionState, "id" | "lastEventAt"> | undefined,
+    rev: number,
     options?: SubscriptionSwap,
   ): Promise<boolean>;
-  /**
-   * Records (or updates) an extra live subscription if its recorded state is still `expected`
-   * (undefined: none recorded); false when it changed meanwhile.
-   */
+  /** Records (or updates) another subscription of the user than the current one (`expected`: its recorded state). */
   putExtraSubscription(
     userId: string,
     subscriptionId: string,
     extra: ExtraSubscription,
     expected: ExtraSubscription | undefined,
+    rev: number,
   ): Promise<boolean>;
-  /**
-   * Records that a subscription other than the current one ended at `at` and forgets it as an
-   * extra, if its recorded extra state is still `expected`; false when it changed meanwhile.
-   */
+  /** Records that a subscription other than the current one ended for good at `at`, and forgets it as an extra. */
   endOtherSubscription(
     userId: string,
     subscriptionId: string,
     at: number,
     expected: ExtraSubscription | undefined,
+    rev: number,
   ): Promise<boolean>;
 
   /** Records a failed payment at `at` unless a later failure, or a payment at or after `at`, is recorded. */

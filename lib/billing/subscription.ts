@@ -29,6 +29,10 @@ const LIFECYCLE_RANK: Record<string, number> = {
 };
 const rankOf = (status: string) => LIFECYCLE_RANK[status] ?? 2;
 
+/** A subscription in one of these states never becomes live again (Stripe makes a new one). */
+const ENDED_STATUSES = new Set(["canceled", "incomplete_expired"]);
+const hasEnded = (status: string) => ENDED_STATUSES.has(status);
+
 function isNewer(next: SubscriptionState, current: SubscriptionState): boolean {
   if (next.lastEventAt !== current.lastEventAt) return next.lastEventAt > current.lastEventAt;
   return rankOf(next.status) >= rankOf(current.status);
@@ -146,14 +150,17 @@ export async function applySubscription(
   let outcome: SubscriptionOutcome | undefined;
   for (let attempt = 0; attempt < 10 && !outcome; attempt++) {
     const account = (await ensureAccount(deps.ledger, userId)) as BillingAccount;
+    // Every write below is conditioned on this revision: a decision made from this read lands
+    // only if no other event changed the subscription state since (else: read and decide again).
+    const rev = account.subscriptionRev ?? 0;
     const current = account.subscription;
     const expected = current && { id: current.id, lastEventAt: current.lastEventAt };
     if (!current || current.id === next.id) {
       const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
       if (current && !isNewer(next, current)) outcome = "stale";
       else if (current && successor) {
-        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), expected, {
-          ended: { id: next.id, lastEventAt: next.lastEventAt },
+        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), expected, rev, {
+          ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
           fromExtra: { id: successor.id, expected: successor.extra },
         });
         if (promoted) {
@@ -164,32 +171,40 @@ export async function applySubscription(
           });
           outcome = "promoted";
         }
-      } else if (await deps.store.replaceSubscription(userId, next, expected)) outcome = "applied";
+      } else if (await deps.store.replaceSubscription(userId, next, expected, rev)) outcome = "applied";
       continue;
     }
     const extra = account.extraSubscriptions?.[next.id];
+    // Only a terminal end is remembered, and a terminal state wins a same-second tie: an
+    // `incomplete` (not yet paid) subscription is not ended, its `active` of the same second counts.
     const endedAt = account.endedSubscriptions?.[next.id];
+    const recorded: ExtraSubscription = {
+      status: next.status,
+      priceId: next.priceId,
+      periodStart: next.periodStart,
+      periodEnd: next.periodEnd,
+      cancelAtPeriodEnd: next.cancelAtPeriodEnd,
+      lastEventAt: next.lastEventAt,
+      detectedAt: extra?.detectedAt ?? at,
+    };
     if ((endedAt !== undefined && next.lastEventAt <= endedAt) || (extra && !isNewer(next, extraState(next.id, extra)))) {
       outcome = "stale";
+    } else if (hasEnded(next.status)) {
+      if (await deps.store.endOtherSubscription(userId, next.id, next.lastEventAt, extra, rev)) outcome = "ignored_not_current";
     } else if (!isLive(next.status)) {
-      if (await deps.store.endOtherSubscription(userId, next.id, next.lastEventAt, extra)) outcome = "ignored_not_current";
+      // Not live yet or for now (incomplete, unpaid, paused): an extra keeps following its state
+      // (not promotable while not live); one we do not know yet is not recorded until it is live.
+      if (!extra) outcome = "ignored_not_current";
+      else if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra, rev)) outcome = "ignored_not_current";
     } else if (isLive(current.status)) {
-      const recorded: ExtraSubscription = {
-        status: next.status,
-        priceId: next.priceId,
-        periodStart: next.periodStart,
-        periodEnd: next.periodEnd,
-        cancelAtPeriodEnd: next.cancelAtPeriodEnd,
-        lastEventAt: next.lastEventAt,
-        detectedAt: extra?.detectedAt ?? at,
-      };
-      if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra)) {
-        reportSecondLive(userId, current, next);
+      if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra, rev)) {
+        // reported once, when it becomes a second live one (not again on each of its later events)
+        if (!extra || !isLive(extra.status)) reportSecondLive(userId, current, next);
         outcome = "second_live_subscription";
       }
     } else if (
-      await deps.store.replaceSubscription(userId, next, expected, {
-        ended: { id: current.id, lastEventAt: current.lastEventAt },
+      await deps.store.replaceSubscription(userId, next, expected, rev, {
+        ...(hasEnded(current.status) ? { ended: { id: current.id, lastEventAt: current.lastEventAt } } : {}),
         ...(extra ? { fromExtra: { id: next.id, expected: extra } } : {}),
       })
     ) {
