@@ -10,6 +10,7 @@ import {
   stripeClient,
 } from "../../lib/billing/index.js";
 import type { BillingAppDeps } from "../../lib/billing/runtime.js";
+import { ensureAccount } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import { httpHandler, type Route } from "../../lib/http/stack.js";
 import { type EventOptions, invoke } from "./events.js";
@@ -228,4 +229,13 @@ export function invoicePaid(input: {
       },
     },
   });
+}
+
+/** A user the API knows, with a Stripe customer mapped to them (as subscribe/checkout leave it). */
+export async function customerOf(fx: BillingFixture, userId: string): Promise<string> {
+  await ensureAccount(fx.deps.ledger, userId);
+  const customer = uniqueStripeId("cus");
+  await fx.billing.store.putCustomerUser(customer, userId, 0);
+  await fx.billing.store.linkAccountCustomer(userId, customer);
+  return customer;
 }

@@ -1,7 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount, BillingStore } from "../../lib/billing/index.js";
-import { ensureAccount } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, customerOf, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -18,16 +17,22 @@ beforeAll(async () => {
 beforeEach(() => fx.stripe.reset());
 
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
+
+/** Delivers a signed event and expects Stripe to be told 200. */
+async function deliverOk(evt: unknown): Promise<void> {
+  expect((await fx.deliver(evt)).status).toBe(200);
+}
+
+/** A subscription of a user (their Stripe customer), as Stripe would report it, patched per event. */
+function otherSubscription(owner: { customer: string; userId: string }, price: string, start = T0 + 50) {
+  const id = uniqueStripeId("sub");
+  const at = (patch: object = {}) =>
+    subscriptionObject({ id, customer: owner.customer, price, userId: owner.userId, periodStart: start, periodEnd: start + 2_678_400, ...patch });
+  return { id, at };
+}
 const event = (type: "created" | "updated" | "deleted", subscription: unknown, created: number) =>
   stripeEvent(`customer.subscription.${type}`, { created, object: subscription });
 
-async function customerOf(userId: string): Promise<string> {
-  await ensureAccount(fx.deps.ledger, userId);
-  const customer = uniqueStripeId("cus");
-  await fx.billing.store.putCustomerUser(customer, userId, 0);
-  await fx.billing.store.linkAccountCustomer(userId, customer);
-  return customer;
-}
 
 /**
  * Holds the next call of a store method after the caller has read the account and decided, until
@@ -61,89 +66,75 @@ function gate<K extends keyof BillingStore>(method: K) {
 describe("tie: created(incomplete) and updated(active) of a non-current subscription in the same second", () => {
   it("resubscribing after a cancelled subscription: the new subscription's same-second active counts (pro)", async () => {
     const a = await subscribeAndPay(fx);
-    await fx.deliver(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
+    await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
     expect((await account(a.userId)).plan).toBe("free");
-    const bId = uniqueStripeId("sub");
-    const b = (patch: object = {}) =>
-      subscriptionObject({ id: bId, customer: a.customer, price: "price_pro_monthly", userId: a.userId, periodStart: T0 + 5000, periodEnd: T0 + 5000 + 2_678_400, ...patch });
-    const created = await fx.deliver(event("created", b({ status: "incomplete" }), T0 + 5000));
-    expect(created.status).toBe(200);
-    const updated = await fx.deliver(event("updated", b(), T0 + 5000));
-    expect(updated.status).toBe(200);
+    const { id: bId, at: b } = otherSubscription(a, "price_pro_monthly", T0 + 5000);
+    await deliverOk(event("created", b({ status: "incomplete" }), T0 + 5000));
+    await deliverOk(event("updated", b(), T0 + 5000));
     const stored = await account(a.userId);
     expect(stored.plan).toBe("pro");
+    expect(stored.subscription).toMatchObject({ id: bId, status: "active" });
   });
 
   it("a second subscription going active in the second it was created is recorded, and promoted when A ends", async () => {
     const a = await subscribeAndPay(fx);
-    const bId = uniqueStripeId("sub");
-    const b = (patch: object = {}) =>
-      subscriptionObject({ id: bId, customer: a.customer, price: "price_plus_monthly", userId: a.userId, periodStart: T0 + 50, periodEnd: T0 + 50 + 2_678_400, ...patch });
-    const created = await fx.deliver(event("created", b({ status: "incomplete" }), T0 + 60));
-    expect(created.status).toBe(200);
-    const updated = await fx.deliver(event("updated", b(), T0 + 60));
-    expect(updated.status).toBe(200);
-    const res = await fx.deliver(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
-    expect(res.status).toBe(200);
+    const { id: bId, at: b } = otherSubscription(a, "price_plus_monthly", T0 + 50);
+    await deliverOk(event("created", b({ status: "incomplete" }), T0 + 60));
+    await deliverOk(event("updated", b(), T0 + 60));
+    await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
     const stored = await account(a.userId);
     expect(stored.plan).toBe("plus");
+    expect(stored.subscription).toMatchObject({ id: bId, status: "active" });
   });
 });
 
 describe("concurrent deliveries: decision on one read, write conditioned on another fact", () => {
   it("B created (decided while A was live) racing A deleted: B still ends up current (plus), never free while B is live", async () => {
     const a = await subscribeAndPay(fx);
-    const bId = uniqueStripeId("sub");
-    const b = subscriptionObject({ id: bId, customer: a.customer, price: "price_plus_monthly", userId: a.userId, periodStart: T0 + 50, periodEnd: T0 + 50 + 2_678_400 });
+    const { id: bId, at: subscriptionB } = otherSubscription(a, "price_plus_monthly", T0 + 50);
+    const b = subscriptionB();
     const g = gate("putExtraSubscription");
     const bDelivery = fx.deliver(event("created", b, T0 + 60));
     await g.reached;
-    const aDel = await fx.deliver(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
-    expect(aDel.status).toBe(200);
+    await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
     g.release();
     const bRes = await bDelivery;
     expect(bRes.status).toBe(200);
     g.restore();
     const stored = await account(a.userId);
     expect(stored.plan).toBe("plus");
+    expect(stored.subscription?.id).toBe(bId);
   });
 
   it("B created racing B deleted: dead B is never recorded as live, nor promoted when A ends (free)", async () => {
     const a = await subscribeAndPay(fx);
-    const bId = uniqueStripeId("sub");
-    const b = (patch: object = {}) =>
-      subscriptionObject({ id: bId, customer: a.customer, price: "price_pro_monthly", userId: a.userId, periodStart: T0 + 50, periodEnd: T0 + 50 + 2_678_400, ...patch });
+    const { id: bId, at: b } = otherSubscription(a, "price_pro_monthly", T0 + 50);
     const g = gate("putExtraSubscription");
     const bCreated = fx.deliver(event("created", b(), T0 + 60));
     await g.reached;
-    const bDel = await fx.deliver(event("deleted", b({ status: "canceled" }), T0 + 70));
-    expect(bDel.status).toBe(200);
+    await deliverOk(event("deleted", b({ status: "canceled" }), T0 + 70));
     g.release();
     const bRes = await bCreated;
     expect(bRes.status).toBe(200);
     g.restore();
     const mid = await account(a.userId);
     expect(Object.keys(mid.extraSubscriptions ?? {})).not.toContain(bId); // dead B is not a live extra
-    const aDel = await fx.deliver(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
-    expect(aDel.status).toBe(200);
+    await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
     const stored = await account(a.userId);
     expect(stored.plan).toBe("free");
   });
 
   it("A cancelled; B created racing B deleted: dead B never becomes current (free)", async () => {
     const userId = uniqueUser("race");
-    const customer = await customerOf(userId);
-    const aId = uniqueStripeId("sub");
-    const a = (patch: object = {}) => subscriptionObject({ id: aId, customer, price: "price_plus_monthly", userId, ...patch });
-    await fx.deliver(event("updated", a(), T0));
-    await fx.deliver(event("deleted", a({ status: "canceled" }), T0 + 10));
-    const bId = uniqueStripeId("sub");
-    const b = (patch: object = {}) => subscriptionObject({ id: bId, customer, price: "price_pro_monthly", userId, ...patch });
+    const customer = await customerOf(fx, userId);
+    const { at: a } = otherSubscription({ customer, userId }, "price_plus_monthly", T0);
+    await deliverOk(event("updated", a(), T0));
+    await deliverOk(event("deleted", a({ status: "canceled" }), T0 + 10));
+    const { at: b } = otherSubscription({ customer, userId }, "price_pro_monthly", T0 + 60);
     const g = gate("replaceSubscription");
     const bCreated = fx.deliver(event("created", b(), T0 + 60));
     await g.reached;
-    const bDel = await fx.deliver(event("deleted", b({ status: "canceled" }), T0 + 70));
-    expect(bDel.status).toBe(200);
+    await deliverOk(event("deleted", b({ status: "canceled" }), T0 + 70));
     g.release();
     const bRes = await bCreated;
     expect(bRes.status).toBe(200);

@@ -4,9 +4,9 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import Stripe from "stripe";
 import { type BillingAccount, HANDLED_EVENT_TYPES, PINNED_API_VERSION } from "../../lib/billing/index.js";
-import { auditAccount, ensureAccount, getBalance, listHistory } from "../../lib/ledger/index.js";
+import { auditAccount, getBalance, listHistory } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
-import { type BillingFixture, billingFixture, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, customerOf, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { injectFaults } from "../helpers/faults.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -43,14 +43,6 @@ const secondLiveMetrics = () =>
       return { namespace: directive?.Namespace, service: line.service, count: line.SecondLiveSubscription };
     });
 
-/** A user the API knows, with a Stripe customer mapped to them (as subscribe/checkout leave it). */
-async function customerOf(userId: string): Promise<string> {
-  await ensureAccount(fx.deps.ledger, userId);
-  const customer = uniqueStripeId("cus");
-  await fx.billing.store.putCustomerUser(customer, userId, 0);
-  await fx.billing.store.linkAccountCustomer(userId, customer);
-  return customer;
-}
 
 async function receipt(eventId: string) {
   const { Item } = await fx.client.send(
@@ -300,7 +292,7 @@ describe("invoice.paid", () => {
 
   it("an invoice for a price that is no configured plan grants nothing", async () => {
     const userId = uniqueUser("price");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const res = await fx.deliver(invoicePaid({ invoiceId: uniqueStripeId("in"), customer, subscriptionId: "sub_z", userId, price: "price_unknown" }));
     expect(res.json.outcome).toBe("ignored_unknown_price");
     expect(await balance(userId)).toBe(10_000);
@@ -313,7 +305,7 @@ describe("customer.subscription.created|updated|deleted", () => {
 
   it("tracks plan, status, interval, period dates (from the items) and cancel_at_period_end", async () => {
     const userId = uniqueUser("track");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const id = uniqueStripeId("sub");
     const sub = (patch: object = {}) =>
       subscriptionObject({ id, customer, price: "price_plus_monthly", userId, periodStart: T0, periodEnd: T0 + 2_678_400, ...patch });
@@ -339,7 +331,7 @@ describe("customer.subscription.created|updated|deleted", () => {
 
   it("trialing counts as live; past_due keeps the plan and shows the status", async () => {
     const userId = uniqueUser("trial");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const id = uniqueStripeId("sub");
     await fx.deliver(event("created", subscriptionObject({ id, customer, price: "price_pro_monthly", userId, status: "trialing" }), T0));
     expect((await account(userId)).plan).toBe("pro");
@@ -353,7 +345,7 @@ describe("customer.subscription.created|updated|deleted", () => {
 
   it("an event older than the state applied changes nothing (out of order)", async () => {
     const userId = uniqueUser("order");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const id = uniqueStripeId("sub");
     await fx.deliver(event("updated", subscriptionObject({ id, customer, price: "price_pro_monthly", userId }), T0 + 100));
     const older = await fx.deliver(event("updated", subscriptionObject({ id, customer, price: "price_plus_monthly", userId }), T0 + 50));
@@ -380,7 +372,7 @@ describe("customer.subscription.created|updated|deleted", () => {
 
   it("deleted for an old subscription while a new one is live downgrades nothing", async () => {
     const userId = uniqueUser("old");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const oldId = uniqueStripeId("sub");
     const newId = uniqueStripeId("sub");
     await fx.deliver(event("updated", subscriptionObject({ id: oldId, customer, price: "price_plus_monthly", userId }), T0));
@@ -534,7 +526,7 @@ describe("customer.subscription.created|updated|deleted", () => {
 
   it("an annual subscription anchors the monthly schedule at its period start", async () => {
     const userId = uniqueUser("annual");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const start = T0 + 86_400;
     await fx.deliver(event("updated", subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_plus_yearly", userId, periodStart: start }), T0));
     const stored = await account(userId);
@@ -583,7 +575,7 @@ describe("transient failures answer 5xx so Stripe retries, with nothing half-app
 
   it("contention that outlasts the retries: 503 (Stripe retries), the reason logged, then the retry applies", async () => {
     const userId = uniqueUser("busy");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const subscription = stripeEvent("customer.subscription.updated", {
       created: T0,
       object: subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId }),
@@ -671,7 +663,7 @@ describe("transient failures answer 5xx so Stripe retries, with nothing half-app
 describe("the deployed webhook function (cold start from the environment)", () => {
   it("verifies a base64 body with STRIPE_WEBHOOK_SECRET and applies the event", async () => {
     const userId = uniqueUser("cold");
-    const customer = await customerOf(userId);
+    const customer = await customerOf(fx, userId);
     const subscriptionId = uniqueStripeId("sub");
     const payload = JSON.stringify(
       stripeEvent("customer.subscription.updated", {
