@@ -63,6 +63,23 @@ function gate<K extends keyof BillingStore>(method: K) {
   };
 }
 
+/**
+ * Delivers `first` and parks it at the store call `method` (it has read the account and decided),
+ * delivers `meanwhile` in full, then lets `first` finish: both must answer 200.
+ */
+async function race<K extends keyof BillingStore>(method: K, first: unknown, meanwhile: unknown): Promise<void> {
+  const g = gate(method);
+  try {
+    const pending = fx.deliver(first);
+    await g.reached;
+    await deliverOk(meanwhile);
+    g.release();
+    expect((await pending).status).toBe(200);
+  } finally {
+    g.restore();
+  }
+}
+
 describe("tie: created(incomplete) and updated(active) of a non-current subscription in the same second", () => {
   it("resubscribing after a cancelled subscription: the new subscription's same-second active counts (pro)", async () => {
     const a = await subscribeAndPay(fx);
@@ -91,16 +108,8 @@ describe("tie: created(incomplete) and updated(active) of a non-current subscrip
 describe("concurrent deliveries: decision on one read, write conditioned on another fact", () => {
   it("B created (decided while A was live) racing A deleted: B still ends up current (plus), never free while B is live", async () => {
     const a = await subscribeAndPay(fx);
-    const { id: bId, at: subscriptionB } = otherSubscription(a, "price_plus_monthly", T0 + 50);
-    const b = subscriptionB();
-    const g = gate("putExtraSubscription");
-    const bDelivery = fx.deliver(event("created", b, T0 + 60));
-    await g.reached;
-    await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
-    g.release();
-    const bRes = await bDelivery;
-    expect(bRes.status).toBe(200);
-    g.restore();
+    const { id: bId, at: b } = otherSubscription(a, "price_plus_monthly", T0 + 50);
+    await race("putExtraSubscription", event("created", b(), T0 + 60), event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
     const stored = await account(a.userId);
     expect(stored.plan).toBe("plus");
     expect(stored.subscription?.id).toBe(bId);
@@ -109,14 +118,7 @@ describe("concurrent deliveries: decision on one read, write conditioned on anot
   it("B created racing B deleted: dead B is never recorded as live, nor promoted when A ends (free)", async () => {
     const a = await subscribeAndPay(fx);
     const { id: bId, at: b } = otherSubscription(a, "price_pro_monthly", T0 + 50);
-    const g = gate("putExtraSubscription");
-    const bCreated = fx.deliver(event("created", b(), T0 + 60));
-    await g.reached;
-    await deliverOk(event("deleted", b({ status: "canceled" }), T0 + 70));
-    g.release();
-    const bRes = await bCreated;
-    expect(bRes.status).toBe(200);
-    g.restore();
+    await race("putExtraSubscription", event("created", b(), T0 + 60), event("deleted", b({ status: "canceled" }), T0 + 70));
     const mid = await account(a.userId);
     expect(Object.keys(mid.extraSubscriptions ?? {})).not.toContain(bId); // dead B is not a live extra
     await deliverOk(event("deleted", { ...a.subscription, status: "canceled" }, T0 + 600));
@@ -131,14 +133,7 @@ describe("concurrent deliveries: decision on one read, write conditioned on anot
     await deliverOk(event("updated", a(), T0));
     await deliverOk(event("deleted", a({ status: "canceled" }), T0 + 10));
     const { at: b } = otherSubscription({ customer, userId }, "price_pro_monthly", T0 + 60);
-    const g = gate("replaceSubscription");
-    const bCreated = fx.deliver(event("created", b(), T0 + 60));
-    await g.reached;
-    await deliverOk(event("deleted", b({ status: "canceled" }), T0 + 70));
-    g.release();
-    const bRes = await bCreated;
-    expect(bRes.status).toBe(200);
-    g.restore();
+    await race("replaceSubscription", event("created", b(), T0 + 60), event("deleted", b({ status: "canceled" }), T0 + 70));
     const stored = await account(userId);
     expect(stored.plan).toBe("free");
   });
