@@ -67,6 +67,7 @@ export function stackPropsFromContext(
   const holdTtlSeconds = whole("holdTtlSeconds", pick("holdTtlSeconds", "HOLD_TTL_SECONDS"));
   const issuer = pick("authIssuer", "AUTH_ISSUER");
   const audience = pick("authAudience", "AUTH_AUDIENCE");
+  const serviceAudience = pick("authServiceAudience", "AUTH_SERVICE_AUDIENCE");
   const jwksUrl = pick("authJwksUrl", "AUTH_JWKS_URL");
   const alarmEmail = pick("alarmEmail");
 
@@ -75,7 +76,7 @@ export function stackPropsFromContext(
       appUrl,
       prices,
       secretNames,
-      auth: { issuer, audience, jwksUrl },
+      auth: { issuer, audience, serviceAudience, jwksUrl },
       ...(authorizeRateLimitPerMinute !== undefined ? { authorizeRateLimitPerMinute } : {}),
       ...(holdTtlSeconds !== undefined ? { holdTtlSeconds } : {}),
       ...(alarmEmail ? { alarmEmail } : {}),

@@ -57,7 +57,7 @@ export interface CreditgateStackProps extends StackProps {
   appUrl: string;
   /** Stripe price ids by env var name (lib/config STRIPE_PRICE_VARS); unset ones are left out */
   prices?: Partial<Record<StripePriceVar, string>>;
-  auth?: { issuer?: string; audience?: string; jwksUrl?: string };
+  auth?: { issuer?: string; audience?: string; serviceAudience?: string; jwksUrl?: string };
   authorizeRateLimitPerMinute?: number;
   holdTtlSeconds?: number;
   /** use existing Secrets Manager secrets (by name) instead of creating them */
@@ -220,6 +220,7 @@ export class CreditgateStack extends Stack {
     const authEnv: Record<string, string> = {
       ...(props.auth?.issuer ? { AUTH_ISSUER: props.auth.issuer } : {}),
       ...(props.auth?.audience ? { AUTH_AUDIENCE: props.auth.audience } : {}),
+      ...(props.auth?.serviceAudience ? { AUTH_SERVICE_AUDIENCE: props.auth.serviceAudience } : {}),
       ...(props.auth?.jwksUrl ? { AUTH_JWKS_URL: props.auth.jwksUrl } : {}),
     };
     const priceEnv: Record<string, string> = Object.fromEntries(

@@ -23,6 +23,12 @@ export interface AuthSettings {
   jwksUrl?: string | undefined;
   issuer?: string | undefined;
   audience?: string | undefined;
+  /**
+   * When set, a token acts as the service only if its `aud` includes this audience as well as the
+   * `gate` scope: a user token that wrongly carries `gate` (an identity provider letting users pick
+   * scopes) stays a user token. Service tokens are then minted for this audience alone.
+   */
+  serviceAudience?: string | undefined;
 }
 
 export interface Authenticator {
@@ -54,11 +60,17 @@ const isKeySetOutage = (error: unknown) =>
   error instanceof errors.JWKSTimeout ||
   error instanceof errors.JWKSInvalid;
 
-function principalOf(payload: JWTPayload): Principal {
+const audiencesOf = (payload: JWTPayload): string[] =>
+  typeof payload.aud === "string" ? [payload.aud] : Array.isArray(payload.aud) ? payload.aud : [];
+
+function principalOf(payload: JWTPayload, serviceAudience: string | undefined): Principal {
   const { scope, sub, email } = payload;
   if (scope !== undefined && typeof scope !== "string") throw new UnauthorizedError();
   const scopes = scope ? scope.split(/\s+/).filter(Boolean) : [];
-  if (scopes.includes(GATE_SCOPE)) return { kind: "service", scopes, ...(typeof sub === "string" ? { subject: sub } : {}) };
+  const forService = serviceAudience === undefined || audiencesOf(payload).includes(serviceAudience);
+  if (scopes.includes(GATE_SCOPE) && forService) {
+    return { kind: "service", scopes, ...(typeof sub === "string" ? { subject: sub } : {}) };
+  }
   const userId = userIdSchema.safeParse(sub);
   if (!userId.success) throw new UnauthorizedError();
   return {
@@ -76,7 +88,10 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
     requiredClaims: ["exp"], // a token that never expires is a credential we cannot take back
     ...(settings.issuer ? { issuer: settings.issuer } : {}),
-    ...(settings.audience ? { audience: settings.audience } : {}),
+    // With a service audience, a token must be for one of the two (jose: aud includes either).
+    ...(settings.audience
+      ? { audience: settings.serviceAudience ? [settings.audience, settings.serviceAudience] : settings.audience }
+      : {}),
   };
 
   async function verify(token: string): Promise<JWTPayload> {
@@ -107,7 +122,7 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
         throw new UnauthorizedError();
       }
       try {
-        return principalOf(await verify(match[1]));
+        return principalOf(await verify(match[1]), settings.serviceAudience);
       } catch (error) {
         if (error instanceof UpstreamError) throw error;
         // Why is logged for operators; the caller only ever learns UNAUTHORIZED.

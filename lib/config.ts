@@ -73,6 +73,7 @@ const schema = z.object({
   AUTH_JWKS_URL: blankAsUnset(z.optional(httpUrl({ httpsUnlessLoopback: true }))),
   AUTH_ISSUER: optionalText(),
   AUTH_AUDIENCE: optionalText(),
+  AUTH_SERVICE_AUDIENCE: optionalText(),
   APP_URL: blankAsUnset(z.optional(httpUrl())),
   AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
   HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),

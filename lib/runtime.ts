@@ -47,6 +47,7 @@ export function buildAppDeps(cfg: Config, client: DynamoDBClient = dynamoClient(
       jwksUrl: cfg.AUTH_JWKS_URL,
       issuer: cfg.AUTH_ISSUER,
       audience: cfg.AUTH_AUDIENCE,
+      serviceAudience: cfg.AUTH_SERVICE_AUDIENCE,
     }),
     // The "api" config profile guarantees APP_URL; loadConfig refuses an api config without it.
     corsOrigin: new URL(cfg.APP_URL ?? "invalid:").origin,

@@ -29,7 +29,7 @@ export function devSecrets(env: NodeJS.ProcessEnv, file: string | undefined): De
   };
 }
 
-/** A dev token signed with the local secret (and the configured issuer/audience, if any). */
+/** A dev token signed with the local secret (and the configured issuer and audience, if any). */
 export async function devToken(
   env: NodeJS.ProcessEnv,
   claims: Record<string, unknown>,
@@ -37,6 +37,9 @@ export async function devToken(
 ): Promise<string> {
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setIssuedAt().setExpirationTime(`${expiresInSeconds}s`);
   if (env.AUTH_ISSUER) jwt.setIssuer(env.AUTH_ISSUER);
-  if (env.AUTH_AUDIENCE) jwt.setAudience(env.AUTH_AUDIENCE);
+  // a service token (scope gate) is for the service audience when one is configured
+  const forService = typeof claims.scope === "string" && claims.scope.split(/\s+/).includes("gate");
+  const audience = forService && env.AUTH_SERVICE_AUDIENCE ? env.AUTH_SERVICE_AUDIENCE : env.AUTH_AUDIENCE;
+  if (audience) jwt.setAudience(audience);
   return jwt.sign(new TextEncoder().encode(env.AUTH_JWT_SECRET));
 }

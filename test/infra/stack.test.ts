@@ -24,6 +24,7 @@ const CONTEXT: Record<string, string> = {
   appUrl: "https://app.example.test/dashboard",
   authIssuer: "https://issuer.example.test",
   authAudience: "creditgate-api",
+  authServiceAudience: "creditgate-gate",
   apiRateLimit: "50",
   apiBurstLimit: "80",
 };
@@ -201,7 +202,12 @@ describe("functions", () => {
       const env = fnProps(name).Environment.Variables;
       expect(env).toMatchObject({ AUTHORIZE_RATE_LIMIT_PER_MINUTE: "600", HOLD_TTL_SECONDS: "900" });
       if (FUNCTIONS[name].auth === "jwt") {
-        expect(env).toMatchObject({ APP_URL: CONTEXT.appUrl, AUTH_ISSUER: CONTEXT.authIssuer, AUTH_AUDIENCE: CONTEXT.authAudience });
+        expect(env).toMatchObject({
+          APP_URL: CONTEXT.appUrl,
+          AUTH_ISSUER: CONTEXT.authIssuer,
+          AUTH_AUDIENCE: CONTEXT.authAudience,
+          AUTH_SERVICE_AUDIENCE: CONTEXT.authServiceAudience,
+        });
       }
       if (BILLING.includes(name)) expect(env).toMatchObject(PRICES);
       else expect(Object.keys(env).filter((key) => key.startsWith("STRIPE_PRICE_"))).toEqual([]);

@@ -123,3 +123,30 @@ describe("route requirements", () => {
     expect(() => requireService(user)).toThrow(ForbiddenError);
   });
 });
+
+describe("a separate service audience (AUTH_SERVICE_AUDIENCE)", () => {
+  const SERVICE_AUDIENCE = "creditgate-gate";
+  const auth = createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE, serviceAudience: SERVICE_AUDIENCE });
+
+  it("a gate-scoped token for the service audience is the service", async () => {
+    const token = await serviceToken({ audience: SERVICE_AUDIENCE });
+    expect(await auth.authenticate(bearer(token))).toMatchObject({ kind: "service", scopes: ["gate"] });
+  });
+
+  it("a user token that carries the gate scope stays a user (and is refused by the gate routes)", async () => {
+    const token = await userToken("u-scoped", { claims: { scope: "gate" } }); // the users' audience
+    const principal = await auth.authenticate(bearer(token));
+    expect(principal).toMatchObject({ kind: "user", userId: "u-scoped" });
+    expect(() => requireService(principal)).toThrow(ForbiddenError);
+  });
+
+  it("user tokens still work; a token for neither audience is refused", async () => {
+    expect(await auth.authenticate(bearer(await userToken("u-plain")))).toMatchObject({ kind: "user", userId: "u-plain" });
+    await expect(auth.authenticate(bearer(await serviceToken({ audience: "someone-else" })))).rejects.toBeInstanceOf(UnauthorizedError);
+  });
+
+  it("without it, the gate scope alone makes the service (the default, documented in SECURITY.md)", async () => {
+    const token = await userToken("u-scoped", { claims: { scope: "gate" } });
+    expect(await hs.authenticate(bearer(token))).toMatchObject({ kind: "service" });
+  });
+});
