@@ -89,7 +89,8 @@ export async function grantUpgradeTopUp(
  * POST /v1/billing/change-plan. Upgrades are prorated and invoiced at once
  * (`always_invoice`, `error_if_incomplete`: a declined card changes nothing and answers 402),
  * then the allowance difference is topped up once per subscription period. Downgrades take
- * effect at once with the proration credited on the next invoice, and take no credits back.
+ * effect at once without proration (the period was paid at the higher price, whose credits the
+ * user keeps) and take no credits back.
  */
 export async function changePlan(deps: BillingDeps, input: { userId: string; plan: PlanId }): Promise<ChangePlanResult> {
   const stripe = requireStripe(deps);
@@ -97,7 +98,15 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   if (!target.paid) throw new ValidationError("plan: to go back to free, cancel the subscription", "plan");
   const account = (await ensureAccount(deps.ledger, input.userId)) as BillingAccount;
   const local = liveSubscriptionOf(account);
-  const current = deps.prices.planOfPrice(local.priceId) ?? { plan: account.plan, interval: account.interval };
+  const remote = await stripe.retrieveSubscription(local.id);
+  const parsed = remote ? subscriptionSchema.safeParse(remote) : undefined;
+  if (!parsed?.success || !isLive(parsed.data.status)) {
+    throw new ConflictError("Your subscription is no longer active; subscribe again", "CONFLICT", { reason: "NO_SUBSCRIPTION" });
+  }
+  const before: SubscriptionSnapshot = snapshotOf(parsed.data, deps);
+  // The plan we change from is the one Stripe bills now, not our copy: a switch made in the
+  // portal whose webhook has not arrived yet must not count as an upgrade (and a top-up).
+  const current = deps.prices.planOfPrice(before.priceId) ?? { plan: account.plan, interval: account.interval };
   const interval = current.interval;
   if (!target.intervals.includes(interval)) throw new ValidationError(`plan: ${input.plan} is not sold ${interval}ly`, "plan");
   const price = deps.prices.planPrice(input.plan, interval);
@@ -106,13 +115,6 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   if (direction === 0) {
     throw new ConflictError(`You are already on the ${input.plan} plan`, "CONFLICT", { reason: "SAME_PLAN" });
   }
-
-  const remote = await stripe.retrieveSubscription(local.id);
-  const parsed = remote ? subscriptionSchema.safeParse(remote) : undefined;
-  if (!parsed?.success || !isLive(parsed.data.status)) {
-    throw new ConflictError("Your subscription is no longer active; subscribe again", "CONFLICT", { reason: "NO_SUBSCRIPTION" });
-  }
-  const before: SubscriptionSnapshot = snapshotOf(parsed.data, deps);
   const upgrade = direction > 0;
   // The key changes whenever the subscription was invoiced again or changed anywhere else (its
   // last applied event, e.g. a switch in the portal), so a later change in the same day is a new
@@ -124,7 +126,9 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
     {
       items: [{ id: before.itemId, price }],
       expand: ["latest_invoice"],
-      proration_behavior: upgrade ? "always_invoice" : "create_prorations",
+      // A downgrade credits nothing back: the higher plan's top-up was granted for the period,
+      // and prorating it away would let upgrade-then-downgrade buy credits for nothing.
+      proration_behavior: upgrade ? "always_invoice" : "none",
       ...(upgrade ? { payment_behavior: "error_if_incomplete" as const } : {}),
       metadata: {
         userId: account.userId,

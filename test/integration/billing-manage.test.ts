@@ -125,7 +125,7 @@ describe("POST /v1/billing/change-plan", () => {
     const res = await changePlan(sub.userId, { plan: "plus" });
     expect(res.json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
     const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
-    expect(update?.body).toMatchObject({ proration_behavior: "create_prorations", items: [{ price: "price_plus_monthly" }] });
+    expect(update?.body).toMatchObject({ proration_behavior: "none", items: [{ price: "price_plus_monthly" }] });
     expect(update?.body.payment_behavior).toBeUndefined();
     expect(await account(sub.userId)).toMatchObject({ plan: "plus", balance: 110_000 });
   });
@@ -213,6 +213,38 @@ describe("POST /v1/billing/change-plan", () => {
     );
     expect(res.json.outcome).toBe("clawed_back");
     expect(await balance(sub.userId)).toBe(110_000 - 30_000);
+  });
+
+  it("takes the plan changed from from Stripe, not our copy: a portal switch in flight is no upgrade", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    // The user moved to pro in the portal; its webhook has not reached us (our copy still says plus).
+    fx.stripe.subscriptions.set(
+      sub.subscriptionId,
+      subscriptionObject({
+        id: sub.subscriptionId,
+        customer: sub.customer,
+        price: "price_pro_monthly",
+        userId: sub.userId,
+        periodStart: T0,
+        periodEnd: T0 + 31 * 86_400,
+        latestInvoice: sub.invoiceId,
+      }),
+    );
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    expect(res.status).toBe(409);
+    expect(res.json.error.reason).toBe("SAME_PLAN");
+    expect(fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST")).toHaveLength(0);
+    expect(await balance(sub.userId)).toBe(50_000); // no top-up
+  });
+
+  it("upgrade then downgrade in one period: the downgrade credits no money back and the top-up stays paid for", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    expect((await changePlan(sub.userId, { plan: "pro" })).json).toMatchObject({ status: "upgraded", creditsAdded: 60_000 });
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", creditsAdded: 0 });
+    const [upgrade, downgrade] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(upgrade?.body.proration_behavior).toBe("always_invoice");
+    expect(downgrade?.body.proration_behavior).toBe("none"); // no credit note for the pro time just paid
+    expect(await balance(sub.userId)).toBe(110_000);
   });
 
   it("refuses without a live subscription, for the same plan, and for free", async () => {
