@@ -83,19 +83,28 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
     await deps.store.putCustomerUser(session.customer, userId, deps.ledger.now());
     await deps.store.linkAccountCustomer(userId, session.customer);
   }
-  // The checkout is over: the user may start another one.
-  await deps.store.releaseCheckout(userId, kind, { sessionId: session.id });
+  // The checkout is over: the user may start another one — for a subscription only once it is
+  // recorded (until then subscribe must keep refusing, or a paying user could check out twice; a
+  // failure here answers 5xx and Stripe's redelivery finishes it, the marker expiring meanwhile).
+  const release = () => deps.store.releaseCheckout(userId, kind, { sessionId: session.id });
 
   if (kind === "subscription") {
-    if (!session.subscription) return "ignored_no_subscription";
+    if (!session.subscription) {
+      await release();
+      return "ignored_no_subscription";
+    }
     const remote = await requireStripe(deps).retrieveSubscription(session.subscription);
     const parsed = remote ? subscriptionSchema.safeParse(remote) : undefined;
     if (!parsed?.success) {
       logger.error("checkout's subscription not found or not understood", { subscription: session.subscription });
+      await release();
       return "ignored_subscription_unavailable";
     }
-    return `subscription_${await applySubscription(deps, userId, snapshotOf(parsed.data, deps), eventTime(event))}`;
+    const outcome = await applySubscription(deps, userId, snapshotOf(parsed.data, deps), eventTime(event));
+    await release();
+    return `subscription_${outcome}`;
   }
+  await release();
 
   if (session.payment_status !== "paid") return "pack_awaiting_payment";
   const pack = session.metadata?.pack;

@@ -137,6 +137,31 @@ describe("POST /v1/billing/subscribe", () => {
     expect((await subscribe(user)).status).toBe(200);
   });
 
+  it("the pending marker stays until the completed checkout's subscription is recorded (no second checkout in the gap)", async () => {
+    const user = uniqueUser("gap");
+    expect((await subscribe(user)).status).toBe(200);
+    const stored = await account(user);
+    const customer = stored.stripeCustomerId as string;
+    const subscription = subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId: user });
+    fx.stripe.subscriptions.set(subscription.id, subscription);
+    const completed = stripeEvent("checkout.session.completed.subscription", {
+      object: { id: stored.pendingCheckout?.sessionId, customer, subscription: subscription.id, metadata: { userId: user, plan: "pro", interval: "month" } },
+    });
+    // Stripe cannot be read: the webhook answers 5xx and Stripe will redeliver; meanwhile the user still has a pending checkout.
+    fx.stripe.failNext({ match: "/v1/subscriptions", status: 500 }, 5);
+    expect((await fx.deliver(completed)).status).toBeGreaterThanOrEqual(500);
+    fx.stripe.reset();
+    const meanwhile = await subscribe(user, { plan: "plus" });
+    expect(meanwhile.status).toBe(409);
+    expect((await account(user)).pendingCheckout).toBeDefined();
+    // The redelivery records the subscription, then releases the marker: subscribe now refuses for the subscription.
+    expect((await fx.deliver(completed)).status).toBe(200);
+    expect((await account(user)).pendingCheckout).toBeUndefined();
+    const after = await subscribe(user, { plan: "plus" });
+    expect(after.json.error).toMatchObject({ code: "CONFLICT", reason: "SUBSCRIPTION_EXISTS" });
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(0); // none since the reset
+  });
+
   it("refuses with 409 while a live subscription exists", async () => {
     const user = uniqueUser("live");
     expect((await subscribe(user)).status).toBe(200);
