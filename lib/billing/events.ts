@@ -187,6 +187,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
       grantKey: key,
       amountCents: invoice.amount_paid,
       createdAt: deps.ledger.now(),
+      ...(plan.interval === "year" ? { months: 12 } : {}),
     });
     const result = await grantCredits(deps.ledger, {
       userId,

@@ -41,6 +41,32 @@ async function isGranted(deps: BillingDeps, purchase: PurchaseRecord | undefined
   return purchase !== undefined && (await deps.ledger.store.getEntry(purchase.userId, purchase.grantKey)) !== undefined;
 }
 
+const YEAR_MS = 366 * 24 * 3600 * 1000;
+
+/**
+ * Credits a payment has granted so far. A pack or a monthly invoice grants all it buys at once;
+ * an annual invoice grants month 0 itself and the schedule grants the rest month by month
+ * (`allowance#…` entries in the year after it), so a refund can only take back what was granted:
+ * a year refunded in half at month 5 takes the six months granted and leaves the six to come.
+ * Read from the ledger: refunds are rare, and the entries are the truth.
+ */
+async function grantedSoFar(deps: BillingDeps, purchase: PurchaseRecord): Promise<number> {
+  const months = purchase.months ?? 1;
+  if (months <= 1) return purchase.credits;
+  const scheduled = (await deps.ledger.store.allEntries(purchase.userId))
+    .filter(
+      (entry) =>
+        entry.reason === "allowance" &&
+        entry.key.startsWith("allowance#") &&
+        entry.amount > 0 &&
+        entry.createdAt >= purchase.createdAt &&
+        entry.createdAt < purchase.createdAt + YEAR_MS,
+    )
+    .sort((a, b) => a.createdAt - b.createdAt)
+    .slice(0, months - 1);
+  return purchase.credits + scheduled.reduce((sum, entry) => sum + entry.amount, 0);
+}
+
 /** The ledger key of a clawback fact (invariant 3): a refund by its charge's cumulative amount, a dispute by its id. */
 export function clawKey(fact: ClawFact): string {
   return fact.kind === "refund" ? `refund#${fact.chargeId}#${fact.refundedCents}` : `dispute#${fact.disputeId}`;
@@ -48,8 +74,9 @@ export function clawKey(fact: ClawFact): string {
 
 /**
  * Takes back, once, the credits a refunded or disputed payment bought, in proportion to the
- * money returned: credits to take = round(credits bought × money returned / money paid), minus
- * what earlier facts of the same charge took. `charge.refunded` carries the cumulative refunded
+ * money returned: credits to take = round(credits bought × money returned / money paid), at most
+ * what it has granted so far (an annual invoice's months come one by one), minus what earlier
+ * facts of the same charge took. `charge.refunded` carries the cumulative refunded
  * amount, so facts are keyed by charge and cumulative amount: a redelivery, or an older partial
  * refund arriving after a newer one, takes nothing more. The per-charge record is written
  * (versioned) before the ledger clawback, and names what each fact takes, so a crash in between
@@ -76,6 +103,7 @@ export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promis
   }
   if (!purchase) throw new Error("unreachable: a granted purchase was found");
   const key = clawKey(fact);
+  const granted = await grantedSoFar(deps, purchase);
   let credits: number | undefined;
   for (let attempt = 0; attempt < 10 && credits === undefined; attempt++) {
     const stored = await deps.store.getClaw(fact.chargeId);
@@ -83,7 +111,7 @@ export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promis
       chargeId: fact.chargeId,
       userId: purchase.userId,
       purchaseId: purchase.id,
-      credits: purchase.credits,
+      credits: purchase.credits * (purchase.months ?? 1), // what the payment bought
       basisCents: purchase.amountCents > 0 ? purchase.amountCents : fact.kind === "refund" ? fact.chargeAmount : 0,
       refundedCents: 0,
       disputes: {},
@@ -102,7 +130,9 @@ export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promis
       claw.basisCents,
       refundedCents + Object.values(disputes).reduce((sum, cents) => sum + cents, 0),
     );
-    const target = claw.basisCents > 0 ? Math.min(claw.credits, Math.round((claw.credits * returnedCents) / claw.basisCents)) : 0;
+    // Proportional to the money returned, never more than the payment has granted so far.
+    const proportional = claw.basisCents > 0 ? Math.round((claw.credits * returnedCents) / claw.basisCents) : 0;
+    const target = Math.min(claw.credits, proportional, granted);
     const take = Math.max(0, target - claw.clawed);
     const next: ClawRecord = {
       ...claw,

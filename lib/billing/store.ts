@@ -66,6 +66,11 @@ export interface PurchaseRecord {
   /** what was paid for them (smallest currency unit); the basis of proportional refunds */
   amountCents: number;
   createdAt: number;
+  /**
+   * How many monthly allowances the payment buys when more than the one granted with it: 12 for
+   * an annual invoice (month 0 granted by the invoice, months 1..11 by the schedule).
+   */
+  months?: number;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
-import { auditAccount, authorizeChat, getBalance, listHistory, settleChat } from "../../lib/ledger/index.js";
+import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
 import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -172,5 +172,63 @@ describe("charge.dispute.created", () => {
     const extra = await fx.deliver(disputed({ ...buyer, amount: 1_000 }));
     expect(extra.json.outcome).toBe("nothing_left_to_claw_back");
     expect((await view(buyer.userId)).balance).toBe(10_000);
+  });
+});
+
+describe("refund of an annual invoice (month 0 granted by it, months 1..11 by the schedule)", () => {
+  /** An annual pro subscriber (120,000 cents for the year) whose first `months` scheduled months were granted. */
+  async function annualSubscriber(months: number) {
+    const sub = await subscribeAndPay(fx, { interval: "year", amountPaid: 120_000 });
+    for (let month = 1; month <= months; month++) {
+      fx.clock.value = Date.UTC(2026, month, 1, 13);
+      expect((await grantAllowanceIfDue(fx.deps.ledger, sub.userId)).granted).toBe(true);
+    }
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
+    return { ...sub, paymentIntent, chargeId: uniqueStripeId("ch") };
+  }
+
+  it("a full refund after three scheduled months takes back all four months granted", async () => {
+    const clock = fx.clock.value;
+    try {
+      const sub = await annualSubscriber(3);
+      expect((await view(sub.userId)).balance).toBe(10_000 + 4 * 100_000);
+      const res = await fx.deliver(
+        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
+      );
+      expect(res.json.outcome).toBe("clawed_back");
+      expect((await view(sub.userId)).balance).toBe(10_000); // the signup bonus: everything the year granted is back
+      expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
+    } finally {
+      fx.clock.value = clock;
+    }
+  });
+
+  it("half refunded at month 5 takes the six months granted: with the six to come the user keeps half the year", async () => {
+    const clock = fx.clock.value;
+    try {
+      const sub = await annualSubscriber(5);
+      expect((await view(sub.userId)).balance).toBe(10_000 + 6 * 100_000);
+      await fx.deliver(
+        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 60_000 }),
+      );
+      expect((await view(sub.userId)).balance).toBe(10_000);
+      // the rest of the refund later takes nothing more than was granted (nothing left so far)
+      const rest = await fx.deliver(
+        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
+      );
+      expect(rest.json.outcome).toBe("nothing_left_to_claw_back");
+      expect((await view(sub.userId)).balance).toBe(10_000);
+    } finally {
+      fx.clock.value = clock;
+    }
+  });
+
+  it("a monthly invoice is refunded as before: its one month, proportionally", async () => {
+    const sub = await subscribeAndPay(fx, { amountPaid: 2_000 });
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
+    await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer: sub.customer, amount: 2_000, refunded: 500 }));
+    expect((await view(sub.userId)).balance).toBe(110_000 - 25_000);
   });
 });
