@@ -2,6 +2,7 @@ import { comparePlans, type PlanId, planOf } from "../catalog.js";
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
 import { parseInput, userIdSchema } from "../ledger/validation.js";
+import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount } from "./store.js";
 import { appLink, requireStripe } from "./checkout.js";
@@ -143,7 +144,8 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   );
   const after = snapshotOf(subscriptionSchema.parse(updated), deps);
   let creditsAdded = 0;
-  if (upgrade) {
+  const prorationInvoice = typeof updated.latest_invoice === "object" ? updated.latest_invoice : undefined;
+  if (upgrade && prorationInvoice?.status === "paid") {
     creditsAdded = await grantUpgradeTopUp(deps, {
       userId: account.userId,
       subscriptionId: after.id,
@@ -151,9 +153,15 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
       from: current.plan,
       to: input.plan,
       invoiceId: after.latestInvoiceId,
-      ...(typeof updated.latest_invoice === "object" && updated.latest_invoice
-        ? { amountPaid: updated.latest_invoice.amount_paid }
-        : {}),
+      amountPaid: prorationInvoice.amount_paid,
+    });
+  } else if (upgrade) {
+    // Paid later (a bank debit still processing) or not at all: the top-up waits for that
+    // invoice's `invoice.paid` (same key, with what was really paid as the refund basis).
+    logger.info("upgrade invoice not paid yet; its invoice.paid grants the top-up", {
+      userId: account.userId,
+      invoice: after.latestInvoiceId,
+      status: prorationInvoice?.status,
     });
   }
   await applySubscription(deps, account.userId, after, secondsNow(deps));

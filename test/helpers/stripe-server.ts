@@ -91,6 +91,8 @@ export interface StripeTestServer {
   invoicePayments: Map<string, string>;
   /** the amount the next proration invoice (upgrade) is paid */
   prorationAmount: number;
+  /** the status of the next proration invoice: "paid", or "open" while a bank debit is processing */
+  prorationStatus: string;
   reset(): void;
   close(): Promise<void>;
 }
@@ -108,7 +110,7 @@ export async function startStripeServer(): Promise<StripeTestServer> {
   const nextId = (prefix: string) => `${prefix}_test${String(++counter).padStart(6, "0")}`;
   const now = () => Math.floor(Date.now() / 1000);
 
-  const state = { prorationAmount: 1_500 };
+  const state = { prorationAmount: 1_500, prorationStatus: "paid" };
 
   function route(method: string, path: string, query: Json, body: Json): { status: number; body: Json } {
     if (method === "POST" && path === "/v1/customers") {
@@ -200,7 +202,13 @@ export async function startStripeServer(): Promise<StripeTestServer> {
       subscription.metadata = metadata;
     }
     if (body.proration_behavior === "always_invoice") {
-      const invoice = { id: nextId("in"), object: "invoice", amount_paid: state.prorationAmount, billing_reason: "subscription_update" };
+      const invoice = {
+        id: nextId("in"),
+        object: "invoice",
+        status: state.prorationStatus,
+        amount_paid: state.prorationStatus === "paid" ? state.prorationAmount : 0,
+        billing_reason: "subscription_update",
+      };
       subscription.latest_invoice = invoice.id;
       const expand = (body.expand as string[] | undefined) ?? [];
       if (expand.includes("latest_invoice")) return { ...subscription, latest_invoice: invoice };
@@ -302,7 +310,14 @@ export async function startStripeServer(): Promise<StripeTestServer> {
     set prorationAmount(value: number) {
       state.prorationAmount = value;
     },
+    get prorationStatus() {
+      return state.prorationStatus;
+    },
+    set prorationStatus(value: string) {
+      state.prorationStatus = value;
+    },
     reset() {
+      state.prorationStatus = "paid";
       requests.length = 0;
       faults.length = 0;
       delays.length = 0;

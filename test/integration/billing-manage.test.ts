@@ -198,6 +198,40 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await balance(sub.userId)).toBe(110_000);
   });
 
+  it("an upgrade whose invoice is still being paid (bank debit) tops up only when invoice.paid says what was paid", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    fx.stripe.prorationStatus = "open";
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 0 });
+    expect(await balance(sub.userId)).toBe(50_000);
+    const prorationInvoice = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
+    const paid = await fx.deliver(
+      invoicePaid({
+        invoiceId: prorationInvoice,
+        customer: sub.customer,
+        subscriptionId: sub.subscriptionId,
+        userId: sub.userId,
+        price: "price_pro_monthly",
+        billingReason: "subscription_update",
+        proration: true,
+        amountPaid: 1_500,
+        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+      }),
+    );
+    expect(paid.json.outcome).toBe("upgrade_topped_up");
+    expect(await balance(sub.userId)).toBe(110_000);
+    // its purchase records what was really paid: a dispute of the whole payment takes the whole top-up
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, prorationInvoice);
+    const disputed = await fx.deliver(
+      stripeEvent("charge.dispute.created", {
+        object: { id: uniqueStripeId("dp"), charge: uniqueStripeId("ch"), payment_intent: paymentIntent, amount: 1_500 },
+      }),
+    );
+    expect(disputed.json.outcome).toBe("clawed_back");
+    expect(await balance(sub.userId)).toBe(50_000);
+  });
+
   it("refunding the proration invoice takes back the top-up proportionally", async () => {
     fx.stripe.prorationAmount = 1_500;
     const sub = await subscribeAndPay(fx, { plan: "plus" });
