@@ -69,7 +69,14 @@ export class StripeNotConfiguredError extends AppError {
 }
 
 export class UpstreamError extends AppError {
-  constructor(message = "The payment provider did not answer; nothing was changed, please retry") {
+  /**
+   * `ambiguous`: the provider may have acted without us hearing (a 5xx, a timeout, a dropped
+   * connection); a retry must then reuse the same idempotency key rather than start afresh.
+   */
+  constructor(
+    message = "The payment provider did not answer; nothing was changed, please retry",
+    readonly ambiguous = false,
+  ) {
     super(502, "UPSTREAM_ERROR", message);
   }
 }

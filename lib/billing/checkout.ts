@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type BillingInterval, type PackId, type PlanId, planOf } from "../catalog.js";
-import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
+import { ConflictError, StripeNotConfiguredError, UpstreamError, ValidationError } from "../errors.js";
 import { ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { FUNCTIONS } from "../routes.js";
@@ -80,16 +80,19 @@ async function withPendingCheckout(
   deps: BillingDeps,
   account: BillingAccount,
   kind: CheckoutKind,
+  request: string,
   create: (input: { customer: string; intent: string; expiresAt: number }) => Promise<{ id: string; url: string }>,
   email: string | undefined,
 ): Promise<{ checkoutUrl: string }> {
   const now = deps.ledger.now();
-  let marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs };
+  let marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs, request };
   const claim = await deps.store.claimCheckout(account.userId, kind, marker, now);
   if (!claim.claimed) {
     const existing = claim.existing;
     const abandoned = existing && !existing.url && now - (existing.expiresAt - deps.checkoutTtlMs) >= CHECKOUT_IN_FLIGHT_MS;
-    if (!abandoned) throw pendingConflict(existing);
+    // Resumed only for the same purchase: Stripe may hold a payable session for the dead request,
+    // and a session for something else beside it could be paid too (two subscriptions).
+    if (!abandoned || (existing.request !== undefined && existing.request !== request)) throw pendingConflict(existing);
     logger.warn("resuming a checkout whose request died before recording its session", { userId: account.userId, kind });
     marker = existing;
   }
@@ -104,6 +107,12 @@ async function withPendingCheckout(
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
+    if (error instanceof UpstreamError && error.ambiguous) {
+      // Stripe may have made the session: keep the marker, so the retry resumes under the same
+      // nonce (the same idempotency key: Stripe answers with that session) instead of a second one.
+      logger.warn("checkout left pending after an unanswered Stripe call; a retry resumes it", { userId: account.userId, kind });
+      throw error;
+    }
     await deps.store.releaseCheckout(account.userId, kind, { nonce: marker.nonce }).catch((releaseError: unknown) => {
       // The marker expires on its own; the caller still learns what failed first.
       logger.error("could not release a checkout marker", releaseError as Error);
@@ -151,6 +160,7 @@ export async function startSubscriptionCheckout(
     deps,
     account,
     "subscription",
+    `subscription:${plan}:${interval}`,
     ({ customer, intent, expiresAt }) =>
       stripe.createCheckoutSession(
         {
@@ -184,6 +194,7 @@ export async function startPackCheckout(
     deps,
     account,
     "pack",
+    `pack:${input.pack}`,
     ({ customer, intent, expiresAt }) =>
       stripe.createCheckoutSession(
         {

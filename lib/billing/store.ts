@@ -9,6 +9,8 @@ export interface PendingCheckout {
   /** drawn when the marker is claimed; names the Stripe idempotency key of the session */
   nonce: string;
   expiresAt: number;
+  /** what the checkout is for (e.g. `subscription:pro:month`, `pack:starter`); a resume must match it */
+  request?: string;
   sessionId?: string;
   url?: string;
 }

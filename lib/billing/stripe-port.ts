@@ -85,7 +85,11 @@ function mapStripeError(operation: string, error: unknown): never {
     // not `message`: the logger reserves that key for the log line's own text and drops ours
     stripeMessage: (error as Error)?.message,
   });
-  throw new UpstreamError();
+  // A refusal (4xx) means Stripe did nothing; anything else (5xx, timeout, connection) may have
+  // been applied without us hearing the answer.
+  const status = stripeError?.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) throw new UpstreamError();
+  throw new UpstreamError("The payment provider did not answer in time; please retry in a few seconds", true);
 }
 
 /** JSON with object keys sorted at every level, so equal parameters always digest alike. */

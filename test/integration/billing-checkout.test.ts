@@ -175,9 +175,9 @@ describe("POST /v1/billing/subscribe", () => {
     expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(1);
   });
 
-  it("a Stripe failure answers 502 and leaves nothing half-done (marker released, no second customer)", async () => {
+  it("a Stripe refusal (4xx) answers 502 and leaves nothing half-done (marker released, no second customer)", async () => {
     const user = uniqueUser("fail");
-    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500 });
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 400 });
     const res = await subscribe(user);
     expect(res.status).toBe(502);
     expect(res.json.error.code).toBe("UPSTREAM_ERROR");
@@ -185,7 +185,7 @@ describe("POST /v1/billing/subscribe", () => {
     expect(logs.lines().find((line) => line.message === "stripe call failed")).toMatchObject({
       level: "ERROR",
       operation: "checkout.sessions.create",
-      statusCode: 500,
+      statusCode: 400,
       stripeMessage: "Injected failure",
     });
     expect(JSON.stringify(res.json)).not.toContain("Injected failure");
@@ -194,6 +194,23 @@ describe("POST /v1/billing/subscribe", () => {
     expect(stored.stripeCustomerId).toMatch(/^cus_/); // the customer is reusable, not half-made
     expect((await subscribe(user)).status).toBe(200);
     expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
+  });
+
+  it("an unanswered Stripe call (5xx) keeps the checkout pending; the retry resumes it under the same key", async () => {
+    const user = uniqueUser("ambiguous");
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500 });
+    const res = await subscribe(user);
+    expect(res.status).toBe(502);
+    expect(res.json.error.message).toMatch(/retry in a few seconds/);
+    expect((await account(user)).pendingCheckout).toMatchObject({ request: "subscription:pro:month" });
+    // at once: the first request may still be in flight
+    expect((await subscribe(user)).json.error).toMatchObject({ code: "CONFLICT", reason: "CHECKOUT_PENDING" });
+    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    const resumed = await subscribe(user);
+    expect(resumed.status).toBe(200);
+    const attempts = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]?.idempotencyKey).toBe(attempts[0]?.idempotencyKey); // Stripe answers with the session it may have made
   });
 
   /** Runs a request whose Lambda dies at one billing store call (the call throws, nothing after it runs). */
@@ -207,19 +224,21 @@ describe("POST /v1/billing/subscribe", () => {
     }
   }
 
-  it("a checkout resumed with another plan is a new Stripe request, never a key reused with other parameters", async () => {
+  it("a dead checkout resumes only for the same plan: another plan waits, so two sessions are never payable at once", async () => {
     const user = uniqueUser("resume");
     const errorsBefore = fx.stripe.served.idempotencyErrors;
     // The request dies after Stripe made the session, before recording it: the marker stays without one.
     expect((await killedAt("recordCheckoutSession", () => subscribe(user, { plan: "pro" }))).status).toBe(500);
     fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
-    const resumed = await subscribe(user, { plan: "plus" });
+    const other = await subscribe(user, { plan: "plus" });
+    expect(other.status).toBe(409);
+    expect(other.json.error).toMatchObject({ code: "CONFLICT", reason: "CHECKOUT_PENDING" });
+    const resumed = await subscribe(user, { plan: "pro" });
     expect(resumed.status).toBe(200);
     const sessions = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
     expect(sessions).toHaveLength(2);
-    expect(sessions[1]?.body.line_items).toEqual([{ price: "price_plus_monthly", quantity: "1" }]);
-    // the same marker (nonce) resumed, but other parameters: another key
-    expect(sessions[1]?.idempotencyKey).not.toBe(sessions[0]?.idempotencyKey);
+    // the same request under the same key: Stripe answers with the session the dead request made
+    expect(sessions[1]?.idempotencyKey).toBe(sessions[0]?.idempotencyKey);
     expect(fx.stripe.served.idempotencyErrors).toBe(errorsBefore);
     expect((await account(user)).pendingCheckout?.url).toBe(resumed.json.checkoutUrl);
   });
@@ -243,15 +262,27 @@ describe("POST /v1/billing/subscribe", () => {
     expect(await customerItem(stored.stripeCustomerId as string)).toMatchObject({ userId: user });
   });
 
-  it("a failed customer creation answers 502 and writes nothing", async () => {
+  it("a refused customer creation answers 502 and writes nothing", async () => {
     const user = uniqueUser("cfail");
-    fx.stripe.failNext({ match: "/v1/customers", status: 503 });
+    fx.stripe.failNext({ match: "/v1/customers", status: 400 });
     const res = await subscribe(user);
     expect(res.status).toBe(502);
     const stored = await account(user);
     expect(stored.stripeCustomerId).toBeUndefined();
     expect(stored.pendingCheckout).toBeUndefined();
     expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(0);
+  });
+
+  it("an unanswered customer creation keeps the checkout pending and makes one customer in the end", async () => {
+    const user = uniqueUser("cambiguous");
+    fx.stripe.failNext({ match: "/v1/customers", status: 503 });
+    expect((await subscribe(user)).status).toBe(502);
+    expect((await account(user)).stripeCustomerId).toBeUndefined();
+    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    expect((await subscribe(user)).status).toBe(200);
+    const customers = fx.stripe.requestsTo("/v1/customers", "POST");
+    expect(new Set(customers.map((request) => request.idempotencyKey)).size).toBe(1);
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions", "POST")).toHaveLength(1);
   });
 
   it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, and calls nothing", async () => {
@@ -289,15 +320,22 @@ describe("Stripe trouble and missing configuration (own fixtures)", () => {
     ]);
   });
 
-  it("a slow Stripe times out as 502 and releases the marker", async () => {
+  it("a Stripe answer too slow for the SDK is a 502; the retry resumes and gets the session Stripe made", async () => {
     const user = uniqueUser("slow");
     expect((await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe")).status).toBe(200);
     slow.clock.value += 32 * 60_000;
-    slow.stripe.delayNext(1_000);
+    slow.stripe.delayNext(600);
     const res = await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe");
     expect(res.status).toBe(502);
     expect(res.json.error.code).toBe("UPSTREAM_ERROR");
-    expect(((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).pendingCheckout).toBeUndefined();
+    expect(((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).pendingCheckout?.url).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 700)); // Stripe finishes the slow request meanwhile
+    slow.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    const resumed = await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe");
+    expect(resumed.status).toBe(200);
+    const [first, slowOne, retry] = slow.stripe.requestsTo("/v1/checkout/sessions", "POST");
+    expect(first?.idempotencyKey).not.toBe(slowOne?.idempotencyKey);
+    expect(retry?.idempotencyKey).toBe(slowOne?.idempotencyKey);
   });
 
   it("an SDK retry after a 500 reuses the idempotency key, so Stripe makes one session", async () => {
