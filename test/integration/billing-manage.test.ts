@@ -1,7 +1,7 @@
 import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { getBalance, listHistory } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, invoicePaid, type Subscriber, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { httpHandler } from "../../lib/http/stack.js";
 import { invoke } from "../helpers/events.js";
 import { itemsOf } from "../helpers/http.js";
@@ -23,6 +23,35 @@ const changePlan = (userId: string, body: unknown) => fx.asUser(fx.fns.subscribe
 const cancel = (userId: string) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/cancel");
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
 const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
+
+/** The user switched price in the Stripe portal (same period, no new invoice): Stripe's copy changes, ours not yet. */
+function switchedInPortal(sub: Subscriber, price: string) {
+  const switched = subscriptionObject({
+    id: sub.subscriptionId,
+    customer: sub.customer,
+    price,
+    userId: sub.userId,
+    periodStart: T0,
+    periodEnd: T0 + 31 * 86_400,
+    latestInvoice: sub.invoiceId,
+  });
+  fx.stripe.subscriptions.set(sub.subscriptionId, switched);
+  return switched;
+}
+
+/** The paid proration invoice of a plus → pro upgrade made through change-plan (its metadata says so). */
+const upgradeInvoicePaid = (sub: Subscriber, invoiceId: string) =>
+  invoicePaid({
+    invoiceId,
+    customer: sub.customer,
+    subscriptionId: sub.subscriptionId,
+    userId: sub.userId,
+    price: "price_pro_monthly",
+    billingReason: "subscription_update",
+    proration: true,
+    amountPaid: 1_500,
+    metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+  });
 
 describe("POST /v1/billing/change-plan", () => {
   it("upgrades with an always-invoiced proration and tops up the allowance difference once", async () => {
@@ -134,16 +163,7 @@ describe("POST /v1/billing/change-plan", () => {
     const sub = await subscribeAndPay(fx, { plan: "pro" });
     expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
     // The user switches back to pro in the Stripe portal: no new invoice, one subscription.updated.
-    const back = subscriptionObject({
-      id: sub.subscriptionId,
-      customer: sub.customer,
-      price: "price_pro_monthly",
-      userId: sub.userId,
-      periodStart: T0,
-      periodEnd: T0 + 31 * 86_400,
-      latestInvoice: sub.invoiceId,
-    });
-    fx.stripe.subscriptions.set(sub.subscriptionId, back);
+    const back = switchedInPortal(sub, "price_pro_monthly");
     const switched = stripeEvent("customer.subscription.updated", { created: Math.floor(Date.now() / 1000) + 60, object: back });
     expect((await fx.deliver(switched)).status).toBe(200);
     expect(await account(sub.userId)).toMatchObject({ plan: "pro" });
@@ -178,17 +198,7 @@ describe("POST /v1/billing/change-plan", () => {
     const sub = await subscribeAndPay(fx, { plan: "plus" });
     const prorationInvoice = uniqueStripeId("in");
     const res = await fx.deliver(
-      invoicePaid({
-        invoiceId: prorationInvoice,
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
-        price: "price_pro_monthly",
-        billingReason: "subscription_update",
-        proration: true,
-        amountPaid: 1_500,
-        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
-      }),
+      upgradeInvoicePaid(sub, prorationInvoice),
     );
     expect(res.json.outcome).toBe("upgrade_topped_up");
     expect(await balance(sub.userId)).toBe(110_000);
@@ -206,17 +216,7 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await balance(sub.userId)).toBe(50_000);
     const prorationInvoice = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
     const paid = await fx.deliver(
-      invoicePaid({
-        invoiceId: prorationInvoice,
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
-        price: "price_pro_monthly",
-        billingReason: "subscription_update",
-        proration: true,
-        amountPaid: 1_500,
-        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
-      }),
+      upgradeInvoicePaid(sub, prorationInvoice),
     );
     expect(paid.json.outcome).toBe("upgrade_topped_up");
     expect(await balance(sub.userId)).toBe(110_000);
@@ -252,18 +252,7 @@ describe("POST /v1/billing/change-plan", () => {
   it("takes the plan changed from from Stripe, not our copy: a portal switch in flight is no upgrade", async () => {
     const sub = await subscribeAndPay(fx, { plan: "plus" });
     // The user moved to pro in the portal; its webhook has not reached us (our copy still says plus).
-    fx.stripe.subscriptions.set(
-      sub.subscriptionId,
-      subscriptionObject({
-        id: sub.subscriptionId,
-        customer: sub.customer,
-        price: "price_pro_monthly",
-        userId: sub.userId,
-        periodStart: T0,
-        periodEnd: T0 + 31 * 86_400,
-        latestInvoice: sub.invoiceId,
-      }),
-    );
+    switchedInPortal(sub, "price_pro_monthly");
     const res = await changePlan(sub.userId, { plan: "pro" });
     expect(res.status).toBe(409);
     expect(res.json.error.reason).toBe("SAME_PLAN");

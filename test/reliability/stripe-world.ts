@@ -30,7 +30,10 @@ const priceOf = (plan: PaidPlan, interval: "month" | "year") =>
 
 interface Charge {
   bucket: "allowance" | "purchased";
+  /** credits the payment granted (no schedule runs in this world: an annual invoice's month 0) */
   credits: number;
+  /** monthly allowances the payment buys: 12 for an annual invoice (DESIGN: refunds take back what it bought, as far as granted) */
+  months?: number;
   basisCents: number;
   refundedCents: number[];
   disputes: number[];
@@ -203,7 +206,14 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
       const chargeId = id("ch");
       world.invoicePayments.set(paymentIntent, invoiceId);
       const steps = rng.chance(0.3) ? [1_000, 2_000] : [rng.pick([500, 1_000, 2_000])];
-      user.charges.push({ bucket: "allowance", credits: ALLOWANCE[plan], basisCents: 2_000, refundedCents: steps, disputes: [] });
+      user.charges.push({
+        bucket: "allowance",
+        credits: ALLOWANCE[plan],
+        months: interval === "year" ? 12 : 1,
+        basisCents: 2_000,
+        refundedCents: steps,
+        disputes: [],
+      });
       steps.forEach((refunded, step) => {
         add(user.events, chargeRefunded({ chargeId, paymentIntent, customer: user.customer, amount: 2_000, refunded, created: t + 35 + step }));
       });
@@ -333,7 +343,8 @@ export function expectedState(user: WorldUser): ExpectedAccount {
         .filter((charge) => charge.bucket === bucket)
         .map((charge) => {
           const returned = Math.min(charge.basisCents, Math.max(0, ...charge.refundedCents) + sum(charge.disputes));
-          return Math.min(charge.credits, Math.round((charge.credits * returned) / charge.basisCents));
+          const bought = charge.credits * (charge.months ?? 1);
+          return Math.min(bought, Math.round((bought * returned) / charge.basisCents), charge.credits);
         }),
     );
   const packs = sum([...user.credits].filter(([key]) => key.startsWith("pack#")).map(([, amount]) => amount));
