@@ -61,9 +61,6 @@ function pendingConflict(existing: PendingCheckout | undefined): ConflictError {
   });
 }
 
-/** Stripe refuses a Checkout Session that expires sooner than this after its creation. */
-const STRIPE_MIN_SESSION_MS = 30 * 60_000;
-
 /**
  * How long a pending marker without a session may still belong to a request in flight: the
  * checkout function's timeout and a margin. An older one was left by a request that died between
@@ -94,13 +91,8 @@ async function withPendingCheckout(
     const existing = claim.existing;
     const abandoned = existing && !existing.url && now - (existing.expiresAt - deps.checkoutTtlMs) >= CHECKOUT_IN_FLIGHT_MS;
     // Resumed only for the same purchase: Stripe may hold a payable session for the dead request,
-    // and a session for something else beside it could be paid too (two subscriptions). And only
-    // while Stripe still takes the marker's expiry (at least 30 minutes ahead): the same request
-    // must send the same parameters to get that session back. Later, the dead request's session
-    // (if any) lives until the marker expires, and so does the refusal.
-    const sameRequest = existing?.request === undefined || existing.request === request;
-    const stripeTakesExpiry = existing !== undefined && existing.expiresAt - now >= STRIPE_MIN_SESSION_MS + 10_000;
-    if (!abandoned || !sameRequest || !stripeTakesExpiry) throw pendingConflict(existing);
+    // and a session for something else beside it could be paid too (two subscriptions).
+    if (!abandoned || (existing.request !== undefined && existing.request !== request)) throw pendingConflict(existing);
     logger.warn("resuming a checkout whose request died before recording its session", { userId: account.userId, kind });
     marker = existing;
   }
