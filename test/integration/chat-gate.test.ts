@@ -291,12 +291,18 @@ describe("gate auth", () => {
   });
 });
 
+/** A gate with a per-minute authorize limit, and one user's authorize calls through it. */
+async function rateLimitedGate(perMinute: number, label: string) {
+  const limited = await appFixture({ authorizeRateLimitPerMinute: perMinute });
+  const user = uniqueUser(label);
+  const call = (requestId: string) =>
+    limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
+  return { limited, user, call };
+}
+
 describe("rate limit on authorize", () => {
   it("answers 429 RATE_LIMITED with Retry-After past the per-minute limit, and admits again next minute", async () => {
-    const limited = await appFixture({ authorizeRateLimitPerMinute: 3 });
-    const user = uniqueUser("busy");
-    const call = (requestId: string) =>
-      limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
+    const { limited, call } = await rateLimitedGate(3, "busy");
     for (const id of ["a", "b", "c"]) expect((await call(id)).status).toBe(200);
     const before = await tableDigest(limited.client, limited.tableName);
     const refused = await call("d");
@@ -310,10 +316,7 @@ describe("rate limit on authorize", () => {
   });
 
   it("costs no extra round trip: a steady-state authorize is one DynamoDB write", async () => {
-    const limited = await appFixture({ authorizeRateLimitPerMinute: 600 });
-    const user = uniqueUser("steady");
-    const call = (requestId: string) =>
-      limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
+    const { limited, call } = await rateLimitedGate(600, "steady");
     expect((await call("warm")).status).toBe(200); // first sight creates the account
     limited.requests.reset();
     expect((await call("steady")).status).toBe(200);
@@ -323,10 +326,7 @@ describe("rate limit on authorize", () => {
 
 describe("rate counters stay bounded", () => {
   it("prunes the counters a user leaves behind by skipping minutes, with one extra write now and then", async () => {
-    const limited = await appFixture({ authorizeRateLimitPerMinute: 600 });
-    const user = uniqueUser("bursty");
-    const call = (requestId: string) =>
-      limited.call(fns.gate.route, { routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, requestId), token: service });
+    const { limited, user, call } = await rateLimitedGate(600, "bursty");
     expect((await call("warm")).status).toBe(200);
     limited.requests.reset();
     const sizes: number[] = [];
