@@ -57,11 +57,10 @@ function strip(item: Record<string, AttributeValue>): Record<string, unknown> {
 }
 
 /**
- * The condition that an extra subscription's recorded state is still the one the caller read
- * (`#x` = extraSubscriptions, `#xs` = its id): absent, or the same event time. Records written
- * before extras carried `lastEventAt` are matched by its absence.
+ * The subscription state (`subscription`, `extraSubscriptions`, `endedSubscriptions`, written
+ * only by the three methods below) is still at the revision the caller read, and the write bumps
+ * it. This one condition covers every field of that state, so the writes need no other.
  */
-/** The subscription state is still at the revision the caller read, and the write bumps it. */
 function revisionGuard(rev: number): { condition: string; set: string; names: Record<string, string>; values: Record<string, unknown> } {
   return {
     condition: rev === 0 ? "attribute_not_exists(#rev)" : "#rev = :rev",
@@ -69,18 +68,6 @@ function revisionGuard(rev: number): { condition: string; set: string; names: Re
     names: { "#rev": "subscriptionRev" },
     values: { ...(rev === 0 ? {} : { ":rev": rev }), ":nextRev": rev + 1 },
   };
-}
-
-function extraCondition(
-  subscriptionId: string,
-  expected: ExtraSubscription | undefined,
-): { condition: string; names: Record<string, string>; values: Record<string, unknown> } {
-  const names = { "#x": "extraSubscriptions", "#xs": subscriptionId };
-  if (!expected) return { condition: "attribute_not_exists(#x.#xs)", names, values: {} };
-  if (typeof expected.lastEventAt !== "number") {
-    return { condition: "attribute_exists(#x.#xs) AND attribute_not_exists(#x.#xs.#xlt)", names: { ...names, "#xlt": "lastEventAt" }, values: {} };
-  }
-  return { condition: "#x.#xs.#xlt = :xlt", names: { ...names, "#xlt": "lastEventAt" }, values: { ":xlt": expected.lastEventAt } };
 }
 
 export function createDynamoBillingStore(client: DynamoDBClient, tableName: string): BillingStore {
@@ -241,20 +228,11 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       );
     },
 
-    async replaceSubscription(userId, next, expected, rev, options = {}) {
+    async replaceSubscription(userId, next, rev, options = {}) {
       const guard = revisionGuard(rev);
       const names: Record<string, string> = { "#pk": "pk", "#sub": "subscription", ...guard.names };
       const values: Record<string, unknown> = { ":next": next, ...guard.values };
-      const conditions = ["attribute_exists(#pk)", guard.condition];
-      if (expected) {
-        Object.assign(names, { "#id": "id", "#t": "lastEventAt" });
-        Object.assign(values, { ":id": expected.id, ":t": expected.lastEventAt });
-        conditions.push("#sub.#id = :id AND #sub.#t = :t");
-      } else {
-        conditions.push("attribute_not_exists(#sub)");
-      }
       const sets = ["#sub = :next", guard.set];
-      const removes: string[] = [];
       const maps: Record<string, string> = {};
       if (options.ended) {
         // The replaced subscription's last state is remembered, so its late events are seen as stale.
@@ -263,40 +241,32 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         values[":endedAt"] = options.ended.lastEventAt;
         sets.push("#e.#ended = :endedAt");
       }
-      if (options.fromExtra) {
-        const extra = extraCondition(options.fromExtra.id, options.fromExtra.expected);
-        Object.assign(names, extra.names);
-        Object.assign(values, extra.values);
-        conditions.push(extra.condition);
-        removes.push("#x.#xs");
-      }
-      const update = `SET ${sets.join(", ")}${removes.length ? ` REMOVE ${removes.join(", ")}` : ""}`;
-      return updateInMaps(userId, maps, update, conditions.join(" AND "), names, values);
+      if (options.fromExtra) Object.assign(names, { "#x": "extraSubscriptions", "#xs": options.fromExtra });
+      const update = `SET ${sets.join(", ")}${options.fromExtra ? " REMOVE #x.#xs" : ""}`;
+      return updateInMaps(userId, maps, update, `attribute_exists(#pk) AND ${guard.condition}`, names, values);
     },
 
-    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription, expected, rev) {
-      const recorded = extraCondition(subscriptionId, expected);
+    async putExtraSubscription(userId, subscriptionId, extra: ExtraSubscription, rev) {
       const guard = revisionGuard(rev);
       return updateInMaps(
         userId,
         { "#x": "extraSubscriptions" },
         `SET #x.#xs = :extra, ${guard.set}`,
-        `attribute_exists(#pk) AND ${guard.condition} AND ${recorded.condition}`,
-        { "#pk": "pk", ...recorded.names, ...guard.names },
-        { ":extra": extra, ...recorded.values, ...guard.values },
+        `attribute_exists(#pk) AND ${guard.condition}`,
+        { "#pk": "pk", "#xs": subscriptionId, ...guard.names },
+        { ":extra": extra, ...guard.values },
       );
     },
 
-    async endOtherSubscription(userId, subscriptionId, at, expected, rev) {
-      const recorded = extraCondition(subscriptionId, expected);
+    async endOtherSubscription(userId, subscriptionId, at, rev, wasExtra) {
       const guard = revisionGuard(rev);
       return updateInMaps(
         userId,
         { "#e": "endedSubscriptions" },
-        `SET #e.#xs = :at, ${guard.set}${expected ? " REMOVE #x.#xs" : ""}`,
-        `attribute_exists(#pk) AND ${guard.condition} AND (attribute_not_exists(#e.#xs) OR #e.#xs < :at) AND ${recorded.condition}`,
-        { "#pk": "pk", ...recorded.names, ...guard.names },
-        { ":at": at, ...recorded.values, ...guard.values },
+        `SET #e.#xs = :at, ${guard.set}${wasExtra ? " REMOVE #x.#xs" : ""}`,
+        `attribute_exists(#pk) AND ${guard.condition}`,
+        { "#pk": "pk", "#xs": subscriptionId, ...(wasExtra ? { "#x": "extraSubscriptions" } : {}), ...guard.names },
+        { ":at": at, ...guard.values },
       );
     },
 

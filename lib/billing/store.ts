@@ -104,11 +104,11 @@ export interface WebhookReceipt {
 /**
  * What else changes in the same conditional write as the account's subscription when one
  * subscription takes another's place: the one replaced is remembered as ended, and the one taking
- * its place stops being an extra (its recorded state must still be `expected`).
+ * its place (`fromExtra`, its id) stops being an extra.
  */
 export interface SubscriptionSwap {
   ended?: { id: string; lastEventAt: number };
-  fromExtra?: { id: string; expected: ExtraSubscription };
+  fromExtra?: string;
 }
 
 /** Billing's persistence port: customer mapping, billing attributes of the account, receipts. */
@@ -135,30 +135,12 @@ export interface BillingStore {
    * caller's decision read (0 when absent): a write lands only if no other write of that state
    * landed since, and bumps it; false means the caller re-reads and decides again.
    */
-  /** Replaces the account's subscription state if it still has `expected` (undefined: none). */
-  replaceSubscription(
-    userId: string,
-    next: SubscriptionState,
-    expected: Pick<SubscriptionState, "id" | "lastEventAt"> | undefined,
-    rev: number,
-    options?: SubscriptionSwap,
-  ): Promise<boolean>;
-  /** Records (or updates) another subscription of the user than the current one (`expected`: its recorded state). */
-  putExtraSubscription(
-    userId: string,
-    subscriptionId: string,
-    extra: ExtraSubscription,
-    expected: ExtraSubscription | undefined,
-    rev: number,
-  ): Promise<boolean>;
+  /** Makes `next` the account's subscription. */
+  replaceSubscription(userId: string, next: SubscriptionState, rev: number, options?: SubscriptionSwap): Promise<boolean>;
+  /** Records (or updates) another subscription of the user than the current one. */
+  putExtraSubscription(userId: string, subscriptionId: string, extra: ExtraSubscription, rev: number): Promise<boolean>;
   /** Records that a subscription other than the current one ended for good at `at`, and forgets it as an extra. */
-  endOtherSubscription(
-    userId: string,
-    subscriptionId: string,
-    at: number,
-    expected: ExtraSubscription | undefined,
-    rev: number,
-  ): Promise<boolean>;
+  endOtherSubscription(userId: string, subscriptionId: string, at: number, rev: number, wasExtra: boolean): Promise<boolean>;
 
   /** Records a failed payment at `at` unless a later failure, or a payment at or after `at`, is recorded. */
   markPaymentFailed(userId: string, at: number): Promise<void>;

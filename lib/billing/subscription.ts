@@ -154,14 +154,13 @@ export async function applySubscription(
     // only if no other event changed the subscription state since (else: read and decide again).
     const rev = account.subscriptionRev ?? 0;
     const current = account.subscription;
-    const expected = current && { id: current.id, lastEventAt: current.lastEventAt };
     if (!current || current.id === next.id) {
       const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
       if (current && !isNewer(next, current)) outcome = "stale";
       else if (current && successor) {
-        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), expected, rev, {
+        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
           ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
-          fromExtra: { id: successor.id, expected: successor.extra },
+          fromExtra: successor.id,
         });
         if (promoted) {
           logger.warn("current subscription ended; another live subscription of the user took its place", {
@@ -171,7 +170,7 @@ export async function applySubscription(
           });
           outcome = "promoted";
         }
-      } else if (await deps.store.replaceSubscription(userId, next, expected, rev)) outcome = "applied";
+      } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
       continue;
     }
     const extra = account.extraSubscriptions?.[next.id];
@@ -190,22 +189,22 @@ export async function applySubscription(
     if ((endedAt !== undefined && next.lastEventAt <= endedAt) || (extra && !isNewer(next, extraState(next.id, extra)))) {
       outcome = "stale";
     } else if (hasEnded(next.status)) {
-      if (await deps.store.endOtherSubscription(userId, next.id, next.lastEventAt, extra, rev)) outcome = "ignored_not_current";
+      if (await deps.store.endOtherSubscription(userId, next.id, next.lastEventAt, rev, extra !== undefined)) outcome = "ignored_not_current";
     } else if (!isLive(next.status)) {
       // Not live yet or for now (incomplete, unpaid, paused): an extra keeps following its state
       // (not promotable while not live); one we do not know yet is not recorded until it is live.
       if (!extra) outcome = "ignored_not_current";
-      else if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra, rev)) outcome = "ignored_not_current";
+      else if (await deps.store.putExtraSubscription(userId, next.id, recorded, rev)) outcome = "ignored_not_current";
     } else if (isLive(current.status)) {
-      if (await deps.store.putExtraSubscription(userId, next.id, recorded, extra, rev)) {
+      if (await deps.store.putExtraSubscription(userId, next.id, recorded, rev)) {
         // reported once, when it becomes a second live one (not again on each of its later events)
         if (!extra || !isLive(extra.status)) reportSecondLive(userId, current, next);
         outcome = "second_live_subscription";
       }
     } else if (
-      await deps.store.replaceSubscription(userId, next, expected, rev, {
+      await deps.store.replaceSubscription(userId, next, rev, {
         ...(hasEnded(current.status) ? { ended: { id: current.id, lastEventAt: current.lastEventAt } } : {}),
-        ...(extra ? { fromExtra: { id: next.id, expected: extra } } : {}),
+        ...(extra ? { fromExtra: next.id } : {}),
       })
     ) {
       outcome = "replaced";
