@@ -1,15 +1,16 @@
-import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy from "@middy/core";
 import type { Context, ScheduledEvent } from "aws-lambda";
 import type { LedgerDeps } from "../lib/ledger/index.js";
 import { logger } from "../lib/logger.js";
+import { createMetrics } from "../lib/metrics.js";
 import { sweepDeps } from "../lib/runtime.js";
 import { runSweep, SweepAbortedError, type SweepSummary } from "../lib/sweep/run-sweep.js";
 import type { ScheduleStore } from "../lib/sweep/schedule-store.js";
 
-const metrics = new Metrics({ namespace: "creditgate", serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "creditgate" });
+const metrics = createMetrics();
 
 /**
  * The scheduled monthly-grant sweep (EventBridge). It stops 15 s before the Lambda deadline; what

@@ -18,7 +18,8 @@ import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
-import { BILLING_METRICS, BILLING_METRICS_NAMESPACE } from "../lib/billing/metrics.js";
+import { BILLING_METRICS } from "../lib/billing/metrics.js";
+import { METRICS_NAMESPACE } from "../lib/metrics.js";
 import { loadConfig, STRIPE_PRICE_VARS, type StripePriceVar } from "../lib/config.js";
 import { type AttributeKind, tableDefinition } from "../lib/ledger/table-definition.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, type SecretName } from "../lib/routes.js";
@@ -30,7 +31,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Powertools service name (logs, EMF `service` dimension) of every function; alarms match on it. */
 export const SERVICE_NAME = "creditgate";
 /** EMF namespace the sweep (SweepFailed, SweepGranted…) and billing (SecondLiveSubscription) write to. */
-export const METRICS_NAMESPACE = "creditgate";
+export { METRICS_NAMESPACE };
 
 /**
  * DynamoDB actions per access level of lib/routes.ts. There is no `dynamodb:TransactWriteItems`
@@ -470,7 +471,7 @@ export class CreditgateStack extends Stack {
       alarmDescription:
         "creditgate billing: a user has a second live Stripe subscription (pays twice); see the webhook's ERROR log 'second live subscription for one user' and refund or cancel one",
       metric: new cloudwatch.Metric({
-        namespace: BILLING_METRICS_NAMESPACE,
+        namespace: METRICS_NAMESPACE,
         metricName: BILLING_METRICS.secondLiveSubscription,
         dimensionsMap: { service: SERVICE_NAME },
         statistic: "Sum",

@@ -1,15 +1,13 @@
-import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import { createMetrics } from "../metrics.js";
 
-/** Billing's CloudWatch metrics (EMF, namespace `creditgate`, dimension `service`); infra/stack.ts alarms on them. */
+/** Billing's CloudWatch metrics (EMF, lib/metrics namespace, dimension `service`); infra/stack.ts alarms on them. */
 export const BILLING_METRICS = {
   /** a user has two live subscriptions at once (pays twice): see the ERROR log for which */
   secondLiveSubscription: "SecondLiveSubscription",
 } as const;
 
-/** the same namespace as the sweep's metrics (infra/stack.ts METRICS_NAMESPACE) */
-export const BILLING_METRICS_NAMESPACE = "creditgate";
-
-const metrics = new Metrics({ namespace: BILLING_METRICS_NAMESPACE, serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "creditgate" });
+const metrics = createMetrics();
 
 /**
  * Counts one occurrence, written at once as its own EMF line: billing runs inside request

@@ -7,7 +7,7 @@ import { FUNCTIONS, type FunctionName, routeTable } from "../../lib/routes.js";
 import { SECRET_PLACEHOLDER_KEY } from "../../lib/secrets.js";
 import { stackPropsFromContext } from "../../infra/context.js";
 import { METRICS_NAMESPACE, SERVICE_NAME } from "../../infra/stack.js";
-import { BILLING_METRICS, BILLING_METRICS_NAMESPACE } from "../../lib/billing/metrics.js";
+import { BILLING_METRICS } from "../../lib/billing/metrics.js";
 import { FUNCTION_NAMES, logicalId, type Synthesized, synthStack } from "./synth.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: CloudFormation JSON
@@ -394,7 +394,7 @@ describe("alarms", () => {
     // Namespace and service dimension must be what lib/billing/metrics.ts writes in the webhook.
     const webhookService = fnProps("webhook").Environment.Variables.POWERTOOLS_SERVICE_NAME;
     expect(found[0]).toMatchObject({
-      Namespace: BILLING_METRICS_NAMESPACE,
+      Namespace: METRICS_NAMESPACE,
       Dimensions: [{ Name: "service", Value: webhookService }],
       Statistic: "Sum",
       Threshold: 1,
