@@ -93,8 +93,7 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
       case "show": {
         if (!userId) throw new AppError(400, "USAGE", "show <userId>");
         // A plain read: getBalance would create a mistyped user's account, signup bonus included.
-        const account = await deps.store.getAccount(userId);
-        if (!account) throw new NotFoundError(`no such account ${userId} in ${tableName} (nothing was written)`);
+        const account = await existingAccount(deps, tableName, userId);
         io.out(JSON.stringify(balanceView(account, deps.catalog), null, 2));
         return 0;
       }
@@ -137,9 +136,7 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
         if (!values.all) {
           if (!userId) throw new AppError(400, "USAGE", "audit <userId> | audit --all");
           // An account with no ledger would audit clean: a mistyped id must not read as "ok".
-          if (!(await deps.store.getAccount(userId))) {
-            throw new NotFoundError(`no such account ${userId} in ${tableName}`);
-          }
+          await existingAccount(deps, tableName, userId);
           const report = await auditAccount(deps, userId);
           io.out(JSON.stringify(report, null, 2));
           return report.ok ? 0 : 1;
@@ -195,6 +192,13 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
   } finally {
     client.destroy();
   }
+}
+
+/** The account, read only; a mistyped id is NOT_FOUND (exit 1), never created. */
+async function existingAccount(deps: LedgerDeps, tableName: string, userId: string) {
+  const account = await deps.store.getAccount(userId);
+  if (!account) throw new NotFoundError(`no such account ${userId} in ${tableName} (nothing was written)`);
+  return account;
 }
 
 /**
