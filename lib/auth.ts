@@ -66,7 +66,9 @@ const audiencesOf = (payload: JWTPayload): string[] =>
 function principalOf(payload: JWTPayload, serviceAudience: string | undefined): Principal {
   const { scope, sub, email } = payload;
   if (scope !== undefined && typeof scope !== "string") throw new UnauthorizedError();
-  const scopes = scope ? scope.split(/\s+/).filter(Boolean) : [];
+  // OAuth scopes are separated by the plain space alone (RFC 6749 §3.3): splitting on any
+  // whitespace would read `read\u00a0gate` as holding `gate`.
+  const scopes = scope ? scope.split(" ").filter(Boolean) : [];
   const forService = serviceAudience === undefined || audiencesOf(payload).includes(serviceAudience);
   if (scopes.includes(GATE_SCOPE) && forService) {
     return { kind: "service", scopes, ...(typeof sub === "string" ? { subject: sub } : {}) };

@@ -39,6 +39,18 @@ describe("HS256 shared secret", () => {
     });
   });
 
+  it("separates scopes by the plain space only (RFC 6749 §3.3): other whitespace does not split out `gate`", async () => {
+    for (const separator of ["\u00a0", "\t", "\n", "\u2003", "\u3000", "\u200b", "\r"]) {
+      const principal = await hs.authenticate(bearer(await userToken("u-ws", { claims: { scope: `read${separator}gate` } })));
+      expect(principal, JSON.stringify(separator)).toMatchObject({ kind: "user", userId: "u-ws" });
+    }
+    // repeated plain spaces are still just separators
+    expect(await hs.authenticate(bearer(await serviceToken({ scope: "read  gate " })))).toMatchObject({
+      kind: "service",
+      scopes: ["read", "gate"],
+    });
+  });
+
   it("allows a few seconds of clock skew and no more", async () => {
     await expect(hs.authenticate(bearer(await userToken("u-3", { expiresIn: -3 })))).resolves.toMatchObject({ userId: "u-3" });
     await expect(hs.authenticate(bearer(await userToken("u-3", { expiresIn: -30 })))).rejects.toBeInstanceOf(UnauthorizedError);
