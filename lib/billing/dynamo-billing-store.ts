@@ -7,7 +7,8 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
-import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
+import { readItem, storedMapKey } from "../dynamo/items.js";
 import { type ClawFact, clawKey as clawFactKey } from "./refunds.js";
 import type {
   BillingStore,
@@ -52,7 +53,7 @@ const MARKER_ATTRIBUTE: Record<CheckoutKind, string> = {
 const isConditionFailure = (error: unknown) => error instanceof ConditionalCheckFailedException;
 
 function strip(item: Record<string, AttributeValue>): Record<string, unknown> {
-  const { pk: _pk, sk: _sk, ttl: _ttl, ...rest } = unmarshall(item);
+  const { pk: _pk, sk: _sk, ttl: _ttl, ...rest } = readItem(item);
   return rest;
 }
 
@@ -237,11 +238,11 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       if (options.ended) {
         // The replaced subscription's last state is remembered, so its late events are seen as stale.
         Object.assign(maps, { "#e": "endedSubscriptions" });
-        Object.assign(names, { "#ended": options.ended.id });
+        Object.assign(names, { "#ended": storedMapKey(options.ended.id) });
         values[":endedAt"] = options.ended.lastEventAt;
         sets.push("#e.#ended = :endedAt");
       }
-      if (options.fromExtra) Object.assign(names, { "#x": "extraSubscriptions", "#xs": options.fromExtra });
+      if (options.fromExtra) Object.assign(names, { "#x": "extraSubscriptions", "#xs": storedMapKey(options.fromExtra) });
       const update = `SET ${sets.join(", ")}${options.fromExtra ? " REMOVE #x.#xs" : ""}`;
       return updateInMaps(userId, maps, update, `attribute_exists(#pk) AND ${guard.condition}`, names, values);
     },
@@ -253,7 +254,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         { "#x": "extraSubscriptions" },
         `SET #x.#xs = :extra, ${guard.set}`,
         `attribute_exists(#pk) AND ${guard.condition}`,
-        { "#pk": "pk", "#xs": subscriptionId, ...guard.names },
+        { "#pk": "pk", "#xs": storedMapKey(subscriptionId), ...guard.names },
         { ":extra": extra, ...guard.values },
       );
     },
@@ -265,7 +266,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         { "#e": "endedSubscriptions" },
         `SET #e.#xs = :at, ${guard.set}${wasExtra ? " REMOVE #x.#xs" : ""}`,
         `attribute_exists(#pk) AND ${guard.condition}`,
-        { "#pk": "pk", "#xs": subscriptionId, ...(wasExtra ? { "#x": "extraSubscriptions" } : {}), ...guard.names },
+        { "#pk": "pk", "#xs": storedMapKey(subscriptionId), ...(wasExtra ? { "#x": "extraSubscriptions" } : {}), ...guard.names },
         { ":at": at, ...guard.values },
       );
     },
@@ -352,7 +353,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
             ExclusiveStartKey: startKey,
           }),
         );
-        facts.push(...(page.Items ?? []).map((item) => unmarshall(item).fact as ClawFact));
+        facts.push(...(page.Items ?? []).map((item) => readItem(item).fact as ClawFact));
         startKey = page.LastEvaluatedKey;
       } while (startKey);
       return facts;

@@ -7,6 +7,7 @@ import type { BillingDeps } from "./deps.js";
 import { BILLING_METRICS, countMetric } from "./metrics.js";
 import type { BillingAccount, ExtraSubscription } from "./store.js";
 import type { StripeSubscription } from "./stripe-objects.js";
+import { ownValue } from "../own-keys.js";
 
 /** Live subscriptions hold their plan: trialing counts, and past_due keeps the plan while Stripe retries. */
 export const LIVE_STATUSES = new Set(["active", "trialing", "past_due"]);
@@ -173,10 +174,10 @@ export async function applySubscription(
       } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
       continue;
     }
-    const extra = account.extraSubscriptions?.[next.id];
+    const extra = ownValue(account.extraSubscriptions, next.id);
     // Only a terminal end is remembered, and a terminal state wins a same-second tie: an
     // `incomplete` (not yet paid) subscription is not ended, its `active` of the same second counts.
-    const endedAt = account.endedSubscriptions?.[next.id];
+    const endedAt = ownValue(account.endedSubscriptions, next.id);
     const recorded: ExtraSubscription = {
       status: next.status,
       priceId: next.priceId,

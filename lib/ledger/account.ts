@@ -1,5 +1,6 @@
 import type { BillingInterval, PlanId } from "../catalog.js";
 import type { LedgerEntry } from "./store.js";
+import { ownValue } from "../own-keys.js";
 
 /** An open reservation of credits for one chat, keyed in the account by the caller's requestId. */
 export interface HoldRecord {
@@ -151,6 +152,6 @@ export function outboxEntry(
 /** Every entry waiting in an account's outbox. */
 export function outboxEntries(account: AccountRecord): LedgerEntry[] {
   return Object.entries(account.pend ?? {}).map(([key, pending]) =>
-    outboxEntry(account.userId, key, pending, account.pendSeq?.[key] ?? 0, account.pendBal?.[key] ?? 0),
+    outboxEntry(account.userId, key, pending, ownValue(account.pendSeq, key) ?? 0, ownValue(account.pendBal, key) ?? 0),
   );
 }

@@ -12,6 +12,7 @@ import { encodeHoldId } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
 import { shardOf } from "./schedule.js";
 import { parseInput, requestIdSchema, userIdSchema } from "./validation.js";
+import { ownValue } from "../own-keys.js";
 
 const authorizeSchema = z.object({
   userId: userIdSchema,
@@ -31,15 +32,15 @@ export interface AuthorizeResult {
 }
 
 function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
-  const hold = account.holds[requestId];
+  const hold = ownValue(account.holds, requestId);
   if (!hold) throw new Error("hold missing from the account it was just written to");
   return {
     holdId: encodeHoldId({
       userId: account.userId,
       requestId,
       tag: hold.t,
-      seq: account.holdSeq[requestId] ?? 0,
-      balance: account.holdBal[requestId] ?? 0,
+      seq: ownValue(account.holdSeq, requestId) ?? 0,
+      balance: ownValue(account.holdBal, requestId) ?? 0,
       model: hold.m,
       reserved: hold.a,
     }),
@@ -84,7 +85,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
       return undefined;
     }
-    const existing = account.holds[request.requestId];
+    const existing = ownValue(account.holds, request.requestId);
     if (existing) {
       if (existing.m !== model || existing.a !== reserved) {
         throw new ConflictError("requestId was already used for a different request", "CONFLICT", {
@@ -99,7 +100,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       await grantAllowanceIfDue(deps, request.userId);
       return undefined;
     }
-    if ((account.rl[String(minute)] ?? 0) >= deps.authorizeRateLimitPerMinute && deps.authorizeRateLimitPerMinute > 0) {
+    if ((ownValue(account.rl, String(minute)) ?? 0) >= deps.authorizeRateLimitPerMinute && deps.authorizeRateLimitPerMinute > 0) {
       throw new RateLimitedError(60 - Math.floor((now % 60_000) / 1000));
     }
     if (Object.keys(account.holds).length >= deps.maxOpenHolds) {

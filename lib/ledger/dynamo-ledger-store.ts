@@ -10,7 +10,8 @@ import {
   UpdateItemCommand,
   type UpdateItemCommandInput,
 } from "@aws-sdk/client-dynamodb";
-import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
+import { readItem, storedMapKey } from "../dynamo/items.js";
 import { type AccountRecord, outboxEntry, type PendingEntry } from "./account.js";
 import { ExpressionParts, updateExpression } from "./expression.js";
 import type {
@@ -50,12 +51,12 @@ export class ContentionError extends Error {
 
 function toAccount(item: Record<string, AttributeValue> | undefined): AccountRecord | undefined {
   if (!item) return undefined;
-  const { pk: _pk, sk: _sk, ...account } = unmarshall(item);
+  const { pk: _pk, sk: _sk, ...account } = readItem(item);
   return account as AccountRecord;
 }
 
 function toEntry(item: Record<string, AttributeValue>): LedgerEntry {
-  const raw = unmarshall(item);
+  const raw = readItem(item);
   return {
     userId: raw.userId,
     key: raw.key,
@@ -97,8 +98,12 @@ function cancelledItems(error: unknown): { failed: number[]; items: (Record<stri
   return { failed, items: reasons.map((reason) => reason.Item) };
 }
 
+/** `holds.<requestId>…` (and holdSeq, holdBal): the requestId is a user's string, stored encoded. */
+const holdPath = (parts: ExpressionParts, map: "holds" | "holdSeq" | "holdBal", requestId: string, ...rest: string[]) =>
+  parts.path(map, storedMapKey(requestId), ...rest);
+
 function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
-  return [parts.path("holds", requestId), parts.path("holdSeq", requestId), parts.path("holdBal", requestId)];
+  return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBal", requestId)];
 }
 
 /** DynamoDB adapter of the ledger store; one client and table for the process. */
@@ -158,14 +163,14 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
 
     async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
       const p = new ExpressionParts();
-      const hold = p.path("holds", request.requestId);
+      const hold = holdPath(p, "holds", request.requestId);
       const available = p.path("available");
       const amount = p.value(request.hold.a);
       const sets = [
         `${available} = ${available} - ${amount}`,
         `${hold} = ${p.value(request.hold)}`,
-        `${p.path("holdSeq", request.requestId)} = ${p.path("seq")}`,
-        `${p.path("holdBal", request.requestId)} = ${p.path("balance")}`,
+        `${holdPath(p, "holdSeq", request.requestId)} = ${p.path("seq")}`,
+        `${holdPath(p, "holdBal", request.requestId)} = ${p.path("balance")}`,
         `${p.path("holdShard")} = if_not_exists(${p.path("holdShard")}, ${p.value(request.holdShard)})`,
         `${p.path("holdDueAt")} = if_not_exists(${p.path("holdDueAt")}, ${p.value(request.hold.e)})`,
       ];
@@ -225,9 +230,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       }
       if (commit.closeHold) {
         const { requestId, reserved, model, tag } = commit.closeHold;
-        conditions.push(`${p.path("holds", requestId, "t")} = ${p.value(tag)}`);
-        conditions.push(`${p.path("holds", requestId, "a")} = ${p.value(reserved)}`);
-        conditions.push(`${p.path("holds", requestId, "m")} = ${p.value(model)}`);
+        conditions.push(`${holdPath(p, "holds", requestId, "t")} = ${p.value(tag)}`);
+        conditions.push(`${holdPath(p, "holds", requestId, "a")} = ${p.value(reserved)}`);
+        conditions.push(`${holdPath(p, "holds", requestId, "m")} = ${p.value(model)}`);
         removes.push(...closeHoldPaths(p, requestId));
       }
       if (commit.periodBelow !== undefined) {
@@ -268,8 +273,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             closeHoldPaths(p, hold.requestId),
           ),
           ConditionExpression: [
-            `${p.path("holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-            `${p.path("holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
+            `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
+            `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
           ].join(" AND "),
           ...p.attributes(),
           ReturnValuesOnConditionCheckFailure: "ALL_OLD",
@@ -311,9 +316,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
       ];
       const conditions = [
-        `${p.path("holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-        `${p.path("holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
-        `${p.path("holds", hold.requestId, "m")} = ${p.value(hold.model)}`,
+        `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
+        `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
+        `${holdPath(p, "holds", hold.requestId, "m")} = ${p.value(hold.model)}`,
       ];
       try {
         const { Attributes } = await client.send(
@@ -326,7 +331,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             ReturnValues: "UPDATED_NEW",
           }),
         );
-        const updated = unmarshall(Attributes ?? {});
+        const updated = readItem(Attributes ?? {});
         const seqBefore = Number(updated.pendSeq?.[key]);
         const balanceBefore = Number(updated.pendBal?.[key]);
         return {
@@ -377,7 +382,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         }),
       );
       if (!Item) return undefined;
-      const { pk: _pk, sk: _sk, ttl: _ttl, ...marker } = unmarshall(Item);
+      const { pk: _pk, sk: _sk, ttl: _ttl, ...marker } = readItem(Item);
       return marker as ReleaseMarker;
     },
 

@@ -5,6 +5,7 @@ import { untilSettled } from "./retry.js";
 import type { LedgerEntry } from "./store.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import { parseInput, userIdSchema } from "./validation.js";
+import { emptyMap } from "../own-keys.js";
 
 /**
  * First sight of a user: creates the account with the signup bonus (`signup` entry) on the free
@@ -46,17 +47,17 @@ export function newAccount(deps: Pick<LedgerDeps, "catalog">, userId: string, no
     allowanceBase: bonus,
     purchasedBase: 0,
     spent: 0,
-    holds: {},
-    holdSeq: {},
-    holdBal: {},
-    pend: {},
-    pendSeq: {},
-    pendBal: {},
+    holds: emptyMap(),
+    holdSeq: emptyMap(),
+    holdBal: emptyMap(),
+    pend: emptyMap(),
+    pendSeq: emptyMap(),
+    pendBal: emptyMap(),
     periodIndex: 0,
     periodAnchor: now,
     nextGrantAt: periodStart(now, 1, freeCadence(deps.catalog)),
     grantShard: shardOf(userId),
-    rl: {},
+    rl: emptyMap(),
   };
   const signup: LedgerEntry = {
     userId,

@@ -9,6 +9,7 @@ import { untilSettled } from "./retry.js";
 import { shardOf } from "./schedule.js";
 import type { AccountCommit, HoldIdentity, LedgerEntry, ReleaseMarker } from "./store.js";
 import { parseInput } from "./validation.js";
+import { ownValue } from "../own-keys.js";
 
 /** How a hold ended; settle and release both answer with the first outcome forever after. */
 export interface HoldOutcome {
@@ -130,7 +131,7 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
     }
     const account = known ?? (await deps.store.getAccount(ref.userId));
     known = undefined;
-    const hold = account?.holds[ref.requestId];
+    const hold = ownValue(account?.holds, ref.requestId);
     if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens);
     const first = await firstOutcome(deps, request.holdId, ref);
     if (first?.status === "expired" && account) {
@@ -239,7 +240,7 @@ async function closeWithoutCharge(
   };
   return untilSettled<CloseResult>(async () => {
     const account = await deps.store.getAccount(ref.userId);
-    const hold = account?.holds[ref.requestId];
+    const hold = ownValue(account?.holds, ref.requestId);
     if (!account || !isSameHold(hold, ref)) return earlier();
     if (!shouldClose(hold)) return "declined";
     const now = deps.now();
@@ -281,8 +282,8 @@ export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Pro
       userId,
       requestId,
       tag: hold.t,
-      seq: account.holdSeq[requestId] ?? 0,
-      balance: account.holdBal[requestId] ?? 0,
+      seq: ownValue(account.holdSeq, requestId) ?? 0,
+      balance: ownValue(account.holdBal, requestId) ?? 0,
       model: hold.m,
       reserved: hold.a,
     };

@@ -6,7 +6,8 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
-import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
+import { readItem } from "../dynamo/items.js";
 import { INDEXES, SCHEDULE_SHARDS } from "../ledger/table-definition.js";
 
 export type ScheduleIndex = "grantDue" | "holdDue";
@@ -43,7 +44,7 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
         }),
       );
       return {
-        userIds: (page.Items ?? []).map((item) => String(unmarshall(item).pk).slice("U#".length)),
+        userIds: (page.Items ?? []).map((item) => String(readItem(item).pk).slice("U#".length)),
         ...(page.LastEvaluatedKey ? { next: page.LastEvaluatedKey } : {}),
       };
     },
@@ -60,7 +61,7 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
         }),
       );
       if (!Item) return;
-      const holds = (unmarshall(Item).holds ?? {}) as Record<string, { e: number }>;
+      const holds = (readItem(Item).holds ?? {}) as Record<string, { e: number }>;
       const expiries = Object.values(holds).map((hold) => hold.e);
       try {
         if (expiries.length === 0) {
