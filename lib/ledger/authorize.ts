@@ -6,6 +6,8 @@ import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../er
 import { costOfCall, requireModel } from "../pricing.js";
 import type { AccountRecord } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
+import { logger } from "../logger.js";
+import { admissionRules, refusedRules } from "./admission.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { grantAllowanceIfDue } from "./grant.js";
 import { encodeHoldId } from "./hold-id.js";
@@ -53,64 +55,85 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
 
 /**
  * Reserves the most a chat can cost (input tokens + max output tokens at the model's rate) before
- * the LLM call. Steady state is one conditional UpdateItem: admission (`available >= cost`), the
- * idempotent hold (keyed by requestId), the schedule check and the rate limit are all conditions
- * of that one write. When it is refused, the returned old item tells us why, without another read.
+ * the LLM call. Steady state is one conditional UpdateItem whose condition is the admission rules
+ * (lib/ledger/admission.ts). When it is refused, the same rules evaluated on the returned old item
+ * say why, without another read.
  */
 export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Promise<AuthorizeResult> {
   const request = parseInput(authorizeSchema, input);
   const model = requireModel(request.model);
   const reserved = costOfCall(model, request.inputTokens, request.maxOutputTokens, "maxOutputTokens");
+  const rateLimited = deps.authorizeRateLimitPerMinute > 0;
+  /** the due grant time authorize already resolved: due again after that is a schedule bug, not a retry */
+  let resolvedGrantAt: number | undefined;
   return untilSettled(async () => {
     const now = deps.now();
     const minute = Math.floor(now / 60_000);
+    const rules = admissionRules({
+      requestId: request.requestId,
+      reserved,
+      now,
+      maxOpenHolds: deps.maxOpenHolds,
+      ...(rateLimited ? { rateLimit: { minute, limit: deps.authorizeRateLimitPerMinute } } : {}),
+    });
     const outcome = await deps.store.reserve({
       userId: request.userId,
       requestId: request.requestId,
       hold: { a: reserved, m: model, c: now, e: now + deps.holdTtlMs, t: randomBytes(9).toString("base64url") },
-      now,
-      maxOpenHolds: deps.maxOpenHolds,
       holdShard: shardOf(request.userId),
-      ...(deps.authorizeRateLimitPerMinute > 0
-        ? { rateLimit: { minute, limit: deps.authorizeRateLimitPerMinute } }
-        : {}),
+      rules,
+      ...(rateLimited ? { rateCounterMinute: minute } : {}),
     });
     if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId);
     const account = outcome.account;
-    if (!account) {
-      // First sight: a new account holds exactly the signup bonus, so a call it cannot afford is
-      // refused before creating anything (a 4xx writes nothing; GET /v1/credits previews the same).
-      const bonus = deps.catalog.signupBonus;
-      if (reserved > bonus) throw new InsufficientCreditsError(reserved, bonus, bonus);
-      await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
-      return undefined;
-    }
-    const existing = ownValue(account.holds, request.requestId);
-    if (existing) {
-      if (existing.m !== model || existing.a !== reserved) {
-        throw new ConflictError("requestId was already used for a different request", "CONFLICT", {
-          field: "requestId",
-        });
+    const [refusal] = refusedRules(rules, account);
+    switch (refusal) {
+      case "accountExists": {
+        // First sight: a new account holds exactly the signup bonus, so a call it cannot afford is
+        // refused before creating anything (a 4xx writes nothing; GET /v1/credits previews the same).
+        const bonus = deps.catalog.signupBonus;
+        if (reserved > bonus) throw new InsufficientCreditsError(reserved, bonus, bonus);
+        await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
+        return undefined;
       }
-      return resultFor(account, request.requestId);
+      case "hasNoSuchHold": {
+        const existing = ownValue(account?.holds, request.requestId);
+        if (existing?.m !== model || existing.a !== reserved) {
+          throw new ConflictError("requestId was already used for a different request", "CONFLICT", { field: "requestId" });
+        }
+        return resultFor(account as AccountRecord, request.requestId);
+      }
+      case "noGrantDue": {
+        const dueAt = account?.nextGrantAt;
+        if (dueAt === resolvedGrantAt) throw scheduleStuck(request.userId, dueAt, now);
+        resolvedGrantAt = dueAt;
+        // Grant what is due (or repair a schedule with nothing left to grant), then admit.
+        await grantAllowanceIfDue(deps, request.userId);
+        return undefined;
+      }
+      case "underRateLimit":
+        throw new RateLimitedError(60 - Math.floor((now % 60_000) / 1000));
+      case "underHoldCap":
+        throw new ConflictError(`Too many open holds (${deps.maxOpenHolds}); settle or release some first`, "CONFLICT", {
+          reason: "TOO_MANY_OPEN_HOLDS",
+        });
+      case "affordable":
+        throw new InsufficientCreditsError(reserved, account?.balance ?? 0, account?.available ?? 0);
+      case undefined:
+        // The write's condition is these rules compiled: a refusal none of them explains means the
+        // two disagree. A retry would loop on it; say so loudly instead.
+        logger.error("authorize refused by a condition no admission rule explains", {
+          userId: request.userId,
+          rules: rules.map((rule) => rule.name),
+          account: account && { seq: account.seq, available: account.available, nextGrantAt: account.nextGrantAt },
+        });
+        throw new Error("authorize refused by a condition no admission rule explains");
     }
-    if (account.nextGrantAt !== undefined && account.nextGrantAt <= now) {
-      // The write was refused because the schedule says a grant is due: grant it (or repair a
-      // schedule that has nothing due), then admit.
-      await grantAllowanceIfDue(deps, request.userId);
-      return undefined;
-    }
-    if ((ownValue(account.rl, String(minute)) ?? 0) >= deps.authorizeRateLimitPerMinute && deps.authorizeRateLimitPerMinute > 0) {
-      throw new RateLimitedError(60 - Math.floor((now % 60_000) / 1000));
-    }
-    if (Object.keys(account.holds).length >= deps.maxOpenHolds) {
-      throw new ConflictError(`Too many open holds (${deps.maxOpenHolds}); settle or release some first`, "CONFLICT", {
-        reason: "TOO_MANY_OPEN_HOLDS",
-      });
-    }
-    if (account.available < reserved) {
-      throw new InsufficientCreditsError(reserved, account.balance, account.available);
-    }
-    return undefined; // the account changed between the write and its check: go again
   });
+}
+
+/** A grant was due, authorize had it granted, and it is due again at the same time: the schedule is stuck. */
+function scheduleStuck(userId: string, dueAt: number | undefined, now: number): Error {
+  logger.error("allowance schedule still due after its grant was resolved", { userId, nextGrantAt: dueAt, now });
+  return new Error("allowance schedule still due after its grant was resolved");
 }

@@ -13,6 +13,7 @@ import {
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
 import { type AccountRecord, outboxEntry, type PendingEntry } from "./account.js";
+import { compileRules } from "./dynamo-conditions.js";
 import { ExpressionParts, updateExpression } from "./expression.js";
 import type {
   AccountCommit,
@@ -47,6 +48,23 @@ export class ContentionError extends Error {
     super(`DynamoDB contention: ${reason}`);
     this.name = "ContentionError";
   }
+}
+
+/** The account as stored: the maps keyed by requestId get their keys encoded (`storedMapKey`). */
+function accountItem(account: AccountRecord): Record<string, AttributeValue> {
+  const encoded = <T>(map: Record<string, T>) =>
+    Object.fromEntries(Object.entries(map).map(([requestId, value]) => [storedMapKey(requestId), value]));
+  return marshall(
+    {
+      pk: userPk(account.userId),
+      sk: ACCOUNT_SK,
+      ...account,
+      holds: encoded(account.holds),
+      holdSeq: encoded(account.holdSeq),
+      holdBal: encoded(account.holdBal),
+    },
+    { removeUndefinedValues: true },
+  );
 }
 
 function toAccount(item: Record<string, AttributeValue> | undefined): AccountRecord | undefined {
@@ -150,7 +168,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
     async createAccount(account, entries) {
       try {
         await transact([
-          putNew(tableName, marshall({ pk: userPk(account.userId), sk: ACCOUNT_SK, ...account }, { removeUndefinedValues: true })),
+          putNew(tableName, accountItem(account)),
           ...entries.map((entry) => putNew(tableName, entryItem(entry))),
         ]);
         return true;
@@ -165,9 +183,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const p = new ExpressionParts();
       const hold = holdPath(p, "holds", request.requestId);
       const available = p.path("available");
-      const amount = p.value(request.hold.a);
       const sets = [
-        `${available} = ${available} - ${amount}`,
+        `${available} = ${available} - ${p.value(request.hold.a)}`,
         `${hold} = ${p.value(request.hold)}`,
         `${holdPath(p, "holdSeq", request.requestId)} = ${p.path("seq")}`,
         `${holdPath(p, "holdBal", request.requestId)} = ${p.path("balance")}`,
@@ -175,35 +192,27 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${p.path("holdDueAt")} = if_not_exists(${p.path("holdDueAt")}, ${p.value(request.hold.e)})`,
       ];
       const removes: string[] = [];
-      const nextGrantAt = p.path("nextGrantAt");
-      const conditions = [
-        `attribute_exists(${p.path("pk")})`,
-        `attribute_not_exists(${hold})`,
-        `${available} >= ${amount}`,
-        `(attribute_not_exists(${nextGrantAt}) OR ${nextGrantAt} > ${p.value(request.now)})`,
-        `size(${p.path("holds")}) < ${p.value(request.maxOpenHolds)}`,
-      ];
-      if (request.rateLimit) {
+      if (request.rateCounterMinute !== undefined) {
         // One counter per minute in a map; the previous minute's counter is dropped as we go.
-        const counter = p.path("rl", String(request.rateLimit.minute));
+        const counter = p.path("rl", String(request.rateCounterMinute));
         sets.push(`${counter} = if_not_exists(${counter}, ${p.value(0)}) + ${p.value(1)}`);
-        removes.push(p.path("rl", String(request.rateLimit.minute - 1)));
-        conditions.push(`(attribute_not_exists(${counter}) OR ${counter} < ${p.value(request.rateLimit.limit)})`);
+        removes.push(p.path("rl", String(request.rateCounterMinute - 1)));
       }
+      const condition = compileRules(p, request.rules);
       try {
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
             Key: accountKey(request.userId),
             UpdateExpression: updateExpression(sets, removes),
-            ConditionExpression: conditions.join(" AND "),
+            ConditionExpression: condition,
             ...p.attributes(),
             ReturnValues: "ALL_NEW",
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           }),
         );
         const account = toAccount(Attributes) as AccountRecord;
-        if (request.rateLimit) await pruneRateCounters(request.userId, account.rl, request.rateLimit.minute);
+        if (request.rateCounterMinute !== undefined) await pruneRateCounters(request.userId, account.rl, request.rateCounterMinute);
         return { kind: "reserved", account };
       } catch (error) {
         if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: toAccount(error.Item) };

@@ -2,12 +2,13 @@ import * as z from "zod/mini";
 import "../zod-locale.js";
 import { planOf } from "../catalog.js";
 import { InsufficientCreditsError, ValidationError } from "../errors.js";
+import { logger } from "../logger.js";
 import { type AccountRecord, splitOf } from "./account.js";
 import { type CreditFact, commitForFacts, type FactResult, resolveFactCommit } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
-import { dueAllowance, expectedNextGrantAt } from "./schedule.js";
+import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -109,34 +110,57 @@ export async function clawBack(deps: LedgerDeps, input: ClawBackInput): Promise<
 
 export type AllowanceResult = { granted: false } | { granted: true; applied: boolean; entry: LedgerEntry; balance: number };
 
+/** Moves the schedule past `due` without granting: its period was granted before. */
+function scheduleAdvance(account: AccountRecord, due: DueAllowance): AccountCommit {
+  return {
+    userId: account.userId,
+    expectedSeq: account.seq,
+    entries: [],
+    balanceDelta: 0,
+    availableDelta: 0,
+    periodBelow: due.index,
+    set: { periodIndex: due.index, ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }) },
+    ...(due.nextGrantAt === undefined ? { remove: ["nextGrantAt", "grantShard"] as (keyof AccountRecord)[] } : {}),
+  };
+}
+
+/** Moves a `nextGrantAt` that is past with nothing due to the next real grant (or off the schedule). */
+function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps["catalog"]): AccountCommit {
+  const next = expectedNextGrantAt(account, catalog);
+  return {
+    userId: account.userId,
+    expectedSeq: account.seq,
+    entries: [],
+    balanceDelta: 0,
+    availableDelta: 0,
+    ...(next !== undefined && next > now ? { set: { nextGrantAt: next } } : { remove: ["nextGrantAt", "grantShard"] }),
+  };
+}
+
 /**
  * Grants the scheduled allowance due now (free plans every 30 days, annual plans monthly), once
  * per period however many callers race for it (lazy authorize, the sweep, a second authorize):
  * the entry key is the period, and the account must not have granted that period yet. A `reset`
  * plan first expires its unused allowance (purchased credits and held credits never lapse).
+ *
+ * A schedule that is due but has nothing left to grant is repaired here, never left due: a past
+ * `nextGrantAt` with no period due moves to the next grant, and a due period whose entry exists
+ * already (granted under this key before, e.g. before a plan change re-set the schedule) moves the
+ * schedule past it without granting again. Either way the account leaves the due state, so
+ * authorize (whose admission requires no grant due) never waits on it.
  */
 export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string): Promise<AllowanceResult> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
-  let key = "";
-  let repaired = false;
-  const result = await applyFacts(deps, userId, (account) => {
-    repaired = false;
+  return untilSettled<AllowanceResult>(async () => {
+    // Creating the account is part of every attempt (see applyFacts).
+    const account = await ensureAccountOnce(deps, userId);
     const now = deps.now();
     const due = dueAllowance(account, now, deps.catalog);
     if (!due) {
-      if (account.nextGrantAt === undefined || account.nextGrantAt > now) return "nothing-due";
-      const next = expectedNextGrantAt(account, deps.catalog);
-      repaired = true;
-      return {
-        userId: account.userId,
-        expectedSeq: account.seq,
-        entries: [],
-        balanceDelta: 0,
-        availableDelta: 0,
-        ...(next !== undefined && next > now ? { set: { nextGrantAt: next } } : { remove: ["nextGrantAt", "grantShard"] }),
-      };
+      if (account.nextGrantAt === undefined || account.nextGrantAt > now) return { granted: false };
+      const repaired = await deps.store.commit(scheduleRepair(account, now, deps.catalog));
+      return repaired.kind === "committed" ? { granted: false } : undefined;
     }
-    key = due.key;
     const plan = planOf(account.plan, deps.catalog);
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
     facts.push({
@@ -146,12 +170,20 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
       reason: "allowance",
       refs: { plan: account.plan, period: due.index },
     });
-    return commitForFacts(account, facts, now, {
-      periodBelow: due.index,
-      set: { periodIndex: due.index, ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }) },
-      ...(due.nextGrantAt === undefined ? { remove: ["nextGrantAt", "grantShard"] as (keyof AccountRecord)[] } : {}),
+    const advance = scheduleAdvance(account, due);
+    const commit = commitForFacts(account, facts, now, {
+      periodBelow: advance.periodBelow,
+      set: advance.set,
+      ...(advance.remove ? { remove: advance.remove } : {}),
     });
+    const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
+    if (result === "stale") return undefined;
+    if (result.applied) return { granted: true, ...(await firstResult(deps, userId, result, due.key)) };
+    // The period's entry exists already: move the schedule past it (nothing is granted twice).
+    const advanced = await deps.store.commit(advance);
+    if (advanced.kind !== "committed") return undefined;
+    logger.warn("allowance schedule repaired: its due period was granted before", { userId, period: due.key });
+    const entry = await deps.store.getEntry(userId, due.key);
+    return entry ? { granted: true, applied: false, entry, balance: entry.balanceAfter } : { granted: false };
   });
-  if (result === "nothing-due" || repaired) return { granted: false };
-  return { granted: true, ...(await firstResult(deps, userId, result, key)) };
 }

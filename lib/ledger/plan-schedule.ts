@@ -22,7 +22,7 @@ export type PlanChange = z.infer<typeof planChangeSchema>;
 
 /** The allowance schedule fields a plan implies (invariant 4), from `now`. */
 export function scheduleFor(
-  account: Pick<AccountRecord, "userId" | "createdAt">,
+  account: Pick<AccountRecord, "userId" | "createdAt" | "plan" | "interval" | "periodAnchor">,
   change: { plan: PlanId; interval: BillingInterval; periodStart?: number },
   now: number,
   deps: Pick<LedgerDeps, "catalog">,
@@ -53,7 +53,13 @@ export function scheduleFor(
     return { set: { plan: change.plan, interval: "month" }, remove: ["nextGrantAt", "grantShard"] };
   }
   if (change.periodStart === undefined) throw new ValidationError("annual plans need the period start", "periodStart");
-  // Annual: month 0 is granted by the paid invoice; months 1..11 by the schedule.
+  if (account.interval === "year" && planOf(account.plan, deps.catalog).paid && account.periodAnchor === change.periodStart) {
+    // Another plan within the same paid year (an upgrade or downgrade keeps Stripe's period): the
+    // schedule keeps its place. Re-anchoring at month 0 would make the months already granted due
+    // again under keys that exist (the red team's month-long lockout after an annual plan change).
+    return { set: { plan: change.plan, interval: "year" }, remove: [] };
+  }
+  // A new annual period: month 0 is granted by the paid invoice; months 1..11 by the schedule.
   return {
     set: {
       plan: change.plan,

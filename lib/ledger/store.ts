@@ -1,4 +1,5 @@
 import type { AccountRecord, Bucket, HoldRecord } from "./account.js";
+import type { AdmissionRule } from "./admission.js";
 
 export type EntryReason =
   | "signup"
@@ -90,11 +91,11 @@ export interface ReserveRequest {
   userId: string;
   requestId: string;
   hold: HoldRecord;
-  now: number;
-  maxOpenHolds: number;
   holdShard: string;
-  /** per-minute authorize limit; undefined = off */
-  rateLimit?: { minute: number; limit: number };
+  /** the admission rules (lib/ledger/admission.ts): the write's whole condition */
+  rules: readonly AdmissionRule[];
+  /** with a rate limit: the minute whose counter the reserve bumps (the previous one is dropped) */
+  rateCounterMinute?: number;
 }
 
 export type ReserveOutcome =
@@ -112,7 +113,7 @@ export interface LedgerStore {
   getAccount(userId: string): Promise<AccountRecord | undefined>;
   /** Creates the account with its first entries; false when it already exists. */
   createAccount(account: AccountRecord, entries: LedgerEntry[]): Promise<boolean>;
-  /** Admission: one conditional write that reserves `hold.a` credits, or rejects with the old state. */
+  /** Admission: one write, conditioned on the admission rules, that reserves `hold.a` credits, or rejects with the old state. */
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   commit(commit: AccountCommit): Promise<CommitOutcome>;
   /** Closes an open hold without charging and records why; `marked` if a marker already existed. */

@@ -1,0 +1,126 @@
+import { ownValue } from "../own-keys.js";
+import type { AccountRecord } from "./account.js";
+
+/**
+ * The admission rules of authorize, each written once, by name, as data. The DynamoDB adapter
+ * compiles them into the reserve's one condition expression (lib/ledger/dynamo-conditions.ts);
+ * when DynamoDB refuses the write, `refusedRules` evaluates the same rules on the item it
+ * returned, so the diagnosis of a refusal can never disagree with the condition that refused.
+ */
+
+/** One step of an attribute path: a field name, or a key chosen outside (stored encoded). */
+export type PathStep = string | { key: string };
+export type AttributePath = readonly PathStep[];
+
+/** A condition on the account item, with DynamoDB's semantics (a missing attribute compares false). */
+export type AccountCondition =
+  | { kind: "exists"; path: AttributePath }
+  | { kind: "notExists"; path: AttributePath }
+  | { kind: "compare"; path: AttributePath; operator: "<" | "<=" | ">" | ">=" | "="; value: number }
+  | { kind: "sizeBelow"; path: AttributePath; limit: number }
+  | { kind: "either"; conditions: readonly AccountCondition[] };
+
+export type AdmissionRuleName = "accountExists" | "hasNoSuchHold" | "noGrantDue" | "underRateLimit" | "underHoldCap" | "affordable";
+
+export interface AdmissionRule {
+  name: AdmissionRuleName;
+  condition: AccountCondition;
+}
+
+export interface AdmissionRequest {
+  requestId: string;
+  /** credits the hold reserves */
+  reserved: number;
+  now: number;
+  maxOpenHolds: number;
+  /** per-minute authorize limit; undefined = off */
+  rateLimit?: { minute: number; limit: number };
+}
+
+/**
+ * The rules in the order a refusal is diagnosed: an existing hold first (a retry is answered
+ * with it), then what authorize can resolve by itself (a grant due), then what it answers.
+ */
+export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
+  const rules: AdmissionRule[] = [
+    // every account item carries its userId; the item is absent on a user's first call
+    { name: "accountExists", condition: { kind: "exists", path: ["userId"] } },
+    { name: "hasNoSuchHold", condition: { kind: "notExists", path: ["holds", { key: request.requestId }] } },
+    {
+      name: "noGrantDue",
+      condition: {
+        kind: "either",
+        conditions: [
+          { kind: "notExists", path: ["nextGrantAt"] },
+          { kind: "compare", path: ["nextGrantAt"], operator: ">", value: request.now },
+        ],
+      },
+    },
+  ];
+  if (request.rateLimit) {
+    const counter = ["rl", String(request.rateLimit.minute)];
+    rules.push({
+      name: "underRateLimit",
+      condition: {
+        kind: "either",
+        conditions: [
+          { kind: "notExists", path: counter },
+          { kind: "compare", path: counter, operator: "<", value: request.rateLimit.limit },
+        ],
+      },
+    });
+  }
+  rules.push(
+    { name: "underHoldCap", condition: { kind: "sizeBelow", path: ["holds"], limit: request.maxOpenHolds } },
+    { name: "affordable", condition: { kind: "compare", path: ["available"], operator: ">=", value: request.reserved } },
+  );
+  return rules;
+}
+
+function valueAt(account: AccountRecord | undefined, path: AttributePath): unknown {
+  let current: unknown = account;
+  for (const step of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = ownValue(current as Record<string, unknown>, typeof step === "string" ? step : step.key);
+  }
+  return current;
+}
+
+function sizeOf(value: unknown): number | undefined {
+  if (typeof value === "string" || Array.isArray(value)) return value.length;
+  if (value !== null && typeof value === "object") return Object.keys(value).length;
+  return undefined;
+}
+
+const COMPARE = {
+  "<": (a: number, b: number) => a < b,
+  "<=": (a: number, b: number) => a <= b,
+  ">": (a: number, b: number) => a > b,
+  ">=": (a: number, b: number) => a >= b,
+  "=": (a: number, b: number) => a === b,
+} as const;
+
+/** Whether `account` (undefined: no item) satisfies the condition, as DynamoDB would decide. */
+export function holdsFor(condition: AccountCondition, account: AccountRecord | undefined): boolean {
+  switch (condition.kind) {
+    case "exists":
+      return valueAt(account, condition.path) !== undefined;
+    case "notExists":
+      return valueAt(account, condition.path) === undefined;
+    case "compare": {
+      const value = valueAt(account, condition.path);
+      return typeof value === "number" && COMPARE[condition.operator](value, condition.value);
+    }
+    case "sizeBelow": {
+      const size = sizeOf(valueAt(account, condition.path));
+      return size !== undefined && size < condition.limit;
+    }
+    case "either":
+      return condition.conditions.some((inner) => holdsFor(inner, account));
+  }
+}
+
+/** The rules `account` breaks, in diagnosis order; empty when it would be admitted. */
+export function refusedRules(rules: readonly AdmissionRule[], account: AccountRecord | undefined): AdmissionRuleName[] {
+  return rules.filter((rule) => !holdsFor(rule.condition, account)).map((rule) => rule.name);
+}

@@ -1,0 +1,29 @@
+import { storedMapKey } from "../dynamo/items.js";
+import type { AccountCondition, AdmissionRule, AttributePath } from "./admission.js";
+import type { ExpressionParts } from "./expression.js";
+
+/** An attribute path as expression placeholders; keys chosen outside are named in their stored form. */
+export function compilePath(parts: ExpressionParts, path: AttributePath): string {
+  return parts.path(...path.map((step) => (typeof step === "string" ? step : storedMapKey(step.key))));
+}
+
+/** One condition (lib/ledger/admission.ts) as a DynamoDB condition expression. */
+export function compileCondition(parts: ExpressionParts, condition: AccountCondition): string {
+  switch (condition.kind) {
+    case "exists":
+      return `attribute_exists(${compilePath(parts, condition.path)})`;
+    case "notExists":
+      return `attribute_not_exists(${compilePath(parts, condition.path)})`;
+    case "compare":
+      return `${compilePath(parts, condition.path)} ${condition.operator} ${parts.value(condition.value)}`;
+    case "sizeBelow":
+      return `size(${compilePath(parts, condition.path)}) < ${parts.value(condition.limit)}`;
+    case "either":
+      return `(${condition.conditions.map((inner) => compileCondition(parts, inner)).join(" OR ")})`;
+  }
+}
+
+/** Every rule must hold: the reserve's whole condition. */
+export function compileRules(parts: ExpressionParts, rules: readonly AdmissionRule[]): string {
+  return rules.map((rule) => compileCondition(parts, rule.condition)).join(" AND ");
+}

@@ -1,0 +1,166 @@
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { type AccountRecord, authorizeChat, type HoldRecord, type LedgerStore } from "../../lib/ledger/index.js";
+import { type AdmissionRule, admissionRules, refusedRules } from "../../lib/ledger/admission.js";
+import { emptyMap } from "../../lib/own-keys.js";
+import { hostileIdArbitrary } from "../helpers/hostile-ids.js";
+import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { captureLogs } from "../helpers/logs.js";
+
+const NOW = Date.UTC(2026, 5, 1, 12, 0, 30);
+const MINUTE = Math.floor(NOW / 60_000);
+
+const holdArbitrary: fc.Arbitrary<HoldRecord> = fc.record({
+  a: fc.integer({ min: 1, max: 5_000 }),
+  m: fc.constant("anthropic/claude-sonnet-4.5"),
+  c: fc.constant(NOW - 1_000),
+  e: fc.constant(NOW + 900_000),
+  t: fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 3 }),
+});
+
+/** Random account states around every admission boundary. */
+const stateArbitrary = fc.record({
+  balance: fc.integer({ min: -1_000, max: 20_000 }),
+  heldExtra: fc.integer({ min: 0, max: 3_000 }),
+  holds: fc.dictionary(fc.oneof(hostileIdArbitrary(), fc.constant("existing")), holdArbitrary, { maxKeys: 5 }),
+  nextGrantAt: fc.option(fc.constantFrom(NOW - 60_000, NOW - 1, NOW, NOW + 1, NOW + 86_400_000), { nil: undefined }),
+  counter: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
+});
+
+/** Requests placed on the state's boundaries as often as not: reserved vs available, counter vs limit, holds vs cap. */
+const boundaryOffset = fc.oneof(fc.integer({ min: -1, max: 1 }), fc.integer({ min: -5_000, max: 5_000 }));
+const requestArbitrary = fc.record({
+  requestId: fc.oneof(hostileIdArbitrary(), fc.constant("existing")),
+  reservedOffset: boundaryOffset,
+  holdCapOffset: boundaryOffset,
+  limitOffset: fc.option(boundaryOffset, { nil: undefined }),
+});
+
+type State = typeof stateArbitrary extends fc.Arbitrary<infer T> ? T : never;
+
+function accountOf(userId: string, state: State): AccountRecord {
+  const holds = emptyMap<HoldRecord>();
+  const holdSeq = emptyMap<number>();
+  const holdBal = emptyMap<number>();
+  for (const [requestId, hold] of Object.entries(state.holds)) {
+    holds[requestId] = hold;
+    holdSeq[requestId] = 1;
+    holdBal[requestId] = state.balance;
+  }
+  const held = Object.values(state.holds).reduce((sum, hold) => sum + hold.a, 0);
+  const rl = emptyMap<number>();
+  if (state.counter !== undefined) rl[String(MINUTE)] = state.counter;
+  return {
+    userId,
+    plan: "free",
+    interval: "month",
+    createdAt: NOW - 86_400_000,
+    balance: state.balance,
+    available: state.balance - held - state.heldExtra,
+    seq: 1,
+    allowanceBase: state.balance,
+    purchasedBase: 0,
+    spent: 0,
+    holds,
+    holdSeq,
+    holdBal,
+    pend: emptyMap(),
+    pendSeq: emptyMap(),
+    pendBal: emptyMap(),
+    periodIndex: 0,
+    periodAnchor: NOW - 86_400_000,
+    ...(state.nextGrantAt === undefined ? {} : { nextGrantAt: state.nextGrantAt, grantShard: "G0" }),
+    rl,
+  };
+}
+
+/** DynamoDB's own verdict: the real reserve of a fresh copy of the state, conditioned on `rules` alone. */
+async function dynamoAdmits(store: LedgerStore, account: AccountRecord | undefined, requestId: string, reserved: number, rules: AdmissionRule[]) {
+  const userId = account?.userId ?? uniqueUser("absent");
+  if (account) expect(await store.createAccount(account, [])).toBe(true);
+  const outcome = await store.reserve({
+    userId,
+    requestId,
+    hold: { a: reserved, m: "anthropic/claude-sonnet-4.5", c: NOW, e: NOW + 900_000, t: "new" },
+    holdShard: "G0",
+    rules,
+    rateCounterMinute: MINUTE,
+  });
+  return outcome;
+}
+
+const logs = captureLogs();
+
+describe("admission: the write's condition and the refusal's diagnosis are the same named rules", () => {
+  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
+  beforeAll(async () => {
+    fx = await ledgerFixture();
+  });
+
+  it("for random account states, DynamoDB's verdict on each rule and on all of them equals the rules evaluated (fast-check)", async () => {
+    await fc.assert(
+      fc.asyncProperty(stateArbitrary, requestArbitrary, fc.boolean(), async (state, offsets, absent) => {
+        const available = accountOf("probe", state).available;
+        const request = {
+          requestId: offsets.requestId,
+          reserved: Math.max(1, available + offsets.reservedOffset),
+          maxOpenHolds: Math.max(1, Object.keys(state.holds).length + offsets.holdCapOffset),
+          limit: offsets.limitOffset === undefined ? undefined : Math.max(1, (state.counter ?? 0) + offsets.limitOffset),
+        };
+        const rules = admissionRules({
+          requestId: request.requestId,
+          reserved: request.reserved,
+          now: NOW,
+          maxOpenHolds: request.maxOpenHolds,
+          ...(request.limit === undefined ? {} : { rateLimit: { minute: MINUTE, limit: request.limit } }),
+        });
+        const fresh = () => (absent ? undefined : accountOf(uniqueUser("rules"), state));
+        const [accountExists, ...others] = rules as [AdmissionRule, ...AdmissionRule[]];
+        // each rule alone (with the account's existence: without it the update has no item to change)
+        for (const rule of others) {
+          const account = fresh();
+          const outcome = await dynamoAdmits(fx.deps.store, account, request.requestId, request.reserved, [accountExists, rule]);
+          const refused = refusedRules([accountExists, rule], account);
+          expect({ rule: rule.name, admitted: outcome.kind === "reserved" }).toEqual({ rule: rule.name, admitted: refused.length === 0 });
+        }
+        const account = fresh();
+        const outcome = await dynamoAdmits(fx.deps.store, account, request.requestId, request.reserved, rules);
+        expect(outcome.kind === "reserved").toBe(refusedRules(rules, account).length === 0);
+        // the refused write returns the item the diagnosis evaluates: it names the same rules
+        if (outcome.kind === "rejected") expect(refusedRules(rules, outcome.account)).toEqual(refusedRules(rules, account));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  // Regression (red team): when the store refused for a reason the diagnosis did not know, authorize
+  // retried ~40 times and answered a misleading 409 "busy".
+  it("a refusal no rule explains is an ERROR with the rule set, not a silent retry", async () => {
+    const userId = uniqueUser("unexplained");
+    // A store that enforces one condition more than the rules it is given: the drift this guards against.
+    const drifted: LedgerStore = {
+      ...fx.deps.store,
+      reserve: (request) =>
+        fx.deps.store.reserve({
+          ...request,
+          rules: [...request.rules, { name: "affordable", condition: { kind: "compare", path: ["available"], operator: ">=", value: 1e12 } }],
+        }),
+    };
+    const deps = { ...fx.deps, store: drifted };
+    await authorizeChat(fx.deps, { userId, requestId: "seed", model: "anthropic/claude-sonnet-4.5", inputTokens: 1, maxOutputTokens: 1 }).catch(
+      () => undefined,
+    );
+    fx.requests.reset();
+    await expect(
+      authorizeChat(deps, { userId, requestId: "drift", model: "anthropic/claude-sonnet-4.5", inputTokens: 10, maxOutputTokens: 10 }),
+    ).rejects.toThrow(/no admission rule explains/);
+    expect(fx.requests.total()).toBe(1); // the one refused write: no retry loop
+    const errors = logs.lines().filter((line) => line.level === "ERROR");
+    expect(errors).toContainEqual(
+      expect.objectContaining({
+        message: "authorize refused by a condition no admission rule explains",
+        rules: ["accountExists", "hasNoSuchHold", "noGrantDue", "underHoldCap", "affordable"],
+      }),
+    );
+  });
+});

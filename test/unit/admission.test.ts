@@ -1,0 +1,65 @@
+import { describe, expect, it } from "vitest";
+import type { AccountRecord } from "../../lib/ledger/account.js";
+import { admissionRules, holdsFor, refusedRules } from "../../lib/ledger/admission.js";
+import { emptyMap } from "../../lib/own-keys.js";
+
+const NOW = 1_000_000;
+const account = (overrides: Partial<AccountRecord> = {}): AccountRecord => ({
+  userId: "u",
+  plan: "free",
+  interval: "month",
+  createdAt: 0,
+  balance: 100,
+  available: 100,
+  seq: 1,
+  allowanceBase: 100,
+  purchasedBase: 0,
+  spent: 0,
+  holds: emptyMap(),
+  holdSeq: emptyMap(),
+  holdBal: emptyMap(),
+  pend: emptyMap(),
+  pendSeq: emptyMap(),
+  pendBal: emptyMap(),
+  periodIndex: 0,
+  periodAnchor: 0,
+  rl: emptyMap(),
+  ...overrides,
+});
+const rules = (reserved: number, requestId = "r1") =>
+  admissionRules({ requestId, reserved, now: NOW, maxOpenHolds: 2, rateLimit: { minute: 16, limit: 3 } });
+
+describe("admission rules (pure)", () => {
+  it("admits exactly at the boundaries and names each refusal", () => {
+    expect(refusedRules(rules(100), account())).toEqual([]);
+    expect(refusedRules(rules(101), account())).toEqual(["affordable"]);
+    expect(refusedRules(rules(1), undefined)).toEqual(["accountExists", "underHoldCap", "affordable"]);
+    expect(refusedRules(rules(1), account({ nextGrantAt: NOW }))).toEqual(["noGrantDue"]);
+    expect(refusedRules(rules(1), account({ nextGrantAt: NOW + 1 }))).toEqual([]);
+    const rl = emptyMap<number>();
+    rl["16"] = 3;
+    expect(refusedRules(rules(1), account({ rl }))).toEqual(["underRateLimit"]);
+    rl["16"] = 2;
+    expect(refusedRules(rules(1), account({ rl }))).toEqual([]);
+  });
+
+  it("an existing hold is found by its own key only, never by a name every object answers for", () => {
+    const holds = emptyMap<AccountRecord["holds"][string]>();
+    // a null-prototype map: `__proto__` is an ordinary own key (as lib/dynamo/items.ts reads it)
+    Object.defineProperty(holds, "__proto__", { value: { a: 1, m: "m", c: 0, e: 1, t: "t" }, enumerable: true });
+    expect(refusedRules(rules(1, "__proto__"), account({ holds }))).toEqual(["hasNoSuchHold"]);
+    for (const name of ["constructor", "toString", "valueOf", "hasOwnProperty"]) {
+      expect(refusedRules(rules(1, name), account({ holds }))).toEqual([]);
+      // the same names in an ordinary object are still not holds
+      expect(holdsFor({ kind: "notExists", path: ["holds", { key: name }] }, account({ holds: {} }))).toBe(true);
+    }
+  });
+
+  it("the hold cap counts open holds", () => {
+    const holds = emptyMap<AccountRecord["holds"][string]>();
+    holds.a = { a: 1, m: "m", c: 0, e: 1, t: "t" };
+    expect(refusedRules(rules(1), account({ holds, available: 99 }))).toEqual([]);
+    holds.b = { a: 1, m: "m", c: 0, e: 1, t: "t" };
+    expect(refusedRules(rules(1), account({ holds, available: 98 }))).toEqual(["underHoldCap"]);
+  });
+});
