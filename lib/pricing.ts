@@ -16,6 +16,12 @@ function tokens(value: number, field: string, max: number): number {
   return value;
 }
 
+/** Validates token counts as `costOfCall` does, before the model is known (settle prices from the stored hold). */
+export function checkTokenCounts(inputTokens: number, outputTokens: number): void {
+  tokens(inputTokens, "inputTokens", MAX_INPUT_TOKENS);
+  tokens(outputTokens, "outputTokens", MAX_OUTPUT_TOKENS);
+}
+
 /** Cost of a call = round(in*rin/1000) + round(out*rout/1000), at least 1 credit. */
 export function costOfCall(model: string, inputTokens: number, outputTokens: number, outputField = "outputTokens"): number {
   const known = requireModel(model);

@@ -234,6 +234,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       }
       const removes = (commit.remove ?? []).map((name) => p.path(name));
       const conditions = [`${seq} = ${p.value(commit.expectedSeq)}`];
+      if (commit.expectedBalance !== undefined) conditions.push(`${p.path("balance")} = ${p.value(commit.expectedBalance)}`);
       if (commit.requireAvailable !== undefined) {
         conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
       }

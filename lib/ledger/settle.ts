@@ -1,7 +1,8 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
 import { NotFoundError } from "../errors.js";
-import { costOfCall } from "../pricing.js";
+import { isModelId } from "../catalog.js";
+import { checkTokenCounts, costOfCall } from "../pricing.js";
 import { type AccountRecord, type HoldRecord, outboxEntries } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "./hold-id.js";
@@ -48,9 +49,16 @@ function markerOutcome(holdId: string, marker: ReleaseMarker): HoldOutcome {
   return { holdId, status: marker.cause, charged: 0, released: marker.released, balance: marker.balance };
 }
 
-/** The settle write: the entry (new key only) and the account (at `seq`, hold still as reserved). */
+/**
+ * The settle write: the entry (new key only) and the account (at `seq` and `balance`, hold still
+ * as reserved). Every value taken from the hold id here is also a condition of this write (seq,
+ * balance; tag, reservation and model through `closeHold`), so a forged one only fails the write.
+ * A late settle has no hold left: its `model` comes from the release marker, its seq and balance
+ * from the account as read.
+ */
 function settleCommit(
   ref: HoldRef,
+  model: string,
   cost: number,
   now: number,
   tokens: { inputTokens: number; outputTokens: number },
@@ -71,7 +79,7 @@ function settleCommit(
         reason: "settle",
         bucket: "allowance",
         refs: {
-          model: ref.model,
+          model,
           inputTokens: tokens.inputTokens,
           outputTokens: tokens.outputTokens,
           reserved,
@@ -82,6 +90,7 @@ function settleCommit(
         createdAt: now,
       },
     ],
+    expectedBalance: ref.balance,
     balanceDelta: -cost,
     // The hold's reservation comes back and the true cost goes out; a late settle has no hold left.
     availableDelta: reserved - cost,
@@ -111,19 +120,22 @@ export type SettleInput = z.infer<typeof settleSchema>;
 export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<HoldOutcome> {
   const request = parseInput(settleSchema, input);
   const ref = holdRef(request.holdId);
-  costOfCall(ref.model, request.inputTokens, request.outputTokens); // validate before any I/O
+  checkTokenCounts(request.inputTokens, request.outputTokens); // validate before any I/O
   const tokens = { inputTokens: request.inputTokens, outputTokens: request.outputTokens };
-  let fastPath = true;
-  let late: AccountRecord | undefined;
+  // A model the catalog does not know cannot be the hold's: only the stored hold can say what it is.
+  let fastPath = isModelId(ref.model);
+  let late: { account: AccountRecord; model: string } | undefined;
   let known: AccountRecord | undefined; // the state a refused write returned, saving a read
   return untilSettled(async () => {
-    if (late) return lateSettle(deps, request.holdId, ref, tokens, late).then((result) => {
+    if (late) {
+      const result = await lateSettle(deps, request.holdId, ref, tokens, late.account, late.model);
       if (result === undefined) late = undefined;
       return result;
-    });
+    }
     if (fastPath) {
       fastPath = false;
-      const commit = settleCommit(ref, costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, false);
+      const cost = costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens);
+      const commit = settleCommit(ref, ref.model, cost, deps.now(), tokens, false);
       const outcome = await deps.store.commit(commit);
       if (outcome.kind === "committed") return settledOutcome(request.holdId, commit.entries[0] as LedgerEntry);
       if (outcome.kind === "duplicate") return firstOutcome(deps, request.holdId, ref);
@@ -133,12 +145,12 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
     known = undefined;
     const hold = ownValue(account?.holds, ref.requestId);
     if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens);
-    const first = await firstOutcome(deps, request.holdId, ref);
-    if (first?.status === "expired" && account) {
-      late = account;
+    const ending = await firstEnding(deps, request.holdId, ref);
+    if (ending?.outcome.status === "expired" && ending.marker?.model && account) {
+      late = { account, model: ending.marker.model };
       return undefined;
     }
-    if (first) return first;
+    if (ending) return ending.outcome;
     throw new NotFoundError("No such hold");
   });
 }
@@ -176,16 +188,20 @@ async function settleViaOutbox(
   return settledOutcome(holdId, applied.entry);
 }
 
-/** Settles a hold the sweep already expired: no reservation left, the true usage is still charged. */
+/**
+ * Settles a hold the sweep already expired: no reservation left, the true usage is still charged,
+ * priced by the model its release marker recorded (never the hold id's).
+ */
 async function lateSettle(
   deps: LedgerDeps,
   holdId: string,
   ref: HoldRef,
   tokens: { inputTokens: number; outputTokens: number },
   account: AccountRecord,
+  model: string,
 ): Promise<HoldOutcome | undefined> {
   const at = { ...ref, seq: account.seq, balance: account.balance };
-  const commit = settleCommit(at, costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true);
+  const commit = settleCommit(at, model, costOfCall(model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true);
   const outcome = await deps.store.commit(commit);
   if (outcome.kind === "committed") return settledOutcome(holdId, commit.entries[0] as LedgerEntry);
   if (outcome.kind === "duplicate") return firstOutcome(deps, holdId, ref);
@@ -194,21 +210,30 @@ async function lateSettle(
 
 /** How the hold ended, if it did: its settle entry (written or still in the outbox) or its release. */
 async function firstOutcome(deps: LedgerDeps, holdId: string, ref: HoldIdentity): Promise<HoldOutcome | undefined> {
+  return (await firstEnding(deps, holdId, ref))?.outcome;
+}
+
+/** `firstOutcome`, with the release marker when the hold was released or expired. */
+async function firstEnding(
+  deps: LedgerDeps,
+  holdId: string,
+  ref: HoldIdentity,
+): Promise<{ outcome: HoldOutcome; marker?: ReleaseMarker } | undefined> {
   const key = settleKey(ref);
   const entry = await deps.store.getEntry(ref.userId, key);
-  if (entry) return settledOutcome(holdId, entry);
+  if (entry) return { outcome: settledOutcome(holdId, entry) };
   const account = await deps.store.getAccount(ref.userId);
   const pending = account ? outboxEntries(account).find((candidate) => candidate.key === key) : undefined;
   if (pending) {
     await deps.store.materialize(ref.userId, [pending]);
-    return settledOutcome(holdId, pending);
+    return { outcome: settledOutcome(holdId, pending) };
   }
   // A concurrent copy may have moved the entry from the outbox into the ledger (one transaction)
   // between our two reads, so both missed it: read the entry once more before calling it unsettled.
   const materialized = await deps.store.getEntry(ref.userId, key);
-  if (materialized) return settledOutcome(holdId, materialized);
+  if (materialized) return { outcome: settledOutcome(holdId, materialized) };
   const marker = await deps.store.getReleaseMarker(ref);
-  return marker ? markerOutcome(holdId, marker) : undefined;
+  return marker ? { outcome: markerOutcome(holdId, marker), marker } : undefined;
 }
 
 /** Writes out whatever a crash left in an account's outbox (the sweep calls this). */
@@ -246,7 +271,7 @@ async function closeWithoutCharge(
     const now = deps.now();
     const outcome = await deps.store.release(
       { ...ref, reserved: hold.a },
-      { ...ref, released: hold.a, cause, balance: account.balance, at: now },
+      { ...ref, released: hold.a, model: hold.m, cause, balance: account.balance, at: now },
     );
     if (outcome.kind === "released") {
       return {

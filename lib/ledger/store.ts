@@ -43,6 +43,8 @@ export interface ReleaseMarker {
   /** the hold's tag: with requestId, the hold's identity */
   tag: string;
   released: number;
+  /** the model the hold was reserved for: a settle after the release is priced from it, never from the hold id */
+  model: string;
   cause: "released" | "expired";
   balance: number;
   at: number;
@@ -63,6 +65,8 @@ export interface AccountCommit {
   /** scalar attributes to overwrite (split rebase, period schedule, plan...) */
   set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBal" | "rl" | "pend" | "pendSeq" | "pendBal">>;
   remove?: (keyof AccountRecord)[];
+  /** the account's balance must still be exactly this (settle's fast path: the hold id's balance is only a condition) */
+  expectedBalance?: number;
   /** settle: the hold must still be open with exactly this reservation; it is closed */
   closeHold?: HoldIdentity & { reserved: number; model: string };
   /** consuming operations: `available` must be at least this much at commit time (invariant 2) */
