@@ -1,3 +1,5 @@
+import { MODEL_IDS } from "../../lib/catalog.js";
+import { decodeHoldId, encodeHoldId, type HoldRef } from "../../lib/ledger/hold-id.js";
 import type { Answer } from "../helpers/events.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { modelCost, type Random } from "./harness.js";
@@ -20,7 +22,28 @@ export type ChatKind =
   | "settleAfterRelease"
   | "releaseConcurrent"
   | "overage"
+  | "forgedSettle"
   | "abandoned";
+
+/** A field of a hold id an attacker changes (each one alone): the answer is the real hold's or 404. */
+export type ForgedField = keyof HoldRef;
+const FORGEABLE: ForgedField[] = ["userId", "requestId", "tag", "seq", "balance", "model", "reserved"];
+
+/** The hold id with one field changed to a plausible lie. */
+export function forgeHoldId(holdId: string, field: ForgedField): string {
+  const ref = decodeHoldId(holdId);
+  if (!ref) return holdId;
+  const lie: Partial<HoldRef> = {
+    userId: { userId: `${ref.userId.slice(0, 120)}x` },
+    requestId: { requestId: `${ref.requestId.slice(0, 120)}x` },
+    tag: { tag: `${ref.tag.slice(0, -1)}${ref.tag.endsWith("A") ? "B" : "A"}` },
+    seq: { seq: ref.seq + 1 },
+    balance: { balance: ref.balance * 1000 + 7 },
+    model: { model: MODEL_IDS.find((model) => model !== ref.model) as string },
+    reserved: { reserved: ref.reserved + 1 },
+  }[field];
+  return encodeHoldId({ ...ref, ...lie });
+}
 
 export interface Chat {
   userId: string;
@@ -34,6 +57,8 @@ export interface Chat {
   usedOutput: number;
   /** abandoned chats, after the sweep expired their hold */
   after?: "lateSettle" | "lateRelease" | "nothing";
+  /** forgedSettle (and some late settles): the settle first sent with this field of the hold id forged */
+  forged?: ForgedField;
   holdId?: string;
 }
 
@@ -50,6 +75,7 @@ export const KIND_WEIGHTS: Record<ChatKind, number> = {
   settleAfterRelease: 6,
   releaseConcurrent: 4,
   overage: 6,
+  forgedSettle: 6,
   abandoned: 8,
 };
 
@@ -70,6 +96,7 @@ export function makeChat(
   const usedOutput = kind === "overage" ? maxOutputTokens + rng.int(1, maxOutputTokens) : rng.int(0, maxOutputTokens);
   const chat: Chat = { userId, requestId, kind, model, inputTokens, maxOutputTokens, usedInput: inputTokens, usedOutput };
   if (kind === "abandoned") chat.after = rng.pick(["lateSettle", "lateRelease", "nothing"] as const);
+  if (kind === "forgedSettle" || (chat.after === "lateSettle" && rng.chance(0.5))) chat.forged = rng.pick(FORGEABLE);
   return chat;
 }
 
@@ -94,7 +121,7 @@ export const reservedOf = (chat: Pick<Chat, "model" | "inputTokens" | "maxOutput
 export interface GateClient {
   call(routeKey: string, body: Record<string, unknown>): Promise<Answer>;
   surprises: string[];
-  counts: { duplicates: number; reordered: number };
+  counts: { duplicates: number; reordered: number; forged?: number };
 }
 
 export function chatRunner(client: GateClient) {
@@ -130,6 +157,15 @@ export function chatRunner(client: GateClient) {
     if (json.status !== "settled" || json.charged !== cost || json.released !== released) {
       surprises.push(`${what} ${chat.userId}/${chat.requestId}: ${JSON.stringify(json)}, expected settled ${cost}/${released}`);
     }
+  }
+
+  /** A settle sent with a forged hold id: nothing, or exactly what the real hold's settle is. */
+  async function expectForgedSettle(chat: Chat, holdId: string, what: string) {
+    if (!chat.forged) return;
+    counts.forged = (counts.forged ?? 0) + 1;
+    const answer = await settle(chat, forgeHoldId(holdId, chat.forged));
+    if (answer.status === 404 && answer.json?.error?.code === "NOT_FOUND") return;
+    expectSettled(chat, answer, `${what} with a forged ${chat.forged}`);
   }
 
   function expectReleased(chat: Chat, answer: Answer, what: string, status: "released" | "expired" = "released") {
@@ -193,6 +229,10 @@ export function chatRunner(client: GateClient) {
         for (const answer of answers) expectReleased(chat, answer, "release (concurrent copy)");
         return;
       }
+      case "forgedSettle":
+        await expectForgedSettle(chat, holdId, "settle");
+        expectSettled(chat, await settle(chat, holdId), "settle after a forged one");
+        return;
       case "abandoned":
         return; // the sweep expires it
     }
@@ -202,7 +242,10 @@ export function chatRunner(client: GateClient) {
   async function runLate(chat: Chat): Promise<void> {
     if (!chat.holdId || chat.after === "nothing" || chat.after === undefined) return;
     counts.reordered++;
-    if (chat.after === "lateSettle") expectSettled(chat, await settle(chat, chat.holdId), "late settle");
+    if (chat.after === "lateSettle") {
+      await expectForgedSettle(chat, chat.holdId, "late settle");
+      expectSettled(chat, await settle(chat, chat.holdId), "late settle");
+    }
     else expectReleased(chat, await release(chat.holdId), "late release", "expired");
   }
 

@@ -4,6 +4,7 @@ import { appDeps } from "../../lib/runtime.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
 import { type Answer, invoke } from "../helpers/events.js";
+import { GRAMMAR_LOOKALIKES, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 import { appFixture, functionEnv, importFunctions, OPUS } from "../helpers/http.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
@@ -48,9 +49,17 @@ const grants: Grant[] = [];
 const normalUsers = Array.from({ length: NORMAL_ACCOUNTS }, (_, i) => `storm-${runId}-n${i}`);
 const hotUsers = Array.from({ length: HOT_ACCOUNTS }, (_, i) => `storm-${runId}-h${i}`);
 const drainUsers = Array.from({ length: DRAIN_ACCOUNTS }, (_, i) => `storm-${runId}-d${i}`);
-for (const userId of normalUsers) {
+/**
+ * Hostile ids (SECURITY.md): whole accounts named after what every JavaScript object answers for
+ * (`__proto__`, `constructor`…), their look-alikes within the grammar and the longest id allowed;
+ * and requestIds from the same pool on those and on a third of the normal accounts.
+ */
+const HOSTILE_IDS = [...PROTOTYPE_NAMES, ...GRAMMAR_LOOKALIKES, LONGEST_ID];
+const hostileUsers = [...PROTOTYPE_NAMES, LONGEST_ID, ...GRAMMAR_LOOKALIKES.slice(0, 3)];
+for (const userId of [...normalUsers, ...hostileUsers]) {
   const count = rng.int(3, 8);
-  for (let i = 0; i < count; i++) chats.push(makeChat(rng, userId, `chat-${i}`, { allowOpus: true }));
+  const hostileRequestIds = hostileUsers.includes(userId) || rng.chance(0.3) ? rng.shuffle([...HOSTILE_IDS]) : [];
+  for (let i = 0; i < count; i++) chats.push(makeChat(rng, userId, hostileRequestIds[i] ?? `chat-${i}`, { allowOpus: true }));
 }
 // Hot accounts: 25 chats each, many at once, so settles contend and take the outbox path.
 for (const userId of hotUsers) {
@@ -58,7 +67,7 @@ for (const userId of hotUsers) {
 }
 for (let i = 0; i < scale(150); i++) {
   grants.push({
-    userId: rng.pick([...normalUsers, ...hotUsers]),
+    userId: rng.pick([...normalUsers, ...hotUsers, ...hostileUsers]),
     key: `admin#storm-${i}`,
     amount: rng.int(1, 500),
     copies: rng.chance(0.3) ? rng.int(2, 3) : 1,
@@ -84,6 +93,7 @@ const counts = {
   refused402: 0,
   outboxSettles: 0,
   expiredBySweep: 0,
+  forged: 0,
 };
 const surprises: string[] = [];
 
@@ -190,7 +200,7 @@ describe("gate storm", () => {
 
       // ---- the independent model ---------------------------------------------------------
       const expected = new Map<string, number>();
-      for (const userId of [...normalUsers, ...hotUsers, ...drainUsers]) expected.set(userId, SIGNUP_BONUS);
+      for (const userId of [...normalUsers, ...hotUsers, ...drainUsers, ...hostileUsers]) expected.set(userId, SIGNUP_BONUS);
       for (const chat of chats) expected.set(chat.userId, (expected.get(chat.userId) as number) - expectedCharge(chat));
       for (const grant of grants) expected.set(grant.userId, (expected.get(grant.userId) as number) + grant.amount);
       const admittedPerDrain = Math.floor(SIGNUP_BONUS / DRAIN_COST);
@@ -270,7 +280,9 @@ describe("gate storm", () => {
               `${counts.release} release; ${counts.duplicates} duplicated, ${counts.reordered} reordered) from ` +
               `${chats.length + DRAIN_ACCOUNTS * DRAIN_ATTEMPTS} chats over ${expected.size} accounts, ${IN_FLIGHT} in flight; ` +
               `${counts.grantCalls} admin grants (${counts.grantDuplicates} duplicates); ${counts.outboxSettles} contended settles; ` +
-              `${counts.expiredBySweep} holds expired by the sweep; ${counts.refused402} overdrafts refused`,
+              `${counts.expiredBySweep} holds expired by the sweep; ${counts.refused402} overdrafts refused; ` +
+              `${hostileUsers.length} accounts and ${chats.filter((chat) => HOSTILE_IDS.includes(chat.requestId)).length} chats with hostile ids; ` +
+              `${counts.forged} settles with a forged hold id`,
             drift: driftAccounts,
             creditsLost,
             doubleGrants: doubleFacts + excess,
@@ -298,6 +310,7 @@ describe("gate storm", () => {
       // the storm did what it claims: enough calls, and contention that forced the outbox path
       expect(counts.gateCalls).toBeGreaterThanOrEqual(scale(3_000));
       expect(counts.outboxSettles).toBeGreaterThan(0);
+      expect(counts.forged).toBeGreaterThan(0);
     },
     budgetMs(150_000),
   );
