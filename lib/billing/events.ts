@@ -154,8 +154,10 @@ const onCheckoutClosed: Handler = async (deps, event) => {
 const ALLOWANCE_REASONS = new Set(["subscription_create", "subscription_cycle"]);
 
 /**
- * invoice.paid: a subscription's first or renewal invoice grants the plan's monthly allowance
- * once per invoice (annual plans: month 0; the sweep grants months 1..11). Proration invoices
+ * invoice.paid: an invoice that bills a plan's price for a whole new period (a line of a plan
+ * price that is not a proration: the first invoice, a renewal, or a switch between monthly and
+ * annual, for which Stripe restarts the billing cycle) grants the plan's monthly allowance once
+ * per invoice (annual plans: month 0; the sweep grants months 1..11). Proration-only invoices
  * never grant an allowance; one that paid an upgrade we made grants its prorated top-up (a
  * backstop for change-plan: same invoice, same key, same terms, same amount).
  */
@@ -170,10 +172,12 @@ const onInvoicePaid: Handler = async (deps, event) => {
   await deps.store.clearPaymentFailed(userId, eventTime(event));
   const reason = invoice.billing_reason ?? "";
 
-  if (ALLOWANCE_REASONS.has(reason)) {
-    const plan = subscriptionLinePrices(invoice)
-      .map((price) => deps.prices.planOfPrice(price))
-      .find((mapped) => mapped !== undefined);
+  const plan = subscriptionLinePrices(invoice)
+    .map((price) => deps.prices.planOfPrice(price))
+    .find((mapped) => mapped !== undefined);
+  // Whatever the billing reason (`subscription_update` for a portal switch of interval), a paid
+  // period of a plan buys that period's allowance.
+  if (plan || ALLOWANCE_REASONS.has(reason)) {
     if (!plan) {
       logger.error("paid subscription invoice without a configured plan price", { invoice: invoice.id });
       return "ignored_unknown_price";

@@ -223,9 +223,20 @@ export function invoicePaid(input: {
   metadata?: Record<string, string>;
   /** the line's period (epoch seconds); a proration line's starts at its proration instant */
   linePeriod?: { start: number; end: number };
+  /** the invoice's lines, in place of the one line of `price` (e.g. a new period and proration credits) */
+  lines?: { price: string; proration: boolean; amount: number; period: { start: number; end: number } }[];
 }) {
   const fixture = loadFixture("invoice.paid").data.object;
   const [line] = fixture.lines.data;
+  const lineOf = (entry: NonNullable<typeof input.lines>[number]) =>
+    merge(line, {
+      amount: entry.amount,
+      invoice: input.invoiceId,
+      subscription: input.subscriptionId,
+      parent: { subscription_item_details: { subscription: input.subscriptionId, proration: entry.proration } },
+      pricing: { price_details: { price: entry.price } },
+      period: entry.period,
+    });
   return stripeEvent("invoice.paid", {
     ...(input.type ? { type: input.type } : {}),
     ...(input.created !== undefined ? { created: input.created } : {}),
@@ -236,7 +247,7 @@ export function invoicePaid(input: {
       amount_paid: input.amountPaid ?? 2_000,
       parent: { subscription_details: { subscription: input.subscriptionId, metadata: { userId: input.userId, ...input.metadata } } },
       lines: {
-        data: [
+        data: input.lines?.map(lineOf) ?? [
           merge(line, {
             invoice: input.invoiceId,
             subscription: input.subscriptionId,
