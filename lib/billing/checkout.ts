@@ -7,7 +7,7 @@ import { FUNCTIONS } from "../routes.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount, CheckoutKind, PendingCheckout } from "./store.js";
 import type { StripePort } from "./stripe-port.js";
-import { isLive } from "./subscription.js";
+import { hasEnded, isLive } from "./subscription.js";
 
 export function requireStripe(deps: BillingDeps): StripePort {
   if (!deps.stripe) throw new StripeNotConfiguredError(["STRIPE_SECRET_KEY"]);
@@ -150,10 +150,20 @@ export async function startSubscriptionCheckout(
   const { stripe, price } = requireStripeAndPrice(deps, deps.prices.planPrice(plan, interval), deps.prices.planPriceVar(plan, interval));
 
   const account = (await ensureAccount(deps.ledger, input.userId)) as BillingAccount;
-  if (isLive(account.subscription?.status) || deps.ledger.catalog.plans[account.plan]?.paid) {
+  const current = account.subscription;
+  if (isLive(current?.status) || deps.ledger.catalog.plans[account.plan]?.paid) {
     throw new ConflictError("You already have a subscription; use change-plan or the billing portal", "CONFLICT", {
       reason: "SUBSCRIPTION_EXISTS",
     });
+  }
+  // Not live but not over either (unpaid, incomplete, paused): it can still be paid or resumed,
+  // and a new one beside it would have the user pay for two.
+  if (current && !hasEnded(current.status)) {
+    throw new ConflictError(
+      `Your current subscription is ${current.status}: pay the open invoice or cancel the subscription in the billing portal before subscribing again`,
+      "CONFLICT",
+      { reason: "SUBSCRIPTION_NOT_SETTLED", status: current.status },
+    );
   }
   const metadata = { userId: account.userId, plan, interval };
   return withPendingCheckout(

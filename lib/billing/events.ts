@@ -1,10 +1,10 @@
 import type * as z from "zod/mini";
-import { isPackId, isPlanId, planOf } from "../catalog.js";
+import { isPackId, planOf } from "../catalog.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { requireStripe } from "./checkout.js";
 import type { BillingDeps } from "./deps.js";
-import { grantUpgradeTopUp } from "./manage.js";
+import { grantUpgradeTopUp, prorates } from "./manage.js";
 import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
 import {
   chargeSchema,
@@ -16,6 +16,7 @@ import {
   userIdFrom,
 } from "./stripe-objects.js";
 import { applySubscription, snapshotOf } from "./subscription.js";
+import { readUpgradeMetadata } from "./upgrade-top-up.js";
 
 /** The part of a verified Stripe event billing reads. */
 export interface StripeEventEnvelope {
@@ -153,10 +154,12 @@ const onCheckoutClosed: Handler = async (deps, event) => {
 const ALLOWANCE_REASONS = new Set(["subscription_create", "subscription_cycle"]);
 
 /**
- * invoice.paid: a subscription's first or renewal invoice grants the plan's monthly allowance
- * once per invoice (annual plans: month 0; the sweep grants months 1..11). Proration invoices
- * never grant an allowance; one that paid an upgrade we made tops up its difference (a backstop
- * for change-plan, same key).
+ * invoice.paid: an invoice that bills a plan's price for a whole new period (a line of a plan
+ * price that is not a proration: the first invoice, a renewal, or a switch between monthly and
+ * annual, for which Stripe restarts the billing cycle) grants the plan's monthly allowance once
+ * per invoice (annual plans: month 0; the sweep grants months 1..11). Proration-only invoices
+ * never grant an allowance; one that paid an upgrade we made grants its prorated top-up (a
+ * backstop for change-plan: same invoice, same key, same terms, same amount).
  */
 const onInvoicePaid: Handler = async (deps, event) => {
   const invoice = objectOf(invoiceSchema, event);
@@ -169,10 +172,12 @@ const onInvoicePaid: Handler = async (deps, event) => {
   await deps.store.clearPaymentFailed(userId, eventTime(event));
   const reason = invoice.billing_reason ?? "";
 
-  if (ALLOWANCE_REASONS.has(reason)) {
-    const plan = subscriptionLinePrices(invoice)
-      .map((price) => deps.prices.planOfPrice(price))
-      .find((mapped) => mapped !== undefined);
+  const plan = subscriptionLinePrices(invoice)
+    .map((price) => deps.prices.planOfPrice(price))
+    .find((mapped) => mapped !== undefined);
+  // Whatever the billing reason (`subscription_update` for a portal switch of interval), a paid
+  // period of a plan buys that period's allowance.
+  if (plan || ALLOWANCE_REASONS.has(reason)) {
     if (!plan) {
       logger.error("paid subscription invoice without a configured plan price", { invoice: invoice.id });
       return "ignored_unknown_price";
@@ -208,28 +213,24 @@ const onInvoicePaid: Handler = async (deps, event) => {
   }
 
   if (reason === "subscription_update" && details?.subscription) {
-    const { upgradeFrom, upgradePeriodStart, plan } = metadata;
-    const linePlans = (invoice.lines?.data ?? []).map((line) =>
-      line.pricing?.price_details?.price ? deps.prices.planOfPrice(line.pricing.price_details.price)?.plan : undefined,
-    );
-    if (
-      upgradeFrom &&
-      plan &&
-      isPlanId(upgradeFrom) &&
-      isPlanId(plan) &&
-      /^\d{1,12}$/.test(upgradePeriodStart ?? "") &&
-      linePlans.includes(plan)
-    ) {
-      const added = await grantUpgradeTopUp(deps, {
+    // A proration invoice of an upgrade made by change-plan: the terms it was priced on are in the
+    // subscription metadata snapshot, and one of its proration lines is the target plan's price
+    // starting at that proration instant. The metadata stays on the subscription after the
+    // upgrade, so a later proration invoice (a switch in the portal) carries it too, but its lines
+    // start at its own instant: no top-up for it.
+    const terms = readUpgradeMetadata(metadata);
+    if (terms && prorates(deps, invoice, terms)) {
+      const topUp = await grantUpgradeTopUp(deps, {
         userId,
         subscriptionId: details.subscription,
-        periodStart: Number(upgradePeriodStart) * 1000,
-        from: upgradeFrom,
-        to: plan,
         invoiceId: invoice.id,
+        terms,
         amountPaid: invoice.amount_paid,
       });
-      return added > 0 ? "upgrade_topped_up" : "upgrade_already_topped_up";
+      return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
+    }
+    if (metadata.upgradeFrom) {
+      logger.info("proration invoice not made by the upgrade its metadata names; no top-up", { invoice: invoice.id, userId });
     }
   }
   return "ignored_billing_reason";

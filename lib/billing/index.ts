@@ -13,7 +13,8 @@ export {
 export { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
 export { createDynamoBillingStore } from "./dynamo-billing-store.js";
 export { applyStripeEvent, HANDLED_EVENT_TYPES, type StripeEventEnvelope } from "./events.js";
-export { cancelSubscription, changePlan, type ChangePlanResult, openPortal, upgradeKey } from "./manage.js";
+export { cancelSubscription, changePlan, type ChangePlanResult, openPortal } from "./manage.js";
+export { upgradeKey, upgradeTopUp } from "./upgrade-top-up.js";
 export { createPriceBook, type PriceBook, priceBookFromConfig } from "./prices.js";
 export { applyWaitingClaws, clawBackPayment, clawKey } from "./refunds.js";
 export type { BillingAccount, BillingStore, ClawRecord, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./store.js";

@@ -1,14 +1,22 @@
 import { comparePlans, type PlanId, planOf } from "../catalog.js";
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
-import { ensureAccount, grantCredits } from "../ledger/index.js";
+import { ensureAccount, grantAllowanceIfDue, grantCredits } from "../ledger/index.js";
 import { parseInput, userIdSchema } from "../ledger/validation.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount } from "./store.js";
 import { appLink, requireStripe } from "./checkout.js";
 import { applyWaitingClaws } from "./refunds.js";
-import { subscriptionSchema } from "./stripe-objects.js";
+import { invoiceSchema, prorationLines, type StripeInvoice, subscriptionSchema } from "./stripe-objects.js";
 import { applySubscription, isLive, type SubscriptionSnapshot, snapshotOf } from "./subscription.js";
+import {
+  allowancePeriodAt,
+  prorationInstant,
+  topUpOf,
+  type UpgradeTerms,
+  upgradeKey,
+  upgradeMetadata,
+} from "./upgrade-top-up.js";
 
 /**
  * POST /v1/billing/portal: a Billing Portal session for the user's Stripe customer. Reads only
@@ -42,54 +50,73 @@ export interface ChangePlanResult {
   creditsAdded: number;
 }
 
-/** The ledger key of an upgrade top-up: once per subscription period (invariant 3). */
-export const upgradeKey = (subscriptionId: string, periodStartMs: number) =>
-  `upgrade#${subscriptionId}#${Math.floor(periodStartMs / 1000)}`;
+export interface UpgradeTopUpResult {
+  /** the credits the upgrade's terms are worth (`upgradeTopUp`) */
+  credits: number;
+  /** false when this invoice's top-up was granted before (or was worth nothing) */
+  applied: boolean;
+}
 
 /**
- * Grants the allowance difference of an upgrade, once per subscription period, and records which
- * invoice paid for it (so refunding that invoice takes the top-up back). Used by change-plan and,
- * as a backstop after a crash, by the proration invoice's `invoice.paid`.
+ * Whether an invoice is the proration of the upgrade these terms describe: one of its proration
+ * lines is the target plan's price starting at the terms' proration instant. Subscription metadata
+ * outlives the update that wrote it, so a later proration invoice (a switch made in the portal, a
+ * no-op update) may carry the same terms, but not a line starting at that instant.
+ */
+export function prorates(deps: Pick<BillingDeps, "prices">, invoice: StripeInvoice, terms: UpgradeTerms): boolean {
+  const price = deps.prices.planPrice(terms.to, terms.interval);
+  return price !== undefined && prorationLines(invoice).some((line) => line.price === price && line.periodStart === terms.at);
+}
+
+/**
+ * Grants an upgrade's prorated top-up (`topUpOf`: the allowance difference times the fraction of
+ * the allowance period left at the proration instant) once per paid proration invoice, and
+ * records what that invoice paid for it (so refunding the invoice takes the top-up back). Used by
+ * change-plan and, as a backstop after a crash or for an invoice paid later, by the proration
+ * invoice's `invoice.paid`: same invoice, same key, same terms, same amount.
  */
 export async function grantUpgradeTopUp(
   deps: BillingDeps,
-  input: { userId: string; subscriptionId: string; periodStart: number; from: PlanId; to: PlanId; invoiceId?: string | undefined; amountPaid?: number },
-): Promise<number> {
-  const topUp = planOf(input.to, deps.ledger.catalog).monthlyAllowance - planOf(input.from, deps.ledger.catalog).monthlyAllowance;
-  if (topUp <= 0) return 0;
-  const key = upgradeKey(input.subscriptionId, input.periodStart);
+  input: { userId: string; subscriptionId: string; invoiceId: string; terms: UpgradeTerms; amountPaid: number },
+): Promise<UpgradeTopUpResult> {
+  const { terms } = input;
+  const credits = topUpOf(terms, deps.ledger.catalog);
+  if (credits <= 0) return { credits: 0, applied: false };
+  const key = upgradeKey(input.invoiceId);
   const result = await grantCredits(deps.ledger, {
     userId: input.userId,
     key,
-    amount: topUp,
+    amount: credits,
     bucket: "allowance",
     reason: "upgrade",
     refs: {
       subscription: input.subscriptionId,
-      from: input.from,
-      to: input.to,
-      ...(input.invoiceId ? { invoice: input.invoiceId } : {}),
+      invoice: input.invoiceId,
+      from: terms.from,
+      to: terms.to,
+      at: terms.at,
+      periodStart: terms.periodStart,
+      periodEnd: terms.periodEnd,
     },
   });
-  if (input.invoiceId && result.entry.refs.invoice === input.invoiceId && input.amountPaid !== undefined) {
-    await deps.store.putPurchase({
-      id: input.invoiceId,
-      userId: input.userId,
-      credits: result.entry.amount,
-      bucket: "allowance",
-      grantKey: key,
-      amountCents: input.amountPaid,
-      createdAt: deps.ledger.now(),
-    });
-    await applyWaitingClaws(deps, input.invoiceId);
-  }
-  return result.applied ? topUp : 0;
+  await deps.store.putPurchase({
+    id: input.invoiceId,
+    userId: input.userId,
+    credits: result.entry.amount,
+    bucket: "allowance",
+    grantKey: key,
+    amountCents: input.amountPaid,
+    createdAt: deps.ledger.now(),
+  });
+  await applyWaitingClaws(deps, input.invoiceId);
+  return { credits, applied: result.applied };
 }
 
 /**
- * POST /v1/billing/change-plan. Upgrades are prorated and invoiced at once
- * (`always_invoice`, `error_if_incomplete`: a declined card changes nothing and answers 402),
- * then the allowance difference is topped up once per subscription period. Downgrades take
+ * POST /v1/billing/change-plan. Upgrades are prorated from an explicit instant and invoiced at
+ * once (`always_invoice`, `error_if_incomplete`: a declined card changes nothing and answers
+ * 402); once that invoice is paid, the allowance difference is topped up prorated from the same
+ * instant, once per proration invoice. Downgrades take
  * effect at once without proration (the period was paid at the higher price, whose credits the
  * user keeps) and take no credits back.
  */
@@ -117,10 +144,24 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
     throw new ConflictError(`You are already on the ${input.plan} plan`, "CONFLICT", { reason: "SAME_PLAN" });
   }
   const upgrade = direction > 0;
+  // An upgrade is prorated from one instant (whole seconds), sent to Stripe as `proration_date`:
+  // Stripe charges the price difference for the time left after it, and the top-up gives the
+  // allowance difference for the time left after it (`upgradeTopUp`).
+  let terms: UpgradeTerms | undefined;
+  if (upgrade) {
+    const subscriptionPeriod = { start: Math.floor(before.periodStart / 1000), end: Math.floor(before.periodEnd / 1000) };
+    const at = prorationInstant(deps.ledger.now(), subscriptionPeriod);
+    const period = allowancePeriodAt(interval, subscriptionPeriod, at);
+    terms = { from: current.plan, to: input.plan, interval, at, periodStart: period.start, periodEnd: period.end };
+    // Annual plans: the allowance month in progress must be granted at the plan it was paid at
+    // before the schedule moves to the new plan (else the schedule, if it had not granted that
+    // month yet, would grant it at the new allowance and the top-up would pay the difference twice).
+    if (interval === "year") await grantAllowanceIfDue(deps.ledger, account.userId);
+  }
   // The key changes whenever the subscription was invoiced again or changed anywhere else (its
   // last applied event, e.g. a switch in the portal), so a later change in the same day is a new
   // request, while a double click or retry of this one is the same (the port adds a digest of the
-  // parameters, which also carry the plan we upgrade from and the period).
+  // parameters, which also carry the plan we upgrade from, the proration instant and the period).
   const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}`;
   const updated = await stripe.updateSubscription(
     before.id,
@@ -130,37 +171,45 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
       // A downgrade credits nothing back: the higher plan's top-up was granted for the period,
       // and prorating it away would let upgrade-then-downgrade buy credits for nothing.
       proration_behavior: upgrade ? "always_invoice" : "none",
-      ...(upgrade ? { payment_behavior: "error_if_incomplete" as const } : {}),
+      ...(terms ? { payment_behavior: "error_if_incomplete" as const, proration_date: terms.at } : {}),
       metadata: {
         userId: account.userId,
         plan: input.plan,
         interval,
-        // read by the proration invoice's `invoice.paid`, which grants the same top-up if we crash here
-        upgradeFrom: upgrade ? current.plan : "",
-        upgradePeriodStart: upgrade ? String(Math.floor(before.periodStart / 1000)) : "",
+        // read back from the proration invoice by its `invoice.paid`, which grants the same
+        // top-up if we crash below or the invoice is paid later; a downgrade removes them
+        ...upgradeMetadata(terms),
       },
     },
     intent,
   );
   const after = snapshotOf(subscriptionSchema.parse(updated), deps);
   let creditsAdded = 0;
-  const prorationInvoice = typeof updated.latest_invoice === "object" ? updated.latest_invoice : undefined;
-  if (upgrade && prorationInvoice?.status === "paid") {
-    creditsAdded = await grantUpgradeTopUp(deps, {
+  const expanded = typeof updated.latest_invoice === "object" ? invoiceSchema.safeParse(updated.latest_invoice) : undefined;
+  // The invoice this update made for this proration (a new latest invoice, prorating this very
+  // upgrade); none when a concurrent request made the upgrade and this update changed nothing:
+  // the top-up belongs to that request's invoice, granted once for it.
+  const prorationInvoice =
+    terms && expanded?.success && expanded.data.id !== before.latestInvoiceId && prorates(deps, expanded.data, terms)
+      ? expanded.data
+      : undefined;
+  if (terms && !prorationInvoice) {
+    logger.warn("upgrade made no proration invoice of its own; no top-up", { userId: account.userId, subscription: after.id });
+  } else if (terms && prorationInvoice?.status === "paid") {
+    const topUp = await grantUpgradeTopUp(deps, {
       userId: account.userId,
       subscriptionId: after.id,
-      periodStart: before.periodStart,
-      from: current.plan,
-      to: input.plan,
-      invoiceId: after.latestInvoiceId,
+      invoiceId: prorationInvoice.id,
+      terms,
       amountPaid: prorationInvoice.amount_paid,
     });
-  } else if (upgrade) {
+    creditsAdded = topUp.applied ? topUp.credits : 0;
+  } else if (terms) {
     // Paid later (a bank debit still processing) or not at all: the top-up waits for that
-    // invoice's `invoice.paid` (same key, with what was really paid as the refund basis).
+    // invoice's `invoice.paid` (same key and terms, with what was really paid as the refund basis).
     logger.info("upgrade invoice not paid yet; its invoice.paid grants the top-up", {
       userId: account.userId,
-      invoice: after.latestInvoiceId,
+      invoice: prorationInvoice?.id,
       status: prorationInvoice?.status,
     });
   }

@@ -54,6 +54,8 @@ export const checkoutSessionSchema = z.looseObject({
 export type StripeCheckoutSession = z.infer<typeof checkoutSessionSchema>;
 
 const invoiceLineSchema = z.looseObject({
+  /** epoch seconds; a proration line's period starts at its proration instant */
+  period: z.nullish(z.looseObject({ start: z.number().check(z.int()), end: z.number().check(z.int()) })),
   pricing: z.nullish(z.looseObject({ price_details: z.nullish(z.looseObject({ price: idOrObject })) })),
   parent: z.nullish(
     z.looseObject({
@@ -68,6 +70,7 @@ export const invoiceSchema = z.looseObject({
   object: z.literal("invoice"),
   customer: z.nullish(idOrObject),
   billing_reason: z.nullish(z.string()),
+  status: z.nullish(z.string()),
   amount_paid: z.number().check(z.int()),
   parent: z.nullish(
     z.looseObject({
@@ -103,11 +106,22 @@ export function userIdFrom(...candidates: (string | null | undefined)[]): string
   return undefined;
 }
 
+type InvoiceLine = NonNullable<StripeInvoice["lines"]>["data"][number];
+const isProration = (line: InvoiceLine) =>
+  (line.parent?.subscription_item_details?.proration ?? line.parent?.invoice_item_details?.proration) === true;
+
 /** The invoice's subscription lines (not prorations) and their prices. */
 export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
   return (invoice.lines?.data ?? []).flatMap((line) => {
     const price = line.pricing?.price_details?.price;
-    const proration = line.parent?.subscription_item_details?.proration ?? line.parent?.invoice_item_details?.proration;
-    return price && proration !== true ? [price] : [];
+    return price && !isProration(line) ? [price] : [];
+  });
+}
+
+/** The invoice's proration lines: their price and where their period starts (the proration instant, epoch seconds). */
+export function prorationLines(invoice: StripeInvoice): { price: string; periodStart: number | undefined }[] {
+  return (invoice.lines?.data ?? []).flatMap((line) => {
+    const price = line.pricing?.price_details?.price;
+    return price && isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
   });
 }

@@ -32,7 +32,7 @@ const rankOf = (status: string) => LIFECYCLE_RANK[status] ?? 2;
 
 /** A subscription in one of these states never becomes live again (Stripe makes a new one). */
 const ENDED_STATUSES = new Set(["canceled", "incomplete_expired"]);
-const hasEnded = (status: string) => ENDED_STATUSES.has(status);
+export const hasEnded = (status: string) => ENDED_STATUSES.has(status);
 
 function isNewer(next: SubscriptionState, current: SubscriptionState): boolean {
   if (next.lastEventAt !== current.lastEventAt) return next.lastEventAt > current.lastEventAt;

@@ -38,6 +38,14 @@ export const TEST_PRICES = {
   STRIPE_PRICE_PACK_ENTERPRISE: "price_pack_enterprise",
 } as const;
 
+/** The test prices' unit amounts (cents per month or year): the loopback server prorates upgrades with them. */
+export const TEST_PRICE_AMOUNTS: Record<string, number> = {
+  [TEST_PRICES.STRIPE_PRICE_PLUS_MONTHLY]: 1_900,
+  [TEST_PRICES.STRIPE_PRICE_PRO_MONTHLY]: 4_900,
+  [TEST_PRICES.STRIPE_PRICE_PLUS_YEARLY]: 19_000,
+  [TEST_PRICES.STRIPE_PRICE_PRO_YEARLY]: 49_000,
+};
+
 export const STRIPE_TEST_KEY = "sk_test_creditgate_0123456789";
 
 /** The full environment of a billing function pointed at DynamoDB Local and the test Stripe server. */
@@ -70,7 +78,7 @@ export interface DeliverOptions {
  */
 export async function billingFixture(options: { stripeRetries?: number; stripeTimeoutMs?: number; billing?: Partial<BillingDeps> } = {}) {
   const app = await appFixture();
-  const stripe = await startStripeServer();
+  const stripe = await startStripeServer({ unitAmounts: TEST_PRICE_AMOUNTS });
   afterAll(() => stripe.close());
   const billing: BillingDeps = {
     ledger: app.deps.ledger,
@@ -156,7 +164,15 @@ export interface Subscriber {
  */
 export async function subscribeAndPay(
   fx: BillingFixture,
-  options: { userId?: string; plan?: "plus" | "pro"; interval?: "month" | "year"; status?: string; amountPaid?: number } = {},
+  options: {
+    userId?: string;
+    plan?: "plus" | "pro";
+    interval?: "month" | "year";
+    status?: string;
+    amountPaid?: number;
+    /** epoch seconds; the period starts at T0 and ends 31 days (monthly) or 365 days (annual) later unless told */
+    periodEnd?: number;
+  } = {},
 ): Promise<Subscriber> {
   const userId = options.userId ?? uniqueUser("subscriber");
   const plan = options.plan ?? "pro";
@@ -168,7 +184,7 @@ export async function subscribeAndPay(
   const subscriptionId = uniqueStripeId("sub");
   const invoiceId = uniqueStripeId("in");
   const price = TEST_PRICES[`STRIPE_PRICE_${plan.toUpperCase()}_${interval === "month" ? "MONTHLY" : "YEARLY"}` as keyof typeof TEST_PRICES];
-  const periodEnd = interval === "month" ? T0 + 31 * 86_400 : T0 + 365 * 86_400;
+  const periodEnd = options.periodEnd ?? (interval === "month" ? T0 + 31 * 86_400 : T0 + 365 * 86_400);
   const subscription = subscriptionObject({
     id: subscriptionId,
     customer,
@@ -205,9 +221,22 @@ export function invoicePaid(input: {
   type?: string;
   proration?: boolean;
   metadata?: Record<string, string>;
+  /** the line's period (epoch seconds); a proration line's starts at its proration instant */
+  linePeriod?: { start: number; end: number };
+  /** the invoice's lines, in place of the one line of `price` (e.g. a new period and proration credits) */
+  lines?: { price: string; proration: boolean; amount: number; period: { start: number; end: number } }[];
 }) {
   const fixture = loadFixture("invoice.paid").data.object;
   const [line] = fixture.lines.data;
+  const lineOf = (entry: NonNullable<typeof input.lines>[number]) =>
+    merge(line, {
+      amount: entry.amount,
+      invoice: input.invoiceId,
+      subscription: input.subscriptionId,
+      parent: { subscription_item_details: { subscription: input.subscriptionId, proration: entry.proration } },
+      pricing: { price_details: { price: entry.price } },
+      period: entry.period,
+    });
   return stripeEvent("invoice.paid", {
     ...(input.type ? { type: input.type } : {}),
     ...(input.created !== undefined ? { created: input.created } : {}),
@@ -218,16 +247,32 @@ export function invoicePaid(input: {
       amount_paid: input.amountPaid ?? 2_000,
       parent: { subscription_details: { subscription: input.subscriptionId, metadata: { userId: input.userId, ...input.metadata } } },
       lines: {
-        data: [
+        data: input.lines?.map(lineOf) ?? [
           merge(line, {
             invoice: input.invoiceId,
             subscription: input.subscriptionId,
             parent: { subscription_item_details: { subscription: input.subscriptionId, proration: input.proration ?? false } },
             pricing: { price_details: { price: input.price } },
+            ...(input.linePeriod ? { period: input.linePeriod } : {}),
           }),
         ],
       },
     },
+  });
+}
+
+/**
+ * The `invoice.paid` event Stripe sends for an invoice the loopback server made (a proration
+ * invoice of an upgrade): the very invoice, paid (`amount_paid` as made unless told).
+ */
+export function paidInvoiceEvent(fx: BillingFixture, invoiceId: string, options: { amountPaid?: number; created?: number } = {}) {
+  const stored = fx.stripe.invoices.get(invoiceId);
+  if (!stored) throw new Error(`the test Stripe server made no invoice ${invoiceId}`);
+  const invoice = structuredClone(stored); // a copy: tests may edit the event
+  const amountPaid = options.amountPaid ?? (invoice.amount_paid as number);
+  return stripeEvent("invoice.paid", {
+    ...(options.created !== undefined ? { created: options.created } : {}),
+    object: { ...invoice, status: "paid", amount_paid: amountPaid, amount_remaining: 0 },
   });
 }
 

@@ -12,6 +12,11 @@ import type { AddressInfo } from "node:net";
  * `idempotency_error`, so a key that does not encode everything that varies fails here as it
  * would in production. Tests can make the next requests fail (any status, e.g. 500 or a 402 card
  * decline) or answer slowly.
+ *
+ * A price change with `proration_behavior: always_invoice` makes a proration invoice like Stripe's:
+ * for each changed item a credit line for the old price and a debit line for the new one, each the
+ * price's unit amount times the fraction of the item's period left after `proration_date` (now
+ * when not given), both lines' periods starting at that instant.
  */
 export interface RecordedRequest {
   method: string;
@@ -87,17 +92,23 @@ export interface StripeTestServer {
   /** the next `times` requests wait `ms` before answering */
   delayNext(ms: number, times?: number): void;
   subscriptions: Map<string, Json>;
+  /** the proration invoices made, by id, as Stripe would send them in `invoice.*` events */
+  invoices: Map<string, Json>;
   /** payment intent → invoice, as GET /v1/invoice_payments answers */
   invoicePayments: Map<string, string>;
-  /** the amount the next proration invoice (upgrade) is paid */
-  prorationAmount: number;
+  /**
+   * the amount the next proration invoices (upgrades) are paid; undefined (the default, and after
+   * `reset`): prorated from the prices' unit amounts (1,500 for prices without one)
+   */
+  prorationAmount: number | undefined;
   /** the status of the next proration invoice: "paid", or "open" while a bank debit is processing */
   prorationStatus: string;
   reset(): void;
   close(): Promise<void>;
 }
 
-export async function startStripeServer(): Promise<StripeTestServer> {
+export async function startStripeServer(options: { unitAmounts?: Record<string, number> } = {}): Promise<StripeTestServer> {
+  const unitAmounts = options.unitAmounts ?? {};
   const requests: RecordedRequest[] = [];
   const served = { failures: 0, delays: 0, abandoned: 0, idempotencyErrors: 0 };
   const faults: Fault[] = [];
@@ -105,12 +116,13 @@ export async function startStripeServer(): Promise<StripeTestServer> {
   /** Idempotency-Key → the first request's endpoint and parameters, and its answer */
   const replays = new Map<string, { request: string; status: number; body: Json }>();
   const subscriptions = new Map<string, Json>();
+  const invoices = new Map<string, Json>();
   const invoicePayments = new Map<string, string>();
   let counter = 0;
   const nextId = (prefix: string) => `${prefix}_test${String(++counter).padStart(6, "0")}`;
   const now = () => Math.floor(Date.now() / 1000);
 
-  const state = { prorationAmount: 1_500, prorationStatus: "paid" };
+  const state: { prorationAmount: number | undefined; prorationStatus: string } = { prorationAmount: undefined, prorationStatus: "paid" };
 
   function route(method: string, path: string, query: Json, body: Json): { status: number; body: Json } {
     if (method === "POST" && path === "/v1/customers") {
@@ -188,9 +200,15 @@ export async function startStripeServer(): Promise<StripeTestServer> {
 
   function updateSubscription(subscription: Json, body: Json): Json {
     const items = subscription.items as { data: Json[] };
+    const changes: { item: Json; from: string; to: string }[] = [];
     for (const change of (body.items as Json[] | undefined) ?? []) {
       const item = items.data.find((candidate) => candidate.id === change.id);
-      if (item && typeof change.price === "string") item.price = { ...(item.price as Json), id: change.price };
+      if (item && typeof change.price === "string") {
+        const from = (item.price as Json).id as string;
+        // like Stripe, an unchanged price prorates nothing
+        if (from !== change.price) changes.push({ item, from, to: change.price });
+        item.price = { ...(item.price as Json), id: change.price };
+      }
     }
     if (body.cancel_at_period_end !== undefined) subscription.cancel_at_period_end = body.cancel_at_period_end === "true";
     if (body.metadata) {
@@ -202,18 +220,58 @@ export async function startStripeServer(): Promise<StripeTestServer> {
       subscription.metadata = metadata;
     }
     if (body.proration_behavior === "always_invoice") {
-      const invoice = {
-        id: nextId("in"),
-        object: "invoice",
-        status: state.prorationStatus,
-        amount_paid: state.prorationStatus === "paid" ? state.prorationAmount : 0,
-        billing_reason: "subscription_update",
-      };
+      const at = body.proration_date === undefined ? now() : Number(body.proration_date);
+      const invoice = prorationInvoice(subscription, changes, at);
+      invoices.set(invoice.id as string, invoice);
       subscription.latest_invoice = invoice.id;
       const expand = (body.expand as string[] | undefined) ?? [];
       if (expand.includes("latest_invoice")) return { ...subscription, latest_invoice: invoice };
     }
     return subscription;
+  }
+
+  /** Stripe's proration of price changes at `at` (epoch seconds), invoiced at once. */
+  function prorationInvoice(subscription: Json, changes: { item: Json; from: string; to: string }[], at: number): Json {
+    const id = nextId("in");
+    let priced = true;
+    const lines = changes.flatMap(({ item, from, to }) => {
+      const start = item.current_period_start as number;
+      const end = item.current_period_end as number;
+      const left = (end - Math.min(Math.max(at, start), end)) / (end - start);
+      const line = (price: string, sign: 1 | -1) => {
+        const unit = unitAmounts[price];
+        if (unit === undefined) priced = false;
+        return {
+          id: nextId("il"),
+          object: "line_item",
+          invoice: id,
+          amount: sign * Math.round((unit ?? 0) * left),
+          period: { start: at, end },
+          pricing: { type: "price_details", price_details: { price, product: `prod_${price}` } },
+          parent: {
+            type: "subscription_item_details",
+            subscription_item_details: { subscription: subscription.id, subscription_item: item.id, proration: true },
+          },
+        };
+      };
+      return [line(from, -1), line(to, 1)];
+    });
+    const prorated = Math.max(0, lines.reduce((sum, line) => sum + line.amount, 0));
+    const total = state.prorationAmount ?? (priced ? prorated : 1_500);
+    return {
+      id,
+      object: "invoice",
+      status: state.prorationStatus,
+      customer: subscription.customer,
+      billing_reason: "subscription_update",
+      amount_due: total,
+      amount_paid: state.prorationStatus === "paid" ? total : 0,
+      parent: {
+        type: "subscription_details",
+        subscription_details: { subscription: subscription.id, metadata: { ...(subscription.metadata as Json) } },
+      },
+      lines: { object: "list", data: lines, has_more: false },
+    };
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse) {
@@ -303,11 +361,12 @@ export async function startStripeServer(): Promise<StripeTestServer> {
       for (let i = 0; i < times; i++) delays.push(ms);
     },
     subscriptions,
+    invoices,
     invoicePayments,
     get prorationAmount() {
       return state.prorationAmount;
     },
-    set prorationAmount(value: number) {
+    set prorationAmount(value: number | undefined) {
       state.prorationAmount = value;
     },
     get prorationStatus() {
@@ -318,6 +377,7 @@ export async function startStripeServer(): Promise<StripeTestServer> {
     },
     reset() {
       state.prorationStatus = "paid";
+      state.prorationAmount = undefined;
       requests.length = 0;
       faults.length = 0;
       delays.length = 0;

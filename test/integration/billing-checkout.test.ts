@@ -6,7 +6,7 @@ import { type BillingAccount, CHECKOUT_IN_FLIGHT_MS, createPriceBook, ensureCust
 import { catalog } from "../../lib/catalog.js";
 import { ensureAccount } from "../../lib/ledger/index.js";
 import { httpHandler } from "../../lib/http/stack.js";
-import { type BillingFixture, billingFixture, STRIPE_TEST_KEY } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, customerOf, STRIPE_TEST_KEY, T0 } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { itemsOf } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -173,6 +173,41 @@ describe("POST /v1/billing/subscribe", () => {
     expect(res.status).toBe(409);
     expect(res.json.error).toMatchObject({ code: "CONFLICT", reason: "SUBSCRIPTION_EXISTS" });
     expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(1);
+  });
+
+  it("refuses with 409 while the current subscription is unpaid, incomplete or paused (it may still be paid: two subscriptions)", async () => {
+    for (const status of ["unpaid", "incomplete", "paused"]) {
+      const user = uniqueUser(status);
+      const customer = await customerOf(fx, user);
+      const subscription = subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId: user, status });
+      expect((await fx.deliver(stripeEvent("customer.subscription.updated", { created: T0, object: subscription }))).status).toBe(200);
+      expect((await account(user)).subscription?.status).toBe(status);
+      const res = await subscribe(user, { plan: "plus" });
+      expect(res.status, status).toBe(409);
+      expect(res.json.error, status).toMatchObject({ code: "CONFLICT", reason: "SUBSCRIPTION_NOT_SETTLED", status });
+      expect(res.json.error.message).toMatch(/pay the open invoice or cancel .* billing portal/);
+      expect((await account(user)).pendingCheckout, status).toBeUndefined();
+    }
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(0);
+  });
+
+  it("allows a new subscription once the current one has ended for good (canceled, incomplete_expired)", async () => {
+    for (const [before, ended] of [
+      ["unpaid", "canceled"],
+      ["incomplete", "incomplete_expired"],
+    ]) {
+      const user = uniqueUser(ended);
+      const customer = await customerOf(fx, user);
+      const subscription = (status: string) =>
+        subscriptionObject({ id: uniqueStripeId("sub"), customer, price: "price_pro_monthly", userId: user, status });
+      const first = subscription(before as string);
+      await fx.deliver(stripeEvent("customer.subscription.updated", { created: T0, object: first }));
+      await fx.deliver(stripeEvent("customer.subscription.deleted", { created: T0 + 5, object: { ...first, status: ended } }));
+      expect((await account(user)).subscription?.status).toBe(ended);
+      const res = await subscribe(user, { plan: "plus" });
+      expect(res.status, ended).toBe(200);
+      expect(res.json.checkoutUrl).toMatch(/^https:\/\/checkout\.stripe\.test\//);
+    }
   });
 
   it("a Stripe refusal (4xx) answers 502 and leaves nothing half-done (marker released, no second customer)", async () => {

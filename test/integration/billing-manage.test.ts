@@ -1,7 +1,15 @@
 import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
-import type { BillingAccount } from "../../lib/billing/index.js";
-import { getBalance, listHistory } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, invoicePaid, type Subscriber, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { type BillingAccount, changePlan as changePlanUseCase } from "../../lib/billing/index.js";
+import { getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
+import {
+  type BillingFixture,
+  billingFixture,
+  invoicePaid,
+  paidInvoiceEvent,
+  type Subscriber,
+  subscribeAndPay,
+  T0,
+} from "../helpers/billing.js";
 import { httpHandler } from "../../lib/http/stack.js";
 import { invoke } from "../helpers/events.js";
 import { itemsOf } from "../helpers/http.js";
@@ -39,24 +47,34 @@ function switchedInPortal(sub: Subscriber, price: string) {
   return switched;
 }
 
-/** The paid proration invoice of a plus → pro upgrade made through change-plan (its metadata says so). */
-const upgradeInvoicePaid = (sub: Subscriber, invoiceId: string) =>
-  invoicePaid({
-    invoiceId,
-    customer: sub.customer,
-    subscriptionId: sub.subscriptionId,
-    userId: sub.userId,
-    price: "price_pro_monthly",
-    billingReason: "subscription_update",
-    proration: true,
-    amountPaid: 1_500,
-    metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+const HOUR = 3_600;
+const DAY = 86_400;
+/** A 30-day monthly period from T0: its last hour is 1/720 of it. */
+const MONTH_END = T0 + 30 * DAY;
+
+/** Our clock (the proration instant change-plan sends Stripe) at `seconds`, for this test only. */
+function clockAt(seconds: number) {
+  const before = fx.clock.value;
+  onTestFinished(() => {
+    fx.clock.value = before;
   });
+  fx.clock.value = seconds * 1000;
+}
+
+/** The proration invoice the last change-plan made (the test Stripe server's copy). */
+const latestInvoice = (sub: Subscriber) => {
+  const id = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
+  return { id, invoice: fx.stripe.invoices.get(id) as { amount_paid: number; lines: { data: { period: { start: number } }[] } } };
+};
+
+const upgradeEntries = async (userId: string) =>
+  (await listHistory(fx.deps.ledger, { userId, limit: 100 })).entries.filter((entry) => entry.reason === "upgrade");
 
 describe("POST /v1/billing/change-plan", () => {
-  it("upgrades with an always-invoiced proration and tops up the allowance difference once", async () => {
+  it("upgrades with an always-invoiced proration from an explicit instant and tops up for that proration invoice", async () => {
     const sub = await subscribeAndPay(fx, { plan: "plus" });
     expect(await balance(sub.userId)).toBe(50_000);
+    // at the very start of the period: the whole difference (plus 40,000 → pro 100,000)
     const res = await changePlan(sub.userId, { plan: "pro" });
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 60_000 });
@@ -69,7 +87,16 @@ describe("POST /v1/billing/change-plan", () => {
       expand: ["latest_invoice"],
       proration_behavior: "always_invoice",
       payment_behavior: "error_if_incomplete",
-      metadata: { userId: sub.userId, plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+      proration_date: String(T0),
+      metadata: {
+        userId: sub.userId,
+        plan: "pro",
+        interval: "month",
+        upgradeFrom: "plus",
+        upgradeAt: String(T0),
+        upgradePeriodStart: String(T0),
+        upgradePeriodEnd: String(T0 + 31 * DAY),
+      },
     });
     expect(update?.idempotencyKey).toMatch(
       new RegExp(`^creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}:\\d+:[0-9a-f]{16}$`),
@@ -77,57 +104,115 @@ describe("POST /v1/billing/change-plan", () => {
 
     const stored = await account(sub.userId);
     expect(stored).toMatchObject({ plan: "pro", balance: 110_000, subscription: { priceId: "price_pro_monthly" } });
+    const proration = latestInvoice(sub);
+    expect(proration.invoice.amount_paid).toBe(3_000); // the whole price difference, 49 − 19 dollars
     const [entry] = (await listHistory(fx.deps.ledger, { userId: sub.userId })).entries;
-    expect(entry).toMatchObject({ key: `upgrade#${sub.subscriptionId}#${T0}`, amount: 60_000, reason: "upgrade" });
-
-    // Down and up again in the same period: the top-up is once per subscription period.
-    expect((await changePlan(sub.userId, { plan: "plus" })).json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
-    const again = await changePlan(sub.userId, { plan: "pro" });
-    expect(again.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 0 });
-    expect(await balance(sub.userId)).toBe(110_000);
+    expect(entry).toMatchObject({ key: `upgrade#${proration.id}`, amount: 60_000, reason: "upgrade", refs: { invoice: proration.id, at: T0 } });
+    // what the invoice bought, so a refund of it takes the top-up back
+    expect(await fx.billing.store.getPurchase(proration.id)).toMatchObject({
+      userId: sub.userId,
+      credits: 60_000,
+      grantKey: `upgrade#${proration.id}`,
+      amountCents: 3_000,
+    });
   });
 
-  it("tops up an upgrade again (once) in a new subscription period, never twice in one", async () => {
-    const sub = await subscribeAndPay(fx, { plan: "plus" });
-    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(60_000);
-    expect((await changePlan(sub.userId, { plan: "plus" })).json.creditsAdded).toBe(0);
-    expect(await balance(sub.userId)).toBe(110_000);
+  it("in the first minute of the period tops up almost the whole difference", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 60);
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    // floor(60,000 × (30 days − 60 s) / 30 days) = floor(59,998.6)
+    expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 59_998 });
+    const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(update?.body).toMatchObject({ proration_date: String(T0 + 60), metadata: { upgradeAt: String(T0 + 60), upgradePeriodEnd: String(MONTH_END) } });
+    // Stripe prorated the price from the same instant: its lines start there
+    const { invoice } = latestInvoice(sub);
+    expect(invoice.lines.data.map((line) => line.period.start)).toEqual([T0 + 60, T0 + 60]);
+    expect(invoice.amount_paid).toBe(3_000);
+    expect(await balance(sub.userId)).toBe(50_000 + 59_998);
+  });
 
-    // The subscription renews: Stripe moves the item's period on and invoices the cycle. Our clock
-    // moves with it (what we apply ourselves is stamped with it, like Stripe's event times).
-    const T1 = T0 + 31 * 86_400;
-    const clockBefore = fx.clock.value;
-    onTestFinished(() => {
-      fx.clock.value = clockBefore;
-    });
-    fx.clock.value = (T1 + 60) * 1000;
-    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: Record<string, unknown>[] }; latest_invoice: string };
-    const renewal = uniqueStripeId("in");
-    Object.assign(remote.items.data[0] as object, { current_period_start: T1, current_period_end: T1 + 30 * 86_400 });
-    remote.latest_invoice = renewal;
-    const cycled = await fx.deliver(stripeEvent("customer.subscription.updated", { created: T1, object: remote }));
-    expect(cycled.json.outcome).toBe("subscription_applied");
-    const paid = await fx.deliver(
-      invoicePaid({ invoiceId: renewal, customer: sub.customer, subscriptionId: sub.subscriptionId, userId: sub.userId, price: "price_plus_monthly", billingReason: "subscription_cycle", created: T1 }),
-    );
-    expect(paid.json.outcome).toBe("allowance_granted");
-    expect(await balance(sub.userId)).toBe(150_000);
-
-    // New period: the upgrade tops up again, under the new period's key.
+  it("two hours before renewal tops up two hours' worth, not a month's (regression: it gave 60,000 for cents)", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(MONTH_END - 2 * HOUR);
     const upgraded = await changePlan(sub.userId, { plan: "pro" });
-    expect(upgraded.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 60_000 });
-    expect(await balance(sub.userId)).toBe(210_000);
-    // …and only once in it, however often the plan goes down and up again.
-    expect((await changePlan(sub.userId, { plan: "plus" })).json.creditsAdded).toBe(0);
-    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(0);
-    expect(await balance(sub.userId)).toBe(210_000);
-    const upgrades = (await listHistory(fx.deps.ledger, { userId: sub.userId, limit: 100 })).entries.filter((e) => e.reason === "upgrade");
-    expect(upgrades.map((e) => [e.key, e.amount]).sort()).toEqual(
+    // floor(60,000 × 2 h / 720 h) = floor(166.7); Stripe charged the price difference for the same 2 h
+    expect(upgraded.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 166 });
+    expect(latestInvoice(sub).invoice.amount_paid).toBe(9); // round(4,900 / 360) − round(1,900 / 360) cents
+    // Downgrading straight back keeps the renewal at the plus price and only the 166 credits paid for.
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
+    expect(await balance(sub.userId)).toBe(50_000 + 166);
+    expect((await upgradeEntries(sub.userId)).map((entry) => entry.amount)).toEqual([166]);
+  });
+
+  it("in the last hour tops up the difference / 720 of a 30-day month", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(MONTH_END - HOUR);
+    expect((await changePlan(sub.userId, { plan: "pro" })).json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 83 });
+    expect(await balance(sub.userId)).toBe(50_000 + 83);
+  });
+
+  it("annual plans mid-month: the difference for what is left of the allowance month, the later months from the schedule", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year" });
+    expect(await balance(sub.userId)).toBe(50_000); // signup + month 0
+    // Allowance month 3 runs from 1 April to 1 May (30 days), anchored at the subscription's start
+    // (1 January, 12:00); the upgrade is in its middle.
+    const april = Date.UTC(2026, 3, 1, 12) / 1000;
+    const may = Date.UTC(2026, 4, 1, 12) / 1000;
+    clockAt(april + 15 * DAY);
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    // half of month 3's difference; months 4..11 come from the schedule at pro's allowance
+    expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 30_000 });
+    const [update] = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(update?.body).toMatchObject({
+      items: [{ price: "price_pro_yearly" }],
+      proration_date: String(april + 15 * DAY),
+      metadata: { interval: "year", upgradeAt: String(april + 15 * DAY), upgradePeriodStart: String(april), upgradePeriodEnd: String(may) },
+    });
+    // Month 3 was granted at plus (it was due and not granted yet) before the plan changed, so the
+    // schedule cannot grant it again at pro on top of the top-up.
+    const allowances = (await listHistory(fx.deps.ledger, { userId: sub.userId, limit: 100 })).entries.filter((e) => e.reason === "allowance");
+    expect(allowances.map((entry) => [entry.key, entry.amount])).toEqual([[`allowance#${new Date(april * 1000).toISOString()}`, 40_000]]);
+    expect(await account(sub.userId)).toMatchObject({ plan: "pro", interval: "year", periodAnchor: T0 * 1000 });
+    expect(await balance(sub.userId)).toBe(50_000 + 40_000 + 30_000);
+    // asked again later in month 3, the schedule (now at pro) grants nothing more for it
+    await grantAllowanceIfDue(fx.deps.ledger, sub.userId);
+    expect(await balance(sub.userId)).toBe(120_000);
+    // Month 4 is granted at pro's allowance.
+    fx.clock.value = (may + 60) * 1000;
+    await grantAllowanceIfDue(fx.deps.ledger, sub.userId);
+    expect(await balance(sub.userId)).toBe(120_000 + 100_000);
+  });
+
+  it("upgrade → downgrade → upgrade in one period: two paid proration invoices, two prorated top-ups", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 10 * DAY);
+    expect((await changePlan(sub.userId, { plan: "pro" })).json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 40_000 });
+    const first = latestInvoice(sub);
+    fx.clock.value = (T0 + 20 * DAY) * 1000;
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toEqual({ status: "downgraded", plan: "plus", creditsAdded: 0 });
+    fx.clock.value = (T0 + 25 * DAY) * 1000;
+    // Stripe charges the proration again (the downgrade credited nothing back): a top-up of its own
+    expect((await changePlan(sub.userId, { plan: "pro" })).json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 10_000 });
+    const second = latestInvoice(sub);
+    expect(second.id).not.toBe(first.id);
+    const entries = await upgradeEntries(sub.userId);
+    expect(entries.map((entry) => [entry.key, entry.amount]).sort()).toEqual(
       [
-        [`upgrade#${sub.subscriptionId}#${T0}`, 60_000],
-        [`upgrade#${sub.subscriptionId}#${T1}`, 60_000],
+        [`upgrade#${first.id}`, 40_000],
+        [`upgrade#${second.id}`, 10_000],
       ].sort(),
     );
+    // Credits follow the cents: each invoice's top-up is its share of a whole month's difference
+    // (60,000 credits for 3,000 cents), to within a cent of Stripe's rounding — never more.
+    for (const [{ invoice }, credits] of [
+      [first, 40_000],
+      [second, 10_000],
+    ] as const) {
+      expect(invoice.amount_paid).toBeGreaterThan(0);
+      expect(Math.abs(credits / 60_000 - invoice.amount_paid / 3_000)).toBeLessThanOrEqual(1 / 3_000);
+    }
+    expect(await balance(sub.userId)).toBe(50_000 + 40_000 + 10_000);
   });
 
   it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, calls nothing and writes nothing", async () => {
@@ -189,40 +274,145 @@ describe("POST /v1/billing/change-plan", () => {
     expect(declined.status).toBe(402);
     expect(declined.json.error.code).toBe("PAYMENT_FAILED");
     expect(await account(sub.userId)).toMatchObject({ plan: "plus", balance: 50_000, subscription: { priceId: "price_plus_monthly" } });
-    expect((await listHistory(fx.deps.ledger, { userId: sub.userId })).entries.map((e) => e.key)).not.toContain(
-      `upgrade#${sub.subscriptionId}#${T0}`,
-    );
+    expect(await upgradeEntries(sub.userId)).toEqual([]);
   });
 
-  it("a crash after Stripe upgraded is finished by the proration invoice's invoice.paid (same top-up key)", async () => {
-    const sub = await subscribeAndPay(fx, { plan: "plus" });
-    const prorationInvoice = uniqueStripeId("in");
-    const res = await fx.deliver(
-      upgradeInvoicePaid(sub, prorationInvoice),
+  it("a double click a second apart: Stripe prorates once and the one proration invoice gets the only top-up", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    // Both requests read the subscription (still plus) before either updates it; their instants
+    // differ by a second, so their updates are two Stripe requests: the later one changes nothing.
+    const stripe = fx.billing.stripe as NonNullable<typeof fx.billing.stripe>;
+    let reads = 0;
+    let bothRead: () => void = () => {};
+    const barrier = new Promise<void>((resolve) => {
+      bothRead = resolve;
+    });
+    const port = {
+      ...stripe,
+      retrieveSubscription: async (id: string) => {
+        const remote = await stripe.retrieveSubscription(id);
+        if (++reads === 2) bothRead();
+        await barrier;
+        return remote;
+      },
+    };
+    const at = (seconds: number) => ({ ...fx.billing, stripe: port, ledger: { ...fx.billing.ledger, now: () => seconds * 1000 } });
+    const results = await Promise.all([
+      changePlanUseCase(at(T0 + 6 * DAY), { userId: sub.userId, plan: "pro" }),
+      changePlanUseCase(at(T0 + 6 * DAY + 1), { userId: sub.userId, plan: "pro" }),
+    ]);
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(updates).toHaveLength(2);
+    expect(updates[0]?.idempotencyKey).not.toBe(updates[1]?.idempotencyKey);
+    const entries = await upgradeEntries(sub.userId);
+    expect(entries).toHaveLength(1);
+    const [entry] = entries;
+    const charged = [...fx.stripe.invoices.values()].filter(
+      (invoice) =>
+        (invoice.parent as { subscription_details: { subscription: string } }).subscription_details.subscription === sub.subscriptionId &&
+        (invoice.amount_paid as number) > 0,
     );
+    expect(charged.map((invoice) => invoice.id)).toEqual([entry?.refs.invoice]);
+    // floor(60,000 × 24 days / 30 days), or one second less of it
+    expect([48_000, 47_999]).toContain(entry?.amount);
+    expect(results.map((result) => result.creditsAdded).sort((a, b) => a - b)).toEqual([0, entry?.amount]);
+    expect(await balance(sub.userId)).toBe(50_000 + (entry?.amount ?? 0));
+  });
+
+  it("a crash after Stripe upgraded is finished by the proration invoice's invoice.paid: the same amount, once", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 12 * DAY);
+    // The function dies at its first ledger write after Stripe upgraded (before the top-up).
+    const ledger = fx.billing.ledger;
+    fx.billing.ledger = { ...ledger, store: { ...ledger.store, commit: async () => Promise.reject(new Error("killed")) } };
+    let crashed: Awaited<ReturnType<typeof changePlan>>;
+    try {
+      crashed = await changePlan(sub.userId, { plan: "pro" });
+    } finally {
+      fx.billing.ledger = ledger;
+    }
+    expect(crashed.status).toBe(500);
+    expect(await balance(sub.userId)).toBe(50_000);
+    const proration = latestInvoice(sub);
+    expect(proration.id).not.toBe(sub.invoiceId);
+
+    // Stripe delivers the proration invoice's invoice.paid: the metadata snapshot on it carries the terms.
+    const paid = paidInvoiceEvent(fx, proration.id);
+    expect(paid.data.object.parent.subscription_details.metadata).toMatchObject({
+      upgradeFrom: "plus",
+      upgradeAt: String(T0 + 12 * DAY),
+      upgradePeriodStart: String(T0),
+      upgradePeriodEnd: String(MONTH_END),
+    });
+    const res = await fx.deliver(paid);
     expect(res.json.outcome).toBe("upgrade_topped_up");
-    expect(await balance(sub.userId)).toBe(110_000);
-    // the later (or retried) change-plan call grants nothing more
-    const change = await changePlan(sub.userId, { plan: "pro" });
-    expect(change.json.creditsAdded).toBe(0);
-    expect(await balance(sub.userId)).toBe(110_000);
+    // floor(60,000 × 18 / 30): exactly what change-plan would have granted
+    expect(await balance(sub.userId)).toBe(50_000 + 36_000);
+    // the same invoice reported again (another event id) grants nothing more
+    expect((await fx.deliver({ ...paid, id: uniqueStripeId("evt") })).json.outcome).toBe("upgrade_already_topped_up");
+    // and the user's retry finds the subscription already on pro
+    const retried = await changePlan(sub.userId, { plan: "pro" });
+    expect(retried.json.error.reason).toBe("SAME_PLAN");
+    expect((await upgradeEntries(sub.userId)).map((entry) => [entry.key, entry.amount])).toEqual([[`upgrade#${proration.id}`, 36_000]]);
+    expect(await fx.billing.store.getPurchase(proration.id)).toMatchObject({ credits: 36_000, amountCents: proration.invoice.amount_paid });
+  });
+
+  it("the proration invoice's invoice.paid after change-plan granted computes the same amount and grants nothing more", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 7 * DAY + 5 * HOUR);
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    // floor(60,000 × (22 days 19 h) / 30 days) = floor(45,583.3)
+    expect(res.json.creditsAdded).toBe(45_583);
+    const backstop = await fx.deliver(paidInvoiceEvent(fx, latestInvoice(sub).id));
+    expect(backstop.json.outcome).toBe("upgrade_already_topped_up");
+    expect(await balance(sub.userId)).toBe(50_000 + 45_583);
+  });
+
+  it("a later proration invoice still carrying an old upgrade's metadata (a portal switch) tops up nothing", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 5 * DAY);
+    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(50_000);
+    const upgrade = latestInvoice(sub);
+    // In the portal the user went down to plus and up to pro again: Stripe invoiced that proration
+    // with the subscription's metadata, which still names our upgrade, but its lines start later.
+    const portalInvoice = uniqueStripeId("in");
+    const event = paidInvoiceEvent(fx, upgrade.id);
+    event.data.object.id = portalInvoice;
+    for (const line of event.data.object.lines.data) line.period.start = T0 + 9 * DAY;
+    const res = await fx.deliver(event);
+    expect(res.json.outcome).toBe("ignored_billing_reason");
+    expect(await balance(sub.userId)).toBe(50_000 + 50_000);
+    // metadata from before the terms carried the instant is no upgrade we can price either
+    const legacy = await fx.deliver(
+      invoicePaid({
+        invoiceId: uniqueStripeId("in"),
+        customer: sub.customer,
+        subscriptionId: sub.subscriptionId,
+        userId: sub.userId,
+        price: "price_pro_monthly",
+        billingReason: "subscription_update",
+        proration: true,
+        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) },
+      }),
+    );
+    expect(legacy.json.outcome).toBe("ignored_billing_reason");
+    expect(await balance(sub.userId)).toBe(100_000);
   });
 
   it("an upgrade whose invoice is still being paid (bank debit) tops up only when invoice.paid says what was paid", async () => {
-    const sub = await subscribeAndPay(fx, { plan: "plus" });
+    const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
+    clockAt(T0 + 15 * DAY);
     fx.stripe.prorationStatus = "open";
     const res = await changePlan(sub.userId, { plan: "pro" });
     expect(res.json).toEqual({ status: "upgraded", plan: "pro", creditsAdded: 0 });
     expect(await balance(sub.userId)).toBe(50_000);
-    const prorationInvoice = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
-    const paid = await fx.deliver(
-      upgradeInvoicePaid(sub, prorationInvoice),
-    );
+    const proration = latestInvoice(sub);
+    const paid = await fx.deliver(paidInvoiceEvent(fx, proration.id, { amountPaid: 1_500 }));
     expect(paid.json.outcome).toBe("upgrade_topped_up");
-    expect(await balance(sub.userId)).toBe(110_000);
+    expect(await balance(sub.userId)).toBe(50_000 + 30_000);
     // its purchase records what was really paid: a dispute of the whole payment takes the whole top-up
     const paymentIntent = uniqueStripeId("pi");
-    fx.stripe.invoicePayments.set(paymentIntent, prorationInvoice);
+    fx.stripe.invoicePayments.set(paymentIntent, proration.id);
     const disputed = await fx.deliver(
       stripeEvent("charge.dispute.created", {
         object: { id: uniqueStripeId("dp"), charge: uniqueStripeId("ch"), payment_intent: paymentIntent, amount: 1_500 },

@@ -1,10 +1,10 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { readFileSync } from "node:fs";
 import Stripe from "stripe";
 import { type BillingAccount, HANDLED_EVENT_TYPES, PINNED_API_VERSION } from "../../lib/billing/index.js";
-import { auditAccount, getBalance, listHistory } from "../../lib/ledger/index.js";
+import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import { type BillingFixture, billingFixture, customerOf, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
@@ -256,7 +256,8 @@ describe("invoice.paid", () => {
       invoicePaid({ ...base, invoiceId: uniqueStripeId("in"), billingReason: "subscription_update", proration: true, price: "price_pro_monthly" }),
     );
     expect(proration.json.outcome).toBe("ignored_billing_reason");
-    const manual = await fx.deliver(invoicePaid({ ...base, invoiceId: uniqueStripeId("in"), billingReason: "manual" }));
+    // an invoice without a line of a plan price (here a pack's price) buys no allowance
+    const manual = await fx.deliver(invoicePaid({ ...base, invoiceId: uniqueStripeId("in"), billingReason: "manual", price: "price_pack_starter" }));
     expect(manual.json.outcome).toBe("ignored_billing_reason");
     expect(await balance(sub.userId)).toBe(90_000);
   });
@@ -288,6 +289,130 @@ describe("invoice.paid", () => {
     const stored = await account(sub.userId);
     expect(stored).toMatchObject({ plan: "pro", interval: "year", balance: 110_000, periodAnchor: T0 * 1000, periodIndex: 0 });
     expect(stored.nextGrantAt).toBe(Date.UTC(2026, 1, 1, 12));
+  });
+
+  describe("a switch between monthly and annual in the Stripe portal (Stripe resets the billing cycle)", () => {
+    const YEAR = 365 * 86_400;
+    const clockAt = (seconds: number) => {
+      const before = fx.clock.value;
+      onTestFinished(() => {
+        fx.clock.value = before;
+      });
+      fx.clock.value = seconds * 1000;
+    };
+    /** What Stripe sends for the switch: the subscription on its new price and period, then its paid invoice. */
+    function portalSwitch(
+      sub: Awaited<ReturnType<typeof subscribeAndPay>>,
+      input: { at: number; price: string; periodEnd: number; oldPrice: string; credit: number; fullPrice: number },
+    ) {
+      const invoiceId = uniqueStripeId("in");
+      const switched = subscriptionObject({
+        id: sub.subscriptionId,
+        customer: sub.customer,
+        price: input.price,
+        userId: sub.userId,
+        periodStart: input.at,
+        periodEnd: input.periodEnd,
+        latestInvoice: invoiceId,
+      });
+      fx.stripe.subscriptions.set(sub.subscriptionId, switched);
+      const updated = stripeEvent("customer.subscription.updated", { created: input.at, object: switched });
+      const paid = invoicePaid({
+        invoiceId,
+        customer: sub.customer,
+        subscriptionId: sub.subscriptionId,
+        userId: sub.userId,
+        price: input.price,
+        billingReason: "subscription_update",
+        created: input.at + 1,
+        amountPaid: Math.max(0, input.fullPrice - input.credit),
+        // the new plan's whole new period, and the credit for the unused time of the old price
+        lines: [
+          { price: input.price, proration: false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
+          { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: T0 + 31 * 86_400 } },
+        ],
+      });
+      return { invoiceId, updated, paid };
+    }
+
+    it("monthly → annual: the switch's invoice buys month 0 of the new year, and the schedule re-anchors at its start", async () => {
+      const sub = await subscribeAndPay(fx, { plan: "plus" });
+      expect(await balance(sub.userId)).toBe(50_000);
+      const at = T0 + 10 * 86_400; // 11 January, 12:00
+      clockAt(at + 5);
+      const { invoiceId, updated, paid } = portalSwitch(sub, {
+        at,
+        price: "price_pro_yearly",
+        periodEnd: at + YEAR,
+        oldPrice: "price_plus_monthly",
+        credit: 1_300,
+        fullPrice: 49_000,
+      });
+      expect((await fx.deliver(updated)).json.outcome).toBe("subscription_applied");
+      const res = await fx.deliver(paid);
+      expect(res.json.outcome).toBe("allowance_granted");
+      expect(await balance(sub.userId)).toBe(50_000 + 100_000);
+      expect((await listHistory(fx.deps.ledger, { userId: sub.userId })).entries[0]).toMatchObject({
+        key: `invoice#${invoiceId}`,
+        amount: 100_000,
+        refs: { plan: "pro", interval: "year", billingReason: "subscription_update" },
+      });
+      // it bought twelve months (a refund of the year takes back their share as far as granted)
+      expect(await fx.billing.store.getPurchase(invoiceId)).toMatchObject({ credits: 100_000, months: 12, amountCents: 47_700 });
+      // once per invoice
+      expect((await fx.deliver({ ...paid, id: uniqueStripeId("evt") })).json.outcome).toBe("allowance_already_granted");
+      // The schedule is the new year's: anchored at the switch, month 1 on 11 February.
+      const stored = await account(sub.userId);
+      expect(stored).toMatchObject({ plan: "pro", interval: "year", periodAnchor: at * 1000, periodIndex: 0 });
+      expect(stored.nextGrantAt).toBe(Date.UTC(2026, 1, 11, 12));
+      expect((await grantAllowanceIfDue(fx.deps.ledger, sub.userId)).granted).toBe(false); // month 0 came with the invoice
+      fx.clock.value = Date.UTC(2026, 1, 11, 12, 1);
+      expect(await grantAllowanceIfDue(fx.deps.ledger, sub.userId)).toMatchObject({ granted: true, applied: true, entry: { amount: 100_000 } });
+      expect(await balance(sub.userId)).toBe(250_000);
+    });
+
+    it("the switch's invoice arriving before the subscription update grants the same, once", async () => {
+      const sub = await subscribeAndPay(fx, { plan: "plus" });
+      const at = T0 + 3 * 86_400;
+      clockAt(at + 5);
+      const { updated, paid } = portalSwitch(sub, {
+        at,
+        price: "price_plus_yearly",
+        periodEnd: at + YEAR,
+        oldPrice: "price_plus_monthly",
+        credit: 1_700,
+        fullPrice: 19_000,
+      });
+      expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
+      expect((await fx.deliver(updated)).json.outcome).toBe("subscription_applied");
+      expect(await balance(sub.userId)).toBe(50_000 + 40_000);
+      expect(await account(sub.userId)).toMatchObject({ plan: "plus", interval: "year", periodAnchor: at * 1000 });
+    });
+
+    it("annual → monthly: the switch's invoice (paid from the unused year's credit) buys the month; no schedule is left", async () => {
+      const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year" });
+      expect(await balance(sub.userId)).toBe(110_000);
+      const at = T0 + 40 * 86_400;
+      clockAt(at + 5);
+      const { invoiceId, updated, paid } = portalSwitch(sub, {
+        at,
+        price: "price_plus_monthly",
+        periodEnd: at + 31 * 86_400,
+        oldPrice: "price_pro_yearly",
+        credit: 43_600,
+        fullPrice: 1_900,
+      });
+      expect((await fx.deliver(updated)).json.outcome).toBe("subscription_applied");
+      const res = await fx.deliver(paid);
+      expect(res.json.outcome).toBe("allowance_granted");
+      expect(await balance(sub.userId)).toBe(110_000 + 40_000);
+      const purchase = await fx.billing.store.getPurchase(invoiceId);
+      expect(purchase).toMatchObject({ credits: 40_000, amountCents: 0 });
+      expect(purchase?.months).toBeUndefined();
+      const stored = await account(sub.userId);
+      expect(stored).toMatchObject({ plan: "plus", interval: "month" });
+      expect(stored.nextGrantAt).toBeUndefined(); // monthly paid plans are granted by their invoices
+    });
   });
 
   it("an invoice for a price that is no configured plan grants nothing", async () => {

@@ -147,7 +147,16 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
         metadata: patch.metadata ?? metadata,
         latestInvoice: invoiceId,
       });
-    const paid = (input: { invoiceId: string; billingReason: string; created: number; price?: string; proration?: boolean; metadata?: Record<string, string>; amountPaid?: number }) => {
+    const paid = (input: {
+      invoiceId: string;
+      billingReason: string;
+      created: number;
+      price?: string;
+      proration?: boolean;
+      metadata?: Record<string, string>;
+      amountPaid?: number;
+      linePeriod?: { start: number; end: number };
+    }) => {
       user.paidAt.push(input.created);
       return invoicePaid({
         customer: user.customer,
@@ -219,13 +228,26 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
       });
     }
     if (upgraded) {
-      const upgradeMetadata = { plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(T0) };
-      add(user.events, stripeEvent("customer.subscription.updated", { created: t + 40, object: sub({ price: finalPrice, metadata: upgradeMetadata }) }));
-      const proration = { billingReason: "subscription_update", price: finalPrice, proration: true, metadata: upgradeMetadata, amountPaid: 1_500 };
-      add(user.events, paid({ invoiceId: id("in"), created: t + 41, ...proration }));
-      // a second proration invoice for the same upgrade and period: the top-up is once per period
-      if (rng.chance(0.5)) add(user.events, paid({ invoiceId: id("in"), created: t + 42, ...proration }));
-      user.credits.set(`upgrade#${subscriptionId}#${T0}`, ALLOWANCE.pro - ALLOWANCE.plus);
+      // change-plan upgraded at `at`: Stripe prorated from it, and the top-up is the allowance
+      // difference for the part of the period left after it (floored), under the invoice's key
+      const at = t + 40;
+      const upgradeMetadata = {
+        plan: "pro",
+        interval: "month",
+        upgradeFrom: "plus",
+        upgradeAt: String(at),
+        upgradePeriodStart: String(T0),
+        upgradePeriodEnd: String(periodEnd),
+      };
+      add(user.events, stripeEvent("customer.subscription.updated", { created: at, object: sub({ price: finalPrice, metadata: upgradeMetadata }) }));
+      const proration = { billingReason: "subscription_update", price: finalPrice, proration: true, metadata: upgradeMetadata, amountPaid: 3_000 };
+      const prorationInvoice = id("in");
+      add(user.events, paid({ invoiceId: prorationInvoice, created: at + 1, ...proration, linePeriod: { start: at, end: periodEnd } }));
+      // a later proration invoice (a switch in the portal) still carries the metadata, but its
+      // lines start at its own instant: no top-up
+      if (rng.chance(0.5)) add(user.events, paid({ invoiceId: id("in"), created: at + 2, ...proration, linePeriod: { start: at + 2, end: periodEnd } }));
+      const topUp = Math.floor(((ALLOWANCE.pro - ALLOWANCE.plus) * (periodEnd - at)) / (periodEnd - T0));
+      user.credits.set(`upgrade#${prorationInvoice}`, topUp);
     } else if (rng.chance(0.2)) {
       // a proration invoice of no upgrade we made: never an allowance
       add(user.events, paid({ invoiceId: id("in"), billingReason: "subscription_update", created: t + 45, proration: true }));

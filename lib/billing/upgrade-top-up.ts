@@ -1,0 +1,124 @@
+import { type BillingInterval, type Catalog, isPlanId, type PlanId, planOf } from "../catalog.js";
+import { periodIndexAt, periodStart } from "../periods.js";
+
+/**
+ * The money rule of an upgrade's credit top-up, in one place (pure): the user pays Stripe's
+ * proration, i.e. the price difference times the fraction of the period left at the proration
+ * instant, so the credits follow the same fraction of the allowance difference. Used by
+ * change-plan and by the proration invoice's `invoice.paid` backstop, which read the same terms
+ * (from the subscription metadata change-plan writes) and so compute the same amount.
+ */
+
+export interface UpgradeTopUpInput {
+  fromAllowance: number;
+  toAllowance: number;
+  /** the allowance period the top-up covers and the proration instant, all in one unit (callers use epoch seconds) */
+  periodStart: number;
+  periodEnd: number;
+  at: number;
+}
+
+/**
+ * floor(difference × (periodEnd − at) / (periodEnd − periodStart)): 0 when the difference is not
+ * positive or the period is over, the full difference at (or before) its start. Floored, so we
+ * never give more than was paid for; computed exactly (BigInt), whatever the unit.
+ */
+export function upgradeTopUp(input: UpgradeTopUpInput): number {
+  for (const [name, value] of Object.entries(input)) {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`upgradeTopUp: ${name} must be a safe integer, got ${value}`);
+  }
+  const { fromAllowance, toAllowance, periodStart: start, periodEnd: end, at } = input;
+  if (end <= start) throw new RangeError("upgradeTopUp: periodEnd must be after periodStart");
+  const difference = toAllowance - fromAllowance;
+  if (difference <= 0 || at >= end) return 0;
+  const left = end - Math.max(at, start);
+  return Number((BigInt(difference) * BigInt(left)) / BigInt(end - start));
+}
+
+/** Epoch seconds: Stripe's `proration_date` and period bounds are whole seconds. */
+export interface SecondsPeriod {
+  start: number;
+  end: number;
+}
+
+/**
+ * The proration instant to send Stripe as `proration_date` (whole seconds), kept inside the
+ * subscription's current period: Stripe prorates from it, and so do we.
+ */
+export function prorationInstant(nowMs: number, subscription: SecondsPeriod): number {
+  return Math.min(Math.max(Math.floor(nowMs / 1000), subscription.start), subscription.end);
+}
+
+/**
+ * The allowance period an upgrade at `at` tops up. Monthly plans: the subscription's current
+ * period (what Stripe prorates the price over). Annual plans: the allowance month in progress
+ * (calendar months anchored at the subscription's period start, as the schedule grants them);
+ * the later months of the year are granted by the schedule at the new plan's allowance.
+ */
+export function allowancePeriodAt(interval: BillingInterval, subscription: SecondsPeriod, at: number): SecondsPeriod {
+  if (interval === "month") return subscription;
+  const cadence = { kind: "calendarMonth" } as const;
+  const anchor = subscription.start * 1000;
+  const index = periodIndexAt(anchor, at * 1000, cadence);
+  return {
+    start: Math.floor(periodStart(anchor, index, cadence) / 1000),
+    end: Math.min(Math.floor(periodStart(anchor, index + 1, cadence) / 1000), subscription.end),
+  };
+}
+
+/** What an upgrade was, as change-plan computed it: plans, interval, proration instant and allowance period (seconds). */
+export interface UpgradeTerms {
+  from: PlanId;
+  to: PlanId;
+  interval: BillingInterval;
+  at: number;
+  periodStart: number;
+  periodEnd: number;
+}
+
+/** The credits an upgrade tops up (see `upgradeTopUp`). */
+export function topUpOf(terms: UpgradeTerms, catalog: Catalog): number {
+  return upgradeTopUp({
+    fromAllowance: planOf(terms.from, catalog).monthlyAllowance,
+    toAllowance: planOf(terms.to, catalog).monthlyAllowance,
+    periodStart: terms.periodStart,
+    periodEnd: terms.periodEnd,
+    at: terms.at,
+  });
+}
+
+/** The ledger key of an upgrade top-up: one per paid proration invoice (invariant 3). */
+export const upgradeKey = (invoiceId: string) => `upgrade#${invoiceId}`;
+
+/**
+ * The subscription metadata change-plan writes with the update (Stripe snapshots it on the
+ * proration invoice, whose `invoice.paid` reads it back). Without terms (a downgrade) every key
+ * is "", which Stripe treats as "remove this key".
+ */
+export function upgradeMetadata(terms: UpgradeTerms | undefined): Record<string, string> {
+  return {
+    upgradeFrom: terms ? terms.from : "",
+    upgradeAt: terms ? String(terms.at) : "",
+    upgradePeriodStart: terms ? String(terms.periodStart) : "",
+    upgradePeriodEnd: terms ? String(terms.periodEnd) : "",
+  };
+}
+
+const SECONDS = /^\d{1,12}$/;
+
+/**
+ * Reads the upgrade terms back from an invoice's subscription metadata, strictly: known plan ids
+ * and interval, digits only, and an instant inside a non-empty period. Anything else (including
+ * metadata written before the terms carried the instant) is no upgrade we can price.
+ */
+export function readUpgradeMetadata(metadata: Record<string, string> | null | undefined): UpgradeTerms | undefined {
+  const { upgradeFrom, plan, interval, upgradeAt, upgradePeriodStart, upgradePeriodEnd } = metadata ?? {};
+  if (!upgradeFrom || !plan || !isPlanId(upgradeFrom) || !isPlanId(plan)) return undefined;
+  if (interval !== "month" && interval !== "year") return undefined;
+  if (![upgradeAt, upgradePeriodStart, upgradePeriodEnd].every((value) => SECONDS.test(value ?? ""))) return undefined;
+  const at = Number(upgradeAt);
+  const start = Number(upgradePeriodStart);
+  const end = Number(upgradePeriodEnd);
+  if (!(start < end && start <= at && at <= end)) return undefined;
+  return { from: upgradeFrom, to: plan, interval, at, periodStart: start, periodEnd: end };
+}
