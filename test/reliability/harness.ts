@@ -138,7 +138,7 @@ export function recordOutcomeOf(section: (typeof SECTIONS)[number]): void {
 }
 
 /** The sections a complete run records; the README is only rewritten from a complete run. */
-export const SECTIONS = ["gate-storm", "webhook-storm", "faults", "hostile-input", "auth-matrix"] as const;
+export const SECTIONS = ["gate-storm", "webhook-storm", "faults", "hostile-input", "auth-matrix", "plan-changes"] as const;
 
 /** An independent cost model (DESIGN.md rates), not lib/pricing: credits per 1K tokens (input, output). */
 export const RATES: Record<string, [number, number]> = {
