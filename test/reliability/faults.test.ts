@@ -10,7 +10,7 @@ import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type KillSwitch, killable } from "./chaos.js";
 import { type Chat, chatRunner, expectedCharge, makeChat } from "./chats.js";
-import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, SIGNUP_BONUS } from "./harness.js";
+import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, SIGNUP_BONUS, opsAuditAll } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, prepareStripe } from "./stripe-world.js";
 
 /**
@@ -375,6 +375,11 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
       expect(leftOpen).toEqual([]);
       expect(faultyReport.surprises).toEqual([]);
       expect(actual.audits).toEqual([]);
+      // and the operator's own check of both whole tables agrees
+      for (const run of [clean, faulty]) {
+        const opsAudit = await opsAuditAll(run.tableName);
+        expect({ code: opsAudit.code, err: opsAudit.err }).toEqual({ code: 0, err: [] });
+      }
       expect(diverging.map((userId) => ({ userId, clean: expected.state[userId], faulty: actual.state[userId] }))).toEqual([]);
       expect(faultyReport.checkoutAnswers).toEqual(cleanReport.checkoutAnswers);
       expect({ creditsLost, excess, missingReceipts: actual.missingReceipts }).toEqual({ creditsLost: 0, excess: 0, missingReceipts: 0 });

@@ -9,7 +9,7 @@ import { appFixture, functionEnv, importFunctions, OPUS } from "../helpers/http.
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type Chat, chatRunner, expectedCharge, type GateClient, makeChat } from "./chats.js";
-import { budgetMs, HEAVY, modelCost, pool, random, recordOutcomeOf, recordSection, scale, SIGNUP_BONUS } from "./harness.js";
+import { budgetMs, HEAVY, modelCost, pool, random, recordOutcomeOf, recordSection, scale, SIGNUP_BONUS, opsAuditAll } from "./harness.js";
 
 /**
  * Gate storm: thousands of authorize/settle/release calls from many simulated chats over hundreds
@@ -296,6 +296,9 @@ describe("gate storm", () => {
       expect(lateFailures).toEqual([]);
       expect(surprises).toEqual([]);
       expect(problems).toEqual([]);
+      // and the operator's own check of the whole table agrees
+      const opsAudit = await opsAuditAll(fx.tableName);
+      expect({ code: opsAudit.code, err: opsAudit.err }).toEqual({ code: 0, err: [] });
       expect({ driftAccounts, creditsLost, excess, doubleFacts, openHolds, serverErrors: counts.serverErrors }).toEqual({
         driftAccounts: 0,
         creditsLost: 0,

@@ -3,7 +3,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { type AttributeValue, type DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { fileURLToPath } from "node:url";
-import { afterAll } from "vitest";
+import { afterAll, inject } from "vitest";
+import { runOps } from "../../infra/ops/cli.js";
 
 /**
  * Shared plumbing of the reliability suite: the size of the run (default, or 10x with
@@ -178,4 +179,18 @@ function stableJson(value: unknown): string {
       .join(",")}}`;
   }
   return JSON.stringify(value);
+}
+
+/**
+ * `npm run ops -- audit --all` over a storm's table, as an operator runs it after an incident:
+ * every account's balance against its ledger. Exit code 0 means no account drifted.
+ */
+export async function opsAuditAll(tableName: string): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runOps(["audit", "--all"], { TABLE_NAME: tableName, DYNAMODB_ENDPOINT: inject("dynamoEndpoint"), USER: "storm" }, {
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+  });
+  return { code, out, err };
 }

@@ -6,7 +6,7 @@ import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
 import { type BillingFixture, billingFixture, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent } from "../helpers/stripe-events.js";
-import { budgetMs, random, recordOutcomeOf, recordSection, SEED, SIGNUP_BONUS, scale } from "./harness.js";
+import { budgetMs, random, recordOutcomeOf, recordSection, SEED, SIGNUP_BONUS, scale, opsAuditAll } from "./harness.js";
 
 /**
  * Plan-change storm: paying users change plan up and down, one to four times, at random points
@@ -226,6 +226,9 @@ describe("plan-change storm", () => {
       });
 
       expect(problems).toEqual([]);
+      // and the operator's own check of the whole table agrees
+      const opsAudit = await opsAuditAll(fx.tableName);
+      expect({ code: opsAudit.code, err: opsAudit.err }).toEqual({ code: 0, err: [] });
       expect({ driftAccounts, creditsLost, excess }).toEqual({ driftAccounts: 0, creditsLost: 0, excess: 0 });
       // the storm did what it claims: both intervals, every point of a period, upgrades and downgrades
       expect(stories.some((story) => story.interval === "year") && stories.some((story) => story.interval === "month")).toBe(true);

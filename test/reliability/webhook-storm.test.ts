@@ -5,7 +5,7 @@ import { type BillingFixture, billingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor } from "../helpers/stripe-events.js";
-import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale } from "./harness.js";
+import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, opsAuditAll } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, type Json, prepareStripe } from "./stripe-world.js";
 
 /**
@@ -178,6 +178,9 @@ describe("webhook storm", () => {
 
       expect(surprises).toEqual([]);
       expect(problems).toEqual([]);
+      // and the operator's own check of the whole table agrees
+      const opsAudit = await opsAuditAll(fx.tableName);
+      expect({ code: opsAudit.code, err: opsAudit.err }).toEqual({ code: 0, err: [] });
       expect({ driftAccounts, creditsLost, excess, doubleFacts, missingReceipts }).toEqual({
         driftAccounts: 0,
         creditsLost: 0,
