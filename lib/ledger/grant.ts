@@ -8,6 +8,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { dueAllowance, expectedNextGrantAt } from "./schedule.js";
+import { scheduleBudgetOf, scheduleBudgetSet } from "./schedule-budget.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -139,16 +140,25 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
     key = due.key;
     const plan = planOf(account.plan, deps.catalog);
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
+    // A refunded year grants at most its budget, spent in the same commit; what it holds back is
+    // named on the entry, so a later reversal of the refund can give it back.
+    const budget = scheduleBudgetOf(account);
+    const amount = budget ? Math.min(plan.monthlyAllowance, Math.max(0, budget.credits)) : plan.monthlyAllowance;
+    const withheld = plan.monthlyAllowance - amount;
     facts.push({
       key: due.key,
-      amount: plan.monthlyAllowance,
+      amount,
       bucket: "allowance",
       reason: "allowance",
-      refs: { plan: account.plan, period: due.index },
+      refs: { plan: account.plan, period: due.index, ...(withheld > 0 ? { withheld } : {}) },
     });
     return commitForFacts(account, facts, now, {
       periodBelow: due.index,
-      set: { periodIndex: due.index, ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }) },
+      set: {
+        periodIndex: due.index,
+        ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }),
+        ...(budget ? scheduleBudgetSet({ ...budget, credits: budget.credits - amount }) : {}),
+      },
       ...(due.nextGrantAt === undefined ? { remove: ["nextGrantAt", "grantShard"] as (keyof AccountRecord)[] } : {}),
     });
   });
