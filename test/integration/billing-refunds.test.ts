@@ -1,7 +1,7 @@
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
@@ -59,7 +59,8 @@ describe("charge.refunded", () => {
     expect(res.json.outcome).toBe("clawed_back");
     expect(await view(buyer.userId)).toMatchObject({ balance: 10_000, purchased: 0, allowance: 10_000 });
     const [last] = await entries(buyer.userId);
-    expect(last).toMatchObject({ key: `refund#${buyer.chargeId}#1000`, amount: -50_000, reason: "refund" });
+    // keyed by charge, Stripe's cumulative refunded amount and the event's time (T0, the fixture's)
+    expect(last).toMatchObject({ key: `refund#${buyer.chargeId}#1000#${T0}`, amount: -50_000, reason: "refund" });
     // redelivered (same event) and re-sent (new event id, same facts): nothing more
     expect((await fx.deliver(event)).json.outcome).toBe("duplicate");
     expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
