@@ -188,3 +188,12 @@ export function scheduleBudgetCredits(money: ChargeMoney, position: ClawPosition
   const owed = position.bought - proportionalCredits(position.bought, money) - netSoFar;
   return Math.max(0, Math.min(owed, position.bought - position.grantedGross));
 }
+
+/**
+ * The budget the year's remaining months need: undefined when they may all grant in full (the
+ * returned money is covered by what was taken), so a year without a binding budget keeps none.
+ */
+export function bindingScheduleBudget(money: ChargeMoney, position: ClawPosition): number | undefined {
+  const credits = scheduleBudgetCredits(money, position);
+  return credits < position.bought - position.grantedGross ? credits : undefined;
+}

@@ -2,11 +2,12 @@ import { isPlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import { type AdjustmentResult, adjustForCharge, type ChargeAdjustment } from "../ledger/charge-adjust.js";
 import type { BudgetedAccount } from "../ledger/schedule-budget.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/schedule.js";
 import type { LedgerEntry } from "../ledger/store.js";
 import { logger } from "../logger.js";
-import { DAY_MS } from "../periods.js";
+import { DAY_MS, periodStart } from "../periods.js";
 import { requireStripe } from "./checkout.js";
-import { type ClawFact, type ClawPosition, clawAdjustment, clawKey, withMoneyFact } from "./clawback.js";
+import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawKey, withMoneyFact } from "./clawback.js";
 import type { BillingDeps } from "./deps.js";
 import type { ClawRecord, PurchaseRecord } from "./store.js";
 
@@ -80,6 +81,19 @@ async function grantedSoFar(deps: BillingDeps, purchase: PurchaseRecord): Promis
   return { grantedGross: purchase.credits + scheduled.reduce((sum, entry) => sum + entry.amount, 0) + withheld, withheld };
 }
 
+/**
+ * The anchor of the annual year the account's schedule is granting, when that year is the one
+ * this purchase paid for (paid within it; a day's slack for Stripe's and our clocks): its
+ * remaining months are what the schedule budget limits. Undefined otherwise (a pack, a monthly
+ * invoice, a year already over or replaced): no schedule grants that purchase's months any more.
+ */
+function budgetAnchor(purchase: PurchaseRecord, account: BudgetedAccount): number | undefined {
+  if ((purchase.months ?? 1) <= 1 || account.interval !== "year") return undefined;
+  const anchor = account.periodAnchor;
+  const yearEnd = periodStart(anchor, LAST_SCHEDULED_ANNUAL_MONTH + 1, { kind: "calendarMonth" });
+  return purchase.createdAt >= anchor - DAY_MS && purchase.createdAt < yearEnd ? anchor : undefined;
+}
+
 const isReversal = (fact: ClawFact) => fact.kind === "refund_reversed" || fact.kind === "dispute_reversed";
 
 /**
@@ -128,9 +142,13 @@ function adjustmentEntry(fact: ClawFact, key: string, amount: number, purchase: 
 /**
  * Moves the ledger to what the charge's facts say, in one conditional commit per fact (see
  * `adjustForCharge`): the credits the returned money stands for, as far as granted, less what the
- * charge's entries (the keys in its record) already hold back. The fact's own key is written at
- * most once: a redelivered fact moves nothing more. Afterwards the record must still be the
- * version decided from: a fact recorded meanwhile is decided again.
+ * charge's entries (the keys in its record) and the schedule budget already hold back; for the
+ * annual year the account is in, the budget its remaining months may still grant, from the same
+ * reads. The fact's own key is written at most once: a redelivered fact moves nothing more (its
+ * budget is recomputed all the same, and a budget that changed without credits moving is written
+ * with a 0-credit `budget#<ch>#<seq>` entry). Afterwards the record must still be the version
+ * decided from: a fact recorded meanwhile may have decided the budget from an older record, so
+ * this one decides again.
  */
 async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawFact, key: string): Promise<string> {
   let granted: { at: string; year: GrantedSoFar } | undefined;
@@ -157,7 +175,17 @@ async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: C
         clawedNet: -entries.reduce((sum, entry) => sum + (entry?.amount ?? 0), 0),
       };
       const move = own ? 0 : clawAdjustment(claw, position);
-      return move !== 0 ? { entry: adjustmentEntry(fact, key, -move, purchase) } : {};
+      // The year's budget, when its remaining months cannot all grant in full (null: they can).
+      const anchor = budgetAnchor(purchase, account);
+      const credits = anchor === undefined ? undefined : bindingScheduleBudget(claw, { ...position, clawedNet: position.clawedNet + move });
+      const budget = anchor === undefined ? undefined : credits === undefined ? null : { anchor, credits };
+      if (move !== 0) return { entry: adjustmentEntry(fact, key, -move, purchase), ...(budget === undefined ? {} : { scheduleBudget: budget }) };
+      const current = account.scheduleBudget?.anchor === anchor ? account.scheduleBudget : undefined;
+      if (budget === undefined || (budget === null ? current === undefined : current?.credits === budget.credits)) return {};
+      // Only the budget changes: it is written with an entry of 0 credits (see adjustForCharge),
+      // keyed by the account state it was decided from, so the fact's own key stays unused.
+      const entry = adjustmentEntry(fact, `budget#${fact.chargeId}#${account.seq}`, 0, purchase);
+      return { entry: { ...entry, refs: { ...entry.refs, scheduleBudget: budget?.credits ?? "none" } }, scheduleBudget: budget };
     });
     first ??= { result, own };
     if ((await deps.store.getClaw(fact.chargeId))?.version === decidedFrom) break;

@@ -5,7 +5,7 @@ import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-fact
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
-import { type BudgetedAccount, type ScheduleBudget, scheduleBudgetSet } from "./schedule-budget.js";
+import { type BudgetedAccount, type ScheduleBudget, scheduleBudgetRemoval, scheduleBudgetSet } from "./schedule-budget.js";
 import type { LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -24,13 +24,14 @@ export interface ChargeAdjustment {
    * (reinstate); 0 when only the schedule budget changes.
    */
   entry?: z.infer<typeof adjustmentEntrySchema>;
-  /** the annual schedule budget to leave on the account; absent leaves it as it is */
-  scheduleBudget?: ScheduleBudget;
+  /** the annual schedule budget to leave on the account; `null` removes it, absent leaves it as it is */
+  scheduleBudget?: ScheduleBudget | null;
 }
 
 export type AdjustmentResult = { entry: LedgerEntry | undefined; balance: number };
 
-const sameBudget = (a: ScheduleBudget | undefined, b: ScheduleBudget) => a?.anchor === b.anchor && a.credits === b.credits;
+const sameBudget = (a: ScheduleBudget | undefined, b: ScheduleBudget | null) =>
+  b === null ? a === undefined : a?.anchor === b.anchor && a.credits === b.credits;
 
 /**
  * Applies a refund's or dispute's credits and the annual schedule budget they imply in one
@@ -56,17 +57,19 @@ export async function adjustForCharge(
     const account = (await ensureAccountOnce(deps, userId)) as BudgetedAccount;
     const decision = await decide(account);
     const entry = decision.entry ? parseInput(adjustmentEntrySchema, decision.entry) : undefined;
-    const budget = decision.scheduleBudget && !sameBudget(account.scheduleBudget, decision.scheduleBudget) ? decision.scheduleBudget : undefined;
+    const budget = decision.scheduleBudget;
+    const budgetChanges = budget !== undefined && !sameBudget(account.scheduleBudget, budget);
     if (!entry) {
-      if (budget) throw new ValidationError("a schedule budget is written with an entry", "entry");
+      if (budgetChanges) throw new ValidationError("a schedule budget is written with an entry", "entry");
       return { entry: undefined, balance: account.balance };
     }
     if (entry.reason === "reinstate" ? entry.amount < 0 : entry.amount > 0) {
       throw new ValidationError("a reinstatement gives credits back; a refund or dispute takes them", "amount");
     }
-    if (entry.amount === 0 && !budget) throw new ValidationError("an entry of 0 credits only carries a schedule budget", "amount");
+    if (entry.amount === 0 && !budgetChanges) throw new ValidationError("an entry of 0 credits only carries a schedule budget", "amount");
     const fact: CreditFact = { ...entry, refs: entry.refs ?? {} };
-    const commit = commitForFacts(account, [fact], deps.now(), budget ? { set: scheduleBudgetSet(budget) } : {});
+    const extra = !budgetChanges ? {} : budget === null ? { remove: scheduleBudgetRemoval() } : { set: scheduleBudgetSet(budget) };
+    const commit = commitForFacts(account, [fact], deps.now(), extra);
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     if (result === "stale" || !result.applied) return undefined;
     return { entry: result.entries[0], balance: result.account.balance };

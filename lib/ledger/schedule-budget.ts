@@ -24,3 +24,8 @@ export function scheduleBudgetOf(account: AccountRecord): ScheduleBudget | undef
 export function scheduleBudgetSet(budget: ScheduleBudget): AccountCommit["set"] {
   return { scheduleBudget: budget } as unknown as AccountCommit["set"];
 }
+
+/** `remove` for the budget (the account type does not name it either). */
+export function scheduleBudgetRemoval(): NonNullable<AccountCommit["remove"]> {
+  return ["scheduleBudget"] as unknown as NonNullable<AccountCommit["remove"]>;
+}

@@ -19,9 +19,9 @@ const SIGNUP = 10_000;
 const account = async (userId: string) => (await fx.deps.store.getAccount(userId)) as BudgetedAccount;
 let serial = 0;
 /** A budget as billing writes it when no credits move: with an entry of 0 credits. */
-const budgetOnly = (credits: number, anchor = START) => ({
+const budgetOnly = (credits: number | null, anchor = START) => ({
   entry: { key: `budget#ch_test#${++serial}`, amount: 0, bucket: "allowance" as const, reason: "refund" as const },
-  scheduleBudget: { anchor, credits },
+  scheduleBudget: credits === null ? null : { anchor, credits },
 });
 
 /** A user on pro annual anchored at START, month 0 granted by its invoice (not modelled here). */
@@ -55,6 +55,16 @@ describe("schedule budget", () => {
     expect((await account(userId)).scheduleBudget).toEqual({ anchor: START, credits: 0 });
     expect((await getBalance(fx.deps, userId)).balance).toBe(SIGNUP + 150_000);
     expect((await auditAccount(fx.deps, userId)).problems).toEqual([]);
+  });
+
+  it("a budget no longer needed is removed, with its entry; the months then grant in full", async () => {
+    const userId = await annual();
+    await adjustForCharge(fx.deps, userId, async () => budgetOnly(0));
+    expect(await months(userId, 1, 1)).toEqual([{ amount: 0, withheld: MONTH }]);
+    const removed = await adjustForCharge(fx.deps, userId, async () => budgetOnly(null));
+    expect(removed.entry).toMatchObject({ amount: 0, reason: "refund" });
+    expect((await account(userId)).scheduleBudget).toBeUndefined();
+    expect(await months(userId, 2, 2)).toEqual([{ amount: MONTH, withheld: undefined }]);
   });
 
   it("no budget, or a budget of another year's anchor, grants in full", async () => {

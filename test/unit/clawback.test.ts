@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  bindingScheduleBudget,
   type ChargeMoney,
   type ClawFact,
   type ClawPosition,
@@ -138,6 +139,15 @@ describe("schedule budget of a refunded annual year (pro: 100,000 a month, 120,0
 
   it("no refund: the months left, in full", () => {
     expect(scheduleBudgetCredits(fresh(120_000), position(1_200_000, 400_000))).toBe(800_000);
+  });
+
+  it("a budget is kept only when it binds: when the months left cannot all grant in full", () => {
+    const half = apply(fresh(120_000), refund(60_000, 10));
+    // half at month 5: the six months to come are exactly the half still owed
+    expect(bindingScheduleBudget(half, position(1_200_000, 600_000, 600_000))).toBeUndefined();
+    // half at month 2: six of the nine months to come
+    expect(bindingScheduleBudget(half, position(1_200_000, 300_000, 300_000))).toBe(600_000);
+    expect(bindingScheduleBudget(fresh(120_000), position(1_200_000, 400_000))).toBeUndefined();
   });
 });
 
@@ -331,7 +341,7 @@ describe("properties of the rule (any story, any arrival order, redeliveries)", 
             }
             const position = { bought: story.bought, grantedGross: granted + withheld, withheld };
             ledger.deliver(step, position);
-            budget = scheduleBudgetCredits(ledger.money, { ...position, clawedNet: ledger.clawedNet });
+            budget = bindingScheduleBudget(ledger.money, { ...position, clawedNet: ledger.clawedNet });
             expect(ledger.clawedNet + withheld).toBeGreaterThanOrEqual(0);
             expect(ledger.clawedNet + withheld).toBeLessThanOrEqual(granted + withheld);
           }
