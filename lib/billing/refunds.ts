@@ -158,7 +158,9 @@ async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: C
     if (granted?.at !== at) granted = { at, year: await grantedSoFar(deps, purchase) };
     return granted.year;
   };
-  let first: { result: AdjustmentResult; own: LedgerEntry | undefined } | undefined;
+  // the fact's own entry: written by this call (in any round), or found written before it
+  let written: AdjustmentResult | undefined;
+  let before: LedgerEntry | undefined;
   for (let round = 0; round < 10; round++) {
     let decidedFrom = -1;
     let own: LedgerEntry | undefined;
@@ -187,16 +189,15 @@ async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: C
       const entry = adjustmentEntry(fact, `budget#${fact.chargeId}#${account.seq}`, 0, purchase);
       return { entry: { ...entry, refs: { ...entry.refs, scheduleBudget: budget?.credits ?? "none" } }, scheduleBudget: budget };
     });
-    first ??= { result, own };
+    if (result.entry?.key === key) written = result;
+    if (round === 0) before = own;
     if ((await deps.store.getClaw(fact.chargeId))?.version === decidedFrom) break;
     if (round === 9) throw new BusyError();
   }
-  const { result, own } = first as NonNullable<typeof first>;
-  if (result.entry && result.entry.amount < 0 && result.balance < 0) {
-    logger.warn("clawback left the balance negative", { userId: purchase.userId, balance: result.balance });
+  if (written?.entry && written.entry.amount < 0 && written.balance < 0) {
+    logger.warn("clawback left the balance negative", { userId: purchase.userId, balance: written.balance });
   }
-  const written = result.entry?.key === key ? result.entry : undefined;
-  const moved = written ?? own;
+  const moved = written?.entry ?? before;
   if (!moved) return isReversal(fact) ? "nothing_to_reinstate" : "nothing_left_to_claw_back";
   const kind = moved.amount > 0 ? "reinstated" : "clawed_back";
   return written ? kind : `already_${kind}`;
