@@ -33,7 +33,7 @@ import type {
  * | `EVT#<evt_…>` | `RECEIPT`  | webhook event applied (dedupe + audit), removed by TTL      |
  * | `PUR#<pi|in>` | `PURCHASE` | what a payment bought (refund and dispute basis)            |
  * | `PUR#<pi|in>` | `WAIT#<key>` | a refund/dispute that arrived before its purchase; TTL    |
- * | `CLAW#<ch_…>` | `CLAW`     | refunds and disputes already clawed back for a charge       |
+ * | `CLAW#<ch_…>` | `CLAW`     | a charge's refunds, disputes, their reversals; fact keys   |
  *
  * Account updates are all conditioned on `attribute_exists(pk)`: billing never creates a partial
  * account item (the ledger creates accounts, with their signup entry).
@@ -313,7 +313,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         await client.send(
           new PutItemCommand({
             TableName: tableName,
-            Item: marshall({ ...clawKey(claw.chargeId), ...claw }),
+            Item: marshall({ ...clawKey(claw.chargeId), ...claw }, { removeUndefinedValues: true }),
             ConditionExpression: "#v = :v",
             ExpressionAttributeNames: { "#v": "version" },
             ExpressionAttributeValues: marshall({ ":v": expectedVersion }),

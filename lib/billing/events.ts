@@ -9,8 +9,10 @@ import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
 import {
   chargeSchema,
   checkoutSessionSchema,
+  closedDisputeSchema,
   disputeSchema,
   invoiceSchema,
+  refundSchema,
   subscriptionLinePrices,
   subscriptionSchema,
   userIdFrom,
@@ -267,6 +269,8 @@ const onChargeRefunded: Handler = async (deps, event) => {
     paymentIntentId: charge.payment_intent,
     chargeAmount: charge.amount,
     refundedCents: charge.amount_refunded,
+    // the cumulative amount as of this event: the event time orders it among the charge's others
+    at: event.created,
   });
 };
 
@@ -283,6 +287,40 @@ const onDisputeCreated: Handler = async (deps, event) => {
   });
 };
 
+/**
+ * charge.refund.updated / refund.failed: a refund that failed or was canceled returned no money,
+ * so what it took is given back (once per refund). Other updates (pending → succeeded) change nothing.
+ */
+const onRefundUpdated: Handler = async (deps, event) => {
+  const refund = objectOf(refundSchema, event);
+  if (!refund) return MALFORMED;
+  if (refund.status !== "failed" && refund.status !== "canceled") return "ignored_refund_status";
+  if (!refund.charge || !refund.payment_intent) return "ignored_no_payment_intent";
+  return clawBackPayment(deps, {
+    kind: "refund_reversed",
+    chargeId: refund.charge,
+    paymentIntentId: refund.payment_intent,
+    refundId: refund.id,
+    refundedCents: refund.amount,
+    refundCreatedAt: refund.created,
+    reversedAt: event.created,
+  });
+};
+
+/**
+ * charge.dispute.closed: won (or an inquiry closed without funds withdrawn) gives back what the
+ * dispute took, once; lost keeps it (and takes it, if the dispute's creation has not arrived yet).
+ */
+const onDisputeClosed: Handler = async (deps, event) => {
+  const dispute = objectOf(closedDisputeSchema, event);
+  if (!dispute) return MALFORMED;
+  if (!dispute.payment_intent) return "ignored_no_payment_intent";
+  const about = { chargeId: dispute.charge, paymentIntentId: dispute.payment_intent, disputeId: dispute.id, disputedCents: dispute.amount };
+  if (dispute.status === "lost") return clawBackPayment(deps, { kind: "dispute", ...about });
+  if (dispute.status !== "won" && dispute.status !== "warning_closed") return "ignored_dispute_status";
+  return clawBackPayment(deps, { kind: "dispute_reversed", ...about, reversedAt: event.created });
+};
+
 const HANDLERS: Record<string, Handler> = {
   "checkout.session.completed": onCheckoutCompleted,
   "checkout.session.async_payment_succeeded": onCheckoutCompleted,
@@ -295,6 +333,9 @@ const HANDLERS: Record<string, Handler> = {
   "customer.subscription.deleted": onSubscription,
   "charge.refunded": onChargeRefunded,
   "charge.dispute.created": onDisputeCreated,
+  "charge.dispute.closed": onDisputeClosed,
+  "charge.refund.updated": onRefundUpdated,
+  "refund.failed": onRefundUpdated,
 };
 
 export const HANDLED_EVENT_TYPES = Object.keys(HANDLERS);

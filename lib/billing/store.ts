@@ -1,4 +1,6 @@
 import type { AccountRecord, SubscriptionState } from "../ledger/account.js";
+import type { ScheduleBudget } from "../ledger/schedule-budget.js";
+import type { ChargeMoney } from "./clawback.js";
 import type { ClawFact } from "./refunds.js";
 
 /** Which checkout a pending marker guards: one subscription checkout and one pack checkout at a time. */
@@ -50,6 +52,8 @@ export type BillingAccount = AccountRecord & {
   subscriptionRev?: number;
   /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
   lastPaidAt?: number;
+  /** what the rest of a refunded annual year may grant (written with the clawback; spent by the schedule) */
+  scheduleBudget?: ScheduleBudget;
 };
 
 /**
@@ -76,21 +80,25 @@ export interface PurchaseRecord {
 }
 
 /**
- * Clawback bookkeeping of one charge. Refund events carry the charge's cumulative refunded
- * amount; each fact (a cumulative refund amount, a dispute) records how many credits it took,
- * so a redelivered or late event takes nothing more.
+ * Clawback bookkeeping of one charge: whose payment it is, what it bought, and everything Stripe
+ * told us about its money (refunds, disputes, and their reversals: see `ChargeMoney`), kept so any
+ * arrival order gives the same state. What the clawbacks hold is in the ledger, under the keys
+ * listed in `claws` (versioned: every change is a compare-and-swap on `version`).
  */
-export interface ClawRecord {
+export interface ClawRecord extends ChargeMoney {
   chargeId: string;
   userId: string;
   purchaseId: string;
+  /** credits the payment bought (twelve monthly allowances for an annual invoice) */
   credits: number;
-  basisCents: number;
-  refundedCents: number;
-  disputes: Record<string, number>;
-  clawed: number;
-  /** ledger key → credits that fact took (0 when an earlier fact already covered it) */
+  /**
+   * The ledger key of every fact of this charge → when it was first recorded (epoch ms). A key
+   * is listed before its entry can be written, so the entries under these keys are all the
+   * credits the charge's facts moved (records from before reversals hold the credits each took).
+   */
   claws: Record<string, number>;
+  /** records from before reversals: credits taken so far (the ledger entries are the truth) */
+  clawed?: number;
   version: number;
 }
 

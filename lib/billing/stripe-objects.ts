@@ -125,3 +125,27 @@ export function prorationLines(invoice: StripeInvoice): { price: string; periodS
     return price && isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
   });
 }
+
+/**
+ * A refund (charge.refund.updated, refund.failed). `created` tells which charge.refunded events
+ * counted it; `status` whether its money went back to the merchant (failed, canceled).
+ */
+export const refundSchema = z.looseObject({
+  id: z.string().check(z.minLength(1)),
+  object: z.literal("refund"),
+  amount: z.number().check(z.int(), z.minimum(0)),
+  created: z.number().check(z.int()),
+  status: z.nullish(z.string()),
+  charge: z.nullish(idOrObject),
+  payment_intent: z.nullish(idOrObject),
+});
+
+/** A dispute as charge.dispute.closed reports it: `status` says who kept the money. */
+export const closedDisputeSchema = z.looseObject({
+  id: z.union([z.string().check(z.startsWith("dp_")), z.string().check(z.startsWith("du_"))]),
+  object: z.literal("dispute"),
+  amount: z.number().check(z.int(), z.minimum(0)),
+  charge: idOrObject,
+  payment_intent: z.nullish(idOrObject),
+  status: z.string(),
+});

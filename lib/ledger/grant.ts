@@ -9,6 +9,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
+import { scheduleBudgetOf, scheduleBudgetSet } from "./schedule-budget.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -163,17 +164,22 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
     }
     const plan = planOf(account.plan, deps.catalog);
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
+    // A refunded year grants at most its budget, spent in the same commit; what it holds back is
+    // named on the entry, so a later reversal of the refund can give it back.
+    const budget = scheduleBudgetOf(account);
+    const amount = budget ? Math.min(plan.monthlyAllowance, Math.max(0, budget.credits)) : plan.monthlyAllowance;
+    const withheld = plan.monthlyAllowance - amount;
     facts.push({
       key: due.key,
-      amount: plan.monthlyAllowance,
+      amount,
       bucket: "allowance",
       reason: "allowance",
-      refs: { plan: account.plan, period: due.index },
+      refs: { plan: account.plan, period: due.index, ...(withheld > 0 ? { withheld } : {}) },
     });
     const advance = scheduleAdvance(account, due);
     const commit = commitForFacts(account, facts, now, {
       periodBelow: advance.periodBelow,
-      set: advance.set,
+      set: { ...advance.set, ...(budget ? scheduleBudgetSet({ ...budget, credits: budget.credits - amount }) : {}) },
       ...(advance.remove ? { remove: advance.remove } : {}),
     });
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);

@@ -11,6 +11,8 @@ export type EntryReason =
   | "settle"
   | "refund"
   | "dispute"
+  /** credits a refund or dispute took, given back when its money came back to the merchant */
+  | "reinstate"
   | "expire";
 
 /** One ledger entry; `key` is its idempotency key, derived from the business fact (invariant 3). */

@@ -1,11 +1,12 @@
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
+import { disputeClosed, disputeCreated, refundEvent } from "../helpers/stripe-reversals.js";
 
 captureLogs();
 let fx: BillingFixture;
@@ -59,7 +60,8 @@ describe("charge.refunded", () => {
     expect(res.json.outcome).toBe("clawed_back");
     expect(await view(buyer.userId)).toMatchObject({ balance: 10_000, purchased: 0, allowance: 10_000 });
     const [last] = await entries(buyer.userId);
-    expect(last).toMatchObject({ key: `refund#${buyer.chargeId}#1000`, amount: -50_000, reason: "refund" });
+    // keyed by charge, Stripe's cumulative refunded amount and the event's time (T0, the fixture's)
+    expect(last).toMatchObject({ key: `refund#${buyer.chargeId}#1000#${T0}`, amount: -50_000, reason: "refund" });
     // redelivered (same event) and re-sent (new event id, same facts): nothing more
     expect((await fx.deliver(event)).json.outcome).toBe("duplicate");
     expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
@@ -230,5 +232,144 @@ describe("refund of an annual invoice (month 0 granted by it, months 1..11 by th
     fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
     await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer: sub.customer, amount: 2_000, refunded: 500 }));
     expect((await view(sub.userId)).balance).toBe(110_000 - 25_000);
+  });
+});
+
+describe("a refunded annual subscription that stays active: the year nets what was not returned (schedule budget)", () => {
+  /** An annual pro subscriber (100,000 credits a month, 120,000 cents the year) whose first `months` scheduled months were granted. */
+  async function annualSubscriber(months: number) {
+    const sub = await subscribeAndPay(fx, { interval: "year", amountPaid: 120_000 });
+    await grantMonths(sub.userId, 1, months);
+    const paymentIntent = uniqueStripeId("pi");
+    fx.stripe.invoicePayments.set(paymentIntent, sub.invoiceId);
+    const chargeId = uniqueStripeId("ch");
+    /** charge.refunded with `refunded` cents returned in all, at month `month` (the event time) */
+    const refund = (refunded: number, month: number) =>
+      chargeRefunded({ chargeId, paymentIntent, customer: sub.customer, amount: 120_000, refunded, created: monthTime(month) });
+    return { ...sub, paymentIntent, chargeId, refund };
+  }
+  /** Mid-afternoon of the 1st of `month` (2026), in epoch seconds: after that month's grant. */
+  const monthTime = (month: number) => Date.UTC(2026, month, 1, 15) / 1000;
+
+  /** Walks the schedule through months `from`..`to` as the sweep does; returns what each month granted. */
+  async function grantMonths(userId: string, from: number, to: number): Promise<number[]> {
+    const amounts: number[] = [];
+    for (let month = from; month <= to; month++) {
+      fx.clock.value = Date.UTC(2026, month, 1, 13);
+      const result = await grantAllowanceIfDue(fx.deps.ledger, userId);
+      if (!result.granted) throw new Error(`month ${month} was not due`);
+      amounts.push(result.entry.amount);
+    }
+    return amounts;
+  }
+  const budgetOf = async (userId: string) => ((await fx.deps.ledger.store.getAccount(userId)) as BillingAccount).scheduleBudget;
+  const MONTH = 100_000;
+  const SIGNUP = 10_000;
+
+  let clock = 0;
+  beforeEach(() => {
+    clock = fx.clock.value;
+  });
+  afterEach(() => {
+    fx.clock.value = clock;
+  });
+
+  it("refunded in full at month 5: the six months granted are taken and months 6..11 grant nothing", async () => {
+    const sub = await annualSubscriber(5);
+    expect((await fx.deliver(sub.refund(120_000, 5))).json.outcome).toBe("clawed_back");
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 0 });
+    expect(await grantMonths(sub.userId, 6, 11)).toEqual([0, 0, 0, 0, 0, 0]);
+    // the year nets 12 × 100,000 × (1 − 120,000/120,000) = 0
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    const held = (await entries(sub.userId)).filter((entry) => entry.reason === "allowance" && entry.amount === 0);
+    expect(held.map((entry) => entry.refs.withheld)).toEqual(Array(6).fill(MONTH));
+    expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
+  });
+
+  it("refunded in half at month 5: months 6..11 are the half the year keeps", async () => {
+    const sub = await annualSubscriber(5);
+    await fx.deliver(sub.refund(60_000, 5));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP); // six months granted, six months' worth returned
+    // the six months to come are exactly what the year still owes: no budget binds them
+    expect(await budgetOf(sub.userId)).toBeUndefined();
+    expect(await grantMonths(sub.userId, 6, 11)).toEqual(Array(6).fill(MONTH));
+    // 12 × 100,000 × (1 − 60,000/120,000) = 600,000
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 600_000);
+  });
+
+  it("refunded in half at month 2: three months taken now, then six more granted and the last three held back", async () => {
+    const sub = await annualSubscriber(2);
+    await fx.deliver(sub.refund(60_000, 2));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 600_000 });
+    expect(await grantMonths(sub.userId, 3, 11)).toEqual([MONTH, MONTH, MONTH, MONTH, MONTH, MONTH, 0, 0, 0]);
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 600_000);
+  });
+
+  it("refunded in full, then the refund fails: what was taken and the months held back come back, and the year grants in full", async () => {
+    const sub = await annualSubscriber(5);
+    const re = uniqueStripeId("re");
+    await fx.deliver(sub.refund(120_000, 5));
+    expect(await grantMonths(sub.userId, 6, 7)).toEqual([0, 0]);
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    const failed = refundEvent("refund.failed", {
+      refundId: re,
+      chargeId: sub.chargeId,
+      paymentIntent: sub.paymentIntent,
+      amount: 120_000,
+      refundCreated: monthTime(5),
+      created: monthTime(7),
+    });
+    expect((await fx.deliver(failed)).json.outcome).toBe("reinstated");
+    // 6 months taken + months 6 and 7 held back
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 8 * MONTH);
+    // nothing returned any more: the months to come grant in full, the budget is gone
+    expect(await budgetOf(sub.userId)).toBeUndefined();
+    expect(await grantMonths(sub.userId, 8, 11)).toEqual(Array(4).fill(MONTH));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 12 * MONTH);
+    expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
+  });
+
+  it("disputed in half at month 5 and won after month 6: the year grants in full", async () => {
+    const sub = await annualSubscriber(5);
+    const dp = uniqueStripeId("dp");
+    const about = { disputeId: dp, chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, amount: 60_000 };
+    await fx.deliver(disputeCreated({ ...about, created: monthTime(5) }));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    expect(await grantMonths(sub.userId, 6, 6)).toEqual([MONTH]);
+    expect((await fx.deliver(disputeClosed({ ...about, status: "won", created: monthTime(6) }))).json.outcome).toBe("reinstated");
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 7 * MONTH);
+    expect(await grantMonths(sub.userId, 7, 11)).toEqual(Array(5).fill(MONTH));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP + 12 * MONTH);
+  });
+
+  it("a redelivered refund, and one that crashed before the ledger heard of it, leave the same budget", async () => {
+    const sub = await annualSubscriber(5);
+    const store = fx.billing.store;
+    let crashes = 1;
+    fx.billing.store = {
+      ...store,
+      // the claw record is written, then the function dies before the ledger is told
+      putClaw: async (claw, expectedVersion) => {
+        const written = await store.putClaw(claw, expectedVersion);
+        if (written && crashes-- > 0) throw new Error("killed after putClaw");
+        return written;
+      },
+    };
+    try {
+      const refunded = sub.refund(120_000, 5);
+      expect((await fx.deliver(refunded)).status).toBeGreaterThanOrEqual(500);
+      expect((await view(sub.userId)).balance).toBe(SIGNUP + 6 * MONTH);
+      expect(await budgetOf(sub.userId)).toBeUndefined();
+      expect((await fx.deliver(refunded)).json.outcome).toBe("clawed_back"); // Stripe's redelivery
+      expect((await fx.deliver({ ...refunded, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
+    } finally {
+      fx.billing.store = store;
+    }
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
+    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 0 });
+    expect(await grantMonths(sub.userId, 6, 11)).toEqual(Array(6).fill(0));
+    expect((await view(sub.userId)).balance).toBe(SIGNUP);
   });
 });

@@ -1,5 +1,6 @@
 import { invoicePaid, T0, TEST_PRICES } from "../helpers/billing.js";
 import { chargeRefunded, stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
+import { disputeClosed, disputeCreated, refundEvent } from "../helpers/stripe-reversals.js";
 import type { StripeTestServer } from "../helpers/stripe-server.js";
 import { type Random, SIGNUP_BONUS } from "./harness.js";
 
@@ -7,7 +8,8 @@ import { type Random, SIGNUP_BONUS } from "./harness.js";
  * A generated population of Stripe customers and everything Stripe would tell us about them:
  * subscriptions (created, activated, renewed, upgraded with proration invoices, failed payments,
  * scheduled cancels, deletions), credit packs (paid at once or asynchronously, refunded in part or
- * in full, disputed), refunds of subscription invoices, and noise (event types we ignore,
+ * in full, disputed, disputes lost; refund updates, failed refunds and won disputes that moved no
+ * money of this world), refunds of subscription invoices, and noise (event types we ignore,
  * strangers' invoices, expired checkouts). Alongside the events it keeps the business facts, from
  * which `expectedState` derives every account's end state without asking the system anything:
  * each pack, invoice and upgrade credited once at DESIGN.md's numbers, each charge clawed back in
@@ -311,14 +313,35 @@ export function buildWorld(rng: Random, options: { runId: string; deliveries: nu
       }
       if (rng.chance(0.12)) {
         const disputed = rng.int(100, amount);
+        const dispute = { disputeId: id("dp"), chargeId, paymentIntent, amount: disputed };
         charge.disputes.push(disputed);
+        add(user.events, disputeCreated({ ...dispute, created: at + 20 }));
+        // lost: the money stays with the customer, as when it was opened
+        if (rng.chance(0.5)) add(user.events, disputeClosed({ ...dispute, status: "lost", created: at + 25 }));
+      }
+      if (charge.refundedCents.length && rng.chance(0.3)) {
+        // a pending refund that then succeeded: nothing changes
         add(
           user.events,
-          stripeEvent("charge.dispute.created", {
-            created: at + 20,
-            object: { id: id("dp"), charge: chargeId, payment_intent: paymentIntent, amount: disputed },
+          refundEvent("charge.refund.updated", {
+            refundId: id("re"), chargeId, paymentIntent, amount: charge.refundedCents[0] as number, refundCreated: at + 10, created: at + 12, status: "succeeded",
           }),
         );
+      }
+      // Money back to the merchant about this charge from before the endpoint listened to its
+      // refunds and disputes (no charge.refunded, no charge.dispute.created of it was ever sent):
+      // a refund that failed, an inquiry closed in the merchant's favour. They returned no money
+      // in this world's charge.refunded totals (all earlier), so they move nothing, in any order.
+      // (Reversals of refunds and disputes the world did send are exercised by
+      // test/integration/billing-reversals.test.ts: what they give back depends on arrival order,
+      // which the storm's checks of crediting entries do not model.)
+      if (rng.chance(0.1)) {
+        const failed = { refundId: id("re"), chargeId, paymentIntent, amount: Math.ceil(amount / 2), refundCreated: at + 90 };
+        add(user.events, refundEvent("refund.failed", { ...failed, created: at + 95 }));
+        if (rng.chance(0.5)) add(user.events, refundEvent("charge.refund.updated", { ...failed, created: at + 95 }));
+      }
+      if (rng.chance(0.1)) {
+        add(user.events, disputeClosed({ disputeId: id("dp"), chargeId, paymentIntent, amount, status: rng.pick(["won", "warning_closed"] as const), created: at + 60 }));
       }
       if (charge.refundedCents.length || charge.disputes.length) user.charges.push(charge);
     }

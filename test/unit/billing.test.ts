@@ -1,4 +1,4 @@
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
 import { clawKey, createPriceBook, PINNED_API_VERSION, priceBookFromConfig } from "../../lib/billing/index.js";
@@ -6,8 +6,10 @@ import { subscribeBody } from "../../lib/billing/schemas.js";
 import {
   chargeSchema,
   checkoutSessionSchema,
+  closedDisputeSchema,
   disputeSchema,
   invoiceSchema,
+  refundSchema,
   subscriptionLinePrices,
   subscriptionSchema,
   userIdFrom,
@@ -94,6 +96,16 @@ describe("fixtures follow the SDK's pinned API version", () => {
     });
     expect(chargeSchema.parse(loadFixture("charge.refunded").data.object)).toMatchObject({ amount_refunded: 1000 });
     expect(disputeSchema.parse(loadFixture("charge.dispute.created").data.object)).toMatchObject({ charge: "ch_fixture" });
+  });
+
+  it("refunds and closed disputes parse from Stripe's own objects (test/fixtures/stripe/NOTICE.md)", () => {
+    const objectOf = (name: string) => JSON.parse(readFileSync(new URL(`../fixtures/stripe/${name}.json`, import.meta.url), "utf8")).data.object;
+    for (const name of ["refund.failed", "charge.refund.updated"]) {
+      expect(refundSchema.parse(objectOf(name))).toMatchObject({ id: "re_fixture", status: "failed", charge: "ch_fixture", payment_intent: "pi_fixture_pack", created: 1767268800 });
+    }
+    expect(closedDisputeSchema.parse(objectOf("charge.dispute.closed"))).toMatchObject({ id: "dp_fixture", status: "won", amount: 1000 });
+    // a refund of a charge without a payment intent parses (and is ignored by the handler)
+    expect(refundSchema.parse({ ...objectOf("refund.failed"), payment_intent: null }).payment_intent).toBeNull();
   });
 });
 
