@@ -258,8 +258,20 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
           ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         },
       };
+      const markerCheck: TransactWriteItem[] = commit.markerNotReleased
+        ? [
+            {
+              ConditionCheck: {
+                TableName: tableName,
+                Key: marshall({ pk: userPk(commit.userId), sk: markerSk(commit.markerNotReleased) }),
+                ConditionExpression: "attribute_exists(#pk) AND attribute_not_exists(#released)",
+                ExpressionAttributeNames: { "#pk": "pk", "#released": "releasedByCallerAt" },
+              },
+            },
+          ]
+        : [];
       try {
-        await transact([...commit.entries.map((entry) => putNew(tableName, entryItem(entry))), accountUpdate]);
+        await transact([...commit.entries.map((entry) => putNew(tableName, entryItem(entry))), accountUpdate, ...markerCheck]);
         return { kind: "committed" };
       } catch (error) {
         const { failed, items } = cancelledItems(error);
@@ -381,6 +393,35 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         new GetItemCommand({ TableName: tableName, Key: entryKey(userId, key), ConsistentRead: true }),
       );
       return Item ? toEntry(Item) : undefined;
+    },
+
+    async markReleasedAfterExpiry(hold, settleKey, at) {
+      try {
+        await transact([
+          {
+            Update: {
+              TableName: tableName,
+              Key: marshall({ pk: userPk(hold.userId), sk: markerSk(hold) }),
+              UpdateExpression: "SET #released = :at",
+              ConditionExpression: "attribute_exists(#pk) AND attribute_not_exists(#released)",
+              ExpressionAttributeNames: { "#pk": "pk", "#released": "releasedByCallerAt" },
+              ExpressionAttributeValues: marshall({ ":at": at }),
+            },
+          },
+          {
+            ConditionCheck: {
+              TableName: tableName,
+              Key: entryKey(hold.userId, settleKey),
+              ConditionExpression: "attribute_not_exists(#pk)",
+              ExpressionAttributeNames: { "#pk": "pk" },
+            },
+          },
+        ]);
+        return "released";
+      } catch (error) {
+        const { failed } = cancelledItems(error);
+        return failed.includes(1) ? "settled" : "released";
+      }
     },
 
     async getReleaseMarker(hold) {

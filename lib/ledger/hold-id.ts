@@ -18,14 +18,20 @@ export interface HoldRef {
   reserved: number;
 }
 
+/**
+ * Bounds no real hold id reaches (credit amounts are bounded at 10^12; a seq grows by one per
+ * entry): an id past them is no hold's, and answers 404 instead of reaching arithmetic that
+ * would leave the safe-integer range (seq + 1, balance − cost).
+ */
+const LIMIT = 1e12;
 const holdRefSchema = z.tuple([
   z.string().check(z.minLength(1), z.maxLength(128)),
   z.string().check(z.minLength(1), z.maxLength(128)),
   z.string().check(z.regex(/^[A-Za-z0-9_-]{1,32}$/)),
-  z.number().check(z.int(), z.minimum(0)),
-  z.number().check(z.int()),
+  z.number().check(z.int(), z.minimum(0), z.maximum(LIMIT)),
+  z.number().check(z.int(), z.minimum(-LIMIT), z.maximum(LIMIT)),
   z.string().check(z.minLength(1), z.maxLength(100)),
-  z.number().check(z.int(), z.minimum(0)),
+  z.number().check(z.int(), z.minimum(0), z.maximum(LIMIT)),
 ]);
 
 export function encodeHoldId(ref: HoldRef): string {

@@ -146,7 +146,7 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
     const hold = ownValue(account?.holds, ref.requestId);
     if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens);
     const ending = await firstEnding(deps, request.holdId, ref);
-    if (ending?.outcome.status === "expired" && ending.marker?.model && account) {
+    if (ending?.outcome.status === "expired" && ending.marker?.model && ending.marker.releasedByCallerAt === undefined && account) {
       late = { account, model: ending.marker.model };
       return undefined;
     }
@@ -202,7 +202,8 @@ async function lateSettle(
 ): Promise<HoldOutcome | undefined> {
   const at = { ...ref, seq: account.seq, balance: account.balance };
   const commit = settleCommit(at, model, costOfCall(model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true);
-  const outcome = await deps.store.commit(commit);
+  // ...and only while the caller has not released it since (a release after expiry stands)
+  const outcome = await deps.store.commit({ ...commit, markerNotReleased: ref });
   if (outcome.kind === "committed") return settledOutcome(holdId, commit.entries[0] as LedgerEntry);
   if (outcome.kind === "duplicate") return firstOutcome(deps, holdId, ref);
   return undefined;
@@ -287,9 +288,15 @@ async function closeWithoutCharge(
 /** Releases a hold without charging (the LLM call failed); exactly once, first outcome after. */
 export async function releaseHold(deps: LedgerDeps, input: { holdId: string }): Promise<HoldOutcome> {
   const { holdId } = parseInput(z.strictObject({ holdId: holdIdSchema }), input);
-  const result = await closeWithoutCharge(deps, holdId, holdRef(holdId), "released", () => true);
+  const ref = holdRef(holdId);
+  const result = await closeWithoutCharge(deps, holdId, ref, "released", () => true);
   if (result === "declined") throw new Error("release is never declined");
-  return result.outcome;
+  if (result.outcome.status !== "expired") return result.outcome;
+  // The sweep expired it first: the caller's release is recorded, so a later settle charges
+  // nothing — unless a late settle already charged it, whose outcome is then the first one.
+  const marked = await deps.store.markReleasedAfterExpiry(ref, settleKey(ref), deps.now());
+  if (marked === "released") return result.outcome;
+  return (await firstOutcome(deps, holdId, ref)) ?? result.outcome;
 }
 
 /**

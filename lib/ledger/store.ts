@@ -50,6 +50,11 @@ export interface ReleaseMarker {
   cause: "released" | "expired";
   balance: number;
   at: number;
+  /**
+   * When the caller released a hold the sweep had already expired: that release stands, so no
+   * later settle charges it (the same first-outcome rule as a release before expiry).
+   */
+  releasedByCallerAt?: number;
 }
 
 /**
@@ -75,6 +80,8 @@ export interface AccountCommit {
   requireAvailable?: number;
   /** allowance grants: the account's last granted period must be below this one */
   periodBelow?: number;
+  /** late settles: this hold's release marker must exist and not be released by the caller since */
+  markerNotReleased?: HoldIdentity;
 }
 
 export interface OutboxSettle {
@@ -133,6 +140,11 @@ export interface LedgerStore {
   settleToOutbox(request: OutboxSettle): Promise<{ kind: "applied"; entry: LedgerEntry } | { kind: "stale" }>;
   /** Writes outbox entries as ledger items (idempotent by key) and removes them from the outbox. */
   materialize(userId: string, entries: LedgerEntry[]): Promise<void>;
+  /**
+   * Records that the caller released a hold the sweep expired, unless the entry `settleKey` (its
+   * late settle) exists: "released" when recorded now or before, "settled" when the settle won.
+   */
+  markReleasedAfterExpiry(hold: HoldIdentity, settleKey: string, at: number): Promise<"released" | "settled">;
   getEntry(userId: string, key: string): Promise<LedgerEntry | undefined>;
   getReleaseMarker(hold: HoldIdentity): Promise<ReleaseMarker | undefined>;
   /** Newest first, entries with seq < beforeSeq (when given). */

@@ -64,6 +64,24 @@ describe("nothing in a hold id is trusted", () => {
     });
   });
 
+  // Regression (red team, this round): a seq of 2^53−1 or a balance of −(2^53−1) made settle
+  // answer 500 (the SDK refused seq + 1 and balance − cost past the safe-integer range).
+  it("ids with numbers past any real hold's answer 404, and the real id still settles", async () => {
+    const userId = uniqueUser("extreme");
+    const hold = await authorizeChat(fx.deps, { userId, requestId: "r1", model: SONNET, inputTokens: 1_000, maxOutputTokens: 1_000 });
+    for (const lie of [{ seq: 2 ** 53 - 1 }, { balance: -(2 ** 53 - 1) }, { balance: 2 ** 53 - 1 }, { reserved: 2 ** 53 - 1 }, { seq: 1e12 + 1 }]) {
+      await expect(settleChat(fx.deps, { holdId: forge(hold.holdId, lie), inputTokens: 500, outputTokens: 500 }), JSON.stringify(lie)).rejects.toBeInstanceOf(
+        NotFoundError,
+      );
+      await expect(releaseHold(fx.deps, { holdId: forge(hold.holdId, lie) }), JSON.stringify(lie)).rejects.toBeInstanceOf(NotFoundError);
+    }
+    expect(await settleChat(fx.deps, { holdId: hold.holdId, inputTokens: 500, outputTokens: 500 })).toMatchObject({
+      status: "settled",
+      charged: costOfCall(SONNET, 500, 500),
+    });
+    expect((await auditAccount(fx.deps, userId)).ok).toBe(true);
+  });
+
   const FIELDS = ["userId", "requestId", "tag", "seq", "balance", "model", "reserved"] as const;
   const PATHS = ["fast", "contended", "late", "release", "sweep-then-settle"] as const;
 
@@ -75,7 +93,7 @@ describe("nothing in a hold id is trusted", () => {
         fc.constantFrom(...MODEL_IDS),
         fc.integer({ min: 0, max: 5_000 }),
         fc.integer({ min: 0, max: 2_000 }),
-        fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom(987_654_321, -1_000_000, 2 ** 40)),
+        fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom(987_654_321, -1_000_000, 2 ** 40, 2 ** 53 - 1, -(2 ** 53 - 1))),
         async (field, path, model, inputTokens, outputTokens, numberTweak) => {
           const userId = uniqueUser("forge");
           const neighbour = uniqueUser("forge-other");
