@@ -19,14 +19,13 @@ export type GrantResult = { applied: boolean; entry: LedgerEntry; balance: numbe
 async function applyFacts(
   deps: LedgerDeps,
   userId: string,
-  build: (account: AccountRecord) => AccountCommit | "nothing-due",
-): Promise<FactResult | "nothing-due"> {
+  build: (account: AccountRecord) => AccountCommit,
+): Promise<FactResult> {
   // Creating the account is part of every attempt: a transient failure on a first-sight fact is
   // retried like any other (creation and facts are each conditional, so nothing doubles).
   return untilSettled(async () => {
     const account = await ensureAccountOnce(deps, userId);
     const commit = build(account);
-    if (commit === "nothing-due") return commit;
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     return result === "stale" ? undefined : result;
   });
@@ -84,7 +83,7 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     }
     return commitForFacts(account, [fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
   });
-  return firstResult(deps, grant.userId, result as FactResult, grant.key);
+  return firstResult(deps, grant.userId, result, grant.key);
 }
 
 const clawBackSchema = z.object({
@@ -106,19 +105,24 @@ export async function clawBack(deps: LedgerDeps, input: ClawBackInput): Promise<
   const claw = parseInput(clawBackSchema, input);
   const fact: CreditFact = { ...claw, amount: -claw.amount, refs: claw.refs ?? {} };
   const result = await applyFacts(deps, claw.userId, (account) => commitForFacts(account, [fact], deps.now()));
-  return firstResult(deps, claw.userId, result as FactResult, claw.key);
+  return firstResult(deps, claw.userId, result, claw.key);
 }
 
 export type AllowanceResult = { granted: false } | { granted: true; applied: boolean; entry: LedgerEntry; balance: number };
 
+/** A commit that moves no credits (the schedule fields only), at the account's seq. */
+const scheduleOnly = (account: AccountRecord): AccountCommit => ({
+  userId: account.userId,
+  expectedSeq: account.seq,
+  entries: [],
+  balanceDelta: 0,
+  availableDelta: 0,
+});
+
 /** Moves the schedule past `due` without granting: its period was granted before. */
 function scheduleAdvance(account: AccountRecord, due: DueAllowance): AccountCommit {
   return {
-    userId: account.userId,
-    expectedSeq: account.seq,
-    entries: [],
-    balanceDelta: 0,
-    availableDelta: 0,
+    ...scheduleOnly(account),
     periodBelow: due.index,
     set: { periodIndex: due.index, ...(due.nextGrantAt === undefined ? {} : { nextGrantAt: due.nextGrantAt }) },
     ...(due.nextGrantAt === undefined ? { remove: ["nextGrantAt", "grantShard"] as (keyof AccountRecord)[] } : {}),
@@ -129,11 +133,7 @@ function scheduleAdvance(account: AccountRecord, due: DueAllowance): AccountComm
 function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps["catalog"]): AccountCommit {
   const next = expectedNextGrantAt(account, catalog);
   return {
-    userId: account.userId,
-    expectedSeq: account.seq,
-    entries: [],
-    balanceDelta: 0,
-    availableDelta: 0,
+    ...scheduleOnly(account),
     ...(next !== undefined && next > now ? { set: { nextGrantAt: next } } : { remove: ["nextGrantAt", "grantShard"] }),
   };
 }

@@ -2,28 +2,16 @@ import { describe, expect, it } from "vitest";
 import type { AccountRecord } from "../../lib/ledger/account.js";
 import { admissionRules, holdsFor, refusedRules } from "../../lib/ledger/admission.js";
 import { emptyMap } from "../../lib/own-keys.js";
+import { catalog } from "../../lib/catalog.js";
+import { newAccount } from "../../lib/ledger/ensure-account.js";
 
 const NOW = 1_000_000;
 const account = (overrides: Partial<AccountRecord> = {}): AccountRecord => ({
-  userId: "u",
-  plan: "free",
-  interval: "month",
-  createdAt: 0,
+  ...newAccount({ catalog }, "u", 0).account,
   balance: 100,
   available: 100,
-  seq: 1,
   allowanceBase: 100,
-  purchasedBase: 0,
-  spent: 0,
-  holds: emptyMap(),
-  holdSeq: emptyMap(),
-  holdBal: emptyMap(),
-  pend: emptyMap(),
-  pendSeq: emptyMap(),
-  pendBal: emptyMap(),
-  periodIndex: 0,
-  periodAnchor: 0,
-  rl: emptyMap(),
+  nextGrantAt: undefined,
   ...overrides,
 });
 const rules = (reserved: number, requestId = "r1") =>
