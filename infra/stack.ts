@@ -483,6 +483,24 @@ export class CreditgateStack extends Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
+    // A verified Stripe event that could not be applied was parked (lib/billing/parked.ts): money
+    // or plan state waits on it, so any occurrence alarms (the ERROR log names the event and why).
+    alarm("ParkedStripeEventsAlarm", {
+      alarmDescription:
+        "creditgate billing: a Stripe event was parked (not applied); see the webhook's ERROR log 'stripe event parked', fix the cause, then `npm run ops -- events replay --all`",
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: BILLING_METRICS.parkedStripeEvents,
+        dimensionsMap: { service: SERVICE_NAME },
+        statistic: "Sum",
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
     // ---- cdk-nag: what stays flagged on purpose, and why.
     for (const secret of this.secrets.values()) {
       if (secret instanceof secretsmanager.Secret) {

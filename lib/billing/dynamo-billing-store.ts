@@ -15,6 +15,7 @@ import type {
   CheckoutKind,
   ClawRecord,
   ExtraSubscription,
+  ParkedEvent,
   PendingCheckout,
   PurchaseRecord,
   WebhookReceipt,
@@ -42,6 +43,9 @@ const userPk = (userId: string) => `U#${userId}`;
 const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: "ACCOUNT" });
 const customerKey = (customerId: string) => ({ pk: `C#${customerId}`, sk: "CUSTOMER" });
 const receiptKey = (eventId: string) => ({ pk: `EVT#${eventId}`, sk: "RECEIPT" });
+/** Parked events share one item collection: an operator lists them with one Query (they are few by design). */
+const PARKED_PK = "STRIPE#PARKED";
+const parkedKey = (eventId: string) => ({ pk: PARKED_PK, sk: eventId });
 const purchaseKey = (id: string) => ({ pk: `PUR#${id}`, sk: "PURCHASE" });
 const clawKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
 
@@ -357,6 +361,95 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
         startKey = page.LastEvaluatedKey;
       } while (startKey);
       return facts;
+    },
+
+    async parkEvent(event, now) {
+      await client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: marshall(parkedKey(event.eventId)),
+          UpdateExpression:
+            "SET #eventId = :eventId, #type = :type, #reason = :reason, #payload = :payload, #last = :now, " +
+            "#first = if_not_exists(#first, :now), #attempts = if_not_exists(#attempts, :zero) + :one, " +
+            "#status = if_not_exists(#status, :parked)" +
+            (event.customer ? ", #customer = :customer" : ""),
+          ExpressionAttributeNames: {
+            "#eventId": "eventId",
+            "#type": "type",
+            "#reason": "reason",
+            "#payload": "payload",
+            "#last": "lastSeenAt",
+            "#first": "firstSeenAt",
+            "#attempts": "attempts",
+            "#status": "status",
+            ...(event.customer ? { "#customer": "customer" } : {}),
+          },
+          ExpressionAttributeValues: marshall({
+            ":eventId": event.eventId,
+            ":type": event.type,
+            ":reason": event.reason,
+            ":payload": event.payload,
+            ":now": now,
+            ":zero": 0,
+            ":one": 1,
+            ":parked": "parked",
+            ...(event.customer ? { ":customer": event.customer } : {}),
+          }),
+        }),
+      );
+    },
+
+    async getParkedEvent(eventId) {
+      return (await get(parkedKey(eventId))) as ParkedEvent | undefined;
+    },
+
+    async listParkedEvents() {
+      const events: ParkedEvent[] = [];
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const page = await client.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: "#pk = :pk",
+            ExpressionAttributeNames: { "#pk": "pk" },
+            ExpressionAttributeValues: marshall({ ":pk": PARKED_PK }),
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        events.push(...(page.Items ?? []).map((item) => strip(item) as unknown as ParkedEvent));
+        startKey = page.LastEvaluatedKey;
+      } while (startKey);
+      return events;
+    },
+
+    async closeParkedEvent(eventId, end, now, keepSeconds) {
+      // Only a parked event ends (a resolved or dismissed one keeps its first end); parked ones never expire.
+      try {
+        await client.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: marshall(parkedKey(eventId)),
+            UpdateExpression: `SET #status = :status, #detail = :detail, #closedAt = :now, #ttl = :ttl`,
+            ConditionExpression: "#status = :parked",
+            ExpressionAttributeNames: {
+              "#status": "status",
+              "#detail": end.status === "resolved" ? "outcome" : "dismissReason",
+              "#closedAt": "closedAt",
+              "#ttl": "ttl",
+            },
+            ExpressionAttributeValues: marshall({
+              ":status": end.status,
+              ":detail": end.status === "resolved" ? end.outcome : end.dismissReason,
+              ":now": now,
+              ":ttl": Math.floor(now / 1000) + keepSeconds,
+              ":parked": "parked",
+            }),
+          }),
+        );
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
     },
 
     async getReceipt(eventId) {

@@ -65,8 +65,16 @@ function objectOf<T extends z.ZodMiniType>(schema: T, event: StripeEventEnvelope
   return undefined;
 }
 
-const MALFORMED = "ignored_malformed_object";
-const UNKNOWN_CUSTOMER = "ignored_unknown_customer";
+/**
+ * Outcomes of an event of a handled type that cannot be applied now: the webhook parks it (a
+ * durable record, no receipt) instead of acknowledging it as done; `replayParkedEvent` applies it
+ * again once the missing fact (a customer mapping, a configured price or pack, a reachable
+ * subscription, a parser that understands it) is there.
+ */
+export const PARKED_PREFIX = "parked_";
+export const isParkedOutcome = (outcome: string) => outcome.startsWith(PARKED_PREFIX);
+const MALFORMED = `${PARKED_PREFIX}malformed_object`;
+const UNKNOWN_CUSTOMER = `${PARKED_PREFIX}unknown_customer`;
 const eventTime = (event: StripeEventEnvelope) => event.created * 1000;
 
 /**
@@ -101,7 +109,7 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
     if (!parsed?.success) {
       logger.error("checkout's subscription not found or not understood", { subscription: session.subscription });
       await release();
-      return "ignored_subscription_unavailable";
+      return `${PARKED_PREFIX}subscription_unavailable`;
     }
     const outcome = await applySubscription(deps, userId, snapshotOf(parsed.data, deps), eventTime(event));
     await release();
@@ -113,7 +121,7 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
   const pack = session.metadata?.pack;
   if (!pack || !isPackId(pack) || !deps.ledger.catalog.packs[pack]) {
     logger.error("paid pack session without a known pack", { session: session.id, pack });
-    return "ignored_unknown_pack";
+    return `${PARKED_PREFIX}unknown_pack`;
   }
   const credits = deps.ledger.catalog.packs[pack].credits;
   const grantKey = `pack#${session.id}`;
@@ -182,7 +190,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
   if (plan || ALLOWANCE_REASONS.has(reason)) {
     if (!plan) {
       logger.error("paid subscription invoice without a configured plan price", { invoice: invoice.id });
-      return "ignored_unknown_price";
+      return `${PARKED_PREFIX}unknown_price`;
     }
     const credits = planOf(plan.plan, deps.ledger.catalog).monthlyAllowance;
     const key = `invoice#${invoice.id}`;

@@ -102,6 +102,25 @@ export interface ClawRecord extends ChargeMoney {
   version: number;
 }
 
+/** A verified Stripe event of a handled type that could not be applied (see lib/billing/parked.ts). */
+export interface ParkedEvent {
+  eventId: string;
+  type: string;
+  /** why it was parked last: the handler's outcome without the `parked_` prefix (unknown_price, …) */
+  reason: string;
+  /** the event's customer (`cus_…`) when it names one: a mapping written later replays it */
+  customer?: string;
+  /** the verified event exactly as Stripe sent it */
+  payload: string;
+  status: "parked" | "resolved" | "dismissed";
+  firstSeenAt: number;
+  lastSeenAt: number;
+  attempts: number;
+  /** resolved: what applying it did; dismissed: the operator's reason */
+  outcome?: string;
+  dismissReason?: string;
+}
+
 export interface WebhookReceipt {
   eventId: string;
   type: string;
@@ -167,6 +186,19 @@ export interface BillingStore {
   putWaitingClaw(purchaseIds: string[], fact: ClawFact, now: number, ttlSeconds: number): Promise<void>;
   /** The refunds and disputes parked for a purchase id. */
   waitingClaws(purchaseId: string): Promise<ClawFact[]>;
+
+  /** Records (or records again: attempts + 1, last seen, reason) an event that could not be applied. */
+  parkEvent(event: Omit<ParkedEvent, "status" | "firstSeenAt" | "lastSeenAt" | "attempts">, now: number): Promise<void>;
+  getParkedEvent(eventId: string): Promise<ParkedEvent | undefined>;
+  /** Every parked, resolved or dismissed event (operators; few by design). */
+  listParkedEvents(): Promise<ParkedEvent[]>;
+  /** Ends a parked event: resolved (with what applying it did) or dismissed (with why); kept for `keepSeconds`. */
+  closeParkedEvent(
+    eventId: string,
+    end: { status: "resolved"; outcome: string } | { status: "dismissed"; dismissReason: string },
+    now: number,
+    keepSeconds: number,
+  ): Promise<void>;
 
   getReceipt(eventId: string): Promise<WebhookReceipt | undefined>;
   putReceipt(receipt: WebhookReceipt, ttlSeconds: number): Promise<void>;

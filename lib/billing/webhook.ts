@@ -1,7 +1,8 @@
 import { AppError, StripeNotConfiguredError, ValidationError } from "../errors.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
-import { applyStripeEvent, type StripeEventEnvelope } from "./events.js";
+import { applyStripeEvent, isParkedOutcome, type StripeEventEnvelope } from "./events.js";
+import { parkEvent, replayParkedEvents } from "./parked.js";
 import { PINNED_API_VERSION, verifyWebhook, WebhookSignatureError } from "./stripe-port.js";
 
 export interface WebhookDelivery {
@@ -24,6 +25,8 @@ class WebhookRetryError extends AppError {
     super(503, "INTERNAL", "The event could not be applied now; Stripe will retry it");
   }
 }
+
+const payloadText = (payload: string | Buffer) => (typeof payload === "string" ? payload : payload.toString("utf8"));
 
 function envelopeOf(event: unknown): StripeEventEnvelope {
   const candidate = event as Partial<StripeEventEnvelope> | null;
@@ -84,10 +87,23 @@ export async function handleStripeWebhook(deps: BillingDeps, delivery: WebhookDe
     }
     throw error;
   }
+  if (isParkedOutcome(outcome)) {
+    // Not applied, and not acknowledged as done: no receipt (a redelivery is tried again, never
+    // answered `duplicate`), a durable parked record instead. 200: the event is safely ours now,
+    // and our replays (automatic when the missing fact arrives, or an operator's) take over
+    // Stripe's retries. A failure to park answers 5xx, so Stripe keeps the event.
+    await parkEvent(deps, event, payloadText(delivery.payload), outcome);
+    return { received: true, eventId: event.id, type: event.type, outcome };
+  }
   await deps.store.putReceipt(
     { eventId: event.id, type: event.type, outcome, receivedAt: deps.ledger.now() },
     deps.receiptTtlSeconds,
   );
   logger.info("stripe event applied", { outcome });
+  // A checkout completion maps its customer to a user: events parked for that customer apply now.
+  const customer = (event.data.object as { customer?: unknown } | null)?.customer;
+  if (event.type.startsWith("checkout.session.") && typeof customer === "string") {
+    await replayParkedEvents(deps, { customer, reason: "unknown_customer" });
+  }
   return { received: true, eventId: event.id, type: event.type, outcome };
 }

@@ -403,6 +403,19 @@ describe("alarms", () => {
     });
   });
 
+  it("alarms on any parked Stripe event (ParkedStripeEvents, the total the webhook writes besides the per-reason series)", () => {
+    const found = alarms().filter((a) => a.MetricName === BILLING_METRICS.parkedStripeEvents);
+    expect(found).toHaveLength(1);
+    const webhookService = fnProps("webhook").Environment.Variables.POWERTOOLS_SERVICE_NAME;
+    expect(found[0]).toMatchObject({
+      Namespace: METRICS_NAMESPACE,
+      Dimensions: [{ Name: "service", Value: webhookService }],
+      Statistic: "Sum",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+    });
+  });
+
   it("watches the sweep: SweepFailed from its EMF metrics, its DLQ, and that it runs at all", () => {
     const sweepService = fnProps("monthlyGrantSweep").Environment.Variables.POWERTOOLS_SERVICE_NAME;
     const failed = alarms().find((a) => a.MetricName === "SweepFailed");

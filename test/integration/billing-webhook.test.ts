@@ -152,7 +152,7 @@ describe("signature and delivery", () => {
     expect(res.json.error.code).toBe("STRIPE_NOT_CONFIGURED");
   });
 
-  it("events of no interest and unknown customers: 200, logged, nothing applied", async () => {
+  it("events of no interest: 200, ignored; unknown customers: 200, parked (not receipted), nothing applied", async () => {
     const other = await fx.deliver(stripeEvent("customer.created"));
     expect(other.status).toBe(200);
     expect(other.json.outcome).toBe("ignored_event_type");
@@ -160,8 +160,9 @@ describe("signature and delivery", () => {
       invoicePaid({ invoiceId: uniqueStripeId("in"), customer: uniqueStripeId("cus"), subscriptionId: "sub_x", userId: "", price: "price_pro_monthly" }),
     );
     expect(stranger.status).toBe(200);
-    expect(stranger.json.outcome).toBe("ignored_unknown_customer");
-    expect(logs.lines().some((line) => line.message === "stripe event applied" && line.outcome === "ignored_unknown_customer")).toBe(true);
+    expect(stranger.json.outcome).toBe("parked_unknown_customer");
+    expect(logs.lines().some((line) => line.level === "ERROR" && line.message === "stripe event parked: it cannot be applied now" && line.reason === "unknown_customer")).toBe(true);
+    expect(await fx.billing.store.getReceipt(stranger.json.eventId)).toBeUndefined();
   });
 });
 
@@ -224,12 +225,12 @@ describe("checkout.session.completed", () => {
     expect((await getBalance(fx.deps.ledger, userId)).purchased).toBe(50_000);
   });
 
-  it("a paid session naming no known pack grants nothing", async () => {
+  it("a paid session naming no known pack grants nothing and is parked", async () => {
     const { userId, event } = await packPurchase();
     event.data.object.metadata.pack = "mega";
     const res = await fx.deliver(event);
     expect(res.status).toBe(200);
-    expect(res.json.outcome).toBe("ignored_unknown_pack");
+    expect(res.json.outcome).toBe("parked_unknown_pack");
     expect(await balance(userId)).toBe(10_000);
   });
 });
@@ -415,11 +416,11 @@ describe("invoice.paid", () => {
     });
   });
 
-  it("an invoice for a price that is no configured plan grants nothing", async () => {
+  it("an invoice for a price that is no configured plan grants nothing and is parked", async () => {
     const userId = uniqueUser("price");
     const customer = await customerOf(fx, userId);
     const res = await fx.deliver(invoicePaid({ invoiceId: uniqueStripeId("in"), customer, subscriptionId: "sub_z", userId, price: "price_unknown" }));
-    expect(res.json.outcome).toBe("ignored_unknown_price");
+    expect(res.json.outcome).toBe("parked_unknown_price");
     expect(await balance(userId)).toBe(10_000);
   });
 });
