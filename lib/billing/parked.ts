@@ -41,7 +41,7 @@ export type ReplayResult =
  */
 export async function replayParkedEvent(deps: BillingDeps, eventId: string): Promise<ReplayResult> {
   const parked = await deps.store.getParkedEvent(eventId);
-  if (!parked || parked.status !== "parked") return { eventId, result: "not_parked", status: parked?.status ?? "unknown" };
+  if (parked?.status !== "parked") return { eventId, result: "not_parked", status: parked?.status ?? "unknown" };
   const event = JSON.parse(parked.payload) as StripeEventEnvelope;
   const receipt = await deps.store.getReceipt(eventId);
   const outcome = receipt ? receipt.outcome : await applyStripeEvent(deps, event);
@@ -71,7 +71,7 @@ export async function replayParkedEvents(deps: BillingDeps, filter: { reason?: s
 /** An operator's decision that a parked event will never apply: kept (with why), no longer parked. */
 export async function dismissParkedEvent(deps: BillingDeps, eventId: string, reason: string): Promise<boolean> {
   const parked = await deps.store.getParkedEvent(eventId);
-  if (!parked || parked.status !== "parked") return false;
+  if (parked?.status !== "parked") return false;
   await deps.store.closeParkedEvent(eventId, { status: "dismissed", dismissReason: reason }, deps.ledger.now(), PARKED_EVENT_KEEP_SECONDS);
   logger.warn("parked stripe event dismissed", { eventId, type: parked.type, reason });
   return true;
