@@ -9,6 +9,7 @@
  *   deduct <userId> <credits> --key K --reason "why"
  *   audit <userId> | audit --all                balance vs ledger; exits 1 on any drift
  *   export <userId> | export --all [--out file.csv]
+ *   events list|show|replay|dismiss …           parked Stripe events (infra/ops/events.ts)
  *   --progress-every N                          progress line on stderr every N accounts (default 500)
  */
 import { createWriteStream } from "node:fs";
@@ -29,8 +30,9 @@ import { scanUserIds } from "../../lib/ops/accounts.js";
 import { LEDGER_CSV_HEADER, ledgerCsvRow } from "../../lib/ops/csv.js";
 import type { LedgerEntry } from "../../lib/ledger/store.js";
 import { isMain } from "../local/is-main.js";
+import { billingDepsFromEnv, runEventsCommand } from "./events.js";
 
-const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export> …  (see infra/ops/cli.ts)`;
+const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export|events> …  (see infra/ops/cli.ts)`;
 
 export interface OpsIo {
   out: (line: string) => void;
@@ -174,6 +176,12 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
         io.err(`exported ${rows} entries of ${accounts} account(s)${values.out ? ` to ${values.out}` : ""}`);
         return 0;
       }
+      case "events":
+        return await runEventsCommand(
+          { sub: userId, eventId: amountText, reason: values.reason, all: values.all ?? false },
+          billingDepsFromEnv(env, deps, client, tableName),
+          io,
+        );
       default:
         io.err(USAGE);
         return 2;
