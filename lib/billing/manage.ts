@@ -152,6 +152,14 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
     const subscriptionPeriod = { start: Math.floor(before.periodStart / 1000), end: Math.floor(before.periodEnd / 1000) };
     const at = prorationInstant(deps.ledger.now(), subscriptionPeriod);
     const period = allowancePeriodAt(interval, subscriptionPeriod, at);
+    if (at >= subscriptionPeriod.end || period.end <= period.start) {
+      // The period Stripe last told us of is over: the renewal is under way and there is nothing
+      // left to prorate. Refused before Stripe is called (it used to change Stripe, then fail).
+      throw new ConflictError("Your subscription is renewing right now; try again in a minute", "CONFLICT", {
+        reason: "PERIOD_RENEWING",
+        retryable: true,
+      });
+    }
     terms = { from: current.plan, to: input.plan, interval, at, periodStart: period.start, periodEnd: period.end };
     // Annual plans: the allowance month in progress must be granted at the plan it was paid at
     // before the schedule moves to the new plan (else the schedule, if it had not granted that

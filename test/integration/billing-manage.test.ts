@@ -152,6 +152,18 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await balance(sub.userId)).toBe(50_000 + 83);
   });
 
+  // Regression (outside review, this round): at the very end of the period we know of, change-plan
+  // changed the price in Stripe, then failed with 500 (an empty proration period), so a retry saw SAME_PLAN.
+  it("at the end of the period we know of (renewal under way): a retryable 409 before Stripe is called", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year" });
+    clockAt(T0 + 365 * DAY);
+    const res = await changePlan(sub.userId, { plan: "pro" });
+    expect(res.status).toBe(409);
+    expect(res.json.error).toMatchObject({ code: "CONFLICT", reason: "PERIOD_RENEWING", retryable: true });
+    expect(fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST")).toHaveLength(0);
+    expect(await account(sub.userId)).toMatchObject({ plan: "plus" });
+  });
+
   it("annual plans mid-month: the difference for what is left of the allowance month, the later months from the schedule", async () => {
     const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year" });
     expect(await balance(sub.userId)).toBe(50_000); // signup + month 0
