@@ -54,7 +54,7 @@ describe("price book (config only)", () => {
 
 describe("fixtures follow the SDK's pinned API version", () => {
   const names = readdirSync(new URL("../fixtures/stripe/", import.meta.url))
-    .filter((file) => file.endsWith(".json"))
+    .filter((file) => file.endsWith(".json") && file !== "fixtures3.json") // Stripe's resources, not an event
     .map((file) => file.replace(/\.json$/, "") as FixtureName);
 
   it.each(names)("%s is an event of API version %s", (name) => {
