@@ -14,6 +14,7 @@ import {
   officialEvent,
   refund,
   subscription,
+  without,
 } from "../helpers/stripe-official.js";
 
 /**
@@ -167,6 +168,59 @@ describe("invoices (official invoice and line_item)", () => {
       "payment_failure_recorded",
     );
     expect((await account(sub.userId)).paymentFailedAt).toBe((T0 + 60) * 1000);
+    expect(await balance(sub.userId)).toBe(SIGNUP);
+  });
+});
+
+describe("invoice lines parsed only for what a decision reads", () => {
+  /** invoice.paid of the official first invoice whose (only) line went through `edit`. */
+  async function paidWithLine(edit: (line: ReturnType<typeof invoiceLine>) => unknown) {
+    const sub = await proSubscriber();
+    const paid = sub.firstInvoice();
+    paid.lines.data = paid.lines.data.map(edit);
+    return { sub, paid };
+  }
+
+  it("a line without `proration` (Stripe's default: false) is a subscription line: the allowance is granted", async () => {
+    const { sub, paid } = await paidWithLine((line) => without(line, "parent.subscription_item_details.proration"));
+    expect(paid.lines.data[0].parent.subscription_item_details).not.toHaveProperty("proration");
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("allowance_granted");
+    expect(await balance(sub.userId)).toBe(SIGNUP + PRO_MONTH);
+  });
+
+  it("a line whose period lacks `end` (no decision reads it) still grants the allowance", async () => {
+    const { sub, paid } = await paidWithLine((line) => without(line, "period.end"));
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("allowance_granted");
+    expect(await balance(sub.userId)).toBe(SIGNUP + PRO_MONTH);
+  });
+
+  it("a one-off invoice-item line without `proration` beside the plan's line does not drop the invoice", async () => {
+    const sub = await proSubscriber();
+    const paid = sub.firstInvoice();
+    const [line] = paid.lines.data;
+    const oneOff = {
+      ...line,
+      id: uniqueStripeId("il"),
+      parent: { ...line.parent, type: "invoice_item_details", subscription_item_details: null, invoice_item_details: { invoice_item: uniqueStripeId("ii"), proration_details: null, subscription: sub.subscriptionId } },
+      pricing: { ...line.pricing, price_details: { price: "price_setup_fee", product: "prod_setup" } },
+    };
+    paid.lines.data = [line, oneOff];
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("allowance_granted");
+    expect(await balance(sub.userId)).toBe(SIGNUP + PRO_MONTH);
+  });
+
+  it("a proration line still never grants an allowance (the flag is read where present)", async () => {
+    const sub = await proSubscriber();
+    const paid = invoice({
+      customer: sub.customer,
+      subscription: sub.subscriptionId,
+      metadata: { userId: sub.userId },
+      billingReason: "subscription_update",
+      status: "paid",
+      amountPaid: 3_000,
+      lines: [invoiceLine(sub.invoiceId, { ...sub.line, proration: true })],
+    });
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("ignored_billing_reason");
     expect(await balance(sub.userId)).toBe(SIGNUP);
   });
 });
