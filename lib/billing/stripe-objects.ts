@@ -53,14 +53,20 @@ export const checkoutSessionSchema = z.looseObject({
 });
 export type StripeCheckoutSession = z.infer<typeof checkoutSessionSchema>;
 
+/**
+ * An invoice line, parsed only for what a decision reads: its price, whether it is a proration
+ * (absent means no: Stripe's default, and only `true` excludes a line from the allowance), and
+ * where its period starts (a proration's instant; the period's end is read by nothing). A line
+ * that fails here drops the whole invoice, so nothing else of it may be required.
+ */
 const invoiceLineSchema = z.looseObject({
   /** epoch seconds; a proration line's period starts at its proration instant */
-  period: z.nullish(z.looseObject({ start: z.number().check(z.int()), end: z.number().check(z.int()) })),
+  period: z.nullish(z.looseObject({ start: z.number().check(z.int()) })),
   pricing: z.nullish(z.looseObject({ price_details: z.nullish(z.looseObject({ price: idOrObject })) })),
   parent: z.nullish(
     z.looseObject({
-      subscription_item_details: z.nullish(z.looseObject({ proration: z.boolean() })),
-      invoice_item_details: z.nullish(z.looseObject({ proration: z.boolean() })),
+      subscription_item_details: z.nullish(z.looseObject({ proration: z.optional(z.boolean()) })),
+      invoice_item_details: z.nullish(z.looseObject({ proration: z.optional(z.boolean()) })),
     }),
   ),
 });

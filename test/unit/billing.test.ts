@@ -54,7 +54,7 @@ describe("price book (config only)", () => {
 
 describe("fixtures follow the SDK's pinned API version", () => {
   const names = readdirSync(new URL("../fixtures/stripe/", import.meta.url))
-    .filter((file) => file.endsWith(".json"))
+    .filter((file) => file.endsWith(".json") && file !== "fixtures3.json") // Stripe's resources, not an event
     .map((file) => file.replace(/\.json$/, "") as FixtureName);
 
   it.each(names)("%s is an event of API version %s", (name) => {
@@ -79,7 +79,7 @@ describe("fixtures follow the SDK's pinned API version", () => {
 
   it("invoices name their subscription under parent and their prices under pricing", () => {
     const invoice = loadFixture("invoice.paid").data.object;
-    expect(invoice.subscription).toBeUndefined();
+    expect(invoice.subscription).toBeNull(); // Stripe's object still carries the field, always null
     const parsed = invoiceSchema.parse(invoice);
     expect(parsed.parent?.subscription_details?.subscription).toBe("sub_fixture");
     expect(subscriptionLinePrices(parsed)).toEqual(["price_pro_monthly"]);
