@@ -465,41 +465,36 @@ export class CreditgateStack extends Stack {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
+    /** Any occurrence of one of billing's EMF counts (lib/billing/metrics.ts, as the webhook writes it) alarms. */
+    const anyBillingEvent = (id: string, metricName: string, alarmDescription: string) =>
+      alarm(id, {
+        alarmDescription,
+        metric: new cloudwatch.Metric({
+          namespace: METRICS_NAMESPACE,
+          metricName,
+          dimensionsMap: { service: SERVICE_NAME },
+          statistic: "Sum",
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
     // A user paying for two live subscriptions at once (lib/billing/subscription.ts logs which at
-    // ERROR): someone must refund one, so any occurrence alarms.
-    alarm("SecondLiveSubscriptionAlarm", {
-      alarmDescription:
-        "creditgate billing: a user has a second live Stripe subscription (pays twice); see the webhook's ERROR log 'second live subscription for one user' and refund or cancel one",
-      metric: new cloudwatch.Metric({
-        namespace: METRICS_NAMESPACE,
-        metricName: BILLING_METRICS.secondLiveSubscription,
-        dimensionsMap: { service: SERVICE_NAME },
-        statistic: "Sum",
-        period: Duration.minutes(5),
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-
+    // ERROR): someone must refund one.
+    anyBillingEvent(
+      "SecondLiveSubscriptionAlarm",
+      BILLING_METRICS.secondLiveSubscription,
+      "creditgate billing: a user has a second live Stripe subscription (pays twice); see the webhook's ERROR log 'second live subscription for one user' and refund or cancel one",
+    );
     // A verified Stripe event that could not be applied was parked (lib/billing/parked.ts): money
-    // or plan state waits on it, so any occurrence alarms (the ERROR log names the event and why).
-    alarm("ParkedStripeEventsAlarm", {
-      alarmDescription:
-        "creditgate billing: a Stripe event was parked (not applied); see the webhook's ERROR log 'stripe event parked', fix the cause, then `npm run ops -- events replay --all`",
-      metric: new cloudwatch.Metric({
-        namespace: METRICS_NAMESPACE,
-        metricName: BILLING_METRICS.parkedStripeEvents,
-        dimensionsMap: { service: SERVICE_NAME },
-        statistic: "Sum",
-        period: Duration.minutes(5),
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+    // or plan state waits on it (the ERROR log names the event and why).
+    anyBillingEvent(
+      "ParkedStripeEventsAlarm",
+      BILLING_METRICS.parkedStripeEvents,
+      "creditgate billing: a Stripe event was parked (not applied); see the webhook's ERROR log 'stripe event parked', fix the cause, then `npm run ops -- events replay --all`",
+    );
 
     // ---- cdk-nag: what stays flagged on purpose, and why.
     for (const secret of this.secrets.values()) {

@@ -388,8 +388,11 @@ describe("alarms", () => {
     expect(rate.Metrics.find((m: Json) => m.Expression)?.Expression).toContain("100 * errors / requests");
   });
 
-  it("alarms on any second live subscription (billing's EMF metric, as the webhook emits it)", () => {
-    const found = alarms().filter((a) => a.MetricName === BILLING_METRICS.secondLiveSubscription);
+  it.each([
+    ["any second live subscription", BILLING_METRICS.secondLiveSubscription],
+    ["any parked Stripe event (the total the webhook writes besides the per-reason series)", BILLING_METRICS.parkedStripeEvents],
+  ])("alarms on %s (billing's EMF metric, as the webhook emits it)", (_what, metricName) => {
+    const found = alarms().filter((a) => a.MetricName === metricName);
     expect(found).toHaveLength(1);
     // Namespace and service dimension must be what lib/billing/metrics.ts writes in the webhook.
     const webhookService = fnProps("webhook").Environment.Variables.POWERTOOLS_SERVICE_NAME;
@@ -400,19 +403,6 @@ describe("alarms", () => {
       Threshold: 1,
       ComparisonOperator: "GreaterThanOrEqualToThreshold",
       TreatMissingData: "notBreaching",
-    });
-  });
-
-  it("alarms on any parked Stripe event (ParkedStripeEvents, the total the webhook writes besides the per-reason series)", () => {
-    const found = alarms().filter((a) => a.MetricName === BILLING_METRICS.parkedStripeEvents);
-    expect(found).toHaveLength(1);
-    const webhookService = fnProps("webhook").Environment.Variables.POWERTOOLS_SERVICE_NAME;
-    expect(found[0]).toMatchObject({
-      Namespace: METRICS_NAMESPACE,
-      Dimensions: [{ Name: "service", Value: webhookService }],
-      Statistic: "Sum",
-      Threshold: 1,
-      ComparisonOperator: "GreaterThanOrEqualToThreshold",
     });
   });
 
