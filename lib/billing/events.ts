@@ -282,17 +282,19 @@ const onChargeRefunded: Handler = async (deps, event) => {
   });
 };
 
+/** The money facts of a dispute, as a created or a closed one names them. */
+const disputeFacts = (dispute: { id: string; charge: string; amount: number }, paymentIntentId: string) => ({
+  chargeId: dispute.charge,
+  paymentIntentId,
+  disputeId: dispute.id,
+  disputedCents: dispute.amount,
+});
+
 const onDisputeCreated: Handler = async (deps, event) => {
   const dispute = objectOf(disputeSchema, event);
   if (!dispute) return MALFORMED;
   if (!dispute.payment_intent) return "ignored_no_payment_intent";
-  return clawBackPayment(deps, {
-    kind: "dispute",
-    chargeId: dispute.charge,
-    paymentIntentId: dispute.payment_intent,
-    disputeId: dispute.id,
-    disputedCents: dispute.amount,
-  });
+  return clawBackPayment(deps, { kind: "dispute", ...disputeFacts(dispute, dispute.payment_intent) });
 };
 
 /**
@@ -323,7 +325,7 @@ const onDisputeClosed: Handler = async (deps, event) => {
   const dispute = objectOf(closedDisputeSchema, event);
   if (!dispute) return MALFORMED;
   if (!dispute.payment_intent) return "ignored_no_payment_intent";
-  const about = { chargeId: dispute.charge, paymentIntentId: dispute.payment_intent, disputeId: dispute.id, disputedCents: dispute.amount };
+  const about = disputeFacts(dispute, dispute.payment_intent);
   if (dispute.status === "lost") return clawBackPayment(deps, { kind: "dispute", ...about });
   if (dispute.status !== "won" && dispute.status !== "warning_closed") return "ignored_dispute_status";
   return clawBackPayment(deps, { kind: "dispute_reversed", ...about, reversedAt: event.created });
