@@ -26,6 +26,8 @@ class WebhookRetryError extends AppError {
   }
 }
 
+const MAPS_CUSTOMER = new Set(["checkout.session.completed", "checkout.session.async_payment_succeeded"]);
+
 const payloadText = (payload: string | Buffer) => (typeof payload === "string" ? payload : payload.toString("utf8"));
 
 function envelopeOf(event: unknown): StripeEventEnvelope {
@@ -100,9 +102,10 @@ export async function handleStripeWebhook(deps: BillingDeps, delivery: WebhookDe
     deps.receiptTtlSeconds,
   );
   logger.info("stripe event applied", { outcome });
-  // A checkout completion maps its customer to a user: events parked for that customer apply now.
+  // A checkout completion maps its customer to a user (onCheckoutCompleted): events parked for
+  // that customer apply now. Only those two types write the mapping, so only they look.
   const customer = (event.data.object as { customer?: unknown } | null)?.customer;
-  if (event.type.startsWith("checkout.session.") && typeof customer === "string") {
+  if (MAPS_CUSTOMER.has(event.type) && typeof customer === "string") {
     await replayParkedEvents(deps, { customer, reason: "unknown_customer" });
   }
   return { received: true, eventId: event.id, type: event.type, outcome };
