@@ -57,14 +57,31 @@ describe("parked Stripe events", () => {
 
     // replaying with the old configuration changes nothing but the attempts
     expect(await replayParkedEvent(fx.billing, event.id)).toEqual({ eventId: event.id, result: "still_parked", reason: "unknown_price" });
-    // the price configured: two concurrent replays grant once
+    // the price configured: the replay grants it
     const deps = fixedDeps();
-    const replays = await Promise.all([replayParkedEvent(deps, event.id), replayParkedEvent(deps, event.id)]);
-    expect(replays.filter((replay) => replay.result === "resolved")).not.toHaveLength(0);
+    expect(await replayParkedEvent(deps, event.id)).toEqual({ eventId: event.id, result: "resolved", outcome: "allowance_granted" });
     expect(await balance(userId)).toBe(10_000 + 40_000);
     expect(await fx.billing.store.getParkedEvent(event.id)).toMatchObject({ status: "resolved", outcome: "allowance_granted" });
     // a second replay, and Stripe's redelivery, change nothing more
     expect(await replayParkedEvent(deps, event.id)).toEqual({ eventId: event.id, result: "not_parked", status: "resolved" });
+    expect((await fx.deliver(event)).json.outcome).toBe("duplicate");
+    expect(await balance(userId)).toBe(50_000);
+    expect((await auditAccount(fx.deps.ledger, userId)).ok).toBe(true);
+  });
+
+  it("concurrent replays of one parked event grant it once", async () => {
+    const userId = uniqueUser("park-race");
+    const customer = await customerOf(fx, userId);
+    const event = invoicePaid({ invoiceId: uniqueStripeId("in"), customer, subscriptionId: uniqueStripeId("sub"), userId, price: NEW_PRICE });
+    expect((await fx.deliver(event)).json.outcome).toBe("parked_unknown_price");
+    const deps = fixedDeps();
+    const replays = await Promise.all([replayParkedEvent(deps, event.id), replayParkedEvent(deps, event.id), replayParkedEvent(deps, event.id)]);
+    expect(replays.filter((replay) => replay.result === "resolved")).not.toHaveLength(0);
+    expect(replays.filter((replay) => replay.result === "still_parked")).toHaveLength(0);
+    expect(await balance(userId)).toBe(10_000 + 40_000);
+    // resolved by whichever replay ended it first: the one that granted, or one that found it granted
+    expect((await fx.billing.store.getParkedEvent(event.id))?.status).toBe("resolved");
+    expect(["allowance_granted", "allowance_already_granted"]).toContain((await fx.billing.store.getParkedEvent(event.id))?.outcome);
     expect((await fx.deliver(event)).json.outcome).toBe("duplicate");
     expect(await balance(userId)).toBe(50_000);
     expect((await auditAccount(fx.deps.ledger, userId)).ok).toBe(true);
