@@ -13,7 +13,7 @@ import {
   disputeSchema,
   invoiceSchema,
   refundSchema,
-  subscriptionLinePrices,
+  subscriptionLines,
   subscriptionSchema,
   userIdFrom,
 } from "./stripe-objects.js";
@@ -182,9 +182,10 @@ const onInvoicePaid: Handler = async (deps, event) => {
   await deps.store.clearPaymentFailed(userId, eventTime(event));
   const reason = invoice.billing_reason ?? "";
 
-  const plan = subscriptionLinePrices(invoice)
-    .map((price) => deps.prices.planOfPrice(price))
-    .find((mapped) => mapped !== undefined);
+  const line = subscriptionLines(invoice)
+    .map((candidate) => ({ ...candidate, plan: deps.prices.planOfPrice(candidate.price) }))
+    .find((candidate) => candidate.plan !== undefined);
+  const plan = line?.plan;
   // Whatever the billing reason (`subscription_update` for a portal switch of interval), a paid
   // period of a plan buys that period's allowance.
   if (plan || ALLOWANCE_REASONS.has(reason)) {
@@ -194,6 +195,13 @@ const onInvoicePaid: Handler = async (deps, event) => {
     }
     const credits = planOf(plan.plan, deps.ledger.catalog).monthlyAllowance;
     const key = `invoice#${invoice.id}`;
+    // An annual invoice grants month 0 and pays months 1..11 of the year its line starts: the
+    // schedule grants those from this share (lib/ledger/paid-year.ts), not from the plan.
+    if (plan.interval === "year" && line?.periodStart === undefined) {
+      logger.error("annual invoice line without its period", { invoice: invoice.id });
+      return MALFORMED;
+    }
+    const share = plan.interval === "year" && line?.periodStart !== undefined ? { anchor: line.periodStart * 1000, fromMonth: 1, monthly: credits } : undefined;
     await deps.store.putPurchase({
       id: invoice.id,
       userId,
@@ -202,7 +210,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
       grantKey: key,
       amountCents: invoice.amount_paid,
       createdAt: deps.ledger.now(),
-      ...(plan.interval === "year" ? { months: 12 } : {}),
+      ...(share ? { share } : {}),
     });
     const result = await grantCredits(deps.ledger, {
       userId,
@@ -217,6 +225,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
         billingReason: reason,
         ...(details?.subscription ? { subscription: details.subscription } : {}),
       },
+      ...(share ? { paidShare: share } : {}),
     });
     await applyWaitingClaws(deps, invoice.id);
     return result.applied ? "allowance_granted" : "allowance_already_granted";

@@ -1,7 +1,9 @@
 import { comparePlans, type PlanId, planOf } from "../catalog.js";
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
 import { ensureAccount, grantAllowanceIfDue, grantCredits } from "../ledger/index.js";
+import { type PaidYear, paidMonthlyFrom } from "../ledger/paid-year.js";
 import { parseInput, userIdSchema } from "../ledger/validation.js";
+import { periodIndexAt } from "../periods.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import type { BillingAccount } from "./store.js";
@@ -16,6 +18,7 @@ import {
   type UpgradeTerms,
   upgradeKey,
   upgradeMetadata,
+  upgradeShare,
 } from "./upgrade-top-up.js";
 
 /**
@@ -81,7 +84,8 @@ export async function grantUpgradeTopUp(
 ): Promise<UpgradeTopUpResult> {
   const { terms } = input;
   const credits = topUpOf(terms, deps.ledger.catalog);
-  if (credits <= 0) return { credits: 0, applied: false };
+  const share = upgradeShare(terms, deps.ledger.catalog);
+  if (credits <= 0 && !share) return { credits: 0, applied: false };
   const key = upgradeKey(input.invoiceId);
   const result = await grantCredits(deps.ledger, {
     userId: input.userId,
@@ -98,6 +102,7 @@ export async function grantUpgradeTopUp(
       periodStart: terms.periodStart,
       periodEnd: terms.periodEnd,
     },
+    ...(share ? { paidShare: share } : {}),
   });
   await deps.store.putPurchase({
     id: input.invoiceId,
@@ -107,9 +112,21 @@ export async function grantUpgradeTopUp(
     grantKey: key,
     amountCents: input.amountPaid,
     createdAt: deps.ledger.now(),
+    ...(share ? { share } : {}),
   });
   await applyWaitingClaws(deps, input.invoiceId);
   return { credits, applied: result.applied };
+}
+
+/**
+ * Whether the rest of an annual year is paid at `allowance` already: an upgrade back after a
+ * downgrade (which gave no money back) keeps what the first upgrade paid, so Stripe must not
+ * charge the difference again. The month in progress was granted at that level by then (by the
+ * schedule, or by the first upgrade's top-up when it was this month).
+ */
+function alreadyPaidFor(years: PaidYear[] | undefined, yearStart: number, at: number, allowance: number): boolean {
+  const month = periodIndexAt(yearStart, at * 1000, { kind: "calendarMonth" });
+  return paidMonthlyFrom(years, yearStart, month + 1) >= allowance;
 }
 
 /**
@@ -118,7 +135,9 @@ export async function grantUpgradeTopUp(
  * 402); once that invoice is paid, the allowance difference is topped up prorated from the same
  * instant, once per proration invoice. Downgrades take
  * effect at once without proration (the period was paid at the higher price, whose credits the
- * user keeps) and take no credits back.
+ * user keeps) and take no credits back. On an annual plan the months already paid at the higher
+ * plan keep granting at it until the year ends (lib/ledger/paid-year.ts), and an upgrade back to
+ * what the year has paid for is not charged again.
  */
 export async function changePlan(deps: BillingDeps, input: { userId: string; plan: PlanId }): Promise<ChangePlanResult> {
   const stripe = requireStripe(deps);
@@ -160,11 +179,22 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
         retryable: true,
       });
     }
-    terms = { from: current.plan, to: input.plan, interval, at, periodStart: period.start, periodEnd: period.end };
-    // Annual plans: the allowance month in progress must be granted at the plan it was paid at
-    // before the schedule moves to the new plan (else the schedule, if it had not granted that
-    // month yet, would grant it at the new allowance and the top-up would pay the difference twice).
-    if (interval === "year") await grantAllowanceIfDue(deps.ledger, account.userId);
+    terms = {
+      from: current.plan,
+      to: input.plan,
+      interval,
+      at,
+      periodStart: period.start,
+      periodEnd: period.end,
+      ...(interval === "year" ? { yearStart: subscriptionPeriod.start } : {}),
+    };
+    if (interval === "year") {
+      // The allowance month in progress is granted first, from what was paid for it, so what
+      // the year has paid for is up to date when we decide below.
+      await grantAllowanceIfDue(deps.ledger, account.userId);
+      const years = (await deps.ledger.store.getAccount(account.userId))?.paidYears;
+      if (alreadyPaidFor(years, before.periodStart, at, target.monthlyAllowance)) terms = undefined;
+    }
   }
   // The key changes whenever the subscription was invoiced again or changed anywhere else (its
   // last applied event, e.g. a switch in the portal), so a later change in the same day is a new
@@ -177,8 +207,9 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
       items: [{ id: before.itemId, price }],
       expand: ["latest_invoice"],
       // A downgrade credits nothing back: the higher plan's top-up was granted for the period,
-      // and prorating it away would let upgrade-then-downgrade buy credits for nothing.
-      proration_behavior: upgrade ? "always_invoice" : "none",
+      // and prorating it away would let upgrade-then-downgrade buy credits for nothing. An annual
+      // upgrade back to what the year has paid for already is not charged again.
+      proration_behavior: terms ? "always_invoice" : "none",
       ...(terms ? { payment_behavior: "error_if_incomplete" as const, proration_date: terms.at } : {}),
       metadata: {
         userId: account.userId,

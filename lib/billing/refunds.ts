@@ -1,11 +1,9 @@
-import { isPlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
+import type { AccountRecord } from "../ledger/account.js";
 import { type AdjustmentResult, adjustForCharge, type ChargeAdjustment } from "../ledger/charge-adjust.js";
-import type { BudgetedAccount } from "../ledger/schedule-budget.js";
-import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/schedule.js";
+import { shareCredits, shareOf, withShareBudget } from "../ledger/paid-year.js";
 import type { LedgerEntry } from "../ledger/store.js";
 import { logger } from "../logger.js";
-import { DAY_MS, periodStart } from "../periods.js";
 import { requireStripe } from "./checkout.js";
 import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawKey, withMoneyFact } from "./clawback.js";
 import type { BillingDeps } from "./deps.js";
@@ -45,53 +43,36 @@ async function isGranted(deps: BillingDeps, purchase: PurchaseRecord | undefined
   return purchase !== undefined && (await deps.ledger.store.getEntry(purchase.userId, purchase.grantKey)) !== undefined;
 }
 
-const YEAR_MS = 366 * DAY_MS;
-
-/** What a payment has granted so far, counting what the schedule budget held back (see `ClawPosition`). */
+/** What a payment has granted so far, counting what its share's budget held back (see `ClawPosition`). */
 interface GrantedSoFar {
   grantedGross: number;
   withheld: number;
 }
 
+/** Credits a payment buys: its own grant, plus its share of an annual year's scheduled months. */
+export const boughtBy = (purchase: PurchaseRecord): number => purchase.credits + (purchase.share ? shareCredits(purchase.share) : 0);
+
 /**
  * Credits a payment has granted so far. A pack or a monthly invoice grants all it buys at once;
- * an annual invoice grants month 0 itself and the schedule grants the rest month by month
- * (`allowance#…` entries of a paid plan in the year after it), so a refund can only take back
- * what was granted: a year refunded in half at month 5 takes the six months granted and leaves
- * the rest to the schedule budget. A month the budget held back names what it withheld; it counts
- * as granted (and as taken). Read from the ledger: refunds are rare, and the entries are the truth.
+ * a payment of an annual year grants its own part at once (month 0, an upgrade's top-up) and its
+ * share of the scheduled months month by month, counted on the share itself (lib/ledger/paid-year.ts):
+ * whatever the account did since (another year, another plan), that count is this payment's.
+ * A year no longer kept (older than the previous one) is over: its share granted what it could.
  */
-async function grantedSoFar(deps: BillingDeps, purchase: PurchaseRecord): Promise<GrantedSoFar> {
-  const months = purchase.months ?? 1;
-  if (months <= 1) return { grantedGross: purchase.credits, withheld: 0 };
-  const paidPlan = (plan: unknown) => typeof plan === "string" && isPlanId(plan) && planOf(plan, deps.ledger.catalog).paid;
-  const scheduled = (await deps.ledger.store.allEntries(purchase.userId))
-    .filter(
-      (entry) =>
-        entry.reason === "allowance" &&
-        entry.key.startsWith("allowance#") &&
-        entry.amount >= 0 &&
-        paidPlan(entry.refs.plan) &&
-        entry.createdAt >= purchase.createdAt &&
-        entry.createdAt < purchase.createdAt + YEAR_MS,
-    )
-    .sort((a, b) => a.createdAt - b.createdAt)
-    .slice(0, months - 1);
-  const withheld = scheduled.reduce((sum, entry) => sum + (typeof entry.refs.withheld === "number" ? entry.refs.withheld : 0), 0);
-  return { grantedGross: purchase.credits + scheduled.reduce((sum, entry) => sum + entry.amount, 0) + withheld, withheld };
+function grantedSoFar(purchase: PurchaseRecord, account: AccountRecord): GrantedSoFar {
+  if (!purchase.share) return { grantedGross: purchase.credits, withheld: 0 };
+  const share = shareOf(account.paidYears, purchase.share.anchor, purchase.grantKey);
+  if (!share) return { grantedGross: boughtBy(purchase), withheld: 0 };
+  return { grantedGross: purchase.credits + share.granted + share.withheld, withheld: share.withheld };
 }
 
 /**
- * The anchor of the annual year the account's schedule is granting, when that year is the one
- * this purchase paid for (paid within it; a day's slack for Stripe's and our clocks): its
- * remaining months are what the schedule budget limits. Undefined otherwise (a pack, a monthly
- * invoice, a year already over or replaced): no schedule grants that purchase's months any more.
+ * The account's years with this payment's share budget set to `credits` (`undefined`: its months
+ * may grant in full), or `undefined` when that changes nothing (no share kept, or the same budget).
  */
-function budgetAnchor(purchase: PurchaseRecord, account: BudgetedAccount): number | undefined {
-  if ((purchase.months ?? 1) <= 1 || account.interval !== "year") return undefined;
-  const anchor = account.periodAnchor;
-  const yearEnd = periodStart(anchor, LAST_SCHEDULED_ANNUAL_MONTH + 1, { kind: "calendarMonth" });
-  return purchase.createdAt >= anchor - DAY_MS && purchase.createdAt < yearEnd ? anchor : undefined;
+function budgetedYears(purchase: PurchaseRecord, account: AccountRecord, credits: number | undefined) {
+  if (!purchase.share) return undefined;
+  return withShareBudget(account.paidYears, purchase.share.anchor, purchase.grantKey, credits ?? null);
 }
 
 const isReversal = (fact: ClawFact) => fact.kind === "refund_reversed" || fact.kind === "dispute_reversed";
@@ -108,7 +89,7 @@ async function recordFact(deps: BillingDeps, purchase: PurchaseRecord, fact: Cla
       chargeId: fact.chargeId,
       userId: purchase.userId,
       purchaseId: purchase.id,
-      credits: purchase.credits * (purchase.months ?? 1), // what the payment bought
+      credits: boughtBy(purchase), // what the payment bought
       basisCents: Math.max(0, purchase.amountCents), // 0: the refund's charge amount is the basis
       refundedCents: 0,
       disputes: {},
@@ -151,13 +132,6 @@ function adjustmentEntry(fact: ClawFact, key: string, amount: number, purchase: 
  * this one decides again.
  */
 async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawFact, key: string): Promise<string> {
-  let granted: { at: string; year: GrantedSoFar } | undefined;
-  const yearOf = async (account: BudgetedAccount) => {
-    // Only a scheduled grant changes what the year granted, and each one advances the period.
-    const at = `${account.periodAnchor}:${account.periodIndex}`;
-    if (granted?.at !== at) granted = { at, year: await grantedSoFar(deps, purchase) };
-    return granted.year;
-  };
   // the fact's own entry: written by this call (in any round), or found written before it
   let written: AdjustmentResult | undefined;
   let before: LedgerEntry | undefined;
@@ -173,21 +147,19 @@ async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: C
       own = entries[keys.indexOf(key)];
       const position: ClawPosition = {
         bought: claw.credits,
-        ...(await yearOf(account)),
+        ...grantedSoFar(purchase, account),
         clawedNet: -entries.reduce((sum, entry) => sum + (entry?.amount ?? 0), 0),
       };
       const move = own ? 0 : clawAdjustment(claw, position);
-      // The year's budget, when its remaining months cannot all grant in full (null: they can).
-      const anchor = budgetAnchor(purchase, account);
-      const credits = anchor === undefined ? undefined : bindingScheduleBudget(claw, { ...position, clawedNet: position.clawedNet + move });
-      const budget = anchor === undefined ? undefined : credits === undefined ? null : { anchor, credits };
-      if (move !== 0) return { entry: adjustmentEntry(fact, key, -move, purchase), ...(budget === undefined ? {} : { scheduleBudget: budget }) };
-      const current = account.scheduleBudget?.anchor === anchor ? account.scheduleBudget : undefined;
-      if (budget === undefined || (budget === null ? current === undefined : current?.credits === budget.credits)) return {};
+      // The share's budget, when its remaining months cannot all grant in full (lifted when they can).
+      const paidYears = budgetedYears(purchase, account, bindingScheduleBudget(claw, { ...position, clawedNet: position.clawedNet + move }));
+      if (move !== 0) return { entry: adjustmentEntry(fact, key, -move, purchase), ...(paidYears ? { paidYears } : {}) };
+      if (!paidYears) return {};
       // Only the budget changes: it is written with an entry of 0 credits (see adjustForCharge),
       // keyed by the account state it was decided from, so the fact's own key stays unused.
+      const budget = shareOf(paidYears, purchase.share?.anchor ?? -1, purchase.grantKey)?.budget;
       const entry = adjustmentEntry(fact, `budget#${fact.chargeId}#${account.seq}`, 0, purchase);
-      return { entry: { ...entry, refs: { ...entry.refs, scheduleBudget: budget?.credits ?? "none" } }, scheduleBudget: budget };
+      return { entry: { ...entry, refs: { ...entry.refs, scheduleBudget: budget ?? "none" } }, paidYears };
     });
     if (result.entry?.key === key) written = result;
     if (round === 0) before = own;

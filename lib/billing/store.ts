@@ -1,5 +1,4 @@
 import type { AccountRecord, SubscriptionState } from "../ledger/account.js";
-import type { ScheduleBudget } from "../ledger/schedule-budget.js";
 import type { ChargeMoney } from "./clawback.js";
 import type { ClawFact } from "./refunds.js";
 
@@ -52,8 +51,6 @@ export type BillingAccount = AccountRecord & {
   subscriptionRev?: number;
   /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
   lastPaidAt?: number;
-  /** what the rest of a refunded annual year may grant (written with the clawback; spent by the schedule) */
-  scheduleBudget?: ScheduleBudget;
 };
 
 /**
@@ -73,10 +70,12 @@ export interface PurchaseRecord {
   amountCents: number;
   createdAt: number;
   /**
-   * How many monthly allowances the payment buys when more than the one granted with it: 12 for
-   * an annual invoice (month 0 granted by the invoice, months 1..11 by the schedule).
+   * A payment of an annual year: the share of that year's scheduled months it pays for, as
+   * recorded on the account with its grant (lib/ledger/paid-year.ts). The annual invoice pays
+   * months 1..11 at its plan's allowance (month 0 is its grant); an upgrade's proration invoice
+   * pays the allowance difference for the months after the one its top-up covers.
    */
-  months?: number;
+  share?: { anchor: number; fromMonth: number; monthly: number };
 }
 
 /**

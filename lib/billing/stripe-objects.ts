@@ -116,12 +116,17 @@ type InvoiceLine = NonNullable<StripeInvoice["lines"]>["data"][number];
 const isProration = (line: InvoiceLine) =>
   (line.parent?.subscription_item_details?.proration ?? line.parent?.invoice_item_details?.proration) === true;
 
-/** The invoice's subscription lines (not prorations) and their prices. */
-export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
+/** The invoice's subscription lines (not prorations): their price and where their period starts (epoch seconds). */
+export function subscriptionLines(invoice: StripeInvoice): { price: string; periodStart: number | undefined }[] {
   return (invoice.lines?.data ?? []).flatMap((line) => {
     const price = line.pricing?.price_details?.price;
-    return price && !isProration(line) ? [price] : [];
+    return price && !isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
   });
+}
+
+/** The invoice's subscription lines' prices. */
+export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
+  return subscriptionLines(invoice).map((line) => line.price);
 }
 
 /** The invoice's proration lines: their price and where their period starts (the proration instant, epoch seconds). */

@@ -1,4 +1,5 @@
 import { type BillingInterval, type Catalog, isPlanId, type PlanId, planOf } from "../catalog.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/paid-year.js";
 import { periodIndexAt, periodStart } from "../periods.js";
 
 /**
@@ -53,7 +54,7 @@ export function prorationInstant(nowMs: number, subscription: SecondsPeriod): nu
  * The allowance period an upgrade at `at` tops up. Monthly plans: the subscription's current
  * period (what Stripe prorates the price over). Annual plans: the allowance month in progress
  * (calendar months anchored at the subscription's period start, as the schedule grants them);
- * the later months of the year are granted by the schedule at the new plan's allowance.
+ * the later months of the year are paid by the upgrade's share (`upgradeShare`).
  */
 export function allowancePeriodAt(interval: BillingInterval, subscription: SecondsPeriod, at: number): SecondsPeriod {
   if (interval === "month") return subscription;
@@ -74,6 +75,8 @@ export interface UpgradeTerms {
   at: number;
   periodStart: number;
   periodEnd: number;
+  /** annual plans: the paid year's start (the subscription's period start), seconds */
+  yearStart?: number;
 }
 
 /** The credits an upgrade tops up (see `upgradeTopUp`). */
@@ -85,6 +88,22 @@ export function topUpOf(terms: UpgradeTerms, catalog: Catalog): number {
     periodEnd: terms.periodEnd,
     at: terms.at,
   });
+}
+
+/**
+ * What an annual upgrade pays for the rest of its year: the allowance difference for every
+ * scheduled month after the one its top-up covers (lib/ledger/paid-year.ts). Undefined for a
+ * monthly plan, or an upgrade in the year's last month (its top-up covers what is left).
+ */
+export function upgradeShare(
+  terms: UpgradeTerms,
+  catalog: Catalog,
+): { anchor: number; fromMonth: number; monthly: number } | undefined {
+  if (terms.interval !== "year" || terms.yearStart === undefined) return undefined;
+  const anchor = terms.yearStart * 1000;
+  const fromMonth = periodIndexAt(anchor, terms.at * 1000, { kind: "calendarMonth" }) + 1;
+  const monthly = planOf(terms.to, catalog).monthlyAllowance - planOf(terms.from, catalog).monthlyAllowance;
+  return monthly > 0 && fromMonth <= LAST_SCHEDULED_ANNUAL_MONTH ? { anchor, fromMonth, monthly } : undefined;
 }
 
 /** The ledger key of an upgrade top-up: one per paid proration invoice (invariant 3). */
@@ -101,6 +120,7 @@ export function upgradeMetadata(terms: UpgradeTerms | undefined): Record<string,
     upgradeAt: terms ? String(terms.at) : "",
     upgradePeriodStart: terms ? String(terms.periodStart) : "",
     upgradePeriodEnd: terms ? String(terms.periodEnd) : "",
+    upgradeYearStart: terms?.yearStart !== undefined ? String(terms.yearStart) : "",
   };
 }
 
@@ -112,7 +132,7 @@ const SECONDS = /^\d{1,12}$/;
  * metadata written before the terms carried the instant) is no upgrade we can price.
  */
 export function readUpgradeMetadata(metadata: Record<string, string> | null | undefined): UpgradeTerms | undefined {
-  const { upgradeFrom, plan, interval, upgradeAt, upgradePeriodStart, upgradePeriodEnd } = metadata ?? {};
+  const { upgradeFrom, plan, interval, upgradeAt, upgradePeriodStart, upgradePeriodEnd, upgradeYearStart } = metadata ?? {};
   if (!upgradeFrom || !plan || !isPlanId(upgradeFrom) || !isPlanId(plan)) return undefined;
   if (interval !== "month" && interval !== "year") return undefined;
   if (![upgradeAt, upgradePeriodStart, upgradePeriodEnd].every((value) => SECONDS.test(value ?? ""))) return undefined;
@@ -120,5 +140,8 @@ export function readUpgradeMetadata(metadata: Record<string, string> | null | un
   const start = Number(upgradePeriodStart);
   const end = Number(upgradePeriodEnd);
   if (!(start < end && start <= at && at <= end)) return undefined;
-  return { from: upgradeFrom, to: plan, interval, at, periodStart: start, periodEnd: end };
+  if (interval === "month") return { from: upgradeFrom, to: plan, interval, at, periodStart: start, periodEnd: end };
+  // an annual upgrade also pays the rest of its year, counted from the year's start
+  if (!SECONDS.test(upgradeYearStart ?? "") || Number(upgradeYearStart) > start) return undefined;
+  return { from: upgradeFrom, to: plan, interval, at, periodStart: start, periodEnd: end, yearStart: Number(upgradeYearStart) };
 }

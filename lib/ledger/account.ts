@@ -1,4 +1,5 @@
 import type { BillingInterval, PlanId } from "../catalog.js";
+import type { PaidYear } from "./paid-year.js";
 import type { LedgerEntry } from "./store.js";
 import { ownValue } from "../own-keys.js";
 
@@ -82,6 +83,8 @@ export interface AccountRecord {
   stripeCustomerId?: string;
   subscription?: SubscriptionState;
   paymentFailedAt?: number;
+  /** annual plans: what each payment of the current (and the previous) year paid for its scheduled months (lib/ledger/paid-year.ts) */
+  paidYears?: PaidYear[];
 }
 
 export function heldOf(account: Pick<AccountRecord, "balance" | "available">): number {

@@ -5,7 +5,8 @@ import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-fact
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
-import { type BudgetedAccount, type ScheduleBudget, scheduleBudgetRemoval, scheduleBudgetSet } from "./schedule-budget.js";
+import type { AccountRecord } from "./account.js";
+import type { PaidYear } from "./paid-year.js";
 import type { LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -24,17 +25,14 @@ export interface ChargeAdjustment {
    * (reinstate); 0 when only the schedule budget changes.
    */
   entry?: z.infer<typeof adjustmentEntrySchema>;
-  /** the annual schedule budget to leave on the account; `null` removes it, absent leaves it as it is */
-  scheduleBudget?: ScheduleBudget | null;
+  /** the annual years with the refunded payment's share budget moved (lib/ledger/paid-year.ts); absent: unchanged */
+  paidYears?: PaidYear[];
 }
 
 export type AdjustmentResult = { entry: LedgerEntry | undefined; balance: number };
 
-const sameBudget = (a: ScheduleBudget | undefined, b: ScheduleBudget | null) =>
-  b === null ? a === undefined : a?.anchor === b.anchor && a.credits === b.credits;
-
 /**
- * Applies a refund's or dispute's credits and the annual schedule budget they imply in one
+ * Applies a refund's or dispute's credits and the annual share budget they imply in one
  * conditional commit, so neither lands without the other. `decide` reads whatever the decision
  * needs after the account was read, and is asked again whenever the account moved on before the
  * commit (a grant, a settle, another clawback), so what it decided from is what lands. An entry
@@ -50,15 +48,14 @@ const sameBudget = (a: ScheduleBudget | undefined, b: ScheduleBudget | null) =>
 export async function adjustForCharge(
   deps: LedgerDeps,
   userIdInput: string,
-  decide: (account: BudgetedAccount) => Promise<ChargeAdjustment>,
+  decide: (account: AccountRecord) => Promise<ChargeAdjustment>,
 ): Promise<AdjustmentResult> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   return untilSettled(async () => {
-    const account = (await ensureAccountOnce(deps, userId)) as BudgetedAccount;
+    const account = await ensureAccountOnce(deps, userId);
     const decision = await decide(account);
     const entry = decision.entry ? parseInput(adjustmentEntrySchema, decision.entry) : undefined;
-    const budget = decision.scheduleBudget;
-    const budgetChanges = budget !== undefined && !sameBudget(account.scheduleBudget, budget);
+    const budgetChanges = decision.paidYears !== undefined;
     if (!entry) {
       if (budgetChanges) throw new ValidationError("a schedule budget is written with an entry", "entry");
       return { entry: undefined, balance: account.balance };
@@ -68,7 +65,7 @@ export async function adjustForCharge(
     }
     if (entry.amount === 0 && !budgetChanges) throw new ValidationError("an entry of 0 credits only carries a schedule budget", "amount");
     const fact: CreditFact = { ...entry, refs: entry.refs ?? {} };
-    const extra = !budgetChanges ? {} : budget === null ? { remove: scheduleBudgetRemoval() } : { set: scheduleBudgetSet(budget) };
+    const extra = decision.paidYears ? { set: { paidYears: decision.paidYears } } : {};
     const commit = commitForFacts(account, [fact], deps.now(), extra);
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     if (result === "stale" || !result.applied) return undefined;

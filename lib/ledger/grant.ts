@@ -9,7 +9,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
-import { scheduleBudgetOf, scheduleBudgetSet } from "./schedule-budget.js";
+import { monthGrant, withPaidShare } from "./paid-year.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -44,10 +44,21 @@ async function firstResult(deps: LedgerDeps, userId: string, result: FactResult,
 const grantInputSchema = z.object({
   userId: userIdSchema,
   key: entryKeySchema,
-  amount: creditAmountSchema.check(z.refine((value) => value !== 0, "must not be zero")),
+  amount: creditAmountSchema,
   bucket: z.enum(["allowance", "purchased"]),
   reason: z.enum(["allowance", "invoice", "pack", "upgrade", "admin"]),
   refs: z.optional(z.record(z.string(), z.union([z.string().check(z.maxLength(500)), z.number()]))),
+  /**
+   * A payment of an annual year: what it pays for that year's scheduled months (lib/ledger/paid-year.ts),
+   * recorded in the same commit as its grant (so once, with it).
+   */
+  paidShare: z.optional(
+    z.object({
+      anchor: z.number().check(z.int(), z.minimum(0)),
+      fromMonth: z.number().check(z.int(), z.minimum(1)),
+      monthly: z.number().check(z.int(), z.minimum(0), z.maximum(1_000_000_000)),
+    }),
+  ),
 });
 export type GrantInput = z.infer<typeof grantInputSchema>;
 
@@ -72,16 +83,23 @@ function lapseFor(account: AccountRecord, key: string, catalog: LedgerDeps["cata
  * `available` below zero (invariant 2): clawbacks are the separate `clawBack`.
  */
 export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
-  const grant = parseInput(grantInputSchema, input);
+  const { paidShare, ...grant } = parseInput(grantInputSchema, input);
   if (grant.amount < 0 && grant.reason !== "admin") {
     throw new ValidationError("amount must be positive; only admin adjustments may deduct", "amount");
   }
+  // 0 credits only when the entry carries a paid share (an upgrade in an annual year's last
+  // minutes still pays for its later months): the entry is what makes the share land once.
+  if (grant.amount === 0 && !paidShare) throw new ValidationError("amount: must not be zero", "amount");
   const fact: CreditFact = { ...grant, refs: grant.refs ?? {} };
   const result = await applyFacts(deps, grant.userId, (account) => {
     if (grant.amount < 0 && account.available < -grant.amount) {
       throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
     }
-    return commitForFacts(account, [fact], deps.now(), grant.amount < 0 ? { requireAvailable: -grant.amount } : {});
+    const paidYears = paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare });
+    return commitForFacts(account, [fact], deps.now(), {
+      ...(grant.amount < 0 ? { requireAvailable: -grant.amount } : {}),
+      ...(paidYears ? { set: { paidYears } } : {}),
+    });
   });
   return firstResult(deps, grant.userId, result, grant.key);
 }
@@ -140,7 +158,10 @@ function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps
 
 /**
  * Grants the scheduled allowance due now (free plans every 30 days, annual plans monthly), once
- * per period however many callers race for it (lazy authorize, the sweep, a second authorize):
+ * per period however many callers race for it (lazy authorize, the sweep, a second authorize).
+ * A free plan's period grants its allowance; an annual month grants what its year's payments paid
+ * for it (lib/ledger/paid-year.ts), and nothing when nobody paid for that year (a renewal still
+ * past due: the month is passed over, never granted later — missed periods are not back-filled):
  * the entry key is the period, and the account must not have granted that period yet. A `reset`
  * plan first expires its unused allowance (purchased credits and held credits never lapse).
  *
@@ -163,12 +184,21 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
       return repaired.kind === "committed" ? { granted: false } : undefined;
     }
     const plan = planOf(account.plan, deps.catalog);
+    const advance = scheduleAdvance(account, due);
+    // An annual month grants what was paid for it (lib/ledger/paid-year.ts), never the plan's allowance.
+    const annual = plan.paid && account.interval === "year";
+    const month = annual ? monthGrant(account.paidYears, account.periodAnchor, due.index) : undefined;
+    if (annual && !month) {
+      // Nobody paid for this year (a renewal still past due): the month is passed over, not granted.
+      const skipped = await deps.store.commit(advance);
+      if (skipped.kind !== "committed") return undefined;
+      logger.warn("annual month not granted: its year is not paid", { userId, period: due.key, anchor: account.periodAnchor });
+      return { granted: false };
+    }
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
-    // A refunded year grants at most its budget, spent in the same commit; what it holds back is
-    // named on the entry, so a later reversal of the refund can give it back.
-    const budget = scheduleBudgetOf(account);
-    const amount = budget ? Math.min(plan.monthlyAllowance, Math.max(0, budget.credits)) : plan.monthlyAllowance;
-    const withheld = plan.monthlyAllowance - amount;
+    const amount = month ? month.amount : plan.monthlyAllowance;
+    // what a refunded payment's budget held back is named on the entry (a reversal may give it back)
+    const withheld = month ? month.withheld : 0;
     facts.push({
       key: due.key,
       amount,
@@ -176,10 +206,9 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
       reason: "allowance",
       refs: { plan: account.plan, period: due.index, ...(withheld > 0 ? { withheld } : {}) },
     });
-    const advance = scheduleAdvance(account, due);
     const commit = commitForFacts(account, facts, now, {
       periodBelow: advance.periodBelow,
-      set: { ...advance.set, ...(budget ? scheduleBudgetSet({ ...budget, credits: budget.credits - amount }) : {}) },
+      set: { ...advance.set, ...(month ? { paidYears: month.years } : {}) },
       ...(advance.remove ? { remove: advance.remove } : {}),
     });
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);

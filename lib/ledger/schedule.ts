@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { type Catalog, planOf } from "../catalog.js";
 import { type Cadence, periodIndexAt, periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH } from "./paid-year.js";
 import { SCHEDULE_SHARDS } from "./table-definition.js";
 
 export function freeCadence(catalog: Catalog): Cadence {
@@ -23,13 +24,7 @@ export function shardOf(userId: string): string {
   return `G${(digest[0] as number) % SCHEDULE_SHARDS}`;
 }
 
-/**
- * An annual plan's schedule grants months 1..11 of its paid year. Month 0 comes with the annual
- * invoice, and the next year's month 0 with the renewal invoice — so the schedule must stop
- * before the renewal date, or a sweep running before the renewal's subscription update arrives
- * would grant that month a second time under the old anchor.
- */
-export const LAST_SCHEDULED_ANNUAL_MONTH = 11;
+export { LAST_SCHEDULED_ANNUAL_MONTH };
 
 function lastIndex(cadence: Cadence): number {
   return cadence.kind === "calendarMonth" ? LAST_SCHEDULED_ANNUAL_MONTH : Number.POSITIVE_INFINITY;

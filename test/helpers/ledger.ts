@@ -1,5 +1,5 @@
-import { catalog } from "../../lib/catalog.js";
-import { LEDGER_DEFAULTS, type LedgerDeps, createDynamoLedgerStore } from "../../lib/ledger/index.js";
+import { catalog, type PlanId, planOf } from "../../lib/catalog.js";
+import { changePlanSchedule, createDynamoLedgerStore, grantCredits, LEDGER_DEFAULTS, type LedgerDeps } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { countRequests, freshTable } from "./dynamo.js";
 
@@ -36,3 +36,24 @@ export async function ledgerFixture(overrides: Partial<LedgerDeps> = {}) {
 
 let counter = 0;
 export const uniqueUser = (label = "user") => `${label}-${process.pid}-${++counter}`;
+
+/**
+ * Puts a user on an annual plan the way billing does: the plan and schedule anchored at
+ * `anchor`, and the annual invoice's grant (month 0) with the share of months 1..11 it pays for
+ * (lib/ledger/paid-year.ts). Without the payment an annual month grants nothing.
+ */
+export async function payAnnualYear(
+  deps: LedgerDeps,
+  input: { userId: string; plan: PlanId; anchor: number; invoice?: string },
+): Promise<void> {
+  const monthly = planOf(input.plan, deps.catalog).monthlyAllowance;
+  await changePlanSchedule(deps, { userId: input.userId, plan: input.plan, interval: "year", periodStart: input.anchor });
+  await grantCredits(deps, {
+    userId: input.userId,
+    key: `invoice#${input.invoice ?? `in_year_${input.anchor}`}`,
+    amount: monthly,
+    bucket: "allowance",
+    reason: "invoice",
+    paidShare: { anchor: input.anchor, fromMonth: 1, monthly },
+  });
+}

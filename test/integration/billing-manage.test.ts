@@ -96,6 +96,7 @@ describe("POST /v1/billing/change-plan", () => {
         upgradeAt: String(T0),
         upgradePeriodStart: String(T0),
         upgradePeriodEnd: String(T0 + 31 * DAY),
+        upgradeYearStart: "", // monthly plans: no year to pay the rest of
       },
     });
     expect(update?.idempotencyKey).toMatch(

@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
+import { shareOf } from "../../lib/ledger/paid-year.js";
 import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -262,7 +263,9 @@ describe("a refunded annual subscription that stays active: the year nets what w
     }
     return amounts;
   }
-  const budgetOf = async (userId: string) => ((await fx.deps.ledger.store.getAccount(userId)) as BillingAccount).scheduleBudget;
+  /** the annual invoice's share budget (lib/ledger/paid-year.ts): what its remaining months may still grant */
+  const budgetOf = async (userId: string, invoiceId: string) =>
+    shareOf((await fx.deps.ledger.store.getAccount(userId))?.paidYears, T0 * 1000, `invoice#${invoiceId}`)?.budget;
   const MONTH = 100_000;
   const SIGNUP = 10_000;
 
@@ -278,7 +281,7 @@ describe("a refunded annual subscription that stays active: the year nets what w
     const sub = await annualSubscriber(5);
     expect((await fx.deliver(sub.refund(120_000, 5))).json.outcome).toBe("clawed_back");
     expect((await view(sub.userId)).balance).toBe(SIGNUP);
-    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 0 });
+    expect(await budgetOf(sub.userId, sub.invoiceId)).toEqual(0);
     expect(await grantMonths(sub.userId, 6, 11)).toEqual([0, 0, 0, 0, 0, 0]);
     // the year nets 12 × 100,000 × (1 − 120,000/120,000) = 0
     expect((await view(sub.userId)).balance).toBe(SIGNUP);
@@ -292,7 +295,7 @@ describe("a refunded annual subscription that stays active: the year nets what w
     await fx.deliver(sub.refund(60_000, 5));
     expect((await view(sub.userId)).balance).toBe(SIGNUP); // six months granted, six months' worth returned
     // the six months to come are exactly what the year still owes: no budget binds them
-    expect(await budgetOf(sub.userId)).toBeUndefined();
+    expect(await budgetOf(sub.userId, sub.invoiceId)).toBeUndefined();
     expect(await grantMonths(sub.userId, 6, 11)).toEqual(Array(6).fill(MONTH));
     // 12 × 100,000 × (1 − 60,000/120,000) = 600,000
     expect((await view(sub.userId)).balance).toBe(SIGNUP + 600_000);
@@ -302,7 +305,7 @@ describe("a refunded annual subscription that stays active: the year nets what w
     const sub = await annualSubscriber(2);
     await fx.deliver(sub.refund(60_000, 2));
     expect((await view(sub.userId)).balance).toBe(SIGNUP);
-    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 600_000 });
+    expect(await budgetOf(sub.userId, sub.invoiceId)).toEqual(600_000);
     expect(await grantMonths(sub.userId, 3, 11)).toEqual([MONTH, MONTH, MONTH, MONTH, MONTH, MONTH, 0, 0, 0]);
     expect((await view(sub.userId)).balance).toBe(SIGNUP + 600_000);
   });
@@ -325,7 +328,7 @@ describe("a refunded annual subscription that stays active: the year nets what w
     // 6 months taken + months 6 and 7 held back
     expect((await view(sub.userId)).balance).toBe(SIGNUP + 8 * MONTH);
     // nothing returned any more: the months to come grant in full, the budget is gone
-    expect(await budgetOf(sub.userId)).toBeUndefined();
+    expect(await budgetOf(sub.userId, sub.invoiceId)).toBeUndefined();
     expect(await grantMonths(sub.userId, 8, 11)).toEqual(Array(4).fill(MONTH));
     expect((await view(sub.userId)).balance).toBe(SIGNUP + 12 * MONTH);
     expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
@@ -361,14 +364,14 @@ describe("a refunded annual subscription that stays active: the year nets what w
       const refunded = sub.refund(120_000, 5);
       expect((await fx.deliver(refunded)).status).toBeGreaterThanOrEqual(500);
       expect((await view(sub.userId)).balance).toBe(SIGNUP + 6 * MONTH);
-      expect(await budgetOf(sub.userId)).toBeUndefined();
+      expect(await budgetOf(sub.userId, sub.invoiceId)).toBeUndefined();
       expect((await fx.deliver(refunded)).json.outcome).toBe("clawed_back"); // Stripe's redelivery
       expect((await fx.deliver({ ...refunded, id: uniqueStripeId("evt") })).json.outcome).toBe("already_clawed_back");
     } finally {
       fx.billing.store = store;
     }
     expect((await view(sub.userId)).balance).toBe(SIGNUP);
-    expect(await budgetOf(sub.userId)).toEqual({ anchor: T0 * 1000, credits: 0 });
+    expect(await budgetOf(sub.userId, sub.invoiceId)).toEqual(0);
     expect(await grantMonths(sub.userId, 6, 11)).toEqual(Array(6).fill(0));
     expect((await view(sub.userId)).balance).toBe(SIGNUP);
   });

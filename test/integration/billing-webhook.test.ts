@@ -358,8 +358,12 @@ describe("invoice.paid", () => {
         amount: 100_000,
         refs: { plan: "pro", interval: "year", billingReason: "subscription_update" },
       });
-      // it bought twelve months (a refund of the year takes back their share as far as granted)
-      expect(await fx.billing.store.getPurchase(invoiceId)).toMatchObject({ credits: 100_000, months: 12, amountCents: 47_700 });
+      // it bought month 0 and paid months 1..11 (a refund of the year takes back their share as far as granted)
+      expect(await fx.billing.store.getPurchase(invoiceId)).toMatchObject({
+        credits: 100_000,
+        share: { fromMonth: 1, monthly: 100_000 },
+        amountCents: 47_700,
+      });
       // once per invoice
       expect((await fx.deliver({ ...paid, id: uniqueStripeId("evt") })).json.outcome).toBe("allowance_already_granted");
       // The schedule is the new year's: anchored at the switch, month 1 on 11 February.
@@ -409,7 +413,7 @@ describe("invoice.paid", () => {
       expect(await balance(sub.userId)).toBe(110_000 + 40_000);
       const purchase = await fx.billing.store.getPurchase(invoiceId);
       expect(purchase).toMatchObject({ credits: 40_000, amountCents: 0 });
-      expect(purchase?.months).toBeUndefined();
+      expect(purchase?.share).toBeUndefined();
       const stored = await account(sub.userId);
       expect(stored).toMatchObject({ plan: "plus", interval: "month" });
       expect(stored.nextGrantAt).toBeUndefined(); // monthly paid plans are granted by their invoices

@@ -7,14 +7,13 @@ import {
   changePlanSchedule,
   ensureAccount,
   getBalance,
-  grantCredits,
   listHistory,
   settleChat,
 } from "../../lib/ledger/index.js";
 import { DAY_MS, periodStart } from "../../lib/periods.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { ledgerFixture, START, uniqueUser } from "../helpers/ledger.js";
+import { ledgerFixture, payAnnualYear, START, uniqueUser } from "../helpers/ledger.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 
 const plenty = () => 600_000;
@@ -156,9 +155,8 @@ describe("sweep correctness", () => {
     const user = uniqueUser("annual");
     await ensureAccount(fx.deps, user);
     const yearStart = fx.clock.value;
-    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "year", periodStart: yearStart });
-    // Month 0 comes with the paid annual invoice.
-    await grantCredits(fx.deps, { userId: user, key: "invoice#in_annual1", amount: 100_000, bucket: "allowance", reason: "invoice" });
+    // Month 0 comes with the paid annual invoice, which pays months 1..11 too.
+    await payAnnualYear(fx.deps, { userId: user, plan: "pro", anchor: yearStart, invoice: "in_annual1" });
     for (let month = 1; month <= 12; month++) {
       const boundary = periodStart(yearStart, month, { kind: "calendarMonth" });
       for (const offset of [-DAY_MS, 0, 2 * DAY_MS]) {
@@ -185,7 +183,7 @@ describe("sweep correctness", () => {
 
     // The renewal re-anchors the schedule; the new year's month 1 is granted once, under its own key.
     const renewal = periodStart(yearStart, 12, { kind: "calendarMonth" });
-    await changePlanSchedule(fx.deps, { userId: user, plan: "pro", interval: "year", periodStart: renewal });
+    await payAnnualYear(fx.deps, { userId: user, plan: "pro", anchor: renewal, invoice: "in_annual2" });
     fx.clock.value = periodStart(renewal, 1, { kind: "calendarMonth" }) + DAY_MS;
     await runSweep(fx.deps, schedule, { remainingMs: plenty });
     await runSweep(fx.deps, schedule, { remainingMs: plenty });

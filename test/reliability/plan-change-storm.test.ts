@@ -18,7 +18,10 @@ import { budgetMs, random, recordOutcomeOf, recordSection, SEED, SIGNUP_BONUS, s
  * After every step a chat must still be admitted at once (no lockout), and at the end every
  * balance must be what an independent model computes: the first invoice's allowance, each paid
  * upgrade's difference prorated by the share of its allowance period left (seconds, floored),
- * and each annual month at the plan in force when it began.
+ * and each annual month at what the year's payments paid for it — the annual invoice's plan,
+ * plus the difference each paid upgrade bought for the months after its own, whatever the plan
+ * is now (a downgrade gives no money back, so it takes no paid month away; an upgrade back to a
+ * level the rest of the year has paid for already is not charged again and tops up nothing).
  */
 captureLogs();
 
@@ -95,7 +98,7 @@ describe("plan-change storm", () => {
     async () => {
       const started = performance.now();
       const schedule = createDynamoScheduleStore(fx.client, fx.tableName);
-      const counts = { changes: 0, upgrades: 0, downgrades: 0, sweeps: 0, webhooks: 0, deferred: 0, duplicates: 0, authorizations: 0 };
+      const counts = { changes: 0, upgrades: 0, freeUpgrades: 0, downgrades: 0, sweeps: 0, webhooks: 0, deferred: 0, duplicates: 0, authorizations: 0 };
       const classes = new Map<string, number>();
       const problems: string[] = [];
       let creditsLost = 0;
@@ -108,6 +111,9 @@ describe("plan-change storm", () => {
         const sub = await subscribeAndPay(fx, { plan: story.firstPlan, interval: story.interval, periodEnd: story.periodEnd });
         let plan: Plan = story.firstPlan;
         let expected = SIGNUP_BONUS + ALLOWANCE[plan];
+        /** annual: what each payment pays a month, from which scheduled month on */
+        const paid: { from: number; monthly: number }[] = [{ from: 1, monthly: ALLOWANCE[plan] }];
+        const paidFor = (month: number) => paid.filter((share) => share.from <= month).reduce((sum, share) => sum + share.monthly, 0);
         const expectedTopUps: number[] = [];
         const deferred: unknown[] = [];
         const deliver = async (event: unknown) => {
@@ -130,7 +136,7 @@ describe("plan-change storm", () => {
           if (step.kind === "sweep") {
             counts.sweeps++;
             await runSweep(fx.deps.ledger, schedule, { remainingMs: () => 600_000, concurrency: 4 });
-            expected += ALLOWANCE[plan];
+            expected += story.interval === "year" ? paidFor(step.month) : ALLOWANCE[plan];
           } else {
             const target = other(plan);
             const period =
@@ -144,10 +150,16 @@ describe("plan-change storm", () => {
             const left = period.end - step.at;
             const where = left === 1 ? "last second" : left <= 3_600 ? "last hour" : step.at - period.start < 60 ? "first minute" : "anywhere";
             classes.set(`${story.interval}, ${where}`, (classes.get(`${story.interval}, ${where}`) ?? 0) + 1);
-            const topUp = expectedTopUp(plan, target, period, step.at);
+            const upgrade = ALLOWANCE[target] > ALLOWANCE[plan];
+            // annual: the month the change falls in, and whether the rest of the year is paid at the target already
+            let month = 0;
+            while (story.interval === "year" && monthStart(month + 1) <= step.at) month++;
+            const charged = upgrade && (story.interval === "month" || paidFor(month + 1) < ALLOWANCE[target]);
+            const topUp = charged ? expectedTopUp(plan, target, period, step.at) : 0;
+            if (charged && story.interval === "year" && month < 11) paid.push({ from: month + 1, monthly: ALLOWANCE[target] - ALLOWANCE[plan] });
+            if (upgrade && !charged) counts.freeUpgrades++;
             const answer = await fx.asUser(fx.fns.subscribe.route, sub.userId, "POST /v1/billing/change-plan", { plan: target });
             counts.changes++;
-            const upgrade = ALLOWANCE[target] > ALLOWANCE[plan];
             if (upgrade) counts.upgrades++;
             else counts.downgrades++;
             const want = { status: upgrade ? "upgraded" : "downgraded", plan: target, creditsAdded: topUp };
@@ -155,11 +167,11 @@ describe("plan-change storm", () => {
               problems.push(`${sub.userId} ${where} ${plan}→${target}: ${answer.status} ${JSON.stringify(answer.json)}, model ${JSON.stringify(want)}`);
             }
             expected += topUp;
-            if (upgrade) expectedTopUps.push(topUp);
+            if (charged) expectedTopUps.push(topUp);
             plan = target;
             const now = structuredClone(fx.stripe.subscriptions.get(sub.subscriptionId)) as Record<string, unknown>;
             await deliver(stripeEvent("customer.subscription.updated", { created: step.at, object: now }));
-            if (upgrade) await deliver(paidInvoiceEvent(fx, now.latest_invoice as string, { created: step.at }));
+            if (charged) await deliver(paidInvoiceEvent(fx, now.latest_invoice as string, { created: step.at }));
           }
           // no lockout: a chat is admitted by the first write after every step
           counts.authorizations++;
@@ -212,7 +224,7 @@ describe("plan-change storm", () => {
           {
             check: "Plan-change storm (change-plan and webhook functions, loopback Stripe, sweep)",
             volume:
-              `${counts.changes} plan changes (${counts.upgrades} up, ${counts.downgrades} down) by ${USERS} subscribers at ` +
+              `${counts.changes} plan changes (${counts.upgrades} up, ${counts.freeUpgrades} of them back to a level the year had paid, ${counts.downgrades} down) by ${USERS} subscribers at ` +
               `${[...classes].map(([name, n]) => `${n} ${name}`).join(", ")}; ${counts.sweeps} annual month sweeps; ` +
               `${counts.webhooks} webhook deliveries (${counts.deferred} late, ${counts.duplicates} duplicates); ` +
               `${counts.authorizations} authorizations after each step`,
@@ -234,6 +246,7 @@ describe("plan-change storm", () => {
       expect(stories.some((story) => story.interval === "year") && stories.some((story) => story.interval === "month")).toBe(true);
       expect(counts.upgrades).toBeGreaterThan(0);
       expect(counts.downgrades).toBeGreaterThan(0);
+      expect(counts.freeUpgrades).toBeGreaterThan(0); // annual up → down → up (or pro → plus → pro) happened
       expect([...classes.keys()].map((name) => name.split(", ")[1])).toEqual(
         expect.arrayContaining(["first minute", "last hour", "last second", "anywhere"]),
       );

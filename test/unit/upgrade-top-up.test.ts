@@ -170,7 +170,7 @@ describe("the upgrade terms in the subscription metadata", () => {
   });
 
   it("a downgrade removes every key (Stripe deletes a key set to \"\")", () => {
-    expect(Object.values(upgradeMetadata(undefined))).toEqual(["", "", "", ""]);
+    expect(Object.values(upgradeMetadata(undefined))).toEqual(["", "", "", "", ""]);
     expect(readUpgradeMetadata({ ...written, ...upgradeMetadata(undefined) })).toBeUndefined();
   });
 
