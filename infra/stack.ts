@@ -243,6 +243,8 @@ export class CreditgateStack extends Stack {
     for (const [name, spec] of specs()) {
       // With a JWKS URL (OIDC issuer) tokens are verified by public key: no shared JWT secret exists.
       const secrets = spec.secrets.filter((secret) => !(secret === "AUTH_JWT_SECRET" && props.auth?.jwksUrl));
+      // The functions that apply Stripe events (webhook, and the sweep's parked-event retries) or
+      // start checkouts hold the Stripe key; they map prices to plans and packs: they get the ids.
       const billing = spec.secrets.includes("STRIPE_SECRET_KEY");
       const environment: Record<string, string> = {
         TABLE_NAME: this.table.tableName,

@@ -77,6 +77,8 @@ const schema = z.object({
   APP_URL: blankAsUnset(z.optional(httpUrl())),
   AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
   HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),
+  /** how many due parked Stripe events one sweep run retries at most (0: the sweep retries none) */
+  PARKED_EVENT_RETRIES_PER_SWEEP: wholeNumber(25, 0, 1_000),
   DYNAMODB_ENDPOINT: blankAsUnset(z.optional(httpUrl())),
   AWS_REGION: optionalText(),
   STRIPE_SECRET_KEY: optionalText(),
@@ -88,7 +90,9 @@ const schema = z.object({
 /**
  * What each kind of function needs beyond the table: the user-facing API verifies tokens and builds
  * URLs from APP_URL; the Stripe webhook and the sweep need neither (least privilege: they are not
- * given the JWT secret at all). Checked even when single variables are bad, so every problem is
+ * given the JWT secret at all). The sweep retries parked Stripe events with what the webhook has
+ * (STRIPE_SECRET_KEY, STRIPE_API_BASE, the STRIPE_PRICE_* ids), all optional as for the webhook:
+ * without them an event that needs them stays parked. Checked even when single variables are bad, so every problem is
  * named at once.
  */
 export type ConfigProfile = "api" | "webhook" | "sweep";

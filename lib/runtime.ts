@@ -62,8 +62,7 @@ export function appDeps(): AppDeps {
   return cached;
 }
 
-/** The sweep's deps: the ledger and the schedule indexes over one client. */
-export function sweepDeps(cfg: Config = config("sweep")): { ledger: LedgerDeps; schedule: ScheduleStore } {
-  const client = dynamoClient(cfg);
+/** The sweep's ledger part: the ledger and the schedule indexes over one client (billing's part: lib/billing/runtime). */
+export function sweepLedgerDeps(cfg: Config, client: DynamoDBClient = dynamoClient(cfg)): { ledger: LedgerDeps; schedule: ScheduleStore } {
   return { ledger: ledgerDeps(cfg, client), schedule: createDynamoScheduleStore(client, cfg.TABLE_NAME) };
 }

@@ -364,6 +364,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async parkEvent(event, now) {
+      const retried = event.nextAttemptAt !== undefined;
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
@@ -372,7 +373,8 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
             "SET #eventId = :eventId, #type = :type, #reason = :reason, #payload = :payload, #last = :now, " +
             "#first = if_not_exists(#first, :now), #attempts = if_not_exists(#attempts, :zero) + :one, " +
             "#status = if_not_exists(#status, :parked)" +
-            (event.customer ? ", #customer = :customer" : ""),
+            (event.customer ? ", #customer = :customer" : "") +
+            (retried ? ", #next = :next" : " REMOVE #next"),
           ExpressionAttributeNames: {
             "#eventId": "eventId",
             "#type": "type",
@@ -382,6 +384,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
             "#first": "firstSeenAt",
             "#attempts": "attempts",
             "#status": "status",
+            "#next": "nextAttemptAt",
             ...(event.customer ? { "#customer": "customer" } : {}),
           },
           ExpressionAttributeValues: marshall({
@@ -394,6 +397,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
             ":one": 1,
             ":parked": "parked",
             ...(event.customer ? { ":customer": event.customer } : {}),
+            ...(retried ? { ":next": event.nextAttemptAt } : {}),
           }),
         }),
       );
@@ -423,6 +427,29 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       return events;
     },
 
+    async dueParkedEvents(now, limit) {
+      // The collection is small by design (one item per event that ever parked; closed ones expire):
+      // read all of it, filtered to the parked ones that are due, so the longest-due come first.
+      const due: ParkedEvent[] = [];
+      let startKey: Record<string, AttributeValue> | undefined;
+      do {
+        const page = await client.send(
+          new QueryCommand({
+            TableName: tableName,
+            KeyConditionExpression: "#pk = :pk",
+            FilterExpression: "#status = :parked AND #next <= :now",
+            ExpressionAttributeNames: { "#pk": "pk", "#status": "status", "#next": "nextAttemptAt" },
+            ExpressionAttributeValues: marshall({ ":pk": PARKED_PK, ":parked": "parked", ":now": now }),
+            ConsistentRead: true,
+            ExclusiveStartKey: startKey,
+          }),
+        );
+        due.push(...(page.Items ?? []).map((item) => strip(item) as unknown as ParkedEvent));
+        startKey = page.LastEvaluatedKey;
+      } while (startKey);
+      return due.sort((a, b) => (a.nextAttemptAt ?? 0) - (b.nextAttemptAt ?? 0)).slice(0, limit);
+    },
+
     async closeParkedEvent(eventId, end, now, keepSeconds) {
       // Only a parked event ends (a resolved or dismissed one keeps its first end); parked ones never expire.
       try {
@@ -430,9 +457,10 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
           new UpdateItemCommand({
             TableName: tableName,
             Key: marshall(parkedKey(eventId)),
-            UpdateExpression: `SET #status = :status, #detail = :detail, #closedAt = :now, #ttl = :ttl`,
+            UpdateExpression: `SET #status = :status, #detail = :detail, #closedAt = :now, #ttl = :ttl REMOVE #next`,
             ConditionExpression: "#status = :parked",
             ExpressionAttributeNames: {
+              "#next": "nextAttemptAt",
               "#status": "status",
               "#detail": end.status === "resolved" ? "outcome" : "dismissReason",
               "#closedAt": "closedAt",

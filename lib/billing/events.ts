@@ -12,6 +12,7 @@ import {
   closedDisputeSchema,
   disputeSchema,
   invoiceSchema,
+  invoiceSubscription,
   refundSchema,
   subscriptionLines,
   subscriptionSchema,
@@ -174,8 +175,8 @@ const ALLOWANCE_REASONS = new Set(["subscription_create", "subscription_cycle"])
 const onInvoicePaid: Handler = async (deps, event) => {
   const invoice = objectOf(invoiceSchema, event);
   if (!invoice) return MALFORMED;
-  const details = invoice.parent?.subscription_details;
-  const metadata = details?.metadata ?? {};
+  const details = invoiceSubscription(invoice);
+  const metadata = details.metadata;
   const userId = await resolveUser(deps, invoice.customer, metadata.userId);
   if (!userId) return UNKNOWN_CUSTOMER;
   await ensureAccount(deps.ledger, userId);
@@ -223,7 +224,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
         plan: plan.plan,
         interval: plan.interval,
         billingReason: reason,
-        ...(details?.subscription ? { subscription: details.subscription } : {}),
+        ...(details.subscription ? { subscription: details.subscription } : {}),
       },
       ...(share ? { paidShare: share } : {}),
     });
@@ -231,7 +232,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
     return result.applied ? "allowance_granted" : "allowance_already_granted";
   }
 
-  if (reason === "subscription_update" && details?.subscription) {
+  if (reason === "subscription_update" && details.subscription) {
     // A proration invoice of an upgrade made by change-plan: the terms it was priced on are in the
     // subscription metadata snapshot, and one of its proration lines is the target plan's price
     // starting at that proration instant. The metadata stays on the subscription after the
@@ -259,7 +260,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
 const onInvoicePaymentFailed: Handler = async (deps, event) => {
   const invoice = objectOf(invoiceSchema, event);
   if (!invoice) return MALFORMED;
-  const userId = await resolveUser(deps, invoice.customer, invoice.parent?.subscription_details?.metadata?.userId);
+  const userId = await resolveUser(deps, invoice.customer, invoiceSubscription(invoice).metadata.userId);
   if (!userId) return UNKNOWN_CUSTOMER;
   await ensureAccount(deps.ledger, userId);
   await deps.store.markPaymentFailed(userId, eventTime(event));

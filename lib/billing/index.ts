@@ -15,7 +15,17 @@ export { createDynamoBillingStore } from "./dynamo-billing-store.js";
 export { applyStripeEvent, HANDLED_EVENT_TYPES, type StripeEventEnvelope } from "./events.js";
 export { cancelSubscription, changePlan, type ChangePlanResult, openPortal } from "./manage.js";
 export { upgradeKey, upgradeTopUp } from "./upgrade-top-up.js";
-export { dismissParkedEvent, PARKED_EVENT_KEEP_SECONDS, type ReplayResult, replayParkedEvent, replayParkedEvents } from "./parked.js";
+export {
+  dismissParkedEvent,
+  nextParkedAttemptAt,
+  PARKED_EVENT_KEEP_SECONDS,
+  PARKED_RETRY_BACKOFF,
+  type ParkedRetrySummary,
+  type ReplayResult,
+  replayParkedEvent,
+  replayParkedEvents,
+  retryDueParkedEvents,
+} from "./parked.js";
 export { createPriceBook, type PriceBook, priceBookFromConfig } from "./prices.js";
 export { applyWaitingClaws, clawBackPayment, clawKey } from "./refunds.js";
 export type { BillingAccount, BillingStore, ClawRecord, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./store.js";

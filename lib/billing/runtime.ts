@@ -1,7 +1,8 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Config, config } from "../config.js";
 import type { LedgerDeps } from "../ledger/index.js";
-import { type AppDeps, buildAppDeps, dynamoClient, ledgerDeps } from "../runtime.js";
+import { type AppDeps, buildAppDeps, dynamoClient, ledgerDeps, sweepLedgerDeps } from "../runtime.js";
+import type { ScheduleStore } from "../sweep/schedule-store.js";
 import { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
 import { createDynamoBillingStore } from "./dynamo-billing-store.js";
 import { priceBookFromConfig } from "./prices.js";
@@ -58,4 +59,23 @@ export function webhookDeps(): { billing: BillingDeps } {
     webhookCached = { billing: billingDeps(cfg, ledgerDeps(cfg, client), client) };
   }
   return webhookCached;
+}
+
+/** What the scheduled sweep works with: the ledger's due indexes, and billing for the parked Stripe events it retries. */
+export interface SweepDeps {
+  ledger: LedgerDeps;
+  schedule: ScheduleStore;
+  billing: BillingDeps;
+  /** at most this many parked events retried per run (PARKED_EVENT_RETRIES_PER_SWEEP) */
+  parkedRetriesPerRun: number;
+}
+
+/**
+ * The sweep's deps, from the "sweep" config profile: no JWT secret, no APP_URL; the Stripe key and
+ * price ids the webhook has (infra/stack.ts gives it both), so its retries apply as the webhook would.
+ */
+export function sweepDeps(cfg: Config = config("sweep")): SweepDeps {
+  const client = dynamoClient(cfg);
+  const { ledger, schedule } = sweepLedgerDeps(cfg, client);
+  return { ledger, schedule, billing: billingDeps(cfg, ledger, client), parkedRetriesPerRun: cfg.PARKED_EVENT_RETRIES_PER_SWEEP };
 }

@@ -115,6 +115,11 @@ export interface ParkedEvent {
   firstSeenAt: number;
   lastSeenAt: number;
   attempts: number;
+  /**
+   * epoch ms from which the sweep retries it (lib/billing/parked.ts, retryDueParkedEvents); absent
+   * for a reason the sweep does not retry (only the missing fact arriving or an operator replays it)
+   */
+  nextAttemptAt?: number;
   /** resolved: what applying it did; dismissed: the operator's reason */
   outcome?: string;
   dismissReason?: string;
@@ -186,11 +191,16 @@ export interface BillingStore {
   /** The refunds and disputes parked for a purchase id. */
   waitingClaws(purchaseId: string): Promise<ClawFact[]>;
 
-  /** Records (or records again: attempts + 1, last seen, reason) an event that could not be applied. */
+  /**
+   * Records (or records again: attempts + 1, last seen, reason, next attempt) an event that could
+   * not be applied. Without `nextAttemptAt` the record has none (the sweep does not retry it).
+   */
   parkEvent(event: Omit<ParkedEvent, "status" | "firstSeenAt" | "lastSeenAt" | "attempts">, now: number): Promise<void>;
   getParkedEvent(eventId: string): Promise<ParkedEvent | undefined>;
   /** Every parked, resolved or dismissed event (operators; few by design). */
   listParkedEvents(): Promise<ParkedEvent[]>;
+  /** Up to `limit` events still parked whose `nextAttemptAt` is at or before `now`, the longest due first. */
+  dueParkedEvents(now: number, limit: number): Promise<ParkedEvent[]>;
   /** Ends a parked event: resolved (with what applying it did) or dismissed (with why); kept for `keepSeconds`. */
   closeParkedEvent(
     eventId: string,

@@ -8,6 +8,11 @@ import { userIdSchema } from "../ledger/validation.js";
  * items; an invoice names its subscription under `parent.subscription_details` and its prices
  * under `lines.data[].pricing.price_details`; an invoice no longer names its charge or payment
  * intent (invoice payments do). Parsed loosely (unknown fields pass), strictly where we depend.
+ *
+ * A webhook endpoint pinned to an older API version (before 2025-03-31.basil) sends the older
+ * shapes of the same facts: the period on the subscription itself, an invoice's `subscription` and
+ * `subscription_details` at its top level, a line's `price` (an object) and `proration` at the
+ * line's top level. Both parse to the same facts; where an object carries both, the new shape wins.
  */
 const idOrObject = z.pipe(
   z.union([z.string().check(z.minLength(1)), z.looseObject({ id: z.string().check(z.minLength(1)) })]),
@@ -16,7 +21,9 @@ const idOrObject = z.pipe(
 
 const metadataSchema = z.nullish(z.record(z.string(), z.string()));
 
-export const subscriptionSchema = z.looseObject({
+const periodBound = () => z.optional(z.number().check(z.int()));
+
+const subscriptionObjectSchema = z.looseObject({
   id: z.string().check(z.startsWith("sub_")),
   object: z.literal("subscription"),
   status: z.string(),
@@ -24,19 +31,48 @@ export const subscriptionSchema = z.looseObject({
   cancel_at_period_end: z.boolean(),
   metadata: metadataSchema,
   latest_invoice: z.nullish(idOrObject),
+  /** older API versions: the period on the subscription (basil moved it to each item) */
+  current_period_start: periodBound(),
+  current_period_end: periodBound(),
   items: z.object({
     data: z
       .array(
         z.looseObject({
           id: z.string(),
-          current_period_start: z.number().check(z.int()),
-          current_period_end: z.number().check(z.int()),
+          current_period_start: periodBound(),
+          current_period_end: periodBound(),
           price: z.looseObject({ id: z.string() }),
         }),
       )
       .check(z.minLength(1)),
   }),
 });
+
+/** Every item's period, from the item (pinned version) or else the subscription (older versions): required, a decision reads it. */
+export const subscriptionSchema = z.pipe(
+  subscriptionObjectSchema.check(
+    z.refine(
+      (subscription) =>
+        subscription.items.data.every(
+          (item) =>
+            (item.current_period_start ?? subscription.current_period_start) !== undefined &&
+            (item.current_period_end ?? subscription.current_period_end) !== undefined,
+        ),
+      { message: "subscription period: on neither its items nor the subscription" },
+    ),
+  ),
+  z.transform((subscription) => ({
+    ...subscription,
+    items: {
+      ...subscription.items,
+      data: subscription.items.data.map((item) => ({
+        ...item,
+        current_period_start: (item.current_period_start ?? subscription.current_period_start) as number,
+        current_period_end: (item.current_period_end ?? subscription.current_period_end) as number,
+      })),
+    },
+  })),
+);
 export type StripeSubscription = z.infer<typeof subscriptionSchema>;
 
 export const checkoutSessionSchema = z.looseObject({
@@ -57,12 +93,15 @@ export type StripeCheckoutSession = z.infer<typeof checkoutSessionSchema>;
  * An invoice line, parsed only for what a decision reads: its price, whether it is a proration
  * (absent means no: Stripe's default, and only `true` excludes a line from the allowance), and
  * where its period starts (a proration's instant; the period's end is read by nothing). A line
- * that fails here drops the whole invoice, so nothing else of it may be required.
+ * that fails here drops the whole invoice, so nothing else of it may be required. Older API
+ * versions put `price` (an object) and `proration` at the line's top level.
  */
 const invoiceLineSchema = z.looseObject({
   /** epoch seconds; a proration line's period starts at its proration instant */
   period: z.nullish(z.looseObject({ start: z.number().check(z.int()) })),
   pricing: z.nullish(z.looseObject({ price_details: z.nullish(z.looseObject({ price: idOrObject })) })),
+  price: z.nullish(idOrObject),
+  proration: z.nullish(z.boolean()),
   parent: z.nullish(
     z.looseObject({
       subscription_item_details: z.nullish(z.looseObject({ proration: z.optional(z.boolean()) })),
@@ -83,6 +122,9 @@ export const invoiceSchema = z.looseObject({
       subscription_details: z.nullish(z.looseObject({ subscription: idOrObject, metadata: metadataSchema })),
     }),
   ),
+  /** older API versions: the subscription and its metadata snapshot at the invoice's top level */
+  subscription: z.nullish(idOrObject),
+  subscription_details: z.nullish(z.looseObject({ metadata: metadataSchema })),
   lines: z.optional(z.looseObject({ data: z.array(invoiceLineSchema) })),
 });
 export type StripeInvoice = z.infer<typeof invoiceSchema>;
@@ -112,14 +154,24 @@ export function userIdFrom(...candidates: (string | null | undefined)[]): string
   return undefined;
 }
 
+/** The invoice's subscription and the metadata snapshot it was billed with (either API shape). */
+export function invoiceSubscription(invoice: StripeInvoice): { subscription: string | undefined; metadata: Record<string, string> } {
+  const details = invoice.parent?.subscription_details;
+  return {
+    subscription: details?.subscription ?? invoice.subscription ?? undefined,
+    metadata: details?.metadata ?? invoice.subscription_details?.metadata ?? {},
+  };
+}
+
 type InvoiceLine = NonNullable<StripeInvoice["lines"]>["data"][number];
 const isProration = (line: InvoiceLine) =>
-  (line.parent?.subscription_item_details?.proration ?? line.parent?.invoice_item_details?.proration) === true;
+  (line.parent?.subscription_item_details?.proration ?? line.parent?.invoice_item_details?.proration ?? line.proration) === true;
+const linePrice = (line: InvoiceLine) => line.pricing?.price_details?.price ?? line.price ?? undefined;
 
 /** The invoice's subscription lines (not prorations): their price and where their period starts (epoch seconds). */
 export function subscriptionLines(invoice: StripeInvoice): { price: string; periodStart: number | undefined }[] {
   return (invoice.lines?.data ?? []).flatMap((line) => {
-    const price = line.pricing?.price_details?.price;
+    const price = linePrice(line);
     return price && !isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
   });
 }
@@ -132,7 +184,7 @@ export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
 /** The invoice's proration lines: their price and where their period starts (the proration instant, epoch seconds). */
 export function prorationLines(invoice: StripeInvoice): { price: string; periodStart: number | undefined }[] {
   return (invoice.lines?.data ?? []).flatMap((line) => {
-    const price = line.pricing?.price_details?.price;
+    const price = linePrice(line);
     return price && isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
   });
 }

@@ -5,9 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { devPrices } from "../../infra/local/dev-prices.js";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
+import { runOps } from "../../infra/ops/cli.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
+import { signatureFor, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
+import { checkoutSession, invoice, invoiceLine, officialEvent, olderApiInvoice, without } from "../helpers/stripe-official.js";
 import { TEST_SECRET, userToken } from "../helpers/tokens.js";
 
 const node = process.execPath; // Node 24, as npm scripts run it
@@ -260,6 +264,171 @@ describe("npm start: data kept on disk between runs (the default)", () => {
     });
     await run(await env(), async (base) => {
       expect(await credits(base, firstToken)).toEqual(before); // yesterday's token, yesterday's account
+    });
+  }, 180_000);
+});
+
+describe("npm start: Stripe events that cannot be applied are parked, then applied once (restart on the same data folder)", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "creditgate-parked-"));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  /** a plus/month price id the first run does not know: configured for the second run */
+  const NEW_PRICE = "price_plus_monthly_2027";
+  const T = Math.floor(Date.now() / 1000);
+  const MONTH = 31 * 86_400;
+
+  async function run(prices: Record<string, string>, work: (base: string, dynamoPort: number) => Promise<void>): Promise<void> {
+    const port = await findFreePort();
+    const dynamoPort = await findFreePort();
+    const stack = startStack(
+      {
+        PORT: String(port),
+        DYNAMODB_LOCAL_PORT: String(dynamoPort),
+        CREDITGATE_DATA_DIR: dataDir,
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        AUTH_JWT_SECRET: TEST_SECRET,
+        SWEEP_INTERVAL_SECONDS: "3600",
+        ...prices,
+      },
+      [],
+    );
+    try {
+      await until(() => stack.output().includes("Ctrl-C stops everything.") || stack.child.exitCode !== null, "the start banner");
+      expect(stack.errors()).toBe("");
+      await work(`http://127.0.0.1:${port}`, dynamoPort);
+    } finally {
+      stack.child.kill("SIGINT");
+      expect(await exited(stack.child)).toBe(0);
+    }
+  }
+
+  /** `npm run ops -- …` as an operator runs it against the local table, with the stack's price ids. */
+  async function ops(dynamoPort: number, prices: Record<string, string>, ...argv: string[]) {
+    const out: string[] = [];
+    const env = { TABLE_NAME: "creditgate-local", DYNAMODB_ENDPOINT: `http://127.0.0.1:${dynamoPort}`, ...devPrices(prices) };
+    const code = await runOps(argv, env, { out: (line) => out.push(line), err: (line) => out.push(line) });
+    return { code, out };
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: Stripe events are arbitrary JSON
+  async function send(base: string, event: any): Promise<{ status: number; outcome: string }> {
+    const payload = JSON.stringify(event);
+    const response = await fetch(`${base}/v1/stripe/webhook`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "stripe-signature": signatureFor(payload, { secret: WEBHOOK_SECRET }) },
+      body: payload,
+    });
+    return { status: response.status, outcome: ((await response.json()) as { outcome: string }).outcome };
+  }
+
+  async function balance(base: string, userId: string): Promise<number> {
+    const response = await fetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${await userToken(userId)}` } });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as Record<string, unknown>;
+    expect(JSON.stringify(body)).not.toMatch(/parked/i); // nothing about parked events reaches users
+    return body.balance as number;
+  }
+
+  const paidInvoice = (input: { userId: string | null; customer: string; price: string }) => {
+    const id = uniqueStripeId("in");
+    const subscription = uniqueStripeId("sub");
+    const line = { price: input.price, proration: false, amount: 1_900, period: { start: T, end: T + MONTH }, subscription };
+    return invoice({
+      id,
+      customer: input.customer,
+      subscription,
+      metadata: input.userId ? { userId: input.userId } : null,
+      billingReason: "subscription_create",
+      status: "paid",
+      amountPaid: 1_900,
+      lines: [invoiceLine(id, line)],
+    });
+  };
+
+  it("each case of issue 16 ends applied exactly once (after a restart with the price configured, or the missing checkout completion)", async () => {
+    const pid = process.pid;
+    const users = { price: `e2e-price-${pid}`, older: `e2e-older-${pid}`, pack: `e2e-pack-${pid}`, customer: `e2e-customer-${pid}`, field: `e2e-field-${pid}` };
+    const unknownPrice = officialEvent("invoice.paid", paidInvoice({ userId: users.price, customer: uniqueStripeId("cus"), price: NEW_PRICE }));
+    const olderShape = officialEvent("invoice.paid", olderApiInvoice(paidInvoice({ userId: users.older, customer: uniqueStripeId("cus"), price: NEW_PRICE })));
+    const packSession = checkoutSession({
+      mode: "payment",
+      customer: uniqueStripeId("cus"),
+      paymentStatus: "paid",
+      paymentIntent: uniqueStripeId("pi"),
+      amountTotal: 1_000,
+      metadata: { userId: users.pack },
+      clientReferenceId: users.pack,
+    });
+    const packless = officialEvent("checkout.session.completed", packSession);
+    const lateCustomer = uniqueStripeId("cus");
+    const beforeCheckout = officialEvent("invoice.paid", paidInvoice({ userId: null, customer: lateCustomer, price: devPrices({}).STRIPE_PRICE_PRO_MONTHLY as string }));
+    const fieldless = paidInvoice({ userId: users.field, customer: uniqueStripeId("cus"), price: devPrices({}).STRIPE_PRICE_PRO_MONTHLY as string });
+    fieldless.lines.data = fieldless.lines.data.map((line: unknown) => without(without(line, "parent.subscription_item_details.proration"), "period.end"));
+    const noDecisionField = officialEvent("invoice.paid", fieldless);
+
+    await run({}, async (base, dynamoPort) => {
+      expect(await send(base, unknownPrice)).toEqual({ status: 200, outcome: "parked_unknown_price" });
+      expect(await send(base, olderShape)).toEqual({ status: 200, outcome: "parked_unknown_price" });
+      expect(await send(base, packless)).toEqual({ status: 200, outcome: "parked_unknown_pack" });
+      expect(await send(base, beforeCheckout)).toEqual({ status: 200, outcome: "parked_unknown_customer" });
+      // a line without a field no decision reads (proration, period.end) is applied at once
+      expect(await send(base, noDecisionField)).toEqual({ status: 200, outcome: "allowance_granted" });
+
+      const listed = await ops(dynamoPort, {}, "events", "list");
+      expect(listed.code).toBe(0);
+      const reasonOf = (id: string) => listed.out.find((line) => line.startsWith(id))?.split(/\s+/)[2];
+      expect([unknownPrice.id, olderShape.id, packless.id, beforeCheckout.id].map(reasonOf)).toEqual(["unknown_price", "unknown_price", "unknown_pack", "unknown_customer"]);
+      expect(reasonOf(noDecisionField.id)).toBeUndefined();
+
+      // the missing checkout completion arrives: it maps the customer and the parked invoice applies by itself
+      const completion = checkoutSession({
+        mode: "payment",
+        customer: lateCustomer,
+        paymentStatus: "paid",
+        paymentIntent: uniqueStripeId("pi"),
+        amountTotal: 1_000,
+        metadata: { userId: users.customer, pack: "starter" },
+        clientReferenceId: users.customer,
+      });
+      expect(await send(base, officialEvent("checkout.session.completed", completion))).toEqual({ status: 200, outcome: "pack_granted" });
+      expect(JSON.parse((await ops(dynamoPort, {}, "events", "show", beforeCheckout.id)).out.join("\n"))).toMatchObject({
+        status: "resolved",
+        outcome: "allowance_granted",
+        reason: "unknown_customer",
+      });
+
+      // the price is not configured yet: a replay leaves them parked
+      const early = await ops(dynamoPort, {}, "events", "replay", "--all", "--reason", "unknown_price");
+      expect(early.code).toBe(1);
+      expect(early.out.at(-1)).toBe("2 replayed, 2 still parked");
+      expect(await balance(base, users.price)).toBe(10_000);
+      expect(await balance(base, users.older)).toBe(10_000);
+      expect(await balance(base, users.customer)).toBe(10_000 + 50_000 + 100_000);
+      expect(await balance(base, users.field)).toBe(10_000 + 100_000);
+    });
+
+    // the price configured, the stack restarted on the same data folder
+    const configured = { STRIPE_PRICE_PLUS_MONTHLY: NEW_PRICE };
+    await run(configured, async (base, dynamoPort) => {
+      // the pack session names no pack: nothing can apply it; the operator grants by hand and dismisses it
+      expect((await ops(dynamoPort, configured, "grant", users.pack, "50000", "--key", `pack-${packSession.id}`, "--reason", "starter pack, session without metadata.pack", "--bucket", "purchased")).code).toBe(0);
+      expect((await ops(dynamoPort, configured, "events", "dismiss", packless.id, "--reason", "granted by hand (ops grant)")).code).toBe(0);
+
+      const replayed = await ops(dynamoPort, configured, "events", "replay", "--all");
+      expect(replayed.code).toBe(0);
+      expect(replayed.out).toEqual(expect.arrayContaining([`${unknownPrice.id} resolved: allowance_granted`, `${olderShape.id} resolved: allowance_granted`]));
+      const after = [await balance(base, users.price), await balance(base, users.older), await balance(base, users.pack), await balance(base, users.customer), await balance(base, users.field)];
+      expect(after).toEqual([50_000, 50_000, 60_000, 160_000, 110_000]);
+
+      // a second replay, and Stripe's redeliveries, change nothing
+      const again = await ops(dynamoPort, configured, "events", "replay", "--all");
+      expect(again.out.at(-1)).toBe("0 replayed, 0 still parked");
+      for (const event of [unknownPrice, olderShape, beforeCheckout, noDecisionField]) expect((await send(base, event)).outcome).toBe("duplicate");
+      expect(await send(base, packless)).toEqual({ status: 200, outcome: "parked_unknown_pack" });
+      expect(await balance(base, users.pack)).toBe(60_000);
+      expect([await balance(base, users.price), await balance(base, users.older), await balance(base, users.customer), await balance(base, users.field)]).toEqual([50_000, 50_000, 160_000, 110_000]);
+      const listed = await ops(dynamoPort, configured, "events", "list", "--all");
+      expect(listed.out.find((line) => line.startsWith(packless.id))).toMatch(/unknown_pack\s+dismissed/);
+      expect((await ops(dynamoPort, configured, "audit", "--all")).code).toBe(0);
     });
   }, 180_000);
 });

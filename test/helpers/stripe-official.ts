@@ -196,6 +196,56 @@ export function subscription(input: {
   });
 }
 
+/**
+ * The same invoice as a webhook endpoint pinned to an API version before 2025-03-31.basil sends
+ * it (Stripe's changelog, "basil"): the invoice's `subscription` and `subscription_details` at its
+ * top level instead of `parent.subscription_details`; each line's `price` (an object) and
+ * `proration` at the line's top level instead of `pricing.price_details.price` and
+ * `parent.subscription_item_details.proration`. Moved, nothing invented: every value comes from
+ * the new-shape invoice given.
+ */
+export function olderApiInvoice(newShape: Json): Json {
+  const { parent, ...rest } = structuredClone(newShape);
+  const details = parent?.subscription_details;
+  return {
+    ...rest,
+    subscription: details?.subscription ?? null,
+    subscription_details: { metadata: details?.metadata ?? null },
+    lines: {
+      ...rest.lines,
+      data: rest.lines.data.map((line: Json) => {
+        const { pricing, parent: lineParent, ...lineRest } = line;
+        const item = lineParent?.subscription_item_details ?? lineParent?.invoice_item_details;
+        return {
+          ...lineRest,
+          type: lineParent?.type === "invoice_item_details" ? "invoiceitem" : "subscription",
+          subscription: item?.subscription ?? null,
+          subscription_item: lineParent?.subscription_item_details?.subscription_item ?? null,
+          proration: item?.proration ?? false,
+          price: { id: pricing.price_details.price, object: "price", product: pricing.price_details.product },
+          unit_amount_excluding_tax: pricing.unit_amount_decimal ?? null,
+        };
+      }),
+    },
+  };
+}
+
+/**
+ * The same subscription as an endpoint pinned before 2025-03-31.basil sends it: the period on the
+ * subscription (`current_period_start` / `current_period_end`) and not on its items.
+ */
+export function olderApiSubscription(newShape: Json): Json {
+  const copy = structuredClone(newShape);
+  const [first] = copy.items.data;
+  copy.current_period_start = first.current_period_start;
+  copy.current_period_end = first.current_period_end;
+  for (const item of copy.items.data) {
+    delete item.current_period_start;
+    delete item.current_period_end;
+  }
+  return copy;
+}
+
 export function charge(input: { id: string; paymentIntent: string; customer: string; amount: number; refunded: number }): Json {
   return replace(official("charge"), {
     id: input.id,

@@ -28,7 +28,8 @@ const CONTEXT: Record<string, string> = {
   apiRateLimit: "50",
   apiBurstLimit: "80",
 };
-const BILLING: FunctionName[] = ["subscribe", "portal", "webhook"];
+/** the functions that map Stripe prices: checkouts, the portal, the webhook, and the sweep's parked-event retries */
+const BILLING: FunctionName[] = ["subscribe", "portal", "webhook", "monthlyGrantSweep"];
 const WRITE_ACTIONS = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"];
 
 let synth: Synthesized;
@@ -213,6 +214,16 @@ describe("functions", () => {
       else expect(Object.keys(env).filter((key) => key.startsWith("STRIPE_PRICE_"))).toEqual([]);
     }
     expect(fnProps("monthlyGrantSweep").Environment.Variables.APP_URL).toBeUndefined();
+  });
+
+  it("gives the sweep what its parked-event retries apply events with: the Stripe key and the price ids, no webhook or JWT secret", () => {
+    const env = fnProps("monthlyGrantSweep").Environment.Variables;
+    expect(env).toMatchObject(PRICES);
+    expect(refsIn(env.STRIPE_SECRET_KEY_ARN)).toEqual([logicalId(synth.stack, (synth.stack.secrets.get("STRIPE_SECRET_KEY") as Json).node.defaultChild)]);
+    expect(env.STRIPE_WEBHOOK_SECRET_ARN).toBeUndefined();
+    expect(env.AUTH_JWT_SECRET_ARN).toBeUndefined();
+    const granted = roleStatements("monthlyGrantSweep").filter((s) => s.Action.includes("secretsmanager:GetSecretValue"));
+    expect(granted.flatMap((s) => s.Resource).flatMap(refsIn)).toEqual(refsIn(env.STRIPE_SECRET_KEY_ARN));
   });
 });
 

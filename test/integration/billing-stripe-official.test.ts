@@ -12,6 +12,8 @@ import {
   invoice,
   invoiceLine,
   officialEvent,
+  olderApiInvoice,
+  olderApiSubscription,
   refund,
   subscription,
   without,
@@ -239,6 +241,75 @@ describe("subscriptions (official subscription)", () => {
     expect(await outcome(officialEvent("customer.subscription.deleted", sub.sub("canceled"), { created: T0 + 20 }))).toBe(
       "subscription_applied",
     );
+    expect((await account(sub.userId)).plan).toBe("free");
+  });
+});
+
+describe("older API version shapes (an endpoint pinned before 2025-03-31.basil) parse to the same facts", () => {
+  // Regression (red team): the same invoice shaped by an older endpoint API version was
+  // `ignored_unknown_price`, its customer.subscription.created `ignored_malformed_object`.
+  it("invoice.paid with the line's top-level `price` and `proration` grants exactly as the new shape does", async () => {
+    const current = await proSubscriber();
+    const older = await proSubscriber();
+    const paid = olderApiInvoice(older.firstInvoice());
+    expect(paid).not.toHaveProperty("parent");
+    expect(paid.lines.data[0]).not.toHaveProperty("pricing");
+    expect(paid.lines.data[0]).toMatchObject({ price: { id: "price_pro_monthly" }, proration: false, subscription: older.subscriptionId });
+    expect(await outcome(officialEvent("invoice.paid", current.firstInvoice()))).toBe("allowance_granted");
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("allowance_granted");
+    expect(await balance(older.userId)).toBe(await balance(current.userId));
+    expect(await balance(older.userId)).toBe(SIGNUP + PRO_MONTH);
+    // the refs name the subscription from the invoice's top level too
+    const [entry] = await fx.deps.ledger.store.listEntries(older.userId, { limit: 1 });
+    expect(entry?.refs).toMatchObject({ invoice: older.invoiceId, subscription: older.subscriptionId, plan: "pro" });
+  });
+
+  it("an older-shape proration line (top-level `proration: true`) never grants an allowance", async () => {
+    const sub = await proSubscriber();
+    const paid = olderApiInvoice(
+      invoice({
+        customer: sub.customer,
+        subscription: sub.subscriptionId,
+        metadata: { userId: sub.userId },
+        billingReason: "subscription_update",
+        status: "paid",
+        amountPaid: 3_000,
+        lines: [invoiceLine(sub.invoiceId, { ...sub.line, proration: true })],
+      }),
+    );
+    expect(paid.lines.data[0].proration).toBe(true);
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("ignored_billing_reason");
+    expect(await balance(sub.userId)).toBe(SIGNUP);
+  });
+
+  it("where a line carries both shapes, the new one wins", async () => {
+    const sub = await proSubscriber();
+    const paid = sub.firstInvoice();
+    // an older `price` naming a price not configured beside the new shape's plan price
+    paid.lines.data = paid.lines.data.map((line: Record<string, unknown>) => ({ ...line, price: { id: "price_not_configured" }, proration: true }));
+    expect(await outcome(officialEvent("invoice.paid", paid))).toBe("allowance_granted");
+    expect(await balance(sub.userId)).toBe(SIGNUP + PRO_MONTH);
+  });
+
+  it("customer.subscription.created with the period on the subscription changes the plan exactly as the new shape does", async () => {
+    const current = await proSubscriber();
+    const older = await proSubscriber();
+    const created = olderApiSubscription(older.sub("active"));
+    expect(created.items.data[0]).not.toHaveProperty("current_period_end");
+    expect(created).toMatchObject({ current_period_start: T0, current_period_end: T0 + 31 * 86_400 });
+    expect(await outcome(officialEvent("customer.subscription.created", current.sub("active"), { created: T0 }))).toBe("subscription_applied");
+    expect(await outcome(officialEvent("customer.subscription.created", created, { created: T0 }))).toBe("subscription_applied");
+    const [now, then] = [await account(current.userId), await account(older.userId)];
+    expect(then).toMatchObject({ plan: "pro", interval: "month" });
+    expect({ ...then.subscription, id: undefined }).toEqual({ ...now.subscription, id: undefined });
+    expect(then.subscription).toMatchObject({ id: older.subscriptionId, periodStart: T0 * 1000, periodEnd: (T0 + 31 * 86_400) * 1000 });
+  });
+
+  it("a subscription with its period on neither the items nor itself is still not understood (a decision reads it)", async () => {
+    const sub = await proSubscriber();
+    const created = olderApiSubscription(sub.sub("active"));
+    delete created.current_period_end;
+    expect(await outcome(officialEvent("customer.subscription.created", created, { created: T0 }))).toBe("parked_malformed_object");
     expect((await account(sub.userId)).plan).toBe("free");
   });
 });

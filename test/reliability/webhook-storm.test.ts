@@ -7,6 +7,7 @@ import { captureLogs } from "../helpers/logs.js";
 import { signatureFor } from "../helpers/stripe-events.js";
 import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, opsAuditAll } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, type Json, prepareStripe } from "./stripe-world.js";
+import { buildUnappliable, checkUnappliable, fixUnappliable, prepareUnappliable } from "./unappliable.js";
 
 /**
  * Webhook storm: 1,000 signed deliveries (10,000 in heavy mode) of every event type billing
@@ -23,6 +24,8 @@ const IN_FLIGHT = 16;
 const DELIVERIES = scale(1_000);
 const runId = `${process.pid}${Date.now().toString(36)}`;
 const { world, deliveries } = buildWorld(rng, { runId, deliveries: DELIVERIES });
+/** events that cannot be applied when they arrive (issue 16), mixed into the storm */
+const unappliable = buildUnappliable(rng, runId, scale(30));
 
 let fx: BillingFixture;
 beforeAll(async () => {
@@ -30,6 +33,7 @@ beforeAll(async () => {
   prepareStripe(fx.stripe, world);
   // The API created each customer (and its mapping) before Stripe could send anything about it.
   await pool(world.users, 16, (user) => fx.billing.store.putCustomerUser(user.customer, user.userId, 0));
+  await prepareUnappliable(fx.billing, unappliable.cases);
 });
 
 recordOutcomeOf("webhook-storm");
@@ -65,6 +69,8 @@ describe("webhook storm", () => {
 
       // Stripe redelivers what failed (5xx) later, up to a bound.
       const queue: (Delivery & { attempt: number })[] = deliveries.map((delivery) => ({ ...delivery, attempt: 0 }));
+      // the unappliable events at random places, the world's own order left as it was built
+      for (const delivery of unappliable.deliveries) queue.splice(rng.int(0, queue.length), 0, { ...delivery, attempt: 0 });
       for (const delivery of deliveries) byType.set(delivery.event.type, (byType.get(delivery.event.type) ?? 0) + 1);
       let round = 0;
       while (queue.length && round < 10) {
@@ -79,6 +85,11 @@ describe("webhook storm", () => {
         });
         expect(failures).toEqual([]);
       }
+
+      // The operator's fix (the price configured and replayed, the packless sessions dismissed):
+      // none of the unappliable events is lost, and their users hold what the model says.
+      await fixUnappliable(fx.billing, unappliable.cases);
+      const unappliableEnd = await checkUnappliable(fx.billing, unappliable.cases);
 
       let driftAccounts = 0;
       let creditsLost = 0;
@@ -173,11 +184,14 @@ describe("webhook storm", () => {
               `${deliveries.length.toLocaleString("en-US")} deliveries of ${distinct.length} distinct events ` +
               `(${deliveries.length - distinct.length} duplicates, shuffled, ${IN_FLIGHT} in flight) ` +
               `of ${byType.size} types for ${world.users.length} customers; ${counts.redeliveries} redelivered after a 5xx; ` +
-              `${parked} strangers' events parked, none lost`,
+              `${parked} strangers' events parked, none lost; ${unappliable.deliveries.length} deliveries of ` +
+              `${unappliable.cases.length} users' unappliable events (unknown price, customer before its checkout, pack not named): ` +
+              `${unappliableEnd.ended.parkedThenResolved} parked then resolved, ${unappliableEnd.ended.dismissed} dismissed, ` +
+              `${unappliableEnd.ended.applied} applied on arrival`,
             drift: driftAccounts,
             creditsLost,
             doubleGrants: doubleFacts + excess,
-            other: counts.refused + missingReceipts + problems.length,
+            other: counts.refused + missingReceipts + problems.length + unappliableEnd.problems.length,
             otherLabel: "refused deliveries, missing receipts, wrong state",
           },
         ],
@@ -185,6 +199,9 @@ describe("webhook storm", () => {
 
       expect(surprises).toEqual([]);
       expect(problems).toEqual([]);
+      expect(unappliableEnd.problems).toEqual([]);
+      expect(unappliableEnd.ended).toMatchObject({ lost: 0, stillParked: 0, dismissed: unappliable.cases.filter((c) => c.kind === "pack").length });
+      expect(unappliableEnd.ended.parkedThenResolved).toBeGreaterThanOrEqual(unappliable.cases.filter((c) => c.kind === "price").length);
       // and the operator's own check of the whole table agrees
       const opsAudit = await opsAuditAll(fx.tableName);
       expect({ code: opsAudit.code, err: opsAudit.err }).toEqual({ code: 0, err: [] });
@@ -196,7 +213,7 @@ describe("webhook storm", () => {
         missingReceipts: 0,
       });
       // the storm did what it claims
-      expect(counts.deliveries - counts.redeliveries).toBe(DELIVERIES);
+      expect(counts.deliveries - counts.redeliveries).toBe(DELIVERIES + unappliable.deliveries.length);
       expect(deliveries.length).toBe(DELIVERIES);
       // every event type billing handles was in it, and some it ignores
       expect(HANDLED_EVENT_TYPES.filter((type) => !byType.has(type))).toEqual([]);

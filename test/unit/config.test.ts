@@ -58,6 +58,12 @@ describe("loadConfig", () => {
     expect(problemsOf({ ...valid, HOLD_TTL_SECONDS: "5" })).toMatch(/HOLD_TTL_SECONDS/);
   });
 
+  it("caps the sweep's parked-event retries per run: 25 by default, 0 turns them off, bounded", () => {
+    expect(loadConfig({ ...valid }, "sweep").PARKED_EVENT_RETRIES_PER_SWEEP).toBe(25);
+    expect(loadConfig({ ...valid, PARKED_EVENT_RETRIES_PER_SWEEP: "0" }, "sweep").PARKED_EVENT_RETRIES_PER_SWEEP).toBe(0);
+    for (const bad of ["-1", "2.5", "1001"]) expect(problemsOf({ ...valid, PARKED_EVENT_RETRIES_PER_SWEEP: bad })).toMatch(/PARKED_EVENT_RETRIES_PER_SWEEP/);
+  });
+
   it("reports every problem at once", () => {
     const message = problemsOf({ TABLE_NAME: "ok-table", HOLD_TTL_SECONDS: "x" });
     expect(message).toMatch(/APP_URL/);
