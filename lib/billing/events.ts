@@ -1,7 +1,8 @@
 import type * as z from "zod/mini";
-import { isPackId, planOf } from "../catalog.js";
+import { isPackId, type PackId, planOf } from "../catalog.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
+import { ownValue } from "../own-keys.js";
 import { requireStripe } from "./checkout.js";
 import type { BillingDeps } from "./deps.js";
 import { grantUpgradeTopUp, prorates } from "./manage.js";
@@ -79,6 +80,28 @@ const UNKNOWN_CUSTOMER = `${PARKED_PREFIX}unknown_customer`;
 const eventTime = (event: StripeEventEnvelope) => event.created * 1000;
 
 /**
+ * The pack a paid session bought: the one our checkout named in its metadata, else the one its
+ * line item's price is configured for (a session made elsewhere — a payment link, the dashboard —
+ * or whose metadata was lost), read from Stripe. Undefined when neither names a configured pack:
+ * the event is parked (a price configured later makes its replay apply).
+ */
+async function packOf(
+  deps: BillingDeps,
+  session: { id: string; metadata?: Record<string, string> | null | undefined },
+): Promise<{ pack: PackId; credits: number } | undefined> {
+  const sold = (pack: string | undefined) => {
+    const definition = pack && isPackId(pack) ? ownValue(deps.ledger.catalog.packs, pack) : undefined;
+    return definition ? { pack: pack as PackId, credits: definition.credits } : undefined;
+  };
+  const named = sold(session.metadata?.pack);
+  if (named || !deps.stripe) return named;
+  const prices = (await deps.stripe.checkoutSessionPrices(session.id)) ?? [];
+  const packs = [...new Set(prices.map((price) => deps.prices.packOfPrice(price)))];
+  // one configured pack per session: a session selling anything else is not one we know how to grant
+  return packs.length === 1 ? sold(packs[0]) : undefined;
+}
+
+/**
  * checkout.session.completed / async_payment_succeeded. Subscription mode links customer,
  * subscription and plan (from the subscription as Stripe has it now) and grants nothing: the
  * paid invoice grants. Payment mode grants the pack once per session, only once paid.
@@ -119,12 +142,12 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
   await release();
 
   if (session.payment_status !== "paid") return "pack_awaiting_payment";
-  const pack = session.metadata?.pack;
-  if (!pack || !isPackId(pack) || !deps.ledger.catalog.packs[pack]) {
-    logger.error("paid pack session without a known pack", { session: session.id, pack });
+  const bought = await packOf(deps, session);
+  if (!bought) {
+    logger.error("paid pack session without a known pack", { session: session.id, pack: session.metadata?.pack });
     return `${PARKED_PREFIX}unknown_pack`;
   }
-  const credits = deps.ledger.catalog.packs[pack].credits;
+  const { pack, credits } = bought;
   const grantKey = `pack#${session.id}`;
   if (session.payment_intent) {
     await deps.store.putPurchase({

@@ -28,6 +28,8 @@ export interface StripePort {
   ): Promise<Stripe.Subscription>;
   /** The invoice a payment intent paid (invoice payments), when it paid one. */
   invoiceForPaymentIntent(paymentIntentId: string): Promise<string | undefined>;
+  /** The price ids a Checkout Session sold (its line items); undefined when Stripe has no such session. */
+  checkoutSessionPrices(sessionId: string): Promise<string[] | undefined>;
 }
 
 export class PaymentFailedError extends AppError {
@@ -167,6 +169,18 @@ export function createStripePort(client: Stripe): StripePort {
           limit: 1,
         });
         return idOf(page.data[0]?.invoice as string | { id: string } | undefined);
+      }),
+
+    checkoutSessionPrices: (sessionId) =>
+      call("checkout.sessions.listLineItems", async () => {
+        try {
+          // a pack session sells one price; a page of 10 is more than any session we create
+          const page = await client.checkout.sessions.listLineItems(sessionId, { limit: 10 });
+          return page.data.flatMap((item) => (item.price?.id ? [item.price.id] : []));
+        } catch (error) {
+          if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return undefined;
+          throw error;
+        }
       }),
   };
 }

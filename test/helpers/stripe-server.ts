@@ -96,6 +96,8 @@ export interface StripeTestServer {
   invoices: Map<string, Json>;
   /** payment intent → invoice, as GET /v1/invoice_payments answers */
   invoicePayments: Map<string, string>;
+  /** checkout session → the prices it sold, as GET /v1/checkout/sessions/:id/line_items answers (sessions made here are added) */
+  sessionPrices: Map<string, string[]>;
   /**
    * the amount the next proration invoices (upgrades) are paid; undefined (the default, and after
    * `reset`): prorated from the prices' unit amounts (1,500 for prices without one)
@@ -118,6 +120,7 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
   const subscriptions = new Map<string, Json>();
   const invoices = new Map<string, Json>();
   const invoicePayments = new Map<string, string>();
+  const sessionPrices = new Map<string, string[]>();
   let counter = 0;
   const nextId = (prefix: string) => `${prefix}_test${String(++counter).padStart(6, "0")}`;
   const now = () => Math.floor(Date.now() / 1000);
@@ -133,6 +136,8 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
     }
     if (method === "POST" && path === "/v1/checkout/sessions") {
       const id = nextId(body.mode === "subscription" ? "cs_test_sub" : "cs_test_pay");
+      const items = (body.line_items as Json[] | undefined) ?? [];
+      sessionPrices.set(id, items.flatMap((item) => (typeof item.price === "string" ? [item.price] : [])));
       return {
         status: 200,
         body: {
@@ -170,6 +175,25 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
       if (!subscription) return stripeError(404, "invalid_request_error", "No such subscription", "resource_missing");
       if (method === "GET") return { status: 200, body: subscription };
       if (method === "POST") return { status: 200, body: updateSubscription(subscription, body) };
+    }
+    const lineItemsMatch = /^\/v1\/checkout\/sessions\/([^/]+)\/line_items$/.exec(path);
+    if (method === "GET" && lineItemsMatch) {
+      const prices = sessionPrices.get(lineItemsMatch[1] as string);
+      if (!prices) return stripeError(404, "invalid_request_error", "No such checkout.session", "resource_missing");
+      return {
+        status: 200,
+        body: {
+          object: "list",
+          url: path,
+          has_more: false,
+          data: prices.map((price) => ({
+            id: nextId("li"),
+            object: "item",
+            quantity: 1,
+            price: { id: price, object: "price", type: "one_time", unit_amount: unitAmounts[price] ?? null },
+          })),
+        },
+      };
     }
     if (method === "GET" && path === "/v1/invoice_payments") {
       const payment = (query.payment ?? {}) as Json;
@@ -363,6 +387,7 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
     subscriptions,
     invoices,
     invoicePayments,
+    sessionPrices,
     get prorationAmount() {
       return state.prorationAmount;
     },

@@ -104,8 +104,40 @@ describe("parked Stripe events", () => {
     expect(await balance(userId)).toBe(110_000);
   });
 
+  it("a paid pack session naming no pack is granted the pack its line item's price is configured for, once", async () => {
+    const userId = uniqueUser("pack-line");
+    const customer = await customerOf(fx, userId);
+    const sessionId = uniqueStripeId("cs_test");
+    fx.stripe.sessionPrices.set(sessionId, ["price_pack_pro"]);
+    const event = stripeEvent("checkout.session.completed.payment", {
+      object: { id: sessionId, customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
+    });
+    delete event.data.object.metadata.pack;
+    expect((await fx.deliver(event)).json.outcome).toBe("pack_granted");
+    expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("pack_already_granted");
+    expect(await balance(userId)).toBe(10_000 + 200_000);
+    expect(fx.stripe.requestsTo(`/v1/checkout/sessions/${sessionId}/line_items`, "GET").length).toBe(2);
+  });
+
+  it("a pack session whose line item is no configured pack price is parked, and applies once the price is configured", async () => {
+    const userId = uniqueUser("pack-later");
+    const customer = await customerOf(fx, userId);
+    const sessionId = uniqueStripeId("cs_test");
+    fx.stripe.sessionPrices.set(sessionId, ["price_pack_starter_v2"]);
+    const event = stripeEvent("checkout.session.completed.payment", {
+      object: { id: sessionId, customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
+    });
+    delete event.data.object.metadata.pack;
+    expect((await fx.deliver(event)).json.outcome).toBe("parked_unknown_pack");
+    // the operator configures the new price (STRIPE_PRICE_PACK_STARTER) and replays
+    const configured = { ...fx.billing, prices: createPriceBook({ ...TEST_PRICES, STRIPE_PRICE_PACK_STARTER: "price_pack_starter_v2" }, catalog) };
+    expect(await replayParkedEvent(configured, event.id)).toEqual({ eventId: event.id, result: "resolved", outcome: "pack_granted" });
+    expect(await replayParkedEvent(configured, event.id)).toMatchObject({ result: "not_parked", status: "resolved" });
+    expect(await balance(userId)).toBe(10_000 + 50_000);
+  });
+
   // Regression (red team): a paid pack session without metadata.pack was receipted as ignored.
-  it("a paid pack session naming no pack is parked; an operator dismisses it, and it is kept as dismissed", async () => {
+  it("a paid pack session naming no pack (and unknown to Stripe) is parked; an operator dismisses it, and it is kept as dismissed", async () => {
     const userId = uniqueUser("park-pack");
     const customer = await customerOf(fx, userId);
     const event = stripeEvent("checkout.session.completed.payment", {

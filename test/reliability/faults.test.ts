@@ -12,6 +12,7 @@ import { type KillSwitch, killable } from "./chaos.js";
 import { type Chat, chatRunner, expectedCharge, makeChat } from "./chats.js";
 import { budgetMs, pool, random, recordOutcomeOf, recordSection, SEED, scale, SIGNUP_BONUS, opsAuditAll } from "./harness.js";
 import { buildWorld, type Delivery, expectedState, prepareStripe } from "./stripe-world.js";
+import { buildUnappliable, checkUnappliable, fixUnappliable, prepareUnappliable } from "./unappliable.js";
 
 /**
  * Faults: one business script (gate chats with duplicates and reorders, admin grants, the sweep
@@ -45,6 +46,20 @@ const grants = Array.from({ length: scale(40) }, (_, i) => ({
 }));
 const { world, deliveries } = buildWorld(scriptRng, { runId, deliveries: scale(300), duplicateRate: 0.25 });
 const shoppers = Array.from({ length: scale(10) }, (_, i) => `flt-${runId}-s${i}`);
+/** Events that cannot be applied when they arrive (issue 16), from their own random stream so the script's stays as it was. */
+const unappliable = buildUnappliable(random(SEED + 7), runId, scale(9));
+/** The world's deliveries with the unappliable ones spread among them (the same order in both runs). */
+const webhookQueue: Delivery[] = (() => {
+  const spread = Math.max(1, Math.floor(deliveries.length / Math.max(1, unappliable.deliveries.length)));
+  const queue: Delivery[] = [];
+  deliveries.forEach((delivery, index) => {
+    queue.push(delivery);
+    const extra = index % spread === 0 ? unappliable.deliveries[index / spread] : undefined;
+    if (extra) queue.push(extra);
+  });
+  queue.push(...unappliable.deliveries.slice(Math.ceil(deliveries.length / spread)));
+  return queue;
+})();
 
 /** Chats are mutated by a run (hold ids); each run gets its own copy. */
 const chatsFor = () => chats.map((chat) => ({ ...chat }));
@@ -131,7 +146,7 @@ async function runScript(fx: BillingFixture, faults: Faults | undefined): Promis
   report.surprises.push(...late.map((error) => `late task failed: ${(error as Error).message}`));
 
   // 3. Stripe delivers the webhook world, shuffled and duplicated; what fails is redelivered.
-  let queue: Delivery[] = [...deliveries];
+  let queue: Delivery[] = [...webhookQueue];
   for (let round = 0; queue.length && round < 40; round++) {
     const batch = queue;
     queue = [];
@@ -243,6 +258,26 @@ async function snapshot(fx: BillingFixture, userIds: string[]) {
   return { state, audits, missingReceipts: unaccounted.filter(Boolean).length };
 }
 
+/**
+ * The operator's fix, as often as it takes: under faults a replay (or a dismissal) can fail part
+ * way like any other call, and is simply run again (each is idempotent). Returns the attempts.
+ */
+async function fixUntilDone(fx: BillingFixture, faults: Faults | undefined): Promise<number> {
+  for (let attempt = 1; attempt <= 20; attempt++) {
+    if (faults) stripeTrouble(fx, faults);
+    try {
+      await fixUnappliable(fx.billing, unappliable.cases);
+      const parked = (await fx.billing.store.listParkedEvents()).filter(
+        (event) => event.status === "parked" && unappliable.cases.some((entry) => entry.events.some((candidate) => candidate.id === event.eventId)),
+      );
+      if (parked.length === 0) return attempt;
+    } catch {
+      // a fault or a killed step: the operator runs the command again
+    }
+  }
+  throw new Error("the operator's fix never finished");
+}
+
 // ---- the test ----------------------------------------------------------------------------------
 
 /** Kill points exercised at least twice in every run (on top of the random kills everywhere). */
@@ -267,6 +302,7 @@ beforeAll(async () => {
   for (const fx of [clean, faulty]) {
     prepareStripe(fx.stripe, world);
     await pool(world.users, 8, (user) => fx.billing.store.putCustomerUser(user.customer, user.userId, 0));
+    await prepareUnappliable(fx.billing, unappliable.cases);
   }
   const rng = random(SEED + 3);
   faults = {
@@ -314,7 +350,12 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
       faults.stripe.timedOut = faulty.stripe.served.abandoned;
       faults.stripe.slow = faulty.stripe.served.delays - faulty.stripe.served.abandoned;
 
-      const users = [...gateUsers, ...world.users.map((user) => user.userId), ...shoppers];
+      // the operator's fix (the new price configured, replayed; packless sessions dismissed), then
+      // every unappliable event must have ended applied, resolved or dismissed, at the model's balances
+      const fixes = await Promise.all([clean, faulty].map((run) => fixUntilDone(run, run === faulty ? faults : undefined)));
+      const [cleanUnappliable, faultyUnappliable] = await Promise.all([clean, faulty].map((run) => checkUnappliable(run.billing, unappliable.cases)));
+
+      const users = [...gateUsers, ...world.users.map((user) => user.userId), ...shoppers, ...unappliable.cases.map((entry) => entry.userId)];
       const [expected, actual] = await Promise.all([snapshot(clean, users), snapshot(faulty, users)]);
       const diverging = users.filter((userId) => JSON.stringify(expected.state[userId]) !== JSON.stringify(actual.state[userId]));
 
@@ -373,6 +414,13 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
       });
 
       expect(cleanReport.surprises).toEqual([]);
+      expect({ clean: cleanUnappliable?.problems, faulty: faultyUnappliable?.problems, fixAttempts: fixes }).toEqual({
+        clean: [],
+        faulty: [],
+        fixAttempts: [expect.any(Number), expect.any(Number)],
+      });
+      expect(faultyUnappliable?.ended.parkedThenResolved).toBeGreaterThan(0);
+      expect(faultyUnappliable?.ended.dismissed).toBeGreaterThan(0);
       expect(expected.audits).toEqual([]);
       expect(offModel).toEqual([]);
       // every chat of the script ended (settled, released, or expired by the sweep): no hold stays open
