@@ -1,0 +1,213 @@
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
+import { type BillingFixture, billingFixture, invoicePaid, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { captureLogs } from "../helpers/logs.js";
+import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+
+/**
+ * Red team (outside), commit 473128a "annual months grant what was paid for them". Each test
+ * fails on 473128a and states the money effect. Plus is 40,000 credits a month, pro 100,000; the
+ * year starts at T0 = 2026-01-01 12:00 UTC. Plus yearly costs 19,000 cents, pro yearly 49,000.
+ */
+captureLogs();
+let fx: BillingFixture;
+beforeAll(async () => {
+  fx = await billingFixture();
+});
+let clock = 0;
+beforeEach(() => {
+  fx.stripe.reset();
+  clock = fx.clock.value;
+});
+afterEach(() => {
+  fx.clock.value = clock;
+});
+
+const PLUS = 40_000;
+const PRO = 100_000;
+const DAY = 86_400;
+const YEAR = 365 * DAY;
+const monthStart = (m: number) => Date.UTC(2026, m, 1, 12) / 1000;
+
+const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
+const changePlan = (userId: string, plan: string, at: number) => {
+  fx.clock.value = at * 1000;
+  return fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", { plan });
+};
+
+/** Walks the schedule through months `from`..`to` of the year starting at `yearStart` (seconds). */
+async function months(userId: string, from: number, to: number, yearStart = T0): Promise<number[]> {
+  const amounts: number[] = [];
+  for (let month = from; month <= to; month++) {
+    const d = new Date(yearStart * 1000);
+    fx.clock.value = (Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + month, d.getUTCDate(), d.getUTCHours()) / 1000 + 3_600) * 1000;
+    const result = await grantAllowanceIfDue(fx.deps.ledger, userId);
+    amounts.push(result.granted ? result.entry.amount : 0);
+  }
+  return amounts;
+}
+
+async function refundInvoice(customer: string, invoiceId: string, amount: number, refunded: number, at: number) {
+  const paymentIntent = uniqueStripeId("pi");
+  fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
+  fx.clock.value = at * 1000;
+  const answer = await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer, amount, refunded, created: at }));
+  expect(answer.status).toBe(200);
+  return answer.json.outcome as string;
+}
+
+type Sub = Awaited<ReturnType<typeof subscribeAndPay>>;
+
+/** A switch made in the Stripe portal: the subscription on its new price and period, then its paid invoice. */
+function portalSwitch(
+  sub: Sub,
+  input: { at: number; price: string; periodStart?: number; periodEnd: number; oldPrice: string; credit: number; fullPrice: number; prorationOnly?: boolean },
+) {
+  const invoiceId = uniqueStripeId("in");
+  const switched = subscriptionObject({
+    id: sub.subscriptionId,
+    customer: sub.customer,
+    price: input.price,
+    userId: sub.userId,
+    periodStart: input.periodStart ?? input.at,
+    periodEnd: input.periodEnd,
+    latestInvoice: invoiceId,
+  });
+  fx.stripe.subscriptions.set(sub.subscriptionId, switched);
+  const updated = stripeEvent("customer.subscription.updated", { created: input.at, object: switched });
+  const paid = invoicePaid({
+    invoiceId,
+    customer: sub.customer,
+    subscriptionId: sub.subscriptionId,
+    userId: sub.userId,
+    price: input.price,
+    billingReason: "subscription_update",
+    created: input.at + 1,
+    amountPaid: Math.max(0, input.fullPrice - input.credit),
+    lines: [
+      { price: input.price, proration: input.prorationOnly ?? false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
+      { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: input.periodEnd } },
+    ],
+  });
+  return { invoiceId, updated, paid };
+}
+
+async function applySwitch(sw: ReturnType<typeof portalSwitch>, at: number) {
+  fx.clock.value = (at + 5) * 1000;
+  expect((await fx.deliver(sw.updated)).status).toBe(200);
+  const res = await fx.deliver(sw.paid);
+  expect(res.status).toBe(200);
+  return res.json.outcome as string;
+}
+
+describe("red team: annual paid months", () => {
+  it("R1: an annual upgrade made in the Stripe portal is paid (proration invoice) but the rest of the year keeps granting the lower plan", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year", amountPaid: 19_000 });
+    expect(await months(sub.userId, 1, 3)).toEqual([PLUS, PLUS, PLUS]);
+    // 16 April: plus -> pro in the portal (same period; Stripe invoices the prorated difference, paid)
+    const at = monthStart(3) + 15 * DAY;
+    const sw = portalSwitch(sub, {
+      at,
+      price: "price_pro_yearly",
+      periodStart: T0,
+      periodEnd: T0 + YEAR,
+      oldPrice: "price_plus_yearly",
+      credit: 13_000,
+      fullPrice: 34_000,
+      prorationOnly: true,
+    });
+    await applySwitch(sw, at);
+    expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "pro", interval: "year" });
+    // 21,000 cents paid for pro over the rest of the year: months 4..11 are paid at pro
+    // (the code before 473128a granted them at the current plan, pro)
+    expect(await months(sub.userId, 4, 11)).toEqual(Array(8).fill(PRO)); // actual: 8 x PLUS (480,000 credits paid for, never granted)
+  });
+
+  it("R2: a third annual anchor in one year prunes the first invoice's share; its refund then takes the whole year, not what it granted", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year", amountPaid: 19_000 });
+    expect(await months(sub.userId, 1, 2)).toEqual([PLUS, PLUS]);
+    // invoice A granted month 0 and months 1, 2: 120,000 credits. Then annual -> monthly -> annual -> monthly -> annual in the portal.
+    const a1 = monthStart(2) + 9 * DAY;
+    await applySwitch(portalSwitch(sub, { at: a1, price: "price_plus_monthly", periodEnd: a1 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 15_000, fullPrice: 1_900 }), a1);
+    const a2 = a1 + 10 * DAY;
+    await applySwitch(portalSwitch(sub, { at: a2, price: "price_plus_yearly", periodEnd: a2 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a2);
+    const a3 = a2 + 10 * DAY;
+    await applySwitch(portalSwitch(sub, { at: a3, price: "price_plus_monthly", periodEnd: a3 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_000, fullPrice: 1_900 }), a3);
+    const a4 = a3 + 10 * DAY;
+    await applySwitch(portalSwitch(sub, { at: a4, price: "price_plus_yearly", periodEnd: a4 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a4);
+    const before = await balance(sub.userId);
+    // the first annual invoice is refunded in full (or charged back)
+    expect(await refundInvoice(sub.customer, sub.invoiceId, 19_000, 19_000, a4 + DAY)).toBe("clawed_back");
+    const [refund] = (await listHistory(fx.deps.ledger, { userId: sub.userId, limit: 100 })).entries.filter((entry) => entry.reason === "refund");
+    expect(refund?.amount).toBe(-3 * PLUS); // actual: -480,000 (12 months taken, 9 of them never granted)
+    expect(before - (await balance(sub.userId))).toBe(3 * PLUS);
+  });
+
+  it("R3: an annual upgrade whose invoice is paid two months late never grants the difference for the months it paid that passed meanwhile", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "plus", interval: "year", amountPaid: 19_000 });
+    await months(sub.userId, 1, 3);
+    fx.stripe.prorationStatus = "open"; // a bank debit still processing
+    expect((await changePlan(sub.userId, "pro", monthStart(3) + 15 * DAY)).json).toMatchObject({ status: "upgraded", creditsAdded: 0 });
+    const upgrade = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
+    expect(await months(sub.userId, 4, 5)).toEqual([PLUS, PLUS]);
+    const start = await balance(sub.userId);
+    fx.clock.value = (monthStart(5) + 10 * DAY) * 1000;
+    expect((await fx.deliver(paidInvoiceEvent(fx, upgrade, { amountPaid: 21_000 }))).json.outcome).toBe("upgrade_topped_up");
+    const topUp = (await balance(sub.userId)) - start;
+    await months(sub.userId, 6, 11);
+    // the payment bought its top-up and the difference for months 4..11 (its purchase says so)
+    const purchase = await fx.billing.store.getPurchase(upgrade);
+    expect(purchase?.share).toMatchObject({ fromMonth: 4, monthly: PRO - PLUS });
+    // months 6..11 grant plus (the annual invoice) + the difference; months 4, 5 were granted at plus before the payment landed
+    expect((await balance(sub.userId)) - start).toBe(topUp + 6 * PLUS + 8 * (PRO - PLUS)); // actual: topUp + 6 x PRO (2 x 60,000 paid for, never granted)
+  });
+
+  it("R4: a portal downgrade that credits the unused difference back, then an API upgrade back: the re-upgrade is free and the months keep granting pro", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
+    expect(await months(sub.userId, 1, 1)).toEqual([PRO]);
+    // 11 February: pro -> plus in the portal, prorated: Stripe credits the unused difference (a credit
+    // invoice, nothing to pay; the credit goes to the customer's balance for the next invoices)
+    const at = monthStart(1) + 10 * DAY;
+    const down = portalSwitch(sub, {
+      at,
+      price: "price_plus_yearly",
+      periodStart: T0,
+      periodEnd: T0 + YEAR,
+      oldPrice: "price_pro_yearly",
+      credit: 26_700,
+      fullPrice: 0,
+      prorationOnly: true,
+    });
+    await applySwitch(down, at);
+    expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "plus" });
+    // months 2..11 were paid at plus now (the pro difference went back as credit)
+    expect.soft(await months(sub.userId, 2, 2)).toEqual([PLUS]); // actual: [PRO]
+    // and an upgrade back to pro must be charged again
+    const again = await changePlan(sub.userId, "pro", monthStart(2) + 2 * DAY);
+    expect(again.status).toBe(200);
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect.soft(updates.map((update) => update.body.proration_behavior)).toEqual(["always_invoice"]); // actual: ["none"]: pro for free, credit kept
+  });
+
+  it("R5: a renewal whose plan line starts one second off the subscription's period start pays a year whose months all grant nothing (silently)", async () => {
+    const YEAR_2 = monthStart(12);
+    const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000, periodEnd: YEAR_2 });
+    const renewal = uniqueStripeId("in");
+    fx.clock.value = YEAR_2 * 1000;
+    const paid = invoicePaid({
+      invoiceId: renewal,
+      customer: sub.customer,
+      subscriptionId: sub.subscriptionId,
+      userId: sub.userId,
+      price: "price_pro_yearly",
+      amountPaid: 49_000,
+      billingReason: "subscription_cycle",
+      linePeriod: { start: YEAR_2 + 1, end: YEAR_2 + YEAR },
+    });
+    expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
+    const renewed = subscriptionObject({ id: sub.subscriptionId, customer: sub.customer, price: "price_pro_yearly", userId: sub.userId, periodStart: YEAR_2, periodEnd: YEAR_2 + YEAR, latestInvoice: renewal });
+    fx.clock.value = (YEAR_2 + 60) * 1000;
+    expect((await fx.deliver(stripeEvent("customer.subscription.updated", { created: YEAR_2 + 60, object: renewed }))).status).toBe(200);
+    expect(await months(sub.userId, 1, 3, YEAR_2)).toEqual([PRO, PRO, PRO]); // actual: [0, 0, 0] (the whole paid year's months 1..11 lost)
+  });
+});
