@@ -1,5 +1,7 @@
 import type * as z from "zod/mini";
-import { isPackId, type PackId, planOf } from "../catalog.js";
+import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/paid-year.js";
+import { periodIndexAt } from "../periods.js";
 import { ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
@@ -13,6 +15,8 @@ import {
   closedDisputeSchema,
   disputeSchema,
   invoiceSchema,
+  prorationLines,
+  type StripeInvoice,
   invoiceSubscription,
   refundSchema,
   subscriptionLines,
@@ -20,7 +24,14 @@ import {
   userIdFrom,
 } from "./stripe-objects.js";
 import { applySubscription, snapshotOf } from "./subscription.js";
-import { readUpgradeMetadata } from "./upgrade-top-up.js";
+import {
+  allowancePeriodAt,
+  type ProratedPlanChange,
+  proratedPlanChange,
+  readUpgradeMetadata,
+  type UpgradeTerms,
+  yearStartBefore,
+} from "./upgrade-top-up.js";
 
 /** The part of a verified Stripe event billing reads. */
 export interface StripeEventEnvelope {
@@ -272,12 +283,79 @@ const onInvoicePaid: Handler = async (deps, event) => {
       });
       return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
     }
+    // Not an upgrade we made: a plan change made elsewhere (the Stripe portal), read from the lines.
+    const change = proratedPlanChange(prorationLines(invoice), (price) => deps.prices.planOfPrice(price));
+    if (change) return applyProratedPlanChange(deps, { userId, subscriptionId: details.subscription, invoice, change });
     if (metadata.upgradeFrom) {
       logger.info("proration invoice not made by the upgrade its metadata names; no top-up", { invoice: invoice.id, userId });
     }
   }
   return "ignored_billing_reason";
 };
+
+/**
+ * A paid proration invoice of a plan change made outside change-plan (the Stripe portal). An
+ * upgrade gets the same prorated top-up, and on an annual plan the same share of the year's later
+ * months, as one made through change-plan (same rule, same key `upgrade#<in>`). An annual
+ * downgrade whose difference Stripe credited back records a share that takes that difference off
+ * the later months (they were paid at the lower plan after all); the credits already granted stay,
+ * as with every downgrade. A monthly downgrade changes nothing (its credits stay for the period).
+ */
+async function applyProratedPlanChange(
+  deps: BillingDeps,
+  input: { userId: string; subscriptionId: string; invoice: StripeInvoice; change: ProratedPlanChange },
+): Promise<string> {
+  const { userId, invoice, change } = input;
+  const account = await deps.ledger.store.getAccount(userId);
+  const current = account?.subscription?.id === input.subscriptionId ? account.subscription : undefined;
+  const periodStart =
+    change.interval === "year"
+      ? current && current.periodEnd === change.periodEnd * 1000
+        ? Math.floor(current.periodStart / 1000)
+        : yearStartBefore(change.periodEnd)
+      : current && current.periodEnd === change.periodEnd * 1000
+        ? Math.floor(current.periodStart / 1000)
+        : undefined;
+  if (periodStart === undefined || periodStart > change.at) {
+    logger.warn("proration of a plan change in a period we do not know; nothing granted", { invoice: invoice.id, userId });
+    return "ignored_plan_change_period";
+  }
+  const allowance = (plan: PlanId) => planOf(plan, deps.ledger.catalog).monthlyAllowance;
+  const period = allowancePeriodAt(change.interval, { start: periodStart, end: change.periodEnd }, change.at);
+  if (allowance(change.to) > allowance(change.from)) {
+    const terms: UpgradeTerms = {
+      from: change.from,
+      to: change.to,
+      interval: change.interval,
+      at: change.at,
+      periodStart: period.start,
+      periodEnd: period.end,
+      ...(change.interval === "year" ? { yearStart: periodStart } : {}),
+    };
+    const topUp = await grantUpgradeTopUp(deps, {
+      userId,
+      subscriptionId: input.subscriptionId,
+      invoiceId: invoice.id,
+      terms,
+      amountPaid: invoice.amount_paid,
+    });
+    return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
+  }
+  if (change.interval !== "year") return "downgrade_nothing_to_record";
+  const anchor = periodStart * 1000;
+  const fromMonth = periodIndexAt(anchor, change.at * 1000, { kind: "calendarMonth" }) + 1;
+  if (fromMonth > LAST_SCHEDULED_ANNUAL_MONTH) return "downgrade_nothing_to_record";
+  const result = await grantCredits(deps.ledger, {
+    userId,
+    key: `downgrade#${invoice.id}`,
+    amount: 0,
+    bucket: "allowance",
+    reason: "invoice",
+    refs: { invoice: invoice.id, subscription: input.subscriptionId, from: change.from, to: change.to, at: change.at },
+    paidShare: { anchor, fromMonth, monthly: allowance(change.to) - allowance(change.from) },
+  });
+  return result.applied ? "downgrade_credit_recorded" : "downgrade_credit_already_recorded";
+}
 
 /** invoice.payment_failed: recorded on the account (GET /v1/credits shows it) until a later payment. */
 const onInvoicePaymentFailed: Handler = async (deps, event) => {

@@ -98,7 +98,9 @@ export type StripeCheckoutSession = z.infer<typeof checkoutSessionSchema>;
  */
 const invoiceLineSchema = z.looseObject({
   /** epoch seconds; a proration line's period starts at its proration instant */
-  period: z.nullish(z.looseObject({ start: z.number().check(z.int()) })),
+  period: z.nullish(z.looseObject({ start: z.number().check(z.int()), end: z.optional(z.number().check(z.int())) })),
+  /** a proration line's sign tells the price it leaves (credited, negative) from the one it moves to */
+  amount: z.nullish(z.number().check(z.int())),
   pricing: z.nullish(z.looseObject({ price_details: z.nullish(z.looseObject({ price: idOrObject })) })),
   price: z.nullish(idOrObject),
   proration: z.nullish(z.boolean()),
@@ -181,11 +183,15 @@ export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
   return subscriptionLines(invoice).map((line) => line.price);
 }
 
-/** The invoice's proration lines: their price and where their period starts (the proration instant, epoch seconds). */
-export function prorationLines(invoice: StripeInvoice): { price: string; periodStart: number | undefined }[] {
+/** The invoice's proration lines: their price, amount and period (its start is the proration instant; epoch seconds). */
+export function prorationLines(
+  invoice: StripeInvoice,
+): { price: string; amount: number | undefined; periodStart: number | undefined; periodEnd: number | undefined }[] {
   return (invoice.lines?.data ?? []).flatMap((line) => {
     const price = linePrice(line);
-    return price && isProration(line) ? [{ price, periodStart: line.period?.start }] : [];
+    return price && isProration(line)
+      ? [{ price, amount: line.amount ?? undefined, periodStart: line.period?.start, periodEnd: line.period?.end }]
+      : [];
   });
 }
 

@@ -145,3 +145,45 @@ export function readUpgradeMetadata(metadata: Record<string, string> | null | un
   if (!SECONDS.test(upgradeYearStart ?? "") || Number(upgradeYearStart) > start) return undefined;
   return { from: upgradeFrom, to: plan, interval, at, periodStart: start, periodEnd: end, yearStart: Number(upgradeYearStart) };
 }
+
+/** A plan change as a proration invoice prices it: from the credited price's plan to the charged one's. */
+export interface ProratedPlanChange {
+  from: PlanId;
+  to: PlanId;
+  interval: BillingInterval;
+  /** the proration instant and the period's end, epoch seconds */
+  at: number;
+  periodEnd: number;
+}
+
+/**
+ * The plan change a proration invoice bills, read from its lines (pure): a credited line (negative
+ * amount) of one plan's price and a charged line (0 or more) of another plan's price of the same
+ * interval, over the same rest of the period. What a switch made outside change-plan (the Stripe
+ * portal) changed: the same rule then tops up and pays the rest of an annual year as ours does.
+ * Undefined for anything else (a quantity change, a price that is no plan, lines without amounts).
+ */
+export function proratedPlanChange(
+  lines: { price: string; amount: number | undefined; periodStart: number | undefined; periodEnd: number | undefined }[],
+  planOfPrice: (price: string) => { plan: PlanId; interval: BillingInterval } | undefined,
+): ProratedPlanChange | undefined {
+  // the line of the price entered may be 0 (a coupon, a free plan price): only a credit tells which is left
+  const credited = lines.filter((line) => line.amount !== undefined && line.amount < 0);
+  const charged = lines.filter((line) => line.amount !== undefined && line.amount >= 0);
+  if (credited.length !== 1 || charged.length !== 1) return undefined;
+  const [left, entered] = [credited[0], charged[0]];
+  const from = left && planOfPrice(left.price);
+  const to = entered && planOfPrice(entered.price);
+  const at = entered?.periodStart;
+  const periodEnd = entered?.periodEnd;
+  if (!from || !to || from.interval !== to.interval || from.plan === to.plan) return undefined;
+  if (at === undefined || periodEnd === undefined || at >= periodEnd) return undefined;
+  return { from: from.plan, to: to.plan, interval: to.interval, at, periodEnd };
+}
+
+/** The start of the annual period ending at `periodEnd` (seconds): one calendar year before, as Stripe bills years. */
+export function yearStartBefore(periodEnd: number): number {
+  const start = new Date(periodEnd * 1000);
+  start.setUTCFullYear(start.getUTCFullYear() - 1);
+  return Math.floor(start.getTime() / 1000);
+}

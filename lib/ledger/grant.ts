@@ -9,7 +9,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
-import { monthGrant, withPaidShare } from "./paid-year.js";
+import { monthGrant, monthsPassed, withPaidShare } from "./paid-year.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -56,7 +56,7 @@ const grantInputSchema = z.object({
     z.object({
       anchor: z.number().check(z.int(), z.minimum(0)),
       fromMonth: z.number().check(z.int(), z.minimum(1)),
-      monthly: z.number().check(z.int(), z.minimum(0), z.maximum(1_000_000_000)),
+      monthly: z.number().check(z.int(), z.minimum(-1_000_000_000), z.maximum(1_000_000_000)),
     }),
   ),
 });
@@ -95,8 +95,25 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     if (grant.amount < 0 && account.available < -grant.amount) {
       throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
     }
-    const paidYears = paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare });
-    return commitForFacts(account, [fact], deps.now(), {
+    // A payment of the year the schedule is in, made after some of the months it pays for were
+    // granted (or passed over unpaid): those months come with it, once (lib/ledger/paid-year.ts).
+    const passed =
+      paidShare && account.interval === "year"
+        ? monthsPassed({ anchor: account.periodAnchor, lastGranted: account.periodIndex }, paidShare.anchor, paidShare)
+        : { months: 0, credits: 0 };
+    const paidYears =
+      paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare, granted: passed.credits });
+    const facts: CreditFact[] = [fact];
+    if (paidYears && passed.credits > 0) {
+      facts.push({
+        key: `${grant.key}#months`,
+        amount: passed.credits,
+        bucket: "allowance",
+        reason: grant.reason,
+        refs: { ...fact.refs, monthsPassed: passed.months, fromMonth: paidShare?.fromMonth ?? 0 },
+      });
+    }
+    return commitForFacts(account, facts, deps.now(), {
       ...(grant.amount < 0 ? { requireAvailable: -grant.amount } : {}),
       ...(paidYears ? { set: { paidYears } } : {}),
     });

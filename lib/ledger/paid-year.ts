@@ -12,7 +12,7 @@
  * has granted so far, whatever the year or the account's later plan.
  */
 
-/** What one payment pays for in the scheduled months (1..11) of one annual year. */
+/** What one payment pays for in the scheduled months (1..11) of one annual year (negative: what a credit gave back). */
 export interface PaidShare {
   /** the payment (its invoice id): a list element's value, never a map key */
   payment: string;
@@ -42,8 +42,23 @@ export interface PaidYear {
  */
 export const LAST_SCHEDULED_ANNUAL_MONTH = 11;
 
-/** How many years an account keeps (the current one and the one before, for late refunds and a late last month). */
-export const PAID_YEARS_KEPT = 2;
+/**
+ * Which years an account keeps: those that began within the 25 months before the newest one (the
+ * current year and the one before, for late refunds and a late last month, however often the
+ * plan was switched between monthly and annual meanwhile, each switch starting a year), at most
+ * `PAID_YEARS_KEPT`. A refund of a payment whose year is no longer kept is taken as if all its
+ * months were granted.
+ */
+export const PAID_YEARS_KEPT = 8;
+const KEEP_WINDOW_MS = 25 * 31 * 86_400_000;
+
+/**
+ * How far apart the start of a paid year (its invoice line's period start) and the schedule's
+ * anchor (the subscription's period start) may be and still be the same year: Stripe sends the
+ * same instant, but a year whose months all grant nothing over a second's difference would be a
+ * silent loss; two different years never start within an hour.
+ */
+export const ANCHOR_TOLERANCE_MS = 3_600_000;
 
 /** The scheduled months a share pays for: `fromMonth`..11. */
 export function shareMonths(share: Pick<PaidShare, "fromMonth">): number {
@@ -53,8 +68,14 @@ export function shareMonths(share: Pick<PaidShare, "fromMonth">): number {
 /** Credits a share buys over its months (before any refund). */
 export const shareCredits = (share: Pick<PaidShare, "fromMonth" | "monthly">): number => share.monthly * shareMonths(share);
 
+/** The year that starts at `anchor` (exactly, else the nearest within `ANCHOR_TOLERANCE_MS`). */
 export function yearOf(years: readonly PaidYear[] | undefined, anchor: number): PaidYear | undefined {
-  return years?.find((year) => year.anchor === anchor);
+  const exact = years?.find((year) => year.anchor === anchor);
+  if (exact || !years) return exact;
+  const near = years
+    .filter((year) => Math.abs(year.anchor - anchor) <= ANCHOR_TOLERANCE_MS)
+    .sort((a, b) => Math.abs(a.anchor - anchor) - Math.abs(b.anchor - anchor));
+  return near[0];
 }
 
 export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, payment: string): PaidShare | undefined {
@@ -69,14 +90,39 @@ export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, 
 export function withPaidShare(
   years: readonly PaidYear[] | undefined,
   anchor: number,
-  share: Pick<PaidShare, "payment" | "fromMonth" | "monthly">,
+  share: Pick<PaidShare, "payment" | "fromMonth" | "monthly"> & { granted?: number },
 ): PaidYear[] | undefined {
   if (shareOf(years, anchor, share.payment)) return undefined;
-  const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: 0, withheld: 0 };
+  const added: PaidShare = {
+    payment: share.payment,
+    fromMonth: share.fromMonth,
+    monthly: share.monthly,
+    granted: share.granted ?? 0,
+    withheld: 0,
+  };
   const existing = yearOf(years, anchor);
-  const others = (years ?? []).filter((year) => year.anchor !== anchor);
-  const year: PaidYear = { anchor, shares: [...(existing?.shares ?? []), added] };
-  return [...others, year].sort((a, b) => a.anchor - b.anchor).slice(-PAID_YEARS_KEPT);
+  const others = (years ?? []).filter((year) => year !== existing);
+  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added] };
+  const all = [...others, year].sort((a, b) => a.anchor - b.anchor);
+  const newest = all.at(-1)?.anchor ?? anchor;
+  return all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT);
+}
+
+/**
+ * The scheduled months a payment pays for that the schedule has already passed (granted without
+ * it, or passed over unpaid): an upgrade or a renewal paid late. They are granted with the
+ * payment, once, so a year paid late still grants every month it paid for. Only for the year the
+ * schedule is in (`anchor` within tolerance of the schedule's), and never for a share that takes
+ * (a downgrade's credit does not take back months already granted).
+ */
+export function monthsPassed(
+  schedule: { anchor: number; lastGranted: number },
+  anchor: number,
+  share: Pick<PaidShare, "fromMonth" | "monthly">,
+): { months: number; credits: number } {
+  if (share.monthly <= 0 || Math.abs(schedule.anchor - anchor) > ANCHOR_TOLERANCE_MS) return { months: 0, credits: 0 };
+  const months = Math.max(0, Math.min(schedule.lastGranted, LAST_SCHEDULED_ANNUAL_MONTH) - share.fromMonth + 1);
+  return { months, credits: months * share.monthly };
 }
 
 export interface MonthGrant {
@@ -99,14 +145,16 @@ export function monthGrant(years: readonly PaidYear[] | undefined, anchor: numbe
   let withheld = 0;
   const shares = year.shares.map((share) => {
     if (share.fromMonth > month || month > LAST_SCHEDULED_ANNUAL_MONTH) return share;
-    const grants = share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget));
+    // a share that takes (a downgrade whose difference went back as credit) lowers the month
+    const grants = share.monthly < 0 || share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget));
     amount += grants;
     withheld += share.monthly - grants;
     const next: PaidShare = { ...share, granted: share.granted + grants, withheld: share.withheld + share.monthly - grants };
     if (share.budget !== undefined) next.budget = share.budget - grants;
     return next;
   });
-  return { amount, withheld, years: (years ?? []).map((candidate) => (candidate === year ? { ...year, shares } : candidate)) };
+  // never below nothing (a credit larger than what the month still pays, after a refund)
+  return { amount: Math.max(0, amount), withheld, years: (years ?? []).map((candidate) => (candidate === year ? { ...year, shares } : candidate)) };
 }
 
 /**

@@ -199,7 +199,7 @@ describe("a refunded annual year binds its months whatever the order of events",
     expect(await balance(sub.userId)).toBe(before);
   });
 
-  it("D4: a renewal still past due grants no months of the year nobody paid for; once paid, the next month grants", async () => {
+  it("D4: a renewal still past due grants no months of the year nobody paid for; once paid, they come with it", async () => {
     const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000, periodEnd: YEAR_2 });
     await months(sub.userId, 1, 11);
     const renewal = uniqueStripeId("in");
@@ -219,7 +219,8 @@ describe("a refunded annual year binds its months whatever the order of events",
     const before = await balance(sub.userId);
     expect(await months(sub.userId, 1, 1, YEAR_2)).toEqual([0]);
     expect(await balance(sub.userId)).toBe(before);
-    // paid on Stripe's retry in month 1: the invoice grants its month; month 2 is granted from it
+    // paid on Stripe's retry in month 1: the invoice grants month 0 and, with it, month 1 that
+    // passed unpaid (the year's months are all granted once it is paid); month 2 from its share
     fx.clock.value = (monthStart(13) + 10 * DAY) * 1000;
     const paid = invoicePaid({
       invoiceId: renewal,
@@ -232,8 +233,9 @@ describe("a refunded annual year binds its months whatever the order of events",
       linePeriod: { start: YEAR_2, end: YEAR_2 + 365 * DAY },
     });
     expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
-    expect(await months(sub.userId, 2, 2, YEAR_2)).toEqual([PRO]);
     expect(await balance(sub.userId)).toBe(before + 2 * PRO);
+    expect(await months(sub.userId, 2, 2, YEAR_2)).toEqual([PRO]);
+    expect(await balance(sub.userId)).toBe(before + 3 * PRO);
     expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
   });
 

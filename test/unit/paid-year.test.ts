@@ -39,16 +39,22 @@ describe("paid year: the months of an annual year grant what was paid for them",
 
   it("a year nobody paid for grants nothing (no record), and a payment is recorded once", () => {
     const years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 40_000 });
-    expect(monthGrant(years, A + 1, 1)).toBeUndefined();
+    expect(monthGrant(years, A + 2 * 3_600_000, 1)).toBeUndefined();
+    // the same instant a second off (the invoice line's start against the subscription's) is the same year
+    expect(monthGrant(years, A + 1_000, 1)?.amount).toBe(40_000);
     expect(withPaidShare(years, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 99 })).toBeUndefined();
   });
 
-  it("keeps the two newest years", () => {
+  it("keeps the years that began within 25 months of the newest, however many (portal switches start years)", () => {
     let years: PaidYear[] | undefined;
-    for (const year of [2026, 2028, 2027]) {
-      years = withPaidShare(years, Date.UTC(year, 0, 1), { payment: `invoice#in_${year}`, fromMonth: 1, monthly: 1 });
-    }
-    expect(years?.map((year) => new Date(year.anchor).getUTCFullYear())).toEqual([2027, 2028]);
+    const starts = [Date.UTC(2024, 0, 1), Date.UTC(2026, 0, 1), Date.UTC(2026, 2, 20), Date.UTC(2026, 3, 9), Date.UTC(2026, 1, 1)];
+    for (const anchor of starts) years = withPaidShare(years, anchor, { payment: `invoice#in_${anchor}`, fromMonth: 1, monthly: 1 });
+    expect(years?.map((year) => new Date(year.anchor).toISOString().slice(0, 10))).toEqual([
+      "2026-01-01",
+      "2026-02-01",
+      "2026-03-20",
+      "2026-04-09",
+    ]);
   });
 
   it("a share's budget limits that share only; lifting it restores full months", () => {
