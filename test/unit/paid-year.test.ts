@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   LAST_SCHEDULED_ANNUAL_MONTH,
   monthGrant,
+  monthsPassed,
   type PaidYear,
   paidMonthlyFrom,
   shareCredits,
@@ -70,6 +71,22 @@ describe("paid year: the months of an annual year grant what was paid for them",
     expect(shareOf(lifted, A, "invoice#in_1")?.budget).toBeUndefined();
     expect(monthGrant(lifted, A, 3)?.amount).toBe(100_000);
     expect(paidMonthlyFrom(years, A, 1)).toBe(60_000); // a refunded share is not "paid" for an upgrade back
+  });
+
+  it("a payment of months already passed grants them with it: only in the schedule's year, never for a share that takes", () => {
+    expect(monthsPassed({ anchor: A, lastGranted: 5 }, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 2, credits: 120_000 });
+    expect(monthsPassed({ anchor: A + 1_000, lastGranted: 5 }, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 5, credits: 5 });
+    expect(monthsPassed({ anchor: A, lastGranted: 3 }, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 0, credits: 0 });
+    expect(monthsPassed({ anchor: A - 366 * 86_400_000, lastGranted: 11 }, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 0, credits: 0 });
+    expect(monthsPassed({ anchor: A, lastGranted: 8 }, A, { fromMonth: 2, monthly: -60_000 })).toEqual({ months: 0, credits: 0 });
+  });
+
+  it("a share that takes lowers its months, never below nothing", () => {
+    let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 }) ?? [];
+    years = withPaidShare(years, A, { payment: "downgrade#in_2", fromMonth: 3, monthly: -60_000 }) ?? [];
+    expect(walk(years).amounts).toEqual([100_000, 100_000, ...Array(9).fill(40_000)]);
+    years = withShareBudget(years, A, "invoice#in_1", 0) ?? [];
+    expect(walk(years).amounts).toEqual(Array(11).fill(0));
   });
 
   const shares = fc.array(

@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  proratedPlanChange,
+  yearStartBefore,
   allowancePeriodAt,
   prorationInstant,
   readUpgradeMetadata,
@@ -193,5 +195,45 @@ describe("the upgrade terms in the subscription metadata", () => {
     // metadata written before the terms carried the instant (upgradeFrom and upgradePeriodStart only)
     expect(readUpgradeMetadata({ plan: "pro", interval: "month", upgradeFrom: "plus", upgradePeriodStart: String(START) })).toBeUndefined();
     expect(readUpgradeMetadata(undefined)).toBeUndefined();
+  });
+});
+
+describe("a plan change read from a proration invoice's lines (portal switches)", () => {
+  const planOfPrice = (price: string) =>
+    ({
+      price_plus_yearly: { plan: "plus", interval: "year" },
+      price_pro_yearly: { plan: "pro", interval: "year" },
+      price_pro_monthly: { plan: "pro", interval: "month" },
+    })[price] as { plan: "plus" | "pro"; interval: "month" | "year" } | undefined;
+  const line = (price: string, amount: number | undefined, periodStart = 1_000, periodEnd = 2_000) => ({ price, amount, periodStart, periodEnd });
+
+  it("an upgrade: credited plus, charged pro; a downgrade the other way; the charged line may be 0", () => {
+    expect(proratedPlanChange([line("price_plus_yearly", -500), line("price_pro_yearly", 1_200)], planOfPrice)).toEqual({
+      from: "plus",
+      to: "pro",
+      interval: "year",
+      at: 1_000,
+      periodEnd: 2_000,
+    });
+    expect(proratedPlanChange([line("price_pro_yearly", -1_200), line("price_plus_yearly", 0)], planOfPrice)).toMatchObject({ from: "pro", to: "plus" });
+  });
+
+  it("nothing it cannot read as one plan change: a price that is no plan, two intervals, the same plan, missing amounts or periods, several lines", () => {
+    const none = [
+      [line("price_plus_yearly", -500), line("price_pack_starter", 1_200)],
+      [line("price_plus_yearly", -500), line("price_pro_monthly", 1_200)],
+      [line("price_pro_yearly", -500), line("price_pro_yearly", 1_200)],
+      [line("price_plus_yearly", undefined), line("price_pro_yearly", 1_200)],
+      [line("price_plus_yearly", -500), line("price_pro_yearly", 1_200, 2_000, 2_000)],
+      [line("price_plus_yearly", -500), line("price_pro_yearly", 1_200), line("price_pro_yearly", 1)],
+      [line("price_plus_yearly", -500), line("price_plus_yearly", -5), line("price_pro_yearly", 1_200)],
+      [line("price_pro_yearly", 1_200)],
+    ];
+    for (const lines of none) expect(proratedPlanChange(lines, planOfPrice)).toBeUndefined();
+  });
+
+  it("an annual period's start is one calendar year before its end", () => {
+    expect(yearStartBefore(Date.UTC(2027, 0, 1, 12) / 1000)).toBe(Date.UTC(2026, 0, 1, 12) / 1000);
+    expect(yearStartBefore(Date.UTC(2029, 2, 15) / 1000)).toBe(Date.UTC(2028, 2, 15) / 1000);
   });
 });
