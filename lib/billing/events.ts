@@ -2,7 +2,7 @@ import type * as z from "zod/mini";
 import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
 import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/paid-year.js";
 import { periodIndexAt } from "../periods.js";
-import { ensureAccount, grantCredits } from "../ledger/index.js";
+import { clawBack, ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
 import { requireStripe } from "./checkout.js";
@@ -30,6 +30,7 @@ import {
   proratedPlanChange,
   readUpgradeMetadata,
   type UpgradeTerms,
+  upgradeTopUp,
   yearStartBefore,
 } from "./upgrade-top-up.js";
 
@@ -296,10 +297,10 @@ const onInvoicePaid: Handler = async (deps, event) => {
 /**
  * A paid proration invoice of a plan change made outside change-plan (the Stripe portal). An
  * upgrade gets the same prorated top-up, and on an annual plan the same share of the year's later
- * months, as one made through change-plan (same rule, same key `upgrade#<in>`). An annual
- * downgrade whose difference Stripe credited back records a share that takes that difference off
- * the later months (they were paid at the lower plan after all); the credits already granted stay,
- * as with every downgrade. A monthly downgrade changes nothing (its credits stay for the period).
+ * months, as one made through change-plan (same rule, same key `upgrade#<in>`). A downgrade whose
+ * difference Stripe credited back takes the same rule the other way: the allowance difference for
+ * the time left of the period in progress (`downgrade#<in>#period`) and, on an annual plan, a share
+ * that takes the difference off the later months (`downgrade#<in>`, 0 credits).
  */
 async function applyProratedPlanChange(
   deps: BillingDeps,
@@ -341,17 +342,31 @@ async function applyProratedPlanChange(
     });
     return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
   }
-  if (change.interval !== "year") return "downgrade_nothing_to_record";
+  // A downgrade whose difference Stripe credited back: the same rule the other way, so an upgrade,
+  // a credited downgrade and an upgrade again cannot buy the period's difference twice. What the
+  // period in progress granted beyond the lower plan is taken back for the time left (like a
+  // refund, it may leave the balance below zero); on an annual plan the later months lose it too.
+  const refs = { invoice: invoice.id, subscription: input.subscriptionId, from: change.from, to: change.to, at: change.at };
+  const take = upgradeTopUp({
+    fromAllowance: allowance(change.to),
+    toAllowance: allowance(change.from),
+    periodStart: period.start,
+    periodEnd: period.end,
+    at: change.at,
+  });
+  const taken = take > 0 ? await clawBack(deps.ledger, { userId, key: `downgrade#${invoice.id}#period`, amount: take, bucket: "allowance", reason: "refund", refs }) : undefined;
+  const outcome = taken?.applied === false ? "downgrade_credit_already_recorded" : "downgrade_credit_recorded";
+  if (change.interval !== "year") return outcome;
   const anchor = periodStart * 1000;
   const fromMonth = periodIndexAt(anchor, change.at * 1000, { kind: "calendarMonth" }) + 1;
-  if (fromMonth > LAST_SCHEDULED_ANNUAL_MONTH) return "downgrade_nothing_to_record";
+  if (fromMonth > LAST_SCHEDULED_ANNUAL_MONTH) return outcome;
   const result = await grantCredits(deps.ledger, {
     userId,
     key: `downgrade#${invoice.id}`,
     amount: 0,
     bucket: "allowance",
     reason: "invoice",
-    refs: { invoice: invoice.id, subscription: input.subscriptionId, from: change.from, to: change.to, at: change.at },
+    refs,
     paidShare: { anchor, fromMonth, monthly: allowance(change.to) - allowance(change.from) },
   });
   return result.applied ? "downgrade_credit_recorded" : "downgrade_credit_already_recorded";

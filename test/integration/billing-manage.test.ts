@@ -1,6 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { type BillingAccount, changePlan as changePlanUseCase } from "../../lib/billing/index.js";
-import { getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
+import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import {
   type BillingFixture,
   billingFixture,
@@ -381,20 +381,38 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await balance(sub.userId)).toBe(50_000 + 45_583);
   });
 
-  it("a later proration invoice still carrying an old upgrade's metadata (a portal switch) tops up nothing", async () => {
+  it("portal switches are priced from their proration invoices' lines: upgrade, credited downgrade, upgrade again net what was paid", async () => {
     const sub = await subscribeAndPay(fx, { plan: "plus", periodEnd: MONTH_END });
     clockAt(T0 + 5 * DAY);
-    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(50_000);
-    const upgrade = latestInvoice(sub);
-    // In the portal the user went down to plus and up to pro again: Stripe invoiced that proration
-    // with the subscription's metadata, which still names our upgrade, but its lines start later.
-    const portalInvoice = uniqueStripeId("in");
-    const event = paidInvoiceEvent(fx, upgrade.id);
-    event.data.object.id = portalInvoice;
-    for (const line of event.data.object.lines.data) line.period.start = T0 + 9 * DAY;
-    const res = await fx.deliver(event);
-    expect(res.json.outcome).toBe("ignored_billing_reason");
-    expect(await balance(sub.userId)).toBe(50_000 + 50_000);
+    expect((await changePlan(sub.userId, { plan: "pro" })).json.creditsAdded).toBe(50_000); // 25 of 30 days
+    // In the portal the user went down to plus (Stripe credited the 21 days left) and up to pro again
+    // (Stripe charged the 18 days left). Both invoices carry the subscription's metadata, which still
+    // names our upgrade, but their lines start later: they are priced from their own lines.
+    const portal = (at: number, from: string, to: string) =>
+      invoicePaid({
+        invoiceId: uniqueStripeId("in"),
+        customer: sub.customer,
+        subscriptionId: sub.subscriptionId,
+        userId: sub.userId,
+        price: to,
+        billingReason: "subscription_update",
+        amountPaid: 0,
+        metadata: { plan: "pro", interval: "month", upgradeFrom: "plus", upgradeAt: String(T0 + 5 * DAY), upgradePeriodStart: String(T0), upgradePeriodEnd: String(MONTH_END) },
+        lines: [
+          { price: from, proration: true, amount: -1_000, period: { start: at, end: MONTH_END } },
+          { price: to, proration: true, amount: 400, period: { start: at, end: MONTH_END } },
+        ],
+      });
+    const down = portal(T0 + 9 * DAY, "price_pro_monthly", "price_plus_monthly");
+    expect((await fx.deliver(down)).json.outcome).toBe("downgrade_credit_recorded");
+    expect(await balance(sub.userId)).toBe(100_000 - 42_000); // 60,000 × 21/30 taken back
+    const up = portal(T0 + 12 * DAY, "price_plus_monthly", "price_pro_monthly");
+    expect((await fx.deliver(up)).json.outcome).toBe("upgrade_topped_up");
+    expect(await balance(sub.userId)).toBe(100_000 - 42_000 + 36_000); // 60,000 × 18/30
+    // redelivered (new event ids): once each
+    for (const event of [down, up]) expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toMatch(/already/);
+    expect(await balance(sub.userId)).toBe(94_000);
+    expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
     // metadata from before the terms carried the instant is no upgrade we can price either
     const legacy = await fx.deliver(
       invoicePaid({
@@ -409,7 +427,7 @@ describe("POST /v1/billing/change-plan", () => {
       }),
     );
     expect(legacy.json.outcome).toBe("ignored_billing_reason");
-    expect(await balance(sub.userId)).toBe(100_000);
+    expect(await balance(sub.userId)).toBe(94_000);
   });
 
   it("an upgrade whose invoice is still being paid (bank debit) tops up only when invoice.paid says what was paid", async () => {
