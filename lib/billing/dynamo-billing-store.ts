@@ -5,6 +5,7 @@ import {
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
+  type QueryCommandInput,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
@@ -79,6 +80,18 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
   async function get(key: Record<string, string>): Promise<Record<string, unknown> | undefined> {
     const { Item } = await client.send(new GetItemCommand({ TableName: tableName, Key: marshall(key), ConsistentRead: true }));
     return Item ? strip(Item) : undefined;
+  }
+
+  /** Every item of a query, page after page (consistent reads). */
+  async function queryAll(input: Omit<QueryCommandInput, "TableName" | "ConsistentRead" | "ExclusiveStartKey">) {
+    const items: Record<string, AttributeValue>[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await client.send(new QueryCommand({ ...input, TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }));
+      items.push(...(page.Items ?? []));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    return items;
   }
 
   /** A conditional account update; false when the condition did not hold (nothing written). */
@@ -344,23 +357,12 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async waitingClaws(purchaseId) {
-      const facts: ClawFact[] = [];
-      let startKey: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await client.send(
-          new QueryCommand({
-            TableName: tableName,
-            KeyConditionExpression: "#pk = :pk AND begins_with(#sk, :wait)",
-            ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
-            ExpressionAttributeValues: marshall({ ":pk": purchaseKey(purchaseId).pk, ":wait": "WAIT#" }),
-            ConsistentRead: true,
-            ExclusiveStartKey: startKey,
-          }),
-        );
-        facts.push(...(page.Items ?? []).map((item) => readItem(item).fact as ClawFact));
-        startKey = page.LastEvaluatedKey;
-      } while (startKey);
-      return facts;
+      const items = await queryAll({
+        KeyConditionExpression: "#pk = :pk AND begins_with(#sk, :wait)",
+        ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
+        ExpressionAttributeValues: marshall({ ":pk": purchaseKey(purchaseId).pk, ":wait": "WAIT#" }),
+      });
+      return items.map((item) => readItem(item).fact as ClawFact);
     },
 
     async parkEvent(event, now) {
@@ -408,45 +410,24 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async listParkedEvents() {
-      const events: ParkedEvent[] = [];
-      let startKey: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await client.send(
-          new QueryCommand({
-            TableName: tableName,
-            KeyConditionExpression: "#pk = :pk",
-            ExpressionAttributeNames: { "#pk": "pk" },
-            ExpressionAttributeValues: marshall({ ":pk": PARKED_PK }),
-            ConsistentRead: true,
-            ExclusiveStartKey: startKey,
-          }),
-        );
-        events.push(...(page.Items ?? []).map((item) => strip(item) as unknown as ParkedEvent));
-        startKey = page.LastEvaluatedKey;
-      } while (startKey);
-      return events;
+      const items = await queryAll({
+        KeyConditionExpression: "#pk = :pk",
+        ExpressionAttributeNames: { "#pk": "pk" },
+        ExpressionAttributeValues: marshall({ ":pk": PARKED_PK }),
+      });
+      return items.map((item) => strip(item) as unknown as ParkedEvent);
     },
 
     async dueParkedEvents(now, limit) {
       // The collection is small by design (one item per event that ever parked; closed ones expire):
       // read all of it, filtered to the parked ones that are due, so the longest-due come first.
-      const due: ParkedEvent[] = [];
-      let startKey: Record<string, AttributeValue> | undefined;
-      do {
-        const page = await client.send(
-          new QueryCommand({
-            TableName: tableName,
-            KeyConditionExpression: "#pk = :pk",
-            FilterExpression: "#status = :parked AND #next <= :now",
-            ExpressionAttributeNames: { "#pk": "pk", "#status": "status", "#next": "nextAttemptAt" },
-            ExpressionAttributeValues: marshall({ ":pk": PARKED_PK, ":parked": "parked", ":now": now }),
-            ConsistentRead: true,
-            ExclusiveStartKey: startKey,
-          }),
-        );
-        due.push(...(page.Items ?? []).map((item) => strip(item) as unknown as ParkedEvent));
-        startKey = page.LastEvaluatedKey;
-      } while (startKey);
+      const items = await queryAll({
+        KeyConditionExpression: "#pk = :pk",
+        FilterExpression: "#status = :parked AND #next <= :now",
+        ExpressionAttributeNames: { "#pk": "pk", "#status": "status", "#next": "nextAttemptAt" },
+        ExpressionAttributeValues: marshall({ ":pk": PARKED_PK, ":parked": "parked", ":now": now }),
+      });
+      const due = items.map((item) => strip(item) as unknown as ParkedEvent);
       return due.sort((a, b) => (a.nextAttemptAt ?? 0) - (b.nextAttemptAt ?? 0)).slice(0, limit);
     },
 
