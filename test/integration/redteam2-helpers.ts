@@ -1,0 +1,89 @@
+import { expect } from "vitest";
+import { getBalance, grantAllowanceIfDue } from "../../lib/ledger/index.js";
+import { type BillingFixture, invoicePaid, type subscribeAndPay } from "../helpers/billing.js";
+import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+
+/** Shared by the redteam2-* files (round 2 of the outside red team, commit 234fb48). */
+export const PLUS = 40_000;
+export const PRO = 100_000;
+export const DAY = 86_400;
+export const YEAR = 365 * DAY;
+export const monthStart = (m: number) => Date.UTC(2026, m, 1, 12) / 1000;
+
+export type Sub = Awaited<ReturnType<typeof subscribeAndPay>>;
+
+export const balanceOf = async (fx: BillingFixture, userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
+
+/** Walks the schedule through months `from`..`to` of the year starting at `yearStart` (seconds). */
+export async function months(fx: BillingFixture, userId: string, from: number, to: number, yearStart: number): Promise<number[]> {
+  const amounts: number[] = [];
+  for (let month = from; month <= to; month++) {
+    const d = new Date(yearStart * 1000);
+    fx.clock.value = (Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + month, d.getUTCDate(), d.getUTCHours()) / 1000 + 3_600) * 1000;
+    const result = await grantAllowanceIfDue(fx.deps.ledger, userId);
+    amounts.push(result.granted ? result.entry.amount : 0);
+  }
+  return amounts;
+}
+
+export async function refundInvoice(fx: BillingFixture, customer: string, invoiceId: string, amount: number, refunded: number, at: number) {
+  const paymentIntent = uniqueStripeId("pi");
+  fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
+  fx.clock.value = at * 1000;
+  const answer = await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer, amount, refunded, created: at }));
+  expect(answer.status).toBe(200);
+  return answer.json.outcome as string;
+}
+
+/** A switch made in the Stripe portal (same shape as redteam-annual.test.ts's portalSwitch). */
+export function portalSwitch(
+  fx: BillingFixture,
+  sub: Sub,
+  input: {
+    at: number;
+    price: string;
+    periodStart?: number;
+    periodEnd: number;
+    oldPrice: string;
+    credit: number;
+    fullPrice: number;
+    prorationOnly?: boolean;
+    amountPaid?: number;
+  },
+) {
+  const invoiceId = uniqueStripeId("in");
+  const switched = subscriptionObject({
+    id: sub.subscriptionId,
+    customer: sub.customer,
+    price: input.price,
+    userId: sub.userId,
+    periodStart: input.periodStart ?? input.at,
+    periodEnd: input.periodEnd,
+    latestInvoice: invoiceId,
+  });
+  const updated = stripeEvent("customer.subscription.updated", { created: input.at, object: switched });
+  const paid = invoicePaid({
+    invoiceId,
+    customer: sub.customer,
+    subscriptionId: sub.subscriptionId,
+    userId: sub.userId,
+    price: input.price,
+    billingReason: "subscription_update",
+    created: input.at + 1,
+    amountPaid: input.amountPaid ?? Math.max(0, input.fullPrice - input.credit),
+    lines: [
+      { price: input.price, proration: input.prorationOnly ?? false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
+      { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: input.periodEnd } },
+    ],
+  });
+  return { invoiceId, switched, updated, paid };
+}
+
+export async function applySwitch(fx: BillingFixture, sub: Sub, sw: ReturnType<typeof portalSwitch>, at: number) {
+  fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
+  fx.clock.value = (at + 5) * 1000;
+  expect((await fx.deliver(sw.updated)).status).toBe(200);
+  const res = await fx.deliver(sw.paid);
+  expect(res.status).toBe(200);
+  return res.json.outcome as string;
+}
