@@ -98,18 +98,19 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     // A payment of the year the schedule is in, made after some of the months it pays for were
     // granted (or passed over unpaid): those months come with it, once (lib/ledger/paid-year.ts).
     const passed =
-      paidShare && account.interval === "year"
-        ? monthsPassed({ anchor: account.periodAnchor, lastGranted: account.periodIndex }, paidShare.anchor, paidShare)
+      paidShare
+        ? monthsPassed({ anchor: account.periodAnchor, lastGranted: account.periodIndex }, account.paidYears, paidShare.anchor, paidShare)
         : { months: 0, credits: 0 };
     const paidYears =
       paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare, granted: passed.credits });
     const facts: CreditFact[] = [fact];
-    if (paidYears && passed.credits > 0) {
+    if (paidYears && passed.credits !== 0) {
       facts.push({
         key: `${grant.key}#months`,
         amount: passed.credits,
         bucket: "allowance",
-        reason: grant.reason,
+        // a credited downgrade takes back the months it paid back, like a refund (the balance may go below zero)
+        reason: passed.credits < 0 ? "refund" : grant.reason,
         refs: { ...fact.refs, monthsPassed: passed.months, fromMonth: paidShare?.fromMonth ?? 0 },
       });
     }

@@ -32,6 +32,8 @@ export interface PaidShare {
 export interface PaidYear {
   anchor: number;
   shares: PaidShare[];
+  /** the last scheduled month the schedule reached in this year (granted from its shares) */
+  lastMonth?: number;
 }
 
 /**
@@ -46,19 +48,21 @@ export const LAST_SCHEDULED_ANNUAL_MONTH = 11;
  * Which years an account keeps: those that began within the 25 months before the newest one (the
  * current year and the one before, for late refunds and a late last month, however often the
  * plan was switched between monthly and annual meanwhile, each switch starting a year), at most
- * `PAID_YEARS_KEPT`. A refund of a payment whose year is no longer kept is taken as if all its
- * months were granted.
+ * `PAID_YEARS_KEPT` (an item-size guard: each portal switch to annual is a paid year). A refund of
+ * a payment whose year is no longer kept is taken as if all its months were granted.
  */
-export const PAID_YEARS_KEPT = 8;
+export const PAID_YEARS_KEPT = 64;
 const KEEP_WINDOW_MS = 25 * 31 * 86_400_000;
 
 /**
  * How far apart the start of a paid year (its invoice line's period start) and the schedule's
- * anchor (the subscription's period start) may be and still be the same year: Stripe sends the
- * same instant, but a year whose months all grant nothing over a second's difference would be a
- * silent loss; two different years never start within an hour.
+ * anchor (the subscription's period start) may be and still be found as that year: Stripe sends
+ * the same instant, but a year whose months all grant nothing over a rounding difference would be
+ * a silent loss. Small, because two years can start minutes apart (annual → monthly → annual in
+ * the portal), and only ever used to *find* a year: a payment is recorded under its own anchor
+ * unless a year starts at exactly that instant.
  */
-export const ANCHOR_TOLERANCE_MS = 3_600_000;
+export const ANCHOR_TOLERANCE_MS = 5_000;
 
 /** The scheduled months a share pays for: `fromMonth`..11. */
 export function shareMonths(share: Pick<PaidShare, "fromMonth">): number {
@@ -100,28 +104,31 @@ export function withPaidShare(
     granted: share.granted ?? 0,
     withheld: 0,
   };
-  const existing = yearOf(years, anchor);
+  const existing = years?.find((candidate) => candidate.anchor === anchor);
   const others = (years ?? []).filter((year) => year !== existing);
-  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added] };
+  const year: PaidYear = { ...existing, anchor, shares: [...(existing?.shares ?? []), added] };
   const all = [...others, year].sort((a, b) => a.anchor - b.anchor);
   const newest = all.at(-1)?.anchor ?? anchor;
   return all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT);
 }
 
 /**
- * The scheduled months a payment pays for that the schedule has already passed (granted without
- * it, or passed over unpaid): an upgrade or a renewal paid late. They are granted with the
- * payment, once, so a year paid late still grants every month it paid for. Only for the year the
- * schedule is in (`anchor` within tolerance of the schedule's), and never for a share that takes
- * (a downgrade's credit does not take back months already granted).
+ * The scheduled months a payment's share covers that the schedule has already passed in its year
+ * (granted without it, or passed over unpaid): an upgrade or a renewal paid late, a downgrade's
+ * credit arriving late. They are settled with the payment, once — granted, or for a share that
+ * takes (a credited downgrade) taken back — so what a month grants never depends on when the
+ * payment's event arrived. How far the schedule got in that year is the year's `lastMonth`, or for
+ * the year the schedule is in, its `periodIndex` (months passed over unpaid leave no record).
  */
 export function monthsPassed(
   schedule: { anchor: number; lastGranted: number },
+  years: readonly PaidYear[] | undefined,
   anchor: number,
   share: Pick<PaidShare, "fromMonth" | "monthly">,
 ): { months: number; credits: number } {
-  if (share.monthly <= 0 || Math.abs(schedule.anchor - anchor) > ANCHOR_TOLERANCE_MS) return { months: 0, credits: 0 };
-  const months = Math.max(0, Math.min(schedule.lastGranted, LAST_SCHEDULED_ANNUAL_MONTH) - share.fromMonth + 1);
+  const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
+  const reached = Math.max(years?.find((year) => year.anchor === anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
+  const months = Math.max(0, Math.min(reached, LAST_SCHEDULED_ANNUAL_MONTH) - share.fromMonth + 1);
   return { months, credits: months * share.monthly };
 }
 
@@ -154,7 +161,8 @@ export function monthGrant(years: readonly PaidYear[] | undefined, anchor: numbe
     return next;
   });
   // never below nothing (a credit larger than what the month still pays, after a refund)
-  return { amount: Math.max(0, amount), withheld, years: (years ?? []).map((candidate) => (candidate === year ? { ...year, shares } : candidate)) };
+  const reached = { ...year, shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };
+  return { amount: Math.max(0, amount), withheld, years: (years ?? []).map((candidate) => (candidate === year ? reached : candidate)) };
 }
 
 /**

@@ -1,9 +1,10 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
-import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
+import { auditAccount, listHistory } from "../../lib/ledger/index.js";
+import { balanceOf, changePlanAt, DAY, months as walkMonths, monthStart, PLUS, PRO, refundInvoice as refundAt } from "../helpers/annual.js";
 import { type BillingFixture, billingFixture, invoicePaid, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 
 /**
  * Regressions (outside billing review): an annual plan's scheduled months were granted at the
@@ -32,40 +33,13 @@ afterEach(() => {
   fx.clock.value = clock;
 });
 
-const PLUS = 40_000;
-const PRO = 100_000;
 const SIGNUP = 10_000;
-const DAY = 86_400;
-/** Start of allowance month `m` of the year from T0, epoch seconds. */
-const monthStart = (m: number) => Date.UTC(2026, m, 1, 12) / 1000;
 const YEAR_2 = monthStart(12);
-
-const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
-const changePlan = (userId: string, plan: string, at: number) => {
-  fx.clock.value = at * 1000;
-  return fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", { plan });
-};
-
-/** Walks the schedule through months `from`..`to` of the year starting at `yearStart` (seconds); what each granted (0: nothing). */
-async function months(userId: string, from: number, to: number, yearStart = T0): Promise<number[]> {
-  const amounts: number[] = [];
-  for (let month = from; month <= to; month++) {
-    fx.clock.value = (Date.UTC(new Date(yearStart * 1000).getUTCFullYear(), month, 1, 12) / 1000 + 3_600) * 1000;
-    const result = await grantAllowanceIfDue(fx.deps.ledger, userId);
-    amounts.push(result.granted ? result.entry.amount : 0);
-  }
-  return amounts;
-}
-
-/** A refund of `refunded` cents of the payment behind invoice `invoiceId` (paid `amount`), at `at` (seconds). */
-async function refundInvoice(customer: string, invoiceId: string, amount: number, refunded: number, at: number) {
-  const paymentIntent = uniqueStripeId("pi");
-  fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
-  fx.clock.value = at * 1000;
-  const answer = await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer, amount, refunded, created: at }));
-  expect(answer.status).toBe(200);
-  return answer.json.outcome as string;
-}
+const balance = (userId: string) => balanceOf(fx, userId);
+const changePlan = (userId: string, plan: string, at: number) => changePlanAt(fx, userId, plan, at);
+const months = (userId: string, from: number, to: number, yearStart = T0) => walkMonths(fx, userId, from, to, yearStart);
+const refundInvoice = (customer: string, invoiceId: string, amount: number, refunded: number, at: number) =>
+  refundAt(fx, customer, invoiceId, amount, refunded, at);
 
 const latestInvoice = (subscriptionId: string) => fx.stripe.subscriptions.get(subscriptionId)?.latest_invoice as string;
 

@@ -1,8 +1,21 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
+import { listHistory } from "../../lib/ledger/index.js";
+import {
+  applySwitch,
+  balanceOf,
+  changePlanAt,
+  DAY,
+  months as walkMonths,
+  monthStart,
+  PLUS,
+  PRO,
+  portalSwitch,
+  refundInvoice as refundAt,
+  YEAR,
+} from "../helpers/annual.js";
 import { type BillingFixture, billingFixture, invoicePaid, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 
 /**
  * Red team (outside), commit 473128a "annual months grant what was paid for them". Each test
@@ -23,82 +36,11 @@ afterEach(() => {
   fx.clock.value = clock;
 });
 
-const PLUS = 40_000;
-const PRO = 100_000;
-const DAY = 86_400;
-const YEAR = 365 * DAY;
-const monthStart = (m: number) => Date.UTC(2026, m, 1, 12) / 1000;
-
-const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
-const changePlan = (userId: string, plan: string, at: number) => {
-  fx.clock.value = at * 1000;
-  return fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", { plan });
-};
-
-/** Walks the schedule through months `from`..`to` of the year starting at `yearStart` (seconds). */
-async function months(userId: string, from: number, to: number, yearStart = T0): Promise<number[]> {
-  const amounts: number[] = [];
-  for (let month = from; month <= to; month++) {
-    const d = new Date(yearStart * 1000);
-    fx.clock.value = (Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + month, d.getUTCDate(), d.getUTCHours()) / 1000 + 3_600) * 1000;
-    const result = await grantAllowanceIfDue(fx.deps.ledger, userId);
-    amounts.push(result.granted ? result.entry.amount : 0);
-  }
-  return amounts;
-}
-
-async function refundInvoice(customer: string, invoiceId: string, amount: number, refunded: number, at: number) {
-  const paymentIntent = uniqueStripeId("pi");
-  fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
-  fx.clock.value = at * 1000;
-  const answer = await fx.deliver(chargeRefunded({ chargeId: uniqueStripeId("ch"), paymentIntent, customer, amount, refunded, created: at }));
-  expect(answer.status).toBe(200);
-  return answer.json.outcome as string;
-}
-
-type Sub = Awaited<ReturnType<typeof subscribeAndPay>>;
-
-/** A switch made in the Stripe portal: the subscription on its new price and period, then its paid invoice. */
-function portalSwitch(
-  sub: Sub,
-  input: { at: number; price: string; periodStart?: number; periodEnd: number; oldPrice: string; credit: number; fullPrice: number; prorationOnly?: boolean },
-) {
-  const invoiceId = uniqueStripeId("in");
-  const switched = subscriptionObject({
-    id: sub.subscriptionId,
-    customer: sub.customer,
-    price: input.price,
-    userId: sub.userId,
-    periodStart: input.periodStart ?? input.at,
-    periodEnd: input.periodEnd,
-    latestInvoice: invoiceId,
-  });
-  fx.stripe.subscriptions.set(sub.subscriptionId, switched);
-  const updated = stripeEvent("customer.subscription.updated", { created: input.at, object: switched });
-  const paid = invoicePaid({
-    invoiceId,
-    customer: sub.customer,
-    subscriptionId: sub.subscriptionId,
-    userId: sub.userId,
-    price: input.price,
-    billingReason: "subscription_update",
-    created: input.at + 1,
-    amountPaid: Math.max(0, input.fullPrice - input.credit),
-    lines: [
-      { price: input.price, proration: input.prorationOnly ?? false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
-      { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: input.periodEnd } },
-    ],
-  });
-  return { invoiceId, updated, paid };
-}
-
-async function applySwitch(sw: ReturnType<typeof portalSwitch>, at: number) {
-  fx.clock.value = (at + 5) * 1000;
-  expect((await fx.deliver(sw.updated)).status).toBe(200);
-  const res = await fx.deliver(sw.paid);
-  expect(res.status).toBe(200);
-  return res.json.outcome as string;
-}
+const balance = (userId: string) => balanceOf(fx, userId);
+const changePlan = (userId: string, plan: string, at: number) => changePlanAt(fx, userId, plan, at);
+const months = (userId: string, from: number, to: number, yearStart = T0) => walkMonths(fx, userId, from, to, yearStart);
+const refundInvoice = (customer: string, invoiceId: string, amount: number, refunded: number, at: number) =>
+  refundAt(fx, customer, invoiceId, amount, refunded, at);
 
 describe("red team: annual paid months", () => {
   it("R1: an annual upgrade made in the Stripe portal (a paid proration invoice) pays the rest of the year at the higher plan", async () => {
@@ -116,7 +58,7 @@ describe("red team: annual paid months", () => {
       fullPrice: 34_000,
       prorationOnly: true,
     });
-    await applySwitch(sw, at);
+    await applySwitch(fx, sub, sw, at);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "pro", interval: "year" });
     // 21,000 cents paid for pro over the rest of the year: months 4..11 are paid at pro
     // (the code before 473128a granted them at the current plan, pro)
@@ -128,13 +70,13 @@ describe("red team: annual paid months", () => {
     expect(await months(sub.userId, 1, 2)).toEqual([PLUS, PLUS]);
     // invoice A granted month 0 and months 1, 2: 120,000 credits. Then annual -> monthly -> annual -> monthly -> annual in the portal.
     const a1 = monthStart(2) + 9 * DAY;
-    await applySwitch(portalSwitch(sub, { at: a1, price: "price_plus_monthly", periodEnd: a1 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 15_000, fullPrice: 1_900 }), a1);
+    await applySwitch(fx, sub, portalSwitch(sub, { at: a1, price: "price_plus_monthly", periodEnd: a1 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 15_000, fullPrice: 1_900 }), a1);
     const a2 = a1 + 10 * DAY;
-    await applySwitch(portalSwitch(sub, { at: a2, price: "price_plus_yearly", periodEnd: a2 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a2);
+    await applySwitch(fx, sub, portalSwitch(sub, { at: a2, price: "price_plus_yearly", periodEnd: a2 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a2);
     const a3 = a2 + 10 * DAY;
-    await applySwitch(portalSwitch(sub, { at: a3, price: "price_plus_monthly", periodEnd: a3 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_000, fullPrice: 1_900 }), a3);
+    await applySwitch(fx, sub, portalSwitch(sub, { at: a3, price: "price_plus_monthly", periodEnd: a3 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_000, fullPrice: 1_900 }), a3);
     const a4 = a3 + 10 * DAY;
-    await applySwitch(portalSwitch(sub, { at: a4, price: "price_plus_yearly", periodEnd: a4 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a4);
+    await applySwitch(fx, sub, portalSwitch(sub, { at: a4, price: "price_plus_yearly", periodEnd: a4 + YEAR, oldPrice: "price_plus_monthly", credit: 1_200, fullPrice: 19_000 }), a4);
     const before = await balance(sub.userId);
     // the first annual invoice is refunded in full (or charged back)
     expect(await refundInvoice(sub.customer, sub.invoiceId, 19_000, 19_000, a4 + DAY)).toBe("clawed_back");
@@ -180,7 +122,7 @@ describe("red team: annual paid months", () => {
       fullPrice: 0,
       prorationOnly: true,
     });
-    await applySwitch(down, at);
+    await applySwitch(fx, sub, down, at);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "plus" });
     // months 2..11 were paid at plus now (the pro difference went back as credit)
     expect.soft(await months(sub.userId, 2, 2)).toEqual([PLUS]); // actual: [PRO]

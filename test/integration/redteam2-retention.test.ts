@@ -2,7 +2,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { listHistory } from "../../lib/ledger/index.js";
 import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, portalSwitch, refundInvoice, YEAR } from "./redteam2-helpers.js";
+import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, portalSwitch, refundInvoice, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 2 (commit 234fb48): `withPaidShare` keeps the years of the last 25 months but at
@@ -34,14 +34,14 @@ describe("red team 2: paid years retention", () => {
       await applySwitch(
         fx,
         sub,
-        portalSwitch(fx, sub, { at, price: "price_plus_monthly", periodEnd: at + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_000, fullPrice: 1_900 }),
+        portalSwitch(sub, { at, price: "price_plus_monthly", periodEnd: at + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_000, fullPrice: 1_900 }),
         at,
       );
       at += DAY;
       await applySwitch(
         fx,
         sub,
-        portalSwitch(fx, sub, { at, price: "price_plus_yearly", periodEnd: at + YEAR, oldPrice: "price_plus_monthly", credit: 1_800, fullPrice: 19_000 }),
+        portalSwitch(sub, { at, price: "price_plus_yearly", periodEnd: at + YEAR, oldPrice: "price_plus_monthly", credit: 1_800, fullPrice: 19_000 }),
         at,
       );
       at += DAY;

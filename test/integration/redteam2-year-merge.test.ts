@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { applySwitch, balanceOf, DAY, months, PLUS, portalSwitch, YEAR } from "./redteam2-helpers.js";
+import { applySwitch, balanceOf, DAY, months, PLUS, portalSwitch, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 2 (commit 234fb48): `yearOf` matches a year within an hour (ANCHOR_TOLERANCE_MS),
@@ -31,12 +31,12 @@ describe("red team 2: two annual years within an hour", () => {
     await applySwitch(
       fx,
       sub,
-      portalSwitch(fx, sub, { at: a1, price: "price_plus_monthly", periodEnd: a1 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_990, fullPrice: 1_900 }),
+      portalSwitch(sub, { at: a1, price: "price_plus_monthly", periodEnd: a1 + 31 * DAY, oldPrice: "price_plus_yearly", credit: 18_990, fullPrice: 1_900 }),
       a1,
     );
     // +40 min: monthly -> annual: a new year starts at a2 (paid 19,000 less the monthly credit)
     const a2 = T0 + 40 * 60;
-    const back = portalSwitch(fx, sub, { at: a2, price: "price_plus_yearly", periodEnd: a2 + YEAR, oldPrice: "price_plus_monthly", credit: 1_899, fullPrice: 19_000 });
+    const back = portalSwitch(sub, { at: a2, price: "price_plus_yearly", periodEnd: a2 + YEAR, oldPrice: "price_plus_monthly", credit: 1_899, fullPrice: 19_000 });
     await applySwitch(fx, sub, back, a2);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "plus", interval: "year", periodAnchor: a2 * 1000 });
     const start = await balanceOf(fx, sub.userId);

@@ -40,7 +40,7 @@ describe("paid year: the months of an annual year grant what was paid for them",
 
   it("a year nobody paid for grants nothing (no record), and a payment is recorded once", () => {
     const years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 40_000 });
-    expect(monthGrant(years, A + 2 * 3_600_000, 1)).toBeUndefined();
+    expect(monthGrant(years, A + 60_000, 1)).toBeUndefined();
     // the same instant a second off (the invoice line's start against the subscription's) is the same year
     expect(monthGrant(years, A + 1_000, 1)?.amount).toBe(40_000);
     expect(withPaidShare(years, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 99 })).toBeUndefined();
@@ -73,12 +73,17 @@ describe("paid year: the months of an annual year grant what was paid for them",
     expect(paidMonthlyFrom(years, A, 1)).toBe(60_000); // a refunded share is not "paid" for an upgrade back
   });
 
-  it("a payment of months already passed grants them with it: only in the schedule's year, never for a share that takes", () => {
-    expect(monthsPassed({ anchor: A, lastGranted: 5 }, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 2, credits: 120_000 });
-    expect(monthsPassed({ anchor: A + 1_000, lastGranted: 5 }, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 5, credits: 5 });
-    expect(monthsPassed({ anchor: A, lastGranted: 3 }, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 0, credits: 0 });
-    expect(monthsPassed({ anchor: A - 366 * 86_400_000, lastGranted: 11 }, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 0, credits: 0 });
-    expect(monthsPassed({ anchor: A, lastGranted: 8 }, A, { fromMonth: 2, monthly: -60_000 })).toEqual({ months: 0, credits: 0 });
+  it("a payment of months already passed settles them with it: in the schedule's year, or in an old year as far as it got", () => {
+    expect(monthsPassed({ anchor: A, lastGranted: 5 }, undefined, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 2, credits: 120_000 });
+    expect(monthsPassed({ anchor: A + 1_000, lastGranted: 5 }, undefined, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 5, credits: 5 });
+    expect(monthsPassed({ anchor: A, lastGranted: 3 }, undefined, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 0, credits: 0 });
+    // an old year the schedule left: as far as it got there (its lastMonth), not the new year's index
+    const old = A - 366 * 86_400_000;
+    expect(monthsPassed({ anchor: A, lastGranted: 2 }, undefined, old, { fromMonth: 1, monthly: 1 })).toEqual({ months: 0, credits: 0 });
+    const reached = [{ anchor: old, shares: [], lastMonth: 11 }];
+    expect(monthsPassed({ anchor: A, lastGranted: 2 }, reached, old, { fromMonth: 11, monthly: 60_000 })).toEqual({ months: 1, credits: 60_000 });
+    // a share that takes (a credited downgrade arriving late) takes the months it paid back
+    expect(monthsPassed({ anchor: A, lastGranted: 4 }, undefined, A, { fromMonth: 4, monthly: -60_000 })).toEqual({ months: 1, credits: -60_000 });
   });
 
   it("a share that takes lowers its months, never below nothing", () => {

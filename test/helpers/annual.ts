@@ -1,9 +1,12 @@
 import { expect } from "vitest";
 import { getBalance, grantAllowanceIfDue } from "../../lib/ledger/index.js";
-import { type BillingFixture, invoicePaid, type subscribeAndPay } from "../helpers/billing.js";
-import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { type BillingFixture, invoicePaid, type subscribeAndPay, T0 } from "./billing.js";
+import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "./stripe-events.js";
 
-/** Shared by the redteam2-* files (round 2 of the outside red team, commit 234fb48). */
+/**
+ * Annual-plan scenarios (test/integration/annual-paid-months, redteam-annual, redteam2-*): plus is
+ * 40,000 credits a month, pro 100,000; the year starts at T0 = 2026-01-01 12:00 UTC.
+ */
 export const PLUS = 40_000;
 export const PRO = 100_000;
 export const DAY = 86_400;
@@ -15,7 +18,7 @@ export type Sub = Awaited<ReturnType<typeof subscribeAndPay>>;
 export const balanceOf = async (fx: BillingFixture, userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
 
 /** Walks the schedule through months `from`..`to` of the year starting at `yearStart` (seconds). */
-export async function months(fx: BillingFixture, userId: string, from: number, to: number, yearStart: number): Promise<number[]> {
+export async function months(fx: BillingFixture, userId: string, from: number, to: number, yearStart = T0): Promise<number[]> {
   const amounts: number[] = [];
   for (let month = from; month <= to; month++) {
     const d = new Date(yearStart * 1000);
@@ -26,6 +29,7 @@ export async function months(fx: BillingFixture, userId: string, from: number, t
   return amounts;
 }
 
+/** A refund of `refunded` cents of the payment behind invoice `invoiceId` (paid `amount`), at `at` (seconds). */
 export async function refundInvoice(fx: BillingFixture, customer: string, invoiceId: string, amount: number, refunded: number, at: number) {
   const paymentIntent = uniqueStripeId("pi");
   fx.stripe.invoicePayments.set(paymentIntent, invoiceId);
@@ -35,9 +39,8 @@ export async function refundInvoice(fx: BillingFixture, customer: string, invoic
   return answer.json.outcome as string;
 }
 
-/** A switch made in the Stripe portal (same shape as redteam-annual.test.ts's portalSwitch). */
+/** A switch made in the Stripe portal: the subscription on its new price and period, and its paid proration invoice. */
 export function portalSwitch(
-  fx: BillingFixture,
   sub: Sub,
   input: {
     at: number;
@@ -79,6 +82,7 @@ export function portalSwitch(
   return { invoiceId, switched, updated, paid };
 }
 
+/** Delivers a portal switch: the subscription update, then its invoice.paid; returns the invoice's outcome. */
 export async function applySwitch(fx: BillingFixture, sub: Sub, sw: ReturnType<typeof portalSwitch>, at: number) {
   fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
   fx.clock.value = (at + 5) * 1000;
@@ -86,4 +90,10 @@ export async function applySwitch(fx: BillingFixture, sub: Sub, sw: ReturnType<t
   const res = await fx.deliver(sw.paid);
   expect(res.status).toBe(200);
   return res.json.outcome as string;
+}
+
+/** change-plan through the route, at `at` (seconds). */
+export function changePlanAt(fx: BillingFixture, userId: string, plan: string, at: number) {
+  fx.clock.value = at * 1000;
+  return fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", { plan });
 }
