@@ -403,7 +403,10 @@ describe("faults: retries and redeliveries converge to the fault-free state", ()
               `${injected.dynamoConflict} transaction conflicts, ${injected.dynamoLostResponse} timeouts after the write; ` +
               `Stripe ${injected.stripe5xx} 5xx, ${injected.stripeSlow} slow, ${injected.stripeTimedOut} timed out after Stripe acted; ` +
               `${kills} Lambdas killed between two steps (${faults.kills.counts.size} kill points); ` +
-              `${faultyReport.retries} client retries, ${faultyReport.redeliveries} redeliveries; ${users.length} accounts compared`,
+              `${faultyReport.retries} client retries, ${faultyReport.redeliveries} redeliveries; ` +
+              `${unappliable.deliveries.length} deliveries of ${unappliable.cases.length} users' unappliable events, fixed by the operator under faults ` +
+              `(${faultyUnappliable?.ended.parkedThenResolved ?? 0} parked then resolved, ${faultyUnappliable?.ended.dismissed ?? 0} dismissed, ` +
+              `${faultyUnappliable?.ended.applied ?? 0} applied on arrival); ${users.length} accounts compared`,
             drift: actual.audits.length + expected.audits.length,
             creditsLost,
             doubleGrants: excess,
