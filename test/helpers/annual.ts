@@ -97,3 +97,18 @@ export function changePlanAt(fx: BillingFixture, userId: string, plan: string, a
   fx.clock.value = at * 1000;
   return fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", { plan });
 }
+
+/** The renewal invoice.paid of an annual subscriber (`subscription_cycle`), its plan line starting at `start` (seconds). */
+export function renewalPaid(sub: Sub, input: { invoiceId: string; start: number; amountPaid: number; price?: string; created?: number }) {
+  return invoicePaid({
+    invoiceId: input.invoiceId,
+    customer: sub.customer,
+    subscriptionId: sub.subscriptionId,
+    userId: sub.userId,
+    price: input.price ?? "price_pro_yearly",
+    amountPaid: input.amountPaid,
+    billingReason: "subscription_cycle",
+    linePeriod: { start: input.start, end: input.start + YEAR },
+    ...(input.created !== undefined ? { created: input.created } : {}),
+  });
+}

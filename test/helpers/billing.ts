@@ -1,4 +1,4 @@
-import { afterAll, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, vi } from "vitest";
 import { catalog } from "../../lib/catalog.js";
 import {
   BILLING_DEFAULTS,
@@ -283,4 +283,30 @@ export async function customerOf(fx: BillingFixture, userId: string): Promise<st
   await fx.billing.store.putCustomerUser(customer, userId, 0);
   await fx.billing.store.linkAccountCustomer(userId, customer);
   return customer;
+}
+
+/**
+ * The billing fixture of a test file, as most billing files set it up: created once before its
+ * tests, the loopback Stripe server's recorded state reset before each test and the test clock put
+ * back after it. Returns the fixture itself (a view that exists once `beforeAll` ran).
+ */
+export function useBillingFixture(options: Parameters<typeof billingFixture>[0] = {}): BillingFixture {
+  let fixture: BillingFixture | undefined;
+  let clock = 0;
+  beforeAll(async () => {
+    fixture = await billingFixture(options);
+  });
+  beforeEach(() => {
+    fixture?.stripe.reset();
+    clock = fixture?.clock.value ?? 0;
+  });
+  afterEach(() => {
+    if (fixture) fixture.clock.value = clock;
+  });
+  return new Proxy({} as BillingFixture, {
+    get(_, key) {
+      if (!fixture) throw new Error("useBillingFixture: the fixture is made in beforeAll; use it inside tests and hooks");
+      return Reflect.get(fixture, key);
+    },
+  });
 }

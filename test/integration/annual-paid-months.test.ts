@@ -1,8 +1,8 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, listHistory } from "../../lib/ledger/index.js";
-import { balanceOf, changePlanAt, DAY, months as walkMonths, monthStart, PLUS, PRO, refundInvoice as refundAt } from "../helpers/annual.js";
-import { type BillingFixture, billingFixture, invoicePaid, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { balanceOf, changePlanAt, DAY, months as walkMonths, monthStart, PLUS, PRO, refundInvoice as refundAt, renewalPaid } from "../helpers/annual.js";
+import { invoicePaid, paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 
@@ -20,18 +20,7 @@ import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stri
  * Plus is 40,000 credits a month, pro 100,000; the year starts at T0 = 2026-01-01 12:00 UTC.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 const SIGNUP = 10_000;
 const YEAR_2 = monthStart(12);
@@ -144,17 +133,7 @@ describe("a refunded annual year binds its months whatever the order of events",
     await months(sub.userId, 1, 11);
     const renewal = uniqueStripeId("in");
     fx.clock.value = YEAR_2 * 1000;
-    const paid = invoicePaid({
-      invoiceId: renewal,
-      customer: sub.customer,
-      subscriptionId: sub.subscriptionId,
-      userId: sub.userId,
-      price: "price_pro_yearly",
-      amountPaid: 120_000,
-      billingReason: "subscription_cycle",
-      linePeriod: { start: YEAR_2, end: YEAR_2 + 365 * DAY },
-      created: YEAR_2,
-    });
+    const paid = renewalPaid(sub, { invoiceId: renewal, start: YEAR_2, amountPaid: 120_000, created: YEAR_2 });
     expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
     expect(await refundInvoice(sub.customer, renewal, 120_000, 120_000, YEAR_2 + 3_600)).toBe("clawed_back");
     const renewed = subscriptionObject({
@@ -196,16 +175,7 @@ describe("a refunded annual year binds its months whatever the order of events",
     // paid on Stripe's retry in month 1: the invoice grants month 0 and, with it, month 1 that
     // passed unpaid (the year's months are all granted once it is paid); month 2 from its share
     fx.clock.value = (monthStart(13) + 10 * DAY) * 1000;
-    const paid = invoicePaid({
-      invoiceId: renewal,
-      customer: sub.customer,
-      subscriptionId: sub.subscriptionId,
-      userId: sub.userId,
-      price: "price_pro_yearly",
-      amountPaid: 120_000,
-      billingReason: "subscription_cycle",
-      linePeriod: { start: YEAR_2, end: YEAR_2 + 365 * DAY },
-    });
+    const paid = renewalPaid(sub, { invoiceId: renewal, start: YEAR_2, amountPaid: 120_000 });
     expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
     expect(await balance(sub.userId)).toBe(before + 2 * PRO);
     expect(await months(sub.userId, 2, 2, YEAR_2)).toEqual([PRO]);
@@ -219,16 +189,7 @@ describe("a refunded annual year binds its months whatever the order of events",
     const renewal = uniqueStripeId("in");
     fx.clock.value = YEAR_2 * 1000;
     await fx.deliver(
-      invoicePaid({
-        invoiceId: renewal,
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
-        price: "price_pro_yearly",
-        amountPaid: 120_000,
-        billingReason: "subscription_cycle",
-        linePeriod: { start: YEAR_2, end: YEAR_2 + 365 * DAY },
-      }),
+      renewalPaid(sub, { invoiceId: renewal, start: YEAR_2, amountPaid: 120_000 }),
     );
     const renewed = subscriptionObject({ id: sub.subscriptionId, customer: sub.customer, price: "price_pro_yearly", userId: sub.userId, periodStart: YEAR_2, periodEnd: YEAR_2 + 365 * DAY, latestInvoice: renewal });
     await fx.deliver(stripeEvent("customer.subscription.updated", { created: YEAR_2 + 60, object: renewed }));

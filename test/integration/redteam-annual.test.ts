@@ -1,4 +1,4 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { listHistory } from "../../lib/ledger/index.js";
 import {
   applySwitch,
@@ -11,9 +11,8 @@ import {
   PRO,
   portalSwitch,
   refundInvoice as refundAt,
-  YEAR,
-} from "../helpers/annual.js";
-import { type BillingFixture, billingFixture, invoicePaid, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
+  YEAR, renewalPaid } from "../helpers/annual.js";
+import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 
@@ -23,18 +22,7 @@ import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stri
  * year starts at T0 = 2026-01-01 12:00 UTC. Plus yearly costs 19,000 cents, pro yearly 49,000.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 const balance = (userId: string) => balanceOf(fx, userId);
 const changePlan = (userId: string, plan: string, at: number) => changePlanAt(fx, userId, plan, at);
@@ -138,16 +126,7 @@ describe("red team: annual paid months", () => {
     const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000, periodEnd: YEAR_2 });
     const renewal = uniqueStripeId("in");
     fx.clock.value = YEAR_2 * 1000;
-    const paid = invoicePaid({
-      invoiceId: renewal,
-      customer: sub.customer,
-      subscriptionId: sub.subscriptionId,
-      userId: sub.userId,
-      price: "price_pro_yearly",
-      amountPaid: 49_000,
-      billingReason: "subscription_cycle",
-      linePeriod: { start: YEAR_2 + 1, end: YEAR_2 + YEAR },
-    });
+    const paid = renewalPaid(sub, { invoiceId: renewal, start: YEAR_2 + 1, amountPaid: 49_000 });
     expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
     const renewed = subscriptionObject({ id: sub.subscriptionId, customer: sub.customer, price: "price_pro_yearly", userId: sub.userId, periodStart: YEAR_2, periodEnd: YEAR_2 + YEAR, latestInvoice: renewal });
     fx.clock.value = (YEAR_2 + 60) * 1000;

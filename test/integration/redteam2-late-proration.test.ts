@@ -1,5 +1,5 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type BillingFixture, billingFixture, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { describe, expect, it } from "vitest";
+import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
 
@@ -9,18 +9,7 @@ import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, YEAR } fro
  * month it credited back was granted at the higher plan takes nothing for it.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 describe("red team 2: late proration invoices", () => {
   it("RT2-4: a portal downgrade whose credit invoice arrives after the next month was granted: that month counts at the plan paid (plus)", async () => {

@@ -1,5 +1,5 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { describe, expect, it } from "vitest";
+import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
 
@@ -11,18 +11,7 @@ import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitc
  * the portal, repeatedly: the money nets to ~0 per round, each round adds a top-up.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 const cents = (price: number, at: number, start: number, end: number) => Math.round((price * (end - at)) / (end - start));
 /** The independent rule: the plus → pro allowance difference (60,000) for the time left of the allowance period, floored. */

@@ -1,6 +1,6 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { listHistory } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, subscribeAndPay } from "../helpers/billing.js";
+import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, portalSwitch, refundInvoice, YEAR } from "../helpers/annual.js";
 
@@ -11,18 +11,7 @@ import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, portalSwitch, re
  * "as if all its months were granted" (R2 again, past the count cap).
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 describe("red team 2: paid years retention", () => {
   it("RT2-3: after 8 more annual anchors in one month, refunding the first annual invoice takes what it granted (3 months), not 12", async () => {

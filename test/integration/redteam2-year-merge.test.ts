@@ -1,5 +1,5 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { describe, expect, it } from "vitest";
+import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { applySwitch, balanceOf, DAY, months, PLUS, portalSwitch, YEAR } from "../helpers/annual.js";
 
@@ -10,18 +10,7 @@ import { applySwitch, balanceOf, DAY, months, PLUS, portalSwitch, YEAR } from ".
  * share (its unused time credited back by Stripe at the switch) keeps paying the new year's months.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-let clock = 0;
-beforeEach(() => {
-  fx.stripe.reset();
-  clock = fx.clock.value;
-});
-afterEach(() => {
-  fx.clock.value = clock;
-});
+const fx = useBillingFixture();
 
 describe("red team 2: two annual years within an hour", () => {
   it("RT2-1: annual -> monthly -> annual in the portal within 40 minutes grants each month of the new year once, not twice", async () => {
