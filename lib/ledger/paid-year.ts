@@ -58,9 +58,9 @@ const KEEP_WINDOW_MS = 25 * 31 * 86_400_000;
  * How far apart the start of a paid year (its invoice line's period start) and the schedule's
  * anchor (the subscription's period start) may be and still be found as that year: Stripe sends
  * the same instant, but a year whose months all grant nothing over a rounding difference would be
- * a silent loss. Small, because two years can start minutes apart (annual → monthly → annual in
- * the portal), and only ever used to *find* a year: a payment is recorded under its own anchor
- * unless a year starts at exactly that instant.
+ * a silent loss, and so would a payment recorded beside its year instead of in it. Small, because
+ * two years can start minutes apart (annual → monthly → annual in the portal): two years within
+ * 5 seconds are taken to be one.
  */
 export const ANCHOR_TOLERANCE_MS = 5_000;
 
@@ -104,9 +104,12 @@ export function withPaidShare(
     granted: share.granted ?? 0,
     withheld: 0,
   };
-  const existing = years?.find((candidate) => candidate.anchor === anchor);
+  // the year that starts at this instant, or within the tolerance (the same year, seen through
+  // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
+  // its line's); a year starting further away is another year, however close
+  const existing = yearOf(years, anchor);
   const others = (years ?? []).filter((year) => year !== existing);
-  const year: PaidYear = { ...existing, anchor, shares: [...(existing?.shares ?? []), added] };
+  const year: PaidYear = { ...existing, anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added] };
   const all = [...others, year].sort((a, b) => a.anchor - b.anchor);
   const newest = all.at(-1)?.anchor ?? anchor;
   return all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT);
@@ -127,7 +130,7 @@ export function monthsPassed(
   share: Pick<PaidShare, "fromMonth" | "monthly">,
 ): { months: number; credits: number } {
   const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
-  const reached = Math.max(years?.find((year) => year.anchor === anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
+  const reached = Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
   const months = Math.max(0, Math.min(reached, LAST_SCHEDULED_ANNUAL_MONTH) - share.fromMonth + 1);
   return { months, credits: months * share.monthly };
 }
@@ -181,7 +184,7 @@ export function withShareBudget(
   if (credits === null) delete next.budget;
   else next.budget = credits;
   return (years ?? []).map((year) =>
-    year.anchor !== anchor ? year : { ...year, shares: year.shares.map((candidate) => (candidate === share ? next : candidate)) },
+    year.shares.includes(share) ? { ...year, shares: year.shares.map((candidate) => (candidate === share ? next : candidate)) } : year,
   );
 }
 

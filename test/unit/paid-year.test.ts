@@ -58,6 +58,16 @@ describe("paid year: the months of an annual year grant what was paid for them",
     ]);
   });
 
+  it("a payment within 5 seconds of a year's start is recorded in that year, and its budget found there", () => {
+    let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 40_000 }) ?? [];
+    years = withPaidShare(years, A + 1_000, { payment: "upgrade#in_2", fromMonth: 4, monthly: 60_000 }) ?? [];
+    expect(years.map((year) => [year.anchor, year.shares.length])).toEqual([[A, 2]]);
+    years = withShareBudget(years, A + 1_000, "invoice#in_1", 0) ?? [];
+    expect(shareOf(years, A, "invoice#in_1")?.budget).toBe(0);
+    // further away than the tolerance: another year
+    expect(withPaidShare(years, A + 60_000, { payment: "invoice#in_3", fromMonth: 1, monthly: 1 })?.length).toBe(2);
+  });
+
   it("a share's budget limits that share only; lifting it restores full months", () => {
     let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 40_000 }) ?? [];
     years = withPaidShare(years, A, { payment: "upgrade#in_2", fromMonth: 1, monthly: 60_000 }) ?? [];
