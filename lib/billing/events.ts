@@ -1,13 +1,11 @@
 import type * as z from "zod/mini";
 import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
-import { LAST_SCHEDULED_ANNUAL_MONTH } from "../ledger/paid-year.js";
-import { periodIndexAt } from "../periods.js";
 import { clawBack, ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
 import { requireStripe } from "./checkout.js";
 import type { BillingDeps } from "./deps.js";
-import { grantUpgradeTopUp, prorates } from "./manage.js";
+import { grantUpgradeTopUp, prorates, type UpgradeTopUpResult } from "./manage.js";
 import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
 import {
   chargeSchema,
@@ -26,6 +24,7 @@ import {
 import { applySubscription, snapshotOf } from "./subscription.js";
 import {
   allowancePeriodAt,
+  planChangeShare,
   type ProratedPlanChange,
   proratedPlanChange,
   readUpgradeMetadata,
@@ -233,11 +232,12 @@ const onInvoicePaid: Handler = async (deps, event) => {
     const key = `invoice#${invoice.id}`;
     // An annual invoice grants month 0 and pays months 1..11 of the year its line starts: the
     // schedule grants those from this share (lib/ledger/paid-year.ts), not from the plan.
-    if (plan.interval === "year" && line?.periodStart === undefined) {
+    const yearStart = plan.interval === "year" ? line?.periodStart : undefined;
+    if (plan.interval === "year" && yearStart === undefined) {
       logger.error("annual invoice line without its period", { invoice: invoice.id });
       return MALFORMED;
     }
-    const share = plan.interval === "year" && line?.periodStart !== undefined ? { anchor: line.periodStart * 1000, fromMonth: 1, monthly: credits } : undefined;
+    const share = yearStart === undefined ? undefined : { anchor: yearStart * 1000, fromMonth: 1, monthly: credits };
     await deps.store.putPurchase({
       id: invoice.id,
       userId,
@@ -282,7 +282,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
         terms,
         amountPaid: invoice.amount_paid,
       });
-      return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
+      return topUpOutcome(topUp);
     }
     // Not an upgrade we made: a plan change made elsewhere (the Stripe portal), read from the lines.
     const change = proratedPlanChange(prorationLines(invoice), (price) => deps.prices.planOfPrice(price));
@@ -293,6 +293,10 @@ const onInvoicePaid: Handler = async (deps, event) => {
   }
   return "ignored_billing_reason";
 };
+
+/** What `invoice.paid` of an upgrade's proration invoice answers. */
+const topUpOutcome = (topUp: UpgradeTopUpResult) =>
+  topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
 
 /**
  * A paid proration invoice of a plan change made outside change-plan (the Stripe portal). An
@@ -309,14 +313,9 @@ async function applyProratedPlanChange(
   const { userId, invoice, change } = input;
   const account = await deps.ledger.store.getAccount(userId);
   const current = account?.subscription?.id === input.subscriptionId ? account.subscription : undefined;
-  const periodStart =
-    change.interval === "year"
-      ? current && current.periodEnd === change.periodEnd * 1000
-        ? Math.floor(current.periodStart / 1000)
-        : yearStartBefore(change.periodEnd)
-      : current && current.periodEnd === change.periodEnd * 1000
-        ? Math.floor(current.periodStart / 1000)
-        : undefined;
+  // the period the invoice prorates: the subscription's as we know it, else (annual) the year before its end
+  const known = current?.periodEnd === change.periodEnd * 1000 ? Math.floor(current.periodStart / 1000) : undefined;
+  const periodStart = known ?? (change.interval === "year" ? yearStartBefore(change.periodEnd) : undefined);
   if (periodStart === undefined || periodStart > change.at) {
     logger.warn("proration of a plan change in a period we do not know; nothing granted", { invoice: invoice.id, userId });
     return "ignored_plan_change_period";
@@ -340,7 +339,7 @@ async function applyProratedPlanChange(
       terms,
       amountPaid: invoice.amount_paid,
     });
-    return topUp.applied ? "upgrade_topped_up" : topUp.credits > 0 ? "upgrade_already_topped_up" : "upgrade_nothing_to_top_up";
+    return topUpOutcome(topUp);
   }
   // A downgrade whose difference Stripe credited back: the same rule the other way, so an upgrade,
   // a credited downgrade and an upgrade again cannot buy the period's difference twice. What the
@@ -356,10 +355,8 @@ async function applyProratedPlanChange(
   });
   const taken = take > 0 ? await clawBack(deps.ledger, { userId, key: `downgrade#${invoice.id}#period`, amount: take, bucket: "allowance", reason: "refund", refs }) : undefined;
   const outcome = taken?.applied === false ? "downgrade_credit_already_recorded" : "downgrade_credit_recorded";
-  if (change.interval !== "year") return outcome;
-  const anchor = periodStart * 1000;
-  const fromMonth = periodIndexAt(anchor, change.at * 1000, { kind: "calendarMonth" }) + 1;
-  if (fromMonth > LAST_SCHEDULED_ANNUAL_MONTH) return outcome;
+  const share = change.interval === "year" ? planChangeShare({ ...change, yearStart: periodStart }, deps.ledger.catalog) : undefined;
+  if (!share) return outcome;
   const result = await grantCredits(deps.ledger, {
     userId,
     key: `downgrade#${invoice.id}`,
@@ -367,7 +364,7 @@ async function applyProratedPlanChange(
     bucket: "allowance",
     reason: "invoice",
     refs,
-    paidShare: { anchor, fromMonth, monthly: allowance(change.to) - allowance(change.from) },
+    paidShare: share,
   });
   return result.applied ? "downgrade_credit_recorded" : "downgrade_credit_already_recorded";
 }

@@ -91,19 +91,27 @@ export function topUpOf(terms: UpgradeTerms, catalog: Catalog): number {
 }
 
 /**
- * What an annual upgrade pays for the rest of its year: the allowance difference for every
- * scheduled month after the one its top-up covers (lib/ledger/paid-year.ts). Undefined for a
- * monthly plan, or an upgrade in the year's last month (its top-up covers what is left).
+ * What an annual plan change does to the rest of its year (lib/ledger/paid-year.ts): the
+ * allowance difference for every scheduled month after the one the change falls in (that month
+ * is settled by the top-up, or the take back, for its time left). Positive for an upgrade's
+ * payment, negative for a downgrade whose difference was credited back. Undefined when there is
+ * no difference, or the change falls in the year's last month.
  */
-export function upgradeShare(
-  terms: UpgradeTerms,
+export function planChangeShare(
+  change: { from: PlanId; to: PlanId; at: number; yearStart: number },
   catalog: Catalog,
 ): { anchor: number; fromMonth: number; monthly: number } | undefined {
+  const anchor = change.yearStart * 1000;
+  const fromMonth = periodIndexAt(anchor, change.at * 1000, { kind: "calendarMonth" }) + 1;
+  const monthly = planOf(change.to, catalog).monthlyAllowance - planOf(change.from, catalog).monthlyAllowance;
+  return monthly !== 0 && fromMonth <= LAST_SCHEDULED_ANNUAL_MONTH ? { anchor, fromMonth, monthly } : undefined;
+}
+
+/** What an annual upgrade pays for the rest of its year (`planChangeShare`); undefined for a monthly plan. */
+export function upgradeShare(terms: UpgradeTerms, catalog: Catalog): { anchor: number; fromMonth: number; monthly: number } | undefined {
   if (terms.interval !== "year" || terms.yearStart === undefined) return undefined;
-  const anchor = terms.yearStart * 1000;
-  const fromMonth = periodIndexAt(anchor, terms.at * 1000, { kind: "calendarMonth" }) + 1;
-  const monthly = planOf(terms.to, catalog).monthlyAllowance - planOf(terms.from, catalog).monthlyAllowance;
-  return monthly > 0 && fromMonth <= LAST_SCHEDULED_ANNUAL_MONTH ? { anchor, fromMonth, monthly } : undefined;
+  const share = planChangeShare({ ...terms, yearStart: terms.yearStart }, catalog);
+  return share && share.monthly > 0 ? share : undefined;
 }
 
 /** The ledger key of an upgrade top-up: one per paid proration invoice (invariant 3). */

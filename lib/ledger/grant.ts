@@ -95,8 +95,8 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     if (grant.amount < 0 && account.available < -grant.amount) {
       throw new InsufficientCreditsError(-grant.amount, account.balance, account.available);
     }
-    // A payment of the year the schedule is in, made after some of the months it pays for were
-    // granted (or passed over unpaid): those months come with it, once (lib/ledger/paid-year.ts).
+    // A payment whose months the schedule has already passed in its year (granted without it, or
+    // passed over unpaid): those months are settled with it, once (lib/ledger/paid-year.ts).
     const passed =
       paidShare
         ? monthsPassed({ anchor: account.periodAnchor, lastGranted: account.periodIndex }, account.paidYears, paidShare.anchor, paidShare)
@@ -104,14 +104,14 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     const paidYears =
       paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare, granted: passed.credits });
     const facts: CreditFact[] = [fact];
-    if (paidYears && passed.credits !== 0) {
+    if (paidShare && paidYears && passed.credits !== 0) {
       facts.push({
         key: `${grant.key}#months`,
         amount: passed.credits,
         bucket: "allowance",
         // a credited downgrade takes back the months it paid back, like a refund (the balance may go below zero)
         reason: passed.credits < 0 ? "refund" : grant.reason,
-        refs: { ...fact.refs, monthsPassed: passed.months, fromMonth: paidShare?.fromMonth ?? 0 },
+        refs: { ...fact.refs, monthsPassed: passed.months, fromMonth: paidShare.fromMonth },
       });
     }
     return commitForFacts(account, facts, deps.now(), {
@@ -179,7 +179,8 @@ function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps
  * per period however many callers race for it (lazy authorize, the sweep, a second authorize).
  * A free plan's period grants its allowance; an annual month grants what its year's payments paid
  * for it (lib/ledger/paid-year.ts), and nothing when nobody paid for that year (a renewal still
- * past due: the month is passed over, never granted later — missed periods are not back-filled):
+ * past due: the month is passed over, and settled by that payment when it comes). Missed free
+ * periods are not back-filled.
  * the entry key is the period, and the account must not have granted that period yet. A `reset`
  * plan first expires its unused allowance (purchased credits and held credits never lapse).
  *

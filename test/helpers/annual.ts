@@ -52,6 +52,8 @@ export function portalSwitch(
     fullPrice: number;
     prorationOnly?: boolean;
     amountPaid?: number;
+    /** where the credited old price's period ends (default: `periodEnd`; a switch of interval credits the old, shorter period) */
+    creditPeriodEnd?: number;
   },
 ) {
   const invoiceId = uniqueStripeId("in");
@@ -76,7 +78,7 @@ export function portalSwitch(
     amountPaid: input.amountPaid ?? Math.max(0, input.fullPrice - input.credit),
     lines: [
       { price: input.price, proration: input.prorationOnly ?? false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
-      { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: input.periodEnd } },
+      { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: input.creditPeriodEnd ?? input.periodEnd } },
     ],
   });
   return { invoiceId, switched, updated, paid };

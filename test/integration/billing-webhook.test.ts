@@ -10,6 +10,7 @@ import { type BillingFixture, billingFixture, customerOf, invoicePaid, subscribe
 import { invoke } from "../helpers/events.js";
 import { injectFaults } from "../helpers/faults.js";
 import { uniqueUser } from "../helpers/ledger.js";
+import { portalSwitch as portalSwitchEvents } from "../helpers/annual.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 import { userToken } from "../helpers/tokens.js";
@@ -303,39 +304,14 @@ describe("invoice.paid", () => {
       });
       fx.clock.value = seconds * 1000;
     };
-    /** What Stripe sends for the switch: the subscription on its new price and period, then its paid invoice. */
+    /** What Stripe sends for the switch (test/helpers/annual.ts): the old price's credit covers the first monthly period. */
     function portalSwitch(
       sub: Awaited<ReturnType<typeof subscribeAndPay>>,
       input: { at: number; price: string; periodEnd: number; oldPrice: string; credit: number; fullPrice: number },
     ) {
-      const invoiceId = uniqueStripeId("in");
-      const switched = subscriptionObject({
-        id: sub.subscriptionId,
-        customer: sub.customer,
-        price: input.price,
-        userId: sub.userId,
-        periodStart: input.at,
-        periodEnd: input.periodEnd,
-        latestInvoice: invoiceId,
-      });
-      fx.stripe.subscriptions.set(sub.subscriptionId, switched);
-      const updated = stripeEvent("customer.subscription.updated", { created: input.at, object: switched });
-      const paid = invoicePaid({
-        invoiceId,
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
-        price: input.price,
-        billingReason: "subscription_update",
-        created: input.at + 1,
-        amountPaid: Math.max(0, input.fullPrice - input.credit),
-        // the new plan's whole new period, and the credit for the unused time of the old price
-        lines: [
-          { price: input.price, proration: false, amount: input.fullPrice, period: { start: input.at, end: input.periodEnd } },
-          { price: input.oldPrice, proration: true, amount: -input.credit, period: { start: input.at, end: T0 + 31 * 86_400 } },
-        ],
-      });
-      return { invoiceId, updated, paid };
+      const sw = portalSwitchEvents(sub, { ...input, creditPeriodEnd: T0 + 31 * 86_400 });
+      fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
+      return sw;
     }
 
     it("monthly → annual: the switch's invoice buys month 0 of the new year, and the schedule re-anchors at its start", async () => {
