@@ -178,11 +178,6 @@ export function subscriptionLines(invoice: StripeInvoice): { price: string; peri
   });
 }
 
-/** The invoice's subscription lines' prices. */
-export function subscriptionLinePrices(invoice: StripeInvoice): string[] {
-  return subscriptionLines(invoice).map((line) => line.price);
-}
-
 /** The invoice's proration lines: their price, amount and period (its start is the proration instant; epoch seconds). */
 export function prorationLines(
   invoice: StripeInvoice,

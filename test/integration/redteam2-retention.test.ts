@@ -6,7 +6,7 @@ import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, portalSwitch, re
 
 /**
  * Red team round 2 (commit 234fb48): `withPaidShare` keeps the years of the last 25 months but at
- * most PAID_YEARS_KEPT (8). Nine annual anchors inside one month (annual <-> monthly in the portal,
+ * most PAID_YEARS_KEPT (8 at 234fb48; now 64 and by age first). Nine annual anchors inside one month (annual <-> monthly in the portal,
  * a day apart) drop the first year's record, and a refund of that year's invoice is then taken
  * "as if all its months were granted" (R2 again, past the count cap).
  */

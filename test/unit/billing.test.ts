@@ -10,7 +10,7 @@ import {
   disputeSchema,
   invoiceSchema,
   refundSchema,
-  subscriptionLinePrices,
+  subscriptionLines,
   subscriptionSchema,
   userIdFrom,
 } from "../../lib/billing/stripe-objects.js";
@@ -82,10 +82,10 @@ describe("fixtures follow the SDK's pinned API version", () => {
     expect(invoice.subscription).toBeNull(); // Stripe's object still carries the field, always null
     const parsed = invoiceSchema.parse(invoice);
     expect(parsed.parent?.subscription_details?.subscription).toBe("sub_fixture");
-    expect(subscriptionLinePrices(parsed)).toEqual(["price_pro_monthly"]);
+    expect(subscriptionLines(parsed).map((line) => line.price)).toEqual(["price_pro_monthly"]);
     const proration = structuredClone(invoice);
     proration.lines.data[0].parent.subscription_item_details.proration = true;
-    expect(subscriptionLinePrices(invoiceSchema.parse(proration))).toEqual([]);
+    expect(subscriptionLines(invoiceSchema.parse(proration))).toEqual([]);
   });
 
   it("sessions, charges and disputes parse", () => {
