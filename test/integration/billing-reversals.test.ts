@@ -1,8 +1,8 @@
 import fc from "fast-check";
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, settleChat } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, T0 } from "../helpers/billing.js";
+import { T0, useBillingFixture } from "../helpers/billing.js";
 import { OPUS } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
@@ -17,13 +17,7 @@ import { disputeClosed, disputeCreated, refundEvent } from "../helpers/stripe-re
  * 10,000-credit signup bonus.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
 
 const SIGNUP = 10_000;
 const PACK = 50_000;

@@ -1,7 +1,7 @@
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type BillingAccount, HANDLED_EVENT_TYPES } from "../../lib/billing/index.js";
 import { getBalance } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, customerOf, T0 } from "../helpers/billing.js";
+import { customerOf, T0, useBillingFixture } from "../helpers/billing.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { uniqueStripeId } from "../helpers/stripe-events.js";
@@ -26,13 +26,7 @@ import {
  * outcome and the ledger shows it. Every account starts with the 10,000-credit signup bonus.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
 
 const SIGNUP = 10_000;
 const STARTER = 50_000;
