@@ -9,7 +9,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
-import { monthGrant, monthsPassed, withPaidShare } from "./paid-year.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH, monthGrant, recordPayment } from "./paid-year.js";
 import type { AccountCommit, LedgerEntry } from "./store.js";
 import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
 
@@ -97,21 +97,22 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     }
     // A payment whose months the schedule has already passed in its year (granted without it, or
     // passed over unpaid): those months are settled with it, once (lib/ledger/paid-year.ts).
-    const passed =
-      paidShare
-        ? monthsPassed({ anchor: account.periodAnchor, lastGranted: account.periodIndex }, account.paidYears, paidShare.anchor, paidShare)
-        : { months: 0, credits: 0 };
-    const paidYears =
-      paidShare && withPaidShare(account.paidYears, paidShare.anchor, { payment: grant.key, ...paidShare, granted: passed.credits });
+    const recorded =
+      paidShare &&
+      recordPayment(account.paidYears, { anchor: account.periodAnchor, lastGranted: account.periodIndex }, paidShare.anchor, {
+        payment: grant.key,
+        ...paidShare,
+      });
+    const paidYears = recorded?.years;
     const facts: CreditFact[] = [fact];
-    if (paidShare && paidYears && passed.credits !== 0) {
+    if (paidShare && recorded && recorded.credits !== 0) {
       facts.push({
         key: `${grant.key}#months`,
-        amount: passed.credits,
+        amount: recorded.credits,
         bucket: "allowance",
         // a credited downgrade takes back the months it paid back, like a refund (the balance may go below zero)
-        reason: passed.credits < 0 ? "refund" : grant.reason,
-        refs: { ...fact.refs, monthsPassed: passed.months, fromMonth: paidShare.fromMonth },
+        reason: recorded.credits < 0 ? "refund" : grant.reason,
+        refs: { ...fact.refs, monthsPassed: recorded.monthsPassed, fromMonth: paidShare.fromMonth },
       });
     }
     return commitForFacts(account, facts, deps.now(), {
@@ -180,8 +181,8 @@ function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps
  * A free plan's period grants its allowance; an annual month grants what its year's payments paid
  * for it (lib/ledger/paid-year.ts), and nothing when nobody paid for that year (a renewal still
  * past due: the month is passed over, and settled by that payment when it comes). Missed free
- * periods are not back-filled.
- * the entry key is the period, and the account must not have granted that period yet. A `reset`
+ * periods are not back-filled; an annual year's missed months are, oldest first (they were paid).
+ * The entry key is the period, and the account must not have granted that period yet. A `reset`
  * plan first expires its unused allowance (purchased credits and held credits never lapse).
  *
  * A schedule that is due but has nothing left to grant is repaired here, never left due: a past
@@ -192,16 +193,41 @@ function scheduleRepair(account: AccountRecord, now: number, catalog: LedgerDeps
  */
 export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string): Promise<AllowanceResult> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
-  return untilSettled<AllowanceResult>(async () => {
+  // An annual year's missed months are due one after the other (lib/ledger/schedule.ts): grant
+  // until nothing is due, so the account leaves the due state in one call. Bounded by the year.
+  let first: AllowanceResult = { granted: false };
+  for (let month = 0; month <= LAST_SCHEDULED_ANNUAL_MONTH; month++) {
+    const { result, moreDue } = await grantOneDueAllowance(deps, userId);
+    if (!first.granted) first = result;
+    if (!moreDue) break;
+  }
+  return first;
+}
+
+/** One period granted (or passed over, or repaired), and whether the next one is due already. */
+interface OneGrant {
+  result: AllowanceResult;
+  moreDue: boolean;
+}
+
+/**
+ * Grants the one period due now (the oldest missed annual month first), or passes over a month of
+ * an unpaid year; see `grantAllowanceIfDue`.
+ */
+async function grantOneDueAllowance(deps: LedgerDeps, userId: string): Promise<OneGrant> {
+  return untilSettled<OneGrant>(async () => {
     // Creating the account is part of every attempt (see applyFacts).
     const account = await ensureAccountOnce(deps, userId);
     const now = deps.now();
     const due = dueAllowance(account, now, deps.catalog);
+    const nothing: OneGrant = { result: { granted: false }, moreDue: false };
     if (!due) {
-      if (account.nextGrantAt === undefined || account.nextGrantAt > now) return { granted: false };
+      if (account.nextGrantAt === undefined || account.nextGrantAt > now) return nothing;
       const repaired = await deps.store.commit(scheduleRepair(account, now, deps.catalog));
-      return repaired.kind === "committed" ? { granted: false } : undefined;
+      return repaired.kind === "committed" ? nothing : undefined;
     }
+    // only an annual year back-fills: the month after this one may be due already
+    const moreDue = due.nextGrantAt !== undefined && due.nextGrantAt <= now;
     const plan = planOf(account.plan, deps.catalog);
     const advance = scheduleAdvance(account, due);
     // An annual month grants what was paid for it (lib/ledger/paid-year.ts), never the plan's allowance.
@@ -212,7 +238,7 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
       const skipped = await deps.store.commit(advance);
       if (skipped.kind !== "committed") return undefined;
       logger.warn("annual month not granted: its year is not paid", { userId, period: due.key, anchor: account.periodAnchor });
-      return { granted: false };
+      return { result: { granted: false }, moreDue };
     }
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);
     const amount = month ? month.amount : plan.monthlyAllowance;
@@ -232,12 +258,12 @@ export async function grantAllowanceIfDue(deps: LedgerDeps, userIdInput: string)
     });
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     if (result === "stale") return undefined;
-    if (result.applied) return { granted: true, ...(await firstResult(deps, userId, result, due.key)) };
+    if (result.applied) return { result: { granted: true, ...(await firstResult(deps, userId, result, due.key)) }, moreDue };
     // The period's entry exists already: move the schedule past it (nothing is granted twice).
     const advanced = await deps.store.commit(advance);
     if (advanced.kind !== "committed") return undefined;
     logger.warn("allowance schedule repaired: its due period was granted before", { userId, period: due.key });
     const entry = await deps.store.getEntry(userId, due.key);
-    return entry ? { granted: true, applied: false, entry, balance: entry.balanceAfter } : { granted: false };
+    return { result: entry ? { granted: true, applied: false, entry, balance: entry.balanceAfter } : { granted: false }, moreDue };
   });
 }

@@ -7,9 +7,13 @@
  * - a downgrade (no money back) removes no share: the months already paid at the higher plan
  *   stay at it until the year ends;
  * - a refunded payment limits its own share (its budget), never another payment's months;
- * - a year nobody paid for (a renewal still `past_due`) has no record: its months grant nothing.
- * Each share counts what it granted and held back, so a refund knows exactly what that payment
- * has granted so far, whatever the year or the account's later plan.
+ * - a year nobody paid for (a renewal still `past_due`) has no record: its months grant nothing;
+ * - a credited downgrade adds a share that takes, from what the month's payments grant and never
+ *   more (a month is never below nothing);
+ * - a payment that arrives after some of its months were granted settles each of them as it would
+ *   have gone had the payment been in time: the ledger never depends on arrival order.
+ * Each share counts what it granted and held back, per month, so a refund knows exactly what that
+ * payment has granted so far, whatever the year or the account's later plan.
  */
 
 /** What one payment pays for in the scheduled months (1..11) of one annual year (negative: what a credit gave back). */
@@ -20,12 +24,16 @@ export interface PaidShare {
   fromMonth: number;
   /** credits a month */
   monthly: number;
-  /** credits the schedule granted from this share so far */
+  /** credits the schedule granted from this share so far (the sum of `byMonth`) */
   granted: number;
-  /** credits the share's budget held back from its months so far (never in the ledger) */
+  /** credits the share's budget held back from its months so far, never in the ledger (the sum of `withheldByMonth`) */
   withheld: number;
   /** once a refund or dispute binds it: what its remaining months may still grant in total */
   budget?: number;
+  /** per scheduled month (index: the month): what the share granted in it (a share that takes: what it took, ≤ 0) */
+  byMonth?: number[];
+  /** per scheduled month: what the share's budget held back from it, net of what credits would have taken */
+  withheldByMonth?: number[];
 }
 
 /** The payments of one annual year, anchored at its period start (epoch ms). */
@@ -86,59 +94,145 @@ export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, 
   return yearOf(years, anchor)?.shares.find((share) => share.payment === payment);
 }
 
+/** The months of a year, as a dense list (DynamoDB lists have no holes), index = the month. */
+const MONTH_SLOTS = LAST_SCHEDULED_ANNUAL_MONTH + 1;
+const valueAt = (list: readonly number[] | undefined, month: number): number => list?.[month] ?? 0;
+function withValueAt(list: readonly number[] | undefined, month: number, value: number): number[] {
+  const next = Array.from({ length: MONTH_SLOTS }, (_, index) => valueAt(list, index));
+  next[month] = value;
+  return next;
+}
+
+/** The order shares take and are held back in: by first month, then payment (never arrival order). */
+const canonical = (a: PaidShare, b: PaidShare) => a.fromMonth - b.fromMonth || (a.payment < b.payment ? -1 : a.payment > b.payment ? 1 : 0);
+
+/** What one scheduled month of a year grants, and every share's part in it. */
+interface MonthOutcome {
+  shares: PaidShare[];
+  /** credits the month grants in all (never below zero) */
+  amount: number;
+  /** what budgets held back from it, net of what credits would have taken */
+  withheld: number;
+}
+
 /**
- * The years with one more payment's share (the year is created if it is new; the two newest
- * anchors are kept). A payment already recorded in that year is not added again: `undefined`
- * then, so the caller knows nothing changes.
+ * One month of a year, from what each paying share grants in it (`grossOf`: its monthly within its
+ * budget for a month being granted, its recorded grant for a month passed before). A share that
+ * takes (a credited downgrade) takes from what the paying shares grant that month, never more: a
+ * month grants nothing below zero, and what a credit could not take is not taken later either.
+ * What budgets held back is counted net of those credits — what the month would have granted
+ * without the budgets, less what it grants — so a reversal gives back exactly that. Each share
+ * records its part per month (`byMonth`, `withheldByMonth`), so a payment arriving after its
+ * months (an upgrade paid late, a credit delivered late) can settle each month exactly as it would
+ * have gone had the payment arrived in time: the ledger never depends on arrival order.
  */
-export function withPaidShare(
+function evaluateMonth(shares: readonly PaidShare[], month: number, grossOf: (share: PaidShare) => number): MonthOutcome {
+  const covering = shares.filter((share) => share.fromMonth <= month && month <= LAST_SCHEDULED_ANNUAL_MONTH).sort(canonical);
+  const paying = covering.filter((share) => share.monthly >= 0);
+  const taking = covering.filter((share) => share.monthly < 0);
+  const gross = new Map(paying.map((share) => [share, grossOf(share)]));
+  const granted = [...gross.values()].reduce((sum, value) => sum + value, 0);
+  const credits = taking.reduce((sum, share) => sum - share.monthly, 0);
+  const part = new Map<PaidShare, { value: number; withheld: number }>();
+  let takeLeft = Math.min(credits, granted);
+  for (const share of taking) {
+    const take = Math.min(-share.monthly, takeLeft);
+    takeLeft -= take;
+    part.set(share, { value: -take, withheld: 0 });
+  }
+  const amount = granted - Math.min(credits, granted);
+  const wouldGrant = Math.max(0, paying.reduce((sum, share) => sum + share.monthly, 0) - credits);
+  let withheldLeft = Math.max(0, wouldGrant - amount);
+  const withheld = withheldLeft;
+  for (const share of paying) {
+    const value = gross.get(share) ?? 0;
+    const held = Math.min(share.monthly - value, withheldLeft);
+    withheldLeft -= held;
+    part.set(share, { value, withheld: held });
+  }
+  const next = shares.map((share) => {
+    const moved = part.get(share);
+    if (!moved) return share;
+    const before = valueAt(share.byMonth, month);
+    const heldBefore = valueAt(share.withheldByMonth, month);
+    const updated: PaidShare = {
+      ...share,
+      granted: share.granted + moved.value - before,
+      withheld: share.withheld + moved.withheld - heldBefore,
+      byMonth: withValueAt(share.byMonth, month, moved.value),
+      withheldByMonth: withValueAt(share.withheldByMonth, month, moved.withheld),
+    };
+    if (share.budget !== undefined) updated.budget = share.budget - (moved.value - before);
+    return updated;
+  });
+  return { shares: next, amount, withheld };
+}
+
+/** What a month granted, as recorded on the shares. */
+const recordedAmount = (shares: readonly PaidShare[], month: number) => shares.reduce((sum, share) => sum + valueAt(share.byMonth, month), 0);
+
+/**
+ * How far the schedule got in the year at `anchor`: the year's `lastMonth`, or for the year the
+ * schedule is in, its `periodIndex` (months passed over unpaid leave no record).
+ */
+export function monthReached(schedule: { anchor: number; lastGranted: number }, years: readonly PaidYear[] | undefined, anchor: number): number {
+  const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
+  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0));
+}
+
+export interface RecordedPayment {
+  /** the years with the payment's share, its passed months settled */
+  years: PaidYear[];
+  /** how many of its months the schedule had already passed */
+  monthsPassed: number;
+  /** what settling them moves now (negative: a credit takes back what those months granted) */
+  credits: number;
+}
+
+/**
+ * Records one payment's share in its year (the year is created if it is new; the years of the last
+ * 25 months are kept) and settles the months of it the schedule has already passed (up to
+ * `reached`): an upgrade or a renewal paid late, a downgrade's credit delivered late. Each passed
+ * month is evaluated again with the share, from what the other shares recorded for it, so it ends
+ * as it would have had the payment arrived in time. `undefined` when the payment is recorded
+ * already (nothing changes).
+ */
+export function recordPayment(
   years: readonly PaidYear[] | undefined,
+  schedule: { anchor: number; lastGranted: number },
   anchor: number,
-  share: Pick<PaidShare, "payment" | "fromMonth" | "monthly"> & { granted?: number },
-): PaidYear[] | undefined {
+  share: Pick<PaidShare, "payment" | "fromMonth" | "monthly">,
+): RecordedPayment | undefined {
   if (shareOf(years, anchor, share.payment)) return undefined;
-  const added: PaidShare = {
-    payment: share.payment,
-    fromMonth: share.fromMonth,
-    monthly: share.monthly,
-    granted: share.granted ?? 0,
-    withheld: 0,
-  };
+  const reached = monthReached(schedule, years, anchor);
+  const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: 0, withheld: 0 };
   // the year that starts at this instant, or within the tolerance (the same year, seen through
   // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
   // its line's); a year starting further away is another year, however close
   const existing = yearOf(years, anchor);
-  const others = (years ?? []).filter((year) => year !== existing);
-  const year: PaidYear = { ...existing, anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added] };
+  let shares = [...(existing?.shares ?? []), added];
+  let credits = 0;
+  for (let month = share.fromMonth; month <= reached; month++) {
+    const before = recordedAmount(shares, month);
+    // the new payment pays its full monthly (a payment has no budget when it is recorded: a refund
+    // that came first waits for it); every other share what it recorded for the month
+    const outcome = evaluateMonth(shares, month, (paying) => (paying.payment === share.payment ? paying.monthly : valueAt(paying.byMonth, month)));
+    shares = outcome.shares;
+    credits += outcome.amount - before;
+  }
+  const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
+  const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
+  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares, ...(lastMonth > 0 ? { lastMonth } : {}) };
+  const others = (years ?? []).filter((candidate) => candidate !== existing);
   const all = [...others, year].sort((a, b) => a.anchor - b.anchor);
   const newest = all.at(-1)?.anchor ?? anchor;
-  return all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT);
-}
-
-/**
- * The scheduled months a payment's share covers that the schedule has already passed in its year
- * (granted without it, or passed over unpaid): an upgrade or a renewal paid late, a downgrade's
- * credit arriving late. They are settled with the payment, once — granted, or for a share that
- * takes (a credited downgrade) taken back — so what a month grants never depends on when the
- * payment's event arrived. How far the schedule got in that year is the year's `lastMonth`, or for
- * the year the schedule is in, its `periodIndex` (months passed over unpaid leave no record).
- */
-export function monthsPassed(
-  schedule: { anchor: number; lastGranted: number },
-  years: readonly PaidYear[] | undefined,
-  anchor: number,
-  share: Pick<PaidShare, "fromMonth" | "monthly">,
-): { months: number; credits: number } {
-  const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
-  const reached = Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
-  const months = Math.max(0, Math.min(reached, LAST_SCHEDULED_ANNUAL_MONTH) - share.fromMonth + 1);
-  return { months, credits: months * share.monthly };
+  return { years: all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT), monthsPassed, credits };
 }
 
 export interface MonthGrant {
-  /** credits the month grants (the sum over the shares that cover it, each within its budget) */
+  /** credits the month grants (what its shares paid for it, within budgets, less what credits take) */
   amount: number;
-  /** what the budgets held back from this month */
+  /** what the budgets held back from this month, net of credits */
   withheld: number;
   /** the years with each share's counters (and budget) moved by this month */
   years: PaidYear[];
@@ -151,21 +245,14 @@ export interface MonthGrant {
 export function monthGrant(years: readonly PaidYear[] | undefined, anchor: number, month: number): MonthGrant | undefined {
   const year = yearOf(years, anchor);
   if (!year) return undefined;
-  let amount = 0;
-  let withheld = 0;
-  const shares = year.shares.map((share) => {
-    if (share.fromMonth > month || month > LAST_SCHEDULED_ANNUAL_MONTH) return share;
-    // a share that takes (a downgrade whose difference went back as credit) lowers the month
-    const grants = share.monthly < 0 || share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget));
-    amount += grants;
-    withheld += share.monthly - grants;
-    const next: PaidShare = { ...share, granted: share.granted + grants, withheld: share.withheld + share.monthly - grants };
-    if (share.budget !== undefined) next.budget = share.budget - grants;
-    return next;
-  });
-  // never below nothing (a credit larger than what the month still pays, after a refund)
-  const reached = { ...year, shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };
-  return { amount: Math.max(0, amount), withheld, years: (years ?? []).map((candidate) => (candidate === year ? reached : candidate)) };
+  const withinBudget = (share: PaidShare) => (share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget)));
+  const outcome = evaluateMonth(year.shares, month, withinBudget);
+  const reached: PaidYear = { ...year, shares: outcome.shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };
+  return {
+    amount: outcome.amount,
+    withheld: outcome.withheld,
+    years: (years ?? []).map((candidate) => (candidate === year ? reached : candidate)),
+  };
 }
 
 /**

@@ -40,14 +40,18 @@ export interface DueAllowance {
 }
 
 /**
- * The allowance period due at `now`, if any. Missed periods are not back-filled: a user who was
- * away for six periods gets the current period's allowance once (as the original product did).
+ * The allowance period due at `now`, if any. A free plan's missed periods are not back-filled: a
+ * user who was away for six periods gets the current period's allowance once (as the original
+ * product did). An annual year's months were paid for, every one: the oldest month not granted yet
+ * is due first (a sweep outage that spans a whole month must not lose it), and the next one is
+ * due right after it.
  */
 export function dueAllowance(account: AccountRecord, now: number, catalog: Catalog): DueAllowance | undefined {
   const cadence = scheduledCadence(account, catalog);
   if (!cadence || account.nextGrantAt === undefined || account.nextGrantAt > now) return undefined;
   const last = lastIndex(cadence);
-  const index = Math.min(periodIndexAt(account.periodAnchor, now, cadence), last);
+  const current = Math.min(periodIndexAt(account.periodAnchor, now, cadence), last);
+  const index = cadence.kind === "calendarMonth" ? Math.min(current, account.periodIndex + 1) : current;
   if (index <= account.periodIndex) return undefined;
   const start = periodStart(account.periodAnchor, index, cadence);
   return {

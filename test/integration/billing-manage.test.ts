@@ -182,19 +182,25 @@ describe("POST /v1/billing/change-plan", () => {
       proration_date: String(april + 15 * DAY),
       metadata: { interval: "year", upgradeAt: String(april + 15 * DAY), upgradePeriodStart: String(april), upgradePeriodEnd: String(may) },
     });
-    // Month 3 was granted at plus (it was due and not granted yet) before the plan changed, so the
-    // schedule cannot grant it again at pro on top of the top-up.
+    // Months 1..3 were granted at plus (due and not granted yet: nothing ran since January, and
+    // the year's months were paid, so the missed ones are granted too) before the plan changed, so
+    // the schedule cannot grant month 3 again at pro on top of the top-up.
     const allowances = (await listHistory(fx.deps.ledger, { userId: sub.userId, limit: 100 })).entries.filter((e) => e.reason === "allowance");
-    expect(allowances.map((entry) => [entry.key, entry.amount])).toEqual([[`allowance#${new Date(april * 1000).toISOString()}`, 40_000]]);
+    const monthKey = (month: number) => `allowance#${new Date(Date.UTC(2026, month, 1, 12)).toISOString()}`;
+    expect(allowances.map((entry) => [entry.key, entry.amount]).sort()).toEqual([
+      [monthKey(1), 40_000],
+      [monthKey(2), 40_000],
+      [`allowance#${new Date(april * 1000).toISOString()}`, 40_000],
+    ]);
     expect(await account(sub.userId)).toMatchObject({ plan: "pro", interval: "year", periodAnchor: T0 * 1000 });
-    expect(await balance(sub.userId)).toBe(50_000 + 40_000 + 30_000);
+    expect(await balance(sub.userId)).toBe(50_000 + 3 * 40_000 + 30_000);
     // asked again later in month 3, the schedule (now at pro) grants nothing more for it
     await grantAllowanceIfDue(fx.deps.ledger, sub.userId);
-    expect(await balance(sub.userId)).toBe(120_000);
+    expect(await balance(sub.userId)).toBe(200_000);
     // Month 4 is granted at pro's allowance.
     fx.clock.value = (may + 60) * 1000;
     await grantAllowanceIfDue(fx.deps.ledger, sub.userId);
-    expect(await balance(sub.userId)).toBe(120_000 + 100_000);
+    expect(await balance(sub.userId)).toBe(200_000 + 100_000);
   });
 
   it("upgrade → downgrade → upgrade in one period: two paid proration invoices, two prorated top-ups", async () => {

@@ -3,16 +3,20 @@ import { describe, expect, it } from "vitest";
 import {
   LAST_SCHEDULED_ANNUAL_MONTH,
   monthGrant,
-  monthsPassed,
+  type PaidShare,
   type PaidYear,
   paidMonthlyFrom,
+  recordPayment,
   shareCredits,
   shareOf,
-  withPaidShare,
   withShareBudget,
 } from "../../lib/ledger/paid-year.js";
 
 const A = Date.UTC(2026, 0, 1, 12);
+
+/** Records a payment whose months the schedule has not reached (the schedule is elsewhere). */
+const withPaidShare = (years: readonly PaidYear[] | undefined, anchor: number, share: Pick<PaidShare, "payment" | "fromMonth" | "monthly">) =>
+  recordPayment(years, { anchor: 0, lastGranted: 0 }, anchor, share)?.years;
 
 /** Walks months 1..11 of the year at `anchor`; returns what each granted and the years after. */
 function walk(years: PaidYear[], anchor = A) {
@@ -50,7 +54,7 @@ describe("paid year: the months of an annual year grant what was paid for them",
     let years: PaidYear[] | undefined;
     const starts = [Date.UTC(2024, 0, 1), Date.UTC(2026, 0, 1), Date.UTC(2026, 2, 20), Date.UTC(2026, 3, 9), Date.UTC(2026, 1, 1)];
     for (const anchor of starts) years = withPaidShare(years, anchor, { payment: `invoice#in_${anchor}`, fromMonth: 1, monthly: 1 });
-    expect(years?.map((year) => new Date(year.anchor).toISOString().slice(0, 10))).toEqual([
+    expect(years?.map((year: PaidYear) => new Date(year.anchor).toISOString().slice(0, 10))).toEqual([
       "2026-01-01",
       "2026-02-01",
       "2026-03-20",
@@ -84,16 +88,25 @@ describe("paid year: the months of an annual year grant what was paid for them",
   });
 
   it("a payment of months already passed settles them with it: in the schedule's year, or in an old year as far as it got", () => {
-    expect(monthsPassed({ anchor: A, lastGranted: 5 }, undefined, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 2, credits: 120_000 });
-    expect(monthsPassed({ anchor: A + 1_000, lastGranted: 5 }, undefined, A, { fromMonth: 1, monthly: 1 })).toEqual({ months: 5, credits: 5 });
-    expect(monthsPassed({ anchor: A, lastGranted: 3 }, undefined, A, { fromMonth: 4, monthly: 60_000 })).toEqual({ months: 0, credits: 0 });
+    const passed = (schedule: { anchor: number; lastGranted: number }, years: PaidYear[] | undefined, anchor: number, fromMonth: number, monthly: number) => {
+      const recorded = recordPayment(years, schedule, anchor, { payment: "late", fromMonth, monthly });
+      return { months: recorded?.monthsPassed, credits: recorded?.credits };
+    };
+    expect(passed({ anchor: A, lastGranted: 5 }, undefined, A, 4, 60_000)).toEqual({ months: 2, credits: 120_000 });
+    expect(passed({ anchor: A + 1_000, lastGranted: 5 }, undefined, A, 1, 1)).toEqual({ months: 5, credits: 5 });
+    expect(passed({ anchor: A, lastGranted: 3 }, undefined, A, 4, 60_000)).toEqual({ months: 0, credits: 0 });
     // an old year the schedule left: as far as it got there (its lastMonth), not the new year's index
     const old = A - 366 * 86_400_000;
-    expect(monthsPassed({ anchor: A, lastGranted: 2 }, undefined, old, { fromMonth: 1, monthly: 1 })).toEqual({ months: 0, credits: 0 });
+    expect(passed({ anchor: A, lastGranted: 2 }, undefined, old, 1, 1)).toEqual({ months: 0, credits: 0 });
     const reached = [{ anchor: old, shares: [], lastMonth: 11 }];
-    expect(monthsPassed({ anchor: A, lastGranted: 2 }, reached, old, { fromMonth: 11, monthly: 60_000 })).toEqual({ months: 1, credits: 60_000 });
-    // a share that takes (a credited downgrade arriving late) takes the months it paid back
-    expect(monthsPassed({ anchor: A, lastGranted: 4 }, undefined, A, { fromMonth: 4, monthly: -60_000 })).toEqual({ months: 1, credits: -60_000 });
+    expect(passed({ anchor: A, lastGranted: 2 }, reached, old, 11, 60_000)).toEqual({ months: 1, credits: 60_000 });
+    // a share that takes (a credited downgrade arriving late) takes what the months it covers granted, never more
+    const paid = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 });
+    const four = [1, 2, 3, 4].reduce((years, month) => monthGrant(years, A, month)?.years ?? years, paid ?? []);
+    expect(passed({ anchor: A, lastGranted: 4 }, four, A, 4, -60_000)).toEqual({ months: 1, credits: -60_000 });
+    expect(passed({ anchor: A, lastGranted: 4 }, four, A, 4, -160_000)).toEqual({ months: 1, credits: -100_000 });
+    // nothing was granted for a month passed over unpaid: nothing to take
+    expect(passed({ anchor: A, lastGranted: 4 }, undefined, A, 4, -60_000)).toEqual({ months: 1, credits: 0 });
   });
 
   it("a share that takes lowers its months, never below nothing", () => {
@@ -132,6 +145,76 @@ describe("paid year: the months of an annual year grant what was paid for them",
         expect(amounts.reduce((sum, amount) => sum + amount, 0)).toBe(total);
         expect(amounts.every((amount) => amount >= 0)).toBe(true);
       }),
+    );
+  });
+});
+
+describe("paid year: the months end the same whatever order the payments arrive in", () => {
+  const payments = fc.array(
+    fc.record({
+      fromMonth: fc.integer({ min: 1, max: 11 }),
+      // negative: a credited downgrade (it takes), positive: a payment
+      monthly: fc.oneof(fc.integer({ min: 0, max: 200_000 }), fc.integer({ min: -200_000, max: -1 })),
+      /** months granted before its event arrives, when it is late (undefined: on time) */
+      lateBy: fc.option(fc.integer({ min: 0, max: 11 }), { nil: undefined }),
+      /** a refund binds its budget before this month is granted (on-time payments only) */
+      budget: fc.option(fc.record({ month: fc.integer({ min: 1, max: 11 }), credits: fc.integer({ min: 0, max: 1_500_000 }) }), { nil: undefined }),
+    }),
+    { minLength: 1, maxLength: 6 },
+  );
+  type Payment = { fromMonth: number; monthly: number; lateBy: number | undefined; budget: { month: number; credits: number } | undefined };
+
+  /** Walks the year: each payment recorded once `arrival(p)` months are granted; returns credits moved and the shares. */
+  function run(generated: Payment[], arrival: (payment: Payment) => number, checkWithheld = false) {
+    let years: PaidYear[] = [];
+    let credits = 0;
+    const record = (afterMonth: number) =>
+      generated.forEach((payment, index) => {
+        if (arrival(payment) !== afterMonth) return;
+        const recorded = recordPayment(years, { anchor: A, lastGranted: afterMonth }, A, { payment: `p${index}`, fromMonth: payment.fromMonth, monthly: payment.monthly });
+        if (!recorded) throw new Error("recorded twice");
+        years = recorded.years;
+        credits += recorded.credits;
+      });
+    record(0);
+    for (let month = 1; month <= LAST_SCHEDULED_ANNUAL_MONTH; month++) {
+      generated.forEach((payment, index) => {
+        if (payment.budget?.month === month && payment.monthly >= 0 && payment.lateBy === undefined) {
+          years = withShareBudget(years, A, `p${index}`, payment.budget.credits) ?? years;
+        }
+      });
+      // no year yet (nobody has paid): the month is passed over, settled by the payment when it comes
+      const grant = monthGrant(years, A, month);
+      if (grant) {
+        expect(grant.amount).toBeGreaterThanOrEqual(0);
+        if (checkWithheld) {
+          // what budgets hold back is what the month would grant without them, less what it grants
+          // (so a reversal gives back exactly that, never a credit's part of the month)
+          const covering = generated.filter((payment) => payment.fromMonth <= month);
+          const paid = covering.filter((payment) => payment.monthly >= 0).reduce((sum, payment) => sum + payment.monthly, 0);
+          const credited = covering.filter((payment) => payment.monthly < 0).reduce((sum, payment) => sum - payment.monthly, 0);
+          expect(grant.amount + grant.withheld).toBe(Math.max(0, paid - credited));
+        }
+        credits += grant.amount;
+        years = grant.years;
+      }
+      record(month);
+    }
+    const shares = generated.map((_, index) => {
+      const share = shareOf(years, A, `p${index}`);
+      return { granted: share?.granted, withheld: share?.withheld, budget: share?.budget };
+    });
+    return { credits, shares };
+  }
+
+  it("property: a payment or a credit that arrives after its months were granted settles them exactly as if it had been in time", () => {
+    fc.assert(
+      fc.property(payments, (generated) => {
+        const inTime = run(generated, (payment) => payment.fromMonth - 1, true);
+        const asArrived = run(generated, (payment) => (payment.lateBy === undefined ? payment.fromMonth - 1 : Math.max(payment.fromMonth - 1, payment.lateBy)));
+        expect(asArrived).toEqual(inTime);
+      }),
+      { numRuns: 500 },
     );
   });
 });
