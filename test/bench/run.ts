@@ -1,6 +1,6 @@
 /**
  * `npm run bench` — measures the gate against the floor of the same DynamoDB Local, in one run,
- * and writes bench/results.json, bench/results.md and the README's benchmark table.
+ * and writes bench/results.json, bench/results.md and the benchmark table of docs/benchmarks.md.
  * `npm run bench -- --quick [--out dir]` is the small smoke run the tests use; it writes to a new
  * temporary folder (printed) unless --out is given, so it never replaces the committed results.
  *
@@ -32,6 +32,8 @@ const { values: flags } = parseArgs({ options: { quick: { type: "boolean", defau
 const quick = flags.quick === true;
 // Smoke numbers must never replace the committed ones: a quick run without --out gets a temp folder.
 const outDir = flags.out ? resolve(flags.out) : quick ? mkdtempSync(join(tmpdir(), "creditgate-bench-quick-")) : resolve("bench");
+/** The page that quotes a full run's table between its bench markers (the README links to it). */
+const BENCHMARKS_DOC = resolve("docs/benchmarks.md");
 const size = quick
   ? { pairs: 48, accounts: 24, sweepAccounts: 400, sweepDue: 40, imports: 2, overhead: 20, storm: 60 }
   : { pairs: 3_000, accounts: 1_000, sweepAccounts: 20_000, sweepDue: 2_000, imports: 10, overhead: 500, storm: 200 };
@@ -55,7 +57,7 @@ interface GateRow {
 }
 
 async function main() {
-  log(`${quick ? "quick" : "full"} run; results go to ${outDir}${quick && !flags.out ? " (a temp folder: bench/ and the README are left alone)" : ""}`);
+  log(`${quick ? "quick" : "full"} run; results go to ${outDir}${quick && !flags.out ? " (a temp folder: bench/ and docs/benchmarks.md are left alone)" : ""}`);
   const dynamo = await startDynamoDbLocal();
   const client = new DynamoDBClient({
     endpoint: dynamo.endpoint,
@@ -404,7 +406,7 @@ const NEAR_SHAPE_FLOOR = 0.8;
 
 /**
  * Each target with what was measured and, when missed, why — every number and every claim taken
- * from this same run (never typed by hand: the README only quotes this). A reason says only what
+ * from this same run (never typed by hand: docs/benchmarks.md only quotes this). A reason says only what
  * the run's numbers show: the transaction is blamed only when the gate is near the floor of its
  * own write shape, and request counts are the middleware's counts, not assumptions.
  */
@@ -524,13 +526,13 @@ function writeResults(pending: Record<string, unknown>) {
   writeFileSync(join(outDir, "results.json"), `${JSON.stringify(pending, null, 2)}\n`);
   const table = markdown(pending);
   writeFileSync(join(outDir, "results.md"), table);
-  // The README quotes the full run's table; quick runs and runs elsewhere leave it alone.
+  // docs/benchmarks.md quotes the full run's table; quick runs and runs elsewhere leave it alone.
   if (!quick && flags.out === undefined) {
-    const readme = readFileSync("README.md", "utf8");
+    const doc = readFileSync(BENCHMARKS_DOC, "utf8");
     const start = "<!-- bench:start -->";
     const end = "<!-- bench:end -->";
-    if (readme.includes(start) && readme.includes(end)) {
-      writeFileSync("README.md", `${readme.slice(0, readme.indexOf(start) + start.length)}\n${table}${readme.slice(readme.indexOf(end))}`);
+    if (doc.includes(start) && doc.includes(end)) {
+      writeFileSync(BENCHMARKS_DOC, `${doc.slice(0, doc.indexOf(start) + start.length)}\n${table}${doc.slice(doc.indexOf(end))}`);
     }
   }
   console.log(table);

@@ -796,11 +796,11 @@ describe("the deployed webhook function (cold start from the environment)", () =
   });
 });
 
-describe("README Deploy: setting up the Stripe webhook endpoint", () => {
+describe("docs/deploy.md: setting up the Stripe webhook endpoint", () => {
   it("selects exactly the event types the webhook handles, on the SDK's pinned API version", () => {
-    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
-    const start = readme.indexOf("**Stripe webhook.**");
-    const setup = readme.slice(start, readme.indexOf("Then copy the endpoint's signing secret", start));
+    const deploy = readFileSync(new URL("../../docs/deploy.md", import.meta.url), "utf8");
+    const start = deploy.indexOf("## Stripe webhook\n");
+    const setup = deploy.slice(start, deploy.indexOf("Then copy the endpoint's signing secret", start));
     expect(start).toBeGreaterThan(0);
     const listed = [...setup.matchAll(/`([a-z_]+(?:\.[a-z_]+)+)`/g)].map((match) => match[1]);
     expect([...new Set(listed)].sort()).toEqual([...HANDLED_EVENT_TYPES].sort());

@@ -109,7 +109,7 @@ describe("hold expiry and requestId reuse", () => {
   });
 });
 
-describe("a requestId re-used after its hold closed (README: it is a new hold)", () => {
+describe("a requestId re-used after its hold closed (docs/invariants.md, invariant 5: it is a new hold)", () => {
   it("opens a new hold; the first hold id keeps its first outcome and is never charged twice", async () => {
     const user = uniqueUser();
     const request = { userId: user, requestId: "again", model: SONNET, inputTokens: 1000, maxOutputTokens: 1000 };

@@ -4,8 +4,8 @@ import { collectResults, writeReadmeTable } from "./write-readme-table.js";
 
 /**
  * The reliability suite's results: cleared before a run (a stale section from an earlier run must
- * never reach the README), collected after it into test-results/reliability/results.{json,md},
- * and written into README.md only when RELIABILITY_WRITE_README=1.
+ * never reach docs/reliability.md), collected after it into test-results/reliability/results.{json,md},
+ * and written into docs/reliability.md only when RELIABILITY_WRITE_README=1.
  */
 export function setup(): void {
   mkdirSync(RESULTS_DIR, { recursive: true });

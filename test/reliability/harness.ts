@@ -11,7 +11,7 @@ import { runOps } from "../../infra/ops/cli.js";
  * RELIABILITY_HEAVY=1), a seeded random source (RELIABILITY_SEED replays a run), a bounded
  * concurrency pool, and the results each file measures (written to test-results/reliability/,
  * which the suite's global teardown turns into results.json, results.md and, when asked, the
- * README table).
+ * table of docs/reliability.md).
  */
 export const HEAVY = process.env.RELIABILITY_HEAVY === "1";
 export const MODE = HEAVY ? "heavy" : "default";
@@ -74,7 +74,7 @@ export async function pool<T>(items: T[], limit: number, work: (item: T, index: 
   return failures;
 }
 
-/** One row of the README table: what was run or tried, how much, and what went wrong (all zero). */
+/** One row of the reliability table (docs/reliability.md): what was run or tried, how much, and what went wrong (all zero). */
 export interface ResultRow {
   check: string;
   volume: string;
@@ -125,7 +125,7 @@ export function allTestsPassed(task: TaskLike): boolean {
 
 /**
  * Registers, for the calling test file, a final hook that writes whether all its tests passed.
- * The README table is written only when every section passed: a row's zero counts alone cannot
+ * The reliability table is written only when every section passed: a row's zero counts alone cannot
  * prove a run was clean (an assertion outside the counted kinds can fail it).
  */
 export function recordOutcomeOf(section: (typeof SECTIONS)[number]): void {
@@ -138,10 +138,10 @@ export function recordOutcomeOf(section: (typeof SECTIONS)[number]): void {
   });
 }
 
-/** The sections a complete run records; the README is only rewritten from a complete run. */
+/** The sections a complete run records; docs/reliability.md is only rewritten from a complete run. */
 export const SECTIONS = ["gate-storm", "webhook-storm", "faults", "hostile-input", "auth-matrix", "plan-changes"] as const;
 
-/** An independent cost model (DESIGN.md rates), not lib/pricing: credits per 1K tokens (input, output). */
+/** An independent cost model (the published rates, docs/billing.md "Catalog"), not lib/pricing: credits per 1K tokens (input, output). */
 export const RATES: Record<string, [number, number]> = {
   "anthropic/claude-sonnet-4.5": [3, 15],
   "openai/gpt-5.2": [3, 15],

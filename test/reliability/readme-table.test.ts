@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { allTestsPassed, type SectionResult, SECTIONS } from "./harness.js";
-import { collectResults, END_MARKER, markdownTable, markersFor, README, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
+import { collectResults, END_MARKER, markdownTable, markersFor, RELIABILITY_DOC, START_MARKER, writeReadmeTable } from "./write-readme-table.js";
 
-/** The README table is produced from measured results, and only from a complete run. */
+/** The reliability table (docs/reliability.md) is produced from measured results, and only from a complete run. */
 function section(name: string, order: number, other = 0, mode = "default"): SectionResult {
   return {
     section: name,
@@ -29,7 +29,7 @@ function resultsDir(sections: SectionResult[], failing: string[] = []): string {
   return dir;
 }
 
-describe("the README table writer", () => {
+describe("the reliability table writer", () => {
   it("collects every section in order, totals them and escapes the table", () => {
     const dir = resultsDir(SECTIONS.map((name, i) => section(name, SECTIONS.length - i, i === 1 ? 2 : 0)).reverse());
     const results = collectResults(dir);
@@ -63,7 +63,7 @@ describe("the README table writer", () => {
     expect(both).toContain("default table");
     expect(both).not.toContain("old heavy");
     expect(both).toContain("in heavy mode");
-    // a run where a test failed never reaches the README, even when every counted failure is zero
+    // a run where a test failed never reaches the table, even when every counted failure is zero
     writeFileSync(readme, `${START_MARKER}\nold table\n${END_MARKER}\n`);
     const failed = collectResults(resultsDir(SECTIONS.map((name, i) => section(name, i)), ["faults"]));
     expect(failed.failed).toEqual(["faults"]);
@@ -89,9 +89,9 @@ describe("allTestsPassed", () => {
   });
 });
 
-describe("the README's reliability table", () => {
+describe("docs/reliability.md's reliability table", () => {
   it("shows every section of the suite, each passing with zero failures", () => {
-    const text = readFileSync(README, "utf8");
+    const text = readFileSync(RELIABILITY_DOC, "utf8");
     const block = text.slice(text.indexOf(START_MARKER), text.indexOf(END_MARKER));
     const rows = block.split("\n").filter((line) => line.startsWith("| ") && !line.startsWith("| Check") && !line.startsWith("| **Total") && !line.startsWith("| ---"));
     expect(rows).toHaveLength(SECTIONS.length);

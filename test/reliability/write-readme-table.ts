@@ -1,18 +1,19 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isMain } from "../../infra/local/is-main.js";
 import { RESULTS_DIR, type SectionResult, SECTIONS } from "./harness.js";
 
 /**
  * Turns what the reliability suite measured (test-results/reliability/section-*.json, one per
- * test file) into results.json, a Markdown table (results.md), and, on request, the README's
- * "Reliability and security" table between `<!-- reliability:start -->` and
- * `<!-- reliability:end -->`. The suite's global teardown calls `collectResults` after every run
- * and `writeReadmeTable` only when RELIABILITY_WRITE_README=1, so a normal `npm test` never
- * rewrites a tracked file. Standalone: `npx tsx test/reliability/write-readme-table.ts` rewrites
- * the README from the last run's results.
+ * test file) into results.json, a Markdown table (results.md), and, on request, the table of
+ * docs/reliability.md between `<!-- reliability:start -->` and `<!-- reliability:end -->` (the
+ * README links to it). The suite's global teardown calls `collectResults` after every run and
+ * `writeReadmeTable` only when RELIABILITY_WRITE_README=1, so a normal `npm test` never rewrites
+ * a tracked file. Standalone: `npx tsx test/reliability/write-readme-table.ts` rewrites
+ * docs/reliability.md from the last run's results.
  */
-export const README = fileURLToPath(new URL("../../README.md", import.meta.url));
+export const RELIABILITY_DOC = fileURLToPath(new URL("../../docs/reliability.md", import.meta.url));
 export const START_MARKER = "<!-- reliability:start -->";
 export const END_MARKER = "<!-- reliability:end -->";
 
@@ -94,24 +95,24 @@ export function markdownTable(results: Results): string {
   return lines.join("\n");
 }
 
-/** Replaces the README's table for this run's mode with this run's; refuses an incomplete or failed run. */
-export function writeReadmeTable(results: Results = collectResults(), readme = README): boolean {
+/** Replaces docs/reliability.md's table for this run's mode with this run's; refuses an incomplete or failed run. */
+export function writeReadmeTable(results: Results = collectResults(), readme = RELIABILITY_DOC): boolean {
   if (!results.complete) {
-    console.error(`reliability: README not updated, the run did not record: ${results.missing.join(", ")}`);
+    console.error(`reliability: ${basename(readme)} not updated, the run did not record: ${results.missing.join(", ")}`);
     return false;
   }
   if (results.failed.length) {
-    console.error(`reliability: README not updated, these sections did not pass: ${results.failed.join(", ")}`);
+    console.error(`reliability: ${basename(readme)} not updated, these sections did not pass: ${results.failed.join(", ")}`);
     return false;
   }
   const markers = markersFor(results.mode);
   const text = readFileSync(readme, "utf8");
   const start = text.indexOf(markers.start);
   const end = text.indexOf(markers.end);
-  if (start < 0 || end < start) throw new Error(`README.md has no ${markers.start} … ${markers.end} block`);
+  if (start < 0 || end < start) throw new Error(`${basename(readme)} has no ${markers.start} … ${markers.end} block`);
   const next = `${text.slice(0, start + markers.start.length)}\n${markdownTable(results)}\n${text.slice(end)}`;
   writeFileSync(readme, next);
-  console.info(`reliability: README table written (${results.mode} mode)`);
+  console.info(`reliability: ${basename(readme)} table written (${results.mode} mode)`);
   return true;
 }
 

@@ -30,7 +30,7 @@ describe("upgradeTopUp (the rule)", () => {
     expect(upgradeTopUp({ ...plusToPro, at: START - DAY })).toBe(60_000);
   });
 
-  it("prorates by the time left, floored (the README's worked examples)", () => {
+  it("prorates by the time left, floored (the worked examples of docs/billing.md)", () => {
     expect(upgradeTopUp({ ...plusToPro, at: START + 60 })).toBe(59_998); // 59,998.6
     expect(upgradeTopUp({ ...plusToPro, at: START + 15 * DAY })).toBe(30_000);
     expect(upgradeTopUp({ ...plusToPro, at: END - 2 * HOUR })).toBe(166); // 166.7: not 60,000 for cents
