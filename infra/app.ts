@@ -5,7 +5,7 @@ import { CreditgateStack } from "./stack.js";
 
 /**
  * The CDK app (cdk.json: `npx tsx infra/app.ts`). One stack; configuration comes from context
- * (`-c appUrl=…`, see infra/context.ts and the README's Deploy section). cdk-nag's AwsSolutions
+ * (`-c appUrl=…`, see infra/context.ts and docs/deploy.md). cdk-nag's AwsSolutions
  * pack runs on every synth as a CDK validation plugin (cdk-nag v3): any unacknowledged finding,
  * error or warning, fails the synth and is written to the cloud assembly's policy-validation report.
  */

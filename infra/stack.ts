@@ -235,7 +235,7 @@ export class CreditgateStack extends Stack {
     if (Object.keys(priceEnv).length === 0) {
       Annotations.of(this).addWarningV2(
         "creditgate:prices",
-        "No Stripe price ids set: subscribe/checkout answer 503 until STRIPE_PRICE_* are given (see README, Deploy).",
+        "No Stripe price ids set: subscribe/checkout answer 503 until STRIPE_PRICE_* are given (see docs/deploy.md).",
       );
     }
 

@@ -23,7 +23,7 @@ export const SECRET_PLACEHOLDER_KEY = "creditgatePlaceholder";
 /**
  * Max age handed to Powertools' cache (seconds). Secrets are resolved once, at cold start
  * (lib/runtime.ts), and the validated config keeps them for the container's life, so a rotation
- * reaches fresh containers (see README, Deploy), not running ones.
+ * reaches fresh containers (see docs/deploy.md, "Secrets"), not running ones.
  */
 export const SECRET_MAX_AGE_SECONDS = 300;
 

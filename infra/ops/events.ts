@@ -25,7 +25,7 @@ import type { OpsIo } from "./cli.js";
  *   events dismiss <evt_…> --reason "why"   will never apply: kept, marked dismissed
  *
  * Replaying needs what the webhook function has: STRIPE_SECRET_KEY (and STRIPE_API_BASE), the
- * STRIPE_PRICE_* ids; run it with the same environment (README, Operations).
+ * STRIPE_PRICE_* ids; run it with the same environment (docs/operations.md, "Parked Stripe events").
  */
 export function billingDepsFromEnv(env: NodeJS.ProcessEnv, ledger: LedgerDeps, client: DynamoDBClient, tableName: string): BillingDeps {
   const prices = Object.fromEntries(STRIPE_PRICE_VARS.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));

@@ -50,7 +50,7 @@ export type MoneyFact =
 export type ClawFact = MoneyFact & { chargeId: string; paymentIntentId: string };
 
 /**
- * The ledger key of a clawback fact (invariant 3): a refund by its charge, the cumulative amount
+ * The ledger key of a clawback fact (docs/invariants.md, invariant 3): a refund by its charge, the cumulative amount
  * and the event time (after a refund fails, Stripe's cumulative amount goes down and a new refund
  * can bring it back to a value seen before: the time tells the two apart), a dispute by its id,
  * and the reversal of a refund or a dispute by the refund's or the dispute's id.

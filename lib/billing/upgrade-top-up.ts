@@ -114,7 +114,7 @@ export function upgradeShare(terms: UpgradeTerms, catalog: Catalog): { anchor: n
   return share && share.monthly > 0 ? share : undefined;
 }
 
-/** The ledger key of an upgrade top-up: one per paid proration invoice (invariant 3). */
+/** The ledger key of an upgrade top-up: one per paid proration invoice (docs/invariants.md, invariant 3). */
 export const upgradeKey = (invoiceId: string) => `upgrade#${invoiceId}`;
 
 /**

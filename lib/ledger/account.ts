@@ -97,7 +97,7 @@ export interface Split {
 }
 
 /**
- * Current split: spending takes allowance credits before purchased ones (invariant 6). Anything
+ * Current split: spending takes allowance credits before purchased ones (docs/invariants.md, invariant 6). Anything
  * spent beyond both buckets is debt, carried as a negative allowance so the next grant repays it
  * and purchased credits are never negative.
  */

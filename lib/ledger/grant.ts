@@ -80,7 +80,7 @@ function lapseFor(account: AccountRecord, key: string, catalog: LedgerDeps["cata
 /**
  * Adds credits for one business fact (allowance, invoice, pack, upgrade top-up, admin adjustment),
  * once per idempotency key. Only admin adjustments may be negative, and a deduction never takes
- * `available` below zero (invariant 2): clawbacks are the separate `clawBack`.
+ * `available` below zero (docs/invariants.md, invariant 2): clawbacks are the separate `clawBack`.
  */
 export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
   const { paidShare, ...grant } = parseInput(grantInputSchema, input);
@@ -135,8 +135,9 @@ export type ClawBackInput = z.infer<typeof clawBackSchema>;
 
 /**
  * Takes back credits a refunded or disputed payment bought, once per key. Unlike every other
- * debit it may take the balance below zero (invariant 2): the credits may already be spent, and
- * the debt is recorded so the gate refuses until the balance is positive again.
+ * debit it may take the balance below zero (docs/invariants.md, invariant 2): the credits may
+ * already be spent, and the debt is recorded so the gate refuses until the balance is positive
+ * again.
  */
 export async function clawBack(deps: LedgerDeps, input: ClawBackInput): Promise<GrantResult> {
   const claw = parseInput(clawBackSchema, input);

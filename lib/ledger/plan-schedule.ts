@@ -20,7 +20,7 @@ const planChangeSchema = z.object({
 });
 export type PlanChange = z.infer<typeof planChangeSchema>;
 
-/** The allowance schedule fields a plan implies (invariant 4), from `now`. */
+/** The allowance schedule fields a plan implies (docs/invariants.md, invariant 4), from `now`. */
 export function scheduleFor(
   account: Pick<AccountRecord, "userId" | "createdAt" | "plan" | "interval" | "periodAnchor">,
   change: { plan: PlanId; interval: BillingInterval; periodStart?: number },

@@ -133,7 +133,7 @@ export interface AuditReport {
 
 /**
  * Recomputes an account from its ledger and reports every disagreement: balance vs the sum of
- * entries (invariant 1), the seq/balanceAfter chain, held vs open holds, and the bucket split.
+ * entries (docs/invariants.md, invariant 1), the seq/balanceAfter chain, held vs open holds, and the bucket split.
  */
 export async function auditAccount(deps: LedgerDeps, userIdInput: string): Promise<AuditReport> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");

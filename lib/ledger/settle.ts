@@ -29,7 +29,7 @@ function holdRef(holdId: string): HoldRef {
   return ref;
 }
 
-/** The settle entry's key: the hold's identity, so a hold is charged at most once (invariant 3, 5). */
+/** The settle entry's key: the hold's identity, so a hold is charged at most once (docs/invariants.md, invariants 3 and 5). */
 const settleKey = (hold: HoldIdentity) => `settle#${hold.requestId}#${hold.tag}`;
 
 const isSameHold = (hold: HoldRecord | undefined, ref: HoldIdentity): hold is HoldRecord =>
@@ -107,7 +107,7 @@ const settleSchema = z.object({
 export type SettleInput = z.infer<typeof settleSchema>;
 
 /**
- * Charges a chat's actual cost and releases the rest of its hold, exactly once (invariant 5).
+ * Charges a chat's actual cost and releases the rest of its hold, exactly once (docs/invariants.md, invariant 5).
  *
  * Fast path (steady state): one transaction built from the hold id alone, conditioned on the
  * account still being at the seq the hold was created at. When other entries landed since (a busy

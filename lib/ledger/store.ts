@@ -15,7 +15,7 @@ export type EntryReason =
   | "reinstate"
   | "expire";
 
-/** One ledger entry; `key` is its idempotency key, derived from the business fact (invariant 3). */
+/** One ledger entry; `key` is its idempotency key, derived from the business fact (docs/invariants.md, invariant 3). */
 export interface LedgerEntry {
   userId: string;
   key: string;
@@ -76,7 +76,7 @@ export interface AccountCommit {
   expectedBalance?: number;
   /** settle: the hold must still be open with exactly this reservation; it is closed */
   closeHold?: HoldIdentity & { reserved: number; model: string };
-  /** consuming operations: `available` must be at least this much at commit time (invariant 2) */
+  /** consuming operations: `available` must be at least this much at commit time (docs/invariants.md, invariant 2) */
   requireAvailable?: number;
   /** allowance grants: the account's last granted period must be below this one */
   periodBelow?: number;

@@ -5,7 +5,7 @@
  * Items (pk = `U#<userId>` unless noted):
  * - `ACCOUNT`            the account: balance, available, holds map, allowance split, periods.
  * - `E#<key>`            one ledger entry per business fact; the sort key IS the idempotency key.
- * - `H#<requestId>`      the outcome of a hold that was released (settles are ledger entries).
+ * - `H#<requestId>#<tag>` the outcome of a hold that was released (settles are ledger entries).
  *
  * Indexes:
  * - `history` (LSI, sort `entrySeq`): ledger entries in the exact order they were applied.

@@ -136,7 +136,7 @@ async function apply(op: Op, user: string, model: Model, history: Op[]): Promise
       const hold = { holdId: result.holdId, reserved, model: modelId };
       model.open.set(op.request, hold);
       model.holds.push(hold);
-      // Invariant 2: an admitted authorize never leaves available below zero.
+      // docs/invariants.md, invariant 2: an admitted authorize never leaves available below zero.
       expect(result.available).toBeGreaterThanOrEqual(0);
       return;
     }
@@ -150,7 +150,7 @@ async function apply(op: Op, user: string, model: Model, history: Op[]): Promise
           ? await settleChat(deps, { holdId: hold.holdId, inputTokens: op.input, outputTokens: op.output })
           : await releaseHold(deps, { holdId: hold.holdId });
       if (first) {
-        // Invariant 5: a second settle/release (of either kind) returns the first outcome.
+        // docs/invariants.md, invariant 5: a second settle/release (of either kind) returns the first outcome.
         expect({ status: outcome.status, charged: outcome.charged, released: outcome.released }).toEqual({
           status: first.status,
           charged: first.charged,
@@ -186,7 +186,7 @@ describe("ledger invariants under random operation sequences (fast-check, Dynamo
           const view = await getBalance(fx.deps, user);
           expect({ balance: view.balance, held: view.held }).toEqual({ balance: model.balance, held: model.held });
           const audit = await auditAccount(fx.deps, user);
-          expect(audit.problems).toEqual([]); // invariant 1: balance == sum(entries), exact chain
+          expect(audit.problems).toEqual([]); // docs/invariants.md, invariant 1: balance == sum(entries), exact chain
         }
       }),
       { numRuns: 60 },

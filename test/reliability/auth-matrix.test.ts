@@ -23,7 +23,7 @@ const CALLERS: Caller[] = ["none", "userA", "userB", "service", "stripe"];
 const OK = 200;
 const started = performance.now();
 
-/** The expected answer of each cell (see DESIGN.md: gate = service only, the rest = the user's own). */
+/** The expected answer of each cell (see SECURITY.md, "Who can do what": gate = service only, the rest = the user's own). */
 const GATE = { none: 401, userA: 403, userB: 403, service: OK, stripe: 401 } as const;
 const USER = { none: 401, userA: OK, userB: OK, service: 403, stripe: 401 } as const;
 const MATRIX: Record<string, Record<Caller, number>> = {

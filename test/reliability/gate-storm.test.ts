@@ -19,7 +19,8 @@ import { budgetMs, HEAVY, modelCost, pool, random, recordOutcomeOf, recordSectio
  * settle, settle after release, a settle after the sweep expired the hold). Admin grants land on
  * the same accounts meanwhile, some twice. The expected end state of every account is computed by
  * an independent model from the script alone (signup once, each grant key once, each hold's first
- * outcome priced at DESIGN.md's rates), never from the system's answers.
+ * outcome priced at the published rates of docs/billing.md, "Catalog"), never from the system's
+ * answers.
  */
 captureLogs();
 

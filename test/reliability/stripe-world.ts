@@ -12,15 +12,15 @@ import { type Random, SIGNUP_BONUS } from "./harness.js";
  * money of this world), refunds of subscription invoices, and noise (event types we ignore,
  * strangers' invoices, expired checkouts). Alongside the events it keeps the business facts, from
  * which `expectedState` derives every account's end state without asking the system anything:
- * each pack, invoice and upgrade credited once at DESIGN.md's numbers, each charge clawed back in
- * proportion to the money returned, the subscription state of the latest event, and the
+ * each pack, invoice and upgrade credited once at the published numbers (docs/billing.md,
+ * "Catalog"), each charge clawed back in proportion to the money returned, the subscription state of the latest event, and the
  * failed-payment mark of a failure no later payment followed.
  */
 
 // biome-ignore lint/suspicious/noExplicitAny: Stripe events are arbitrary JSON
 export type Json = any;
 
-/** Allowances and pack sizes from DESIGN.md, kept here independently of lib/catalog. */
+/** Allowances and pack sizes as published in docs/billing.md ("Catalog"), kept here independently of lib/catalog. */
 const ALLOWANCE = { plus: 40_000, pro: 100_000 } as const;
 const PACK_CREDITS = { starter: 50_000, pro: 200_000, enterprise: 1_000_000 } as const;
 const PACK_CENTS = { starter: 1_000, pro: 3_500, enterprise: 15_000 } as const;
@@ -34,7 +34,10 @@ interface Charge {
   bucket: "allowance" | "purchased";
   /** credits the payment granted (no schedule runs in this world: an annual invoice's month 0) */
   credits: number;
-  /** monthly allowances the payment buys: 12 for an annual invoice (DESIGN: refunds take back what it bought, as far as granted) */
+  /**
+   * monthly allowances the payment buys: 12 for an annual invoice (docs/billing.md, "Refunds and
+   * disputes": refunds take back what it bought, as far as granted)
+   */
   months?: number;
   basisCents: number;
   refundedCents: number[];

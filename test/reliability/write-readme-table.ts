@@ -96,23 +96,23 @@ export function markdownTable(results: Results): string {
 }
 
 /** Replaces docs/reliability.md's table for this run's mode with this run's; refuses an incomplete or failed run. */
-export function writeReadmeTable(results: Results = collectResults(), readme = RELIABILITY_DOC): boolean {
+export function writeReadmeTable(results: Results = collectResults(), file = RELIABILITY_DOC): boolean {
   if (!results.complete) {
-    console.error(`reliability: ${basename(readme)} not updated, the run did not record: ${results.missing.join(", ")}`);
+    console.error(`reliability: ${basename(file)} not updated, the run did not record: ${results.missing.join(", ")}`);
     return false;
   }
   if (results.failed.length) {
-    console.error(`reliability: ${basename(readme)} not updated, these sections did not pass: ${results.failed.join(", ")}`);
+    console.error(`reliability: ${basename(file)} not updated, these sections did not pass: ${results.failed.join(", ")}`);
     return false;
   }
   const markers = markersFor(results.mode);
-  const text = readFileSync(readme, "utf8");
+  const text = readFileSync(file, "utf8");
   const start = text.indexOf(markers.start);
   const end = text.indexOf(markers.end);
-  if (start < 0 || end < start) throw new Error(`${basename(readme)} has no ${markers.start} … ${markers.end} block`);
+  if (start < 0 || end < start) throw new Error(`${basename(file)} has no ${markers.start} … ${markers.end} block`);
   const next = `${text.slice(0, start + markers.start.length)}\n${markdownTable(results)}\n${text.slice(end)}`;
-  writeFileSync(readme, next);
-  console.info(`reliability: ${basename(readme)} table written (${results.mode} mode)`);
+  writeFileSync(file, next);
+  console.info(`reliability: ${basename(file)} table written (${results.mode} mode)`);
   return true;
 }
 
