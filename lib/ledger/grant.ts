@@ -249,7 +249,9 @@ async function grantOneDueAllowance(deps: LedgerDeps, userId: string): Promise<O
       key: due.key,
       amount,
       bucket: "allowance",
-      reason: "allowance",
+      // below zero only when a credited downgrade takes from a month whose payment was refunded or
+      // disputed: the customer has that money back twice, so the take stands like a refund's
+      reason: amount < 0 ? "refund" : "allowance",
       refs: { plan: account.plan, period: due.index, ...(withheld > 0 ? { withheld } : {}) },
     });
     const commit = commitForFacts(account, facts, now, {

@@ -8,8 +8,8 @@
  *   stay at it until the year ends;
  * - a refunded payment limits its own share (its budget), never another payment's months;
  * - a year nobody paid for (a renewal still `past_due`) has no record: its months grant nothing;
- * - a credited downgrade adds a share that takes, from what the month's payments grant and never
- *   more (a month is never below nothing);
+ * - a credited downgrade adds a share that takes its difference from every later month, whatever
+ *   else happened to the year (linear: see `evaluateMonth`);
  * - a payment that arrives after some of its months were granted settles each of them as it would
  *   have gone had the payment been in time: the ledger never depends on arrival order.
  * Each share counts what it granted and held back, per month, so a refund knows exactly what that
@@ -32,7 +32,7 @@ export interface PaidShare {
   budget?: number;
   /** per scheduled month (index: the month): what the share granted in it (a share that takes: what it took, ≤ 0) */
   byMonth?: number[];
-  /** per scheduled month: what the share's budget held back from it, net of what credits would have taken */
+  /** per scheduled month: what the share's budget held back from it */
   withheldByMonth?: number[];
 }
 
@@ -42,6 +42,8 @@ export interface PaidYear {
   shares: PaidShare[];
   /** the last scheduled month the schedule reached in this year (granted from its shares) */
   lastMonth?: number;
+  /** the year was left before its end (a switch out of it, a cancellation): its last month; none after it grants */
+  endedAfter?: number;
 }
 
 /**
@@ -103,66 +105,46 @@ function withValueAt(list: readonly number[] | undefined, month: number, value: 
   return next;
 }
 
-/** The order shares take and are held back in: by first month, then payment (never arrival order). */
-const canonical = (a: PaidShare, b: PaidShare) => a.fromMonth - b.fromMonth || (a.payment < b.payment ? -1 : a.payment > b.payment ? 1 : 0);
-
 /** What one scheduled month of a year grants, and every share's part in it. */
 interface MonthOutcome {
   shares: PaidShare[];
-  /** credits the month grants in all (never below zero) */
+  /** credits the month moves in all: what its payments grant within their budgets, less what credits take (may be below zero) */
   amount: number;
-  /** what budgets held back from it, net of what credits would have taken */
+  /** what budgets held back from it */
   withheld: number;
 }
 
 /**
  * One month of a year, from what each paying share grants in it (`grossOf`: its monthly within its
  * budget for a month being granted, its recorded grant for a month passed before). A share that
- * takes (a credited downgrade) takes from what the paying shares grant that month, never more: a
- * month grants nothing below zero, and what a credit could not take is not taken later either.
- * What budgets held back is counted net of those credits — what the month would have granted
- * without the budgets, less what it grants — so a reversal gives back exactly that. Each share
- * records its part per month (`byMonth`, `withheldByMonth`), so a payment arriving after its
- * months (an upgrade paid late, a credit delivered late) can settle each month exactly as it would
- * have gone had the payment arrived in time: the ledger never depends on arrival order.
+ * takes (a credited downgrade) takes its whole monthly difference, whatever else happened to the
+ * year: the money it stands for went back to the customer (as Stripe credit) even when a refund
+ * or a dispute took the payment it was cut from, so after both the month may move below zero.
+ * That keeps the rule linear — each share's part of a month depends on that share alone — which
+ * is what makes the year's ledger the same in any order the payments, credits, refunds and
+ * disputes arrive in (a "never below zero" clamp made it depend on what came first). Each share
+ * records its part per month (`byMonth`, `withheldByMonth`): a year ended early (a switch out of
+ * it) takes back exactly what its later months granted.
  */
 function evaluateMonth(shares: readonly PaidShare[], month: number, grossOf: (share: PaidShare) => number): MonthOutcome {
-  const covering = shares.filter((share) => share.fromMonth <= month && month <= LAST_SCHEDULED_ANNUAL_MONTH).sort(canonical);
-  const paying = covering.filter((share) => share.monthly >= 0);
-  const taking = covering.filter((share) => share.monthly < 0);
-  const gross = new Map(paying.map((share) => [share, grossOf(share)]));
-  const granted = [...gross.values()].reduce((sum, value) => sum + value, 0);
-  const credits = taking.reduce((sum, share) => sum - share.monthly, 0);
-  const part = new Map<PaidShare, { value: number; withheld: number }>();
-  let takeLeft = Math.min(credits, granted);
-  for (const share of taking) {
-    const take = Math.min(-share.monthly, takeLeft);
-    takeLeft -= take;
-    part.set(share, { value: -take, withheld: 0 });
-  }
-  const amount = granted - Math.min(credits, granted);
-  const wouldGrant = Math.max(0, paying.reduce((sum, share) => sum + share.monthly, 0) - credits);
-  let withheldLeft = Math.max(0, wouldGrant - amount);
-  const withheld = withheldLeft;
-  for (const share of paying) {
-    const value = gross.get(share) ?? 0;
-    const held = Math.min(share.monthly - value, withheldLeft);
-    withheldLeft -= held;
-    part.set(share, { value, withheld: held });
-  }
+  let amount = 0;
+  let withheld = 0;
   const next = shares.map((share) => {
-    const moved = part.get(share);
-    if (!moved) return share;
+    if (share.fromMonth > month || month > LAST_SCHEDULED_ANNUAL_MONTH) return share;
+    const value = share.monthly < 0 ? share.monthly : grossOf(share);
+    const held = share.monthly < 0 ? 0 : share.monthly - value;
+    amount += value;
+    withheld += held;
     const before = valueAt(share.byMonth, month);
     const heldBefore = valueAt(share.withheldByMonth, month);
     const updated: PaidShare = {
       ...share,
-      granted: share.granted + moved.value - before,
-      withheld: share.withheld + moved.withheld - heldBefore,
-      byMonth: withValueAt(share.byMonth, month, moved.value),
-      withheldByMonth: withValueAt(share.withheldByMonth, month, moved.withheld),
+      granted: share.granted + value - before,
+      withheld: share.withheld + held - heldBefore,
+      byMonth: withValueAt(share.byMonth, month, value),
+      withheldByMonth: withValueAt(share.withheldByMonth, month, held),
     };
-    if (share.budget !== undefined) updated.budget = share.budget - (moved.value - before);
+    if (share.budget !== undefined) updated.budget = share.budget - (value - before);
     return updated;
   });
   return { shares: next, amount, withheld };
@@ -177,7 +159,54 @@ const recordedAmount = (shares: readonly PaidShare[], month: number) => shares.r
  */
 export function monthReached(schedule: { anchor: number; lastGranted: number }, years: readonly PaidYear[] | undefined, anchor: number): number {
   const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
-  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0));
+  const year = yearOf(years, anchor);
+  const reached = Math.max(year?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
+  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, year?.endedAfter ?? LAST_SCHEDULED_ANNUAL_MONTH, reached);
+}
+
+export interface EndedYear {
+  years: PaidYear[];
+  /** what the months after the end had moved, taken back (positive: they were below zero) */
+  credits: number;
+  /** the months taken back */
+  months: number;
+}
+
+/**
+ * The year at `anchor` ended after month `afterMonth` (a portal switch to another interval or
+ * period, a cancellation): Stripe stopped billing it there (and credits its unused time back), so
+ * no later month may grant from it. Months after the end that the schedule granted anyway —
+ * because the switch's events arrived after a month boundary, or a lazy grant ran between the
+ * switch and its webhook — are taken back exactly as recorded, so the ledger is the one the
+ * switch would have left on time. `undefined` when there is no such year or it ended there already.
+ */
+export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number): EndedYear | undefined {
+  const year = yearOf(years, anchor);
+  if (!year || afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (year.endedAfter !== undefined && year.endedAfter <= afterMonth)) return undefined;
+  let credits = 0;
+  const months = new Set<number>();
+  const shares = year.shares.map((share) => {
+    let next = share;
+    for (let month = afterMonth + 1; month <= LAST_SCHEDULED_ANNUAL_MONTH; month++) {
+      const value = valueAt(next.byMonth, month);
+      const held = valueAt(next.withheldByMonth, month);
+      if (value === 0 && held === 0) continue;
+      if (value !== 0) months.add(month);
+      credits -= value;
+      next = {
+        ...next,
+        granted: next.granted - value,
+        withheld: next.withheld - held,
+        byMonth: withValueAt(next.byMonth, month, 0),
+        withheldByMonth: withValueAt(next.withheldByMonth, month, 0),
+        ...(next.budget === undefined ? {} : { budget: next.budget + value }),
+      };
+    }
+    return next;
+  });
+  const ended: PaidYear = { ...year, shares, endedAfter: afterMonth };
+  if (ended.lastMonth !== undefined) ended.lastMonth = Math.min(ended.lastMonth, afterMonth);
+  return { years: (years ?? []).map((candidate) => (candidate === year ? ended : candidate)), credits, months: months.size };
 }
 
 export interface RecordedPayment {
@@ -230,9 +259,9 @@ export function recordPayment(
 }
 
 export interface MonthGrant {
-  /** credits the month grants (what its shares paid for it, within budgets, less what credits take) */
+  /** credits the month moves (what its shares paid for it, within budgets, less what credits take; below zero only after a refund of what a credit was cut from) */
   amount: number;
-  /** what the budgets held back from this month, net of credits */
+  /** what the budgets held back from this month */
   withheld: number;
   /** the years with each share's counters (and budget) moved by this month */
   years: PaidYear[];
@@ -245,6 +274,7 @@ export interface MonthGrant {
 export function monthGrant(years: readonly PaidYear[] | undefined, anchor: number, month: number): MonthGrant | undefined {
   const year = yearOf(years, anchor);
   if (!year) return undefined;
+  if (year.endedAfter !== undefined && month > year.endedAfter) return { amount: 0, withheld: 0, years: [...(years ?? [])] };
   const withinBudget = (share: PaidShare) => (share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget)));
   const outcome = evaluateMonth(year.shares, month, withinBudget);
   const reached: PaidYear = { ...year, shares: outcome.shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };

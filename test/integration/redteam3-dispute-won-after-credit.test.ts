@@ -41,7 +41,8 @@ describe("red team 3: a won dispute after a credited downgrade", () => {
     const ids = { chargeId: uniqueStripeId("ch"), paymentIntent, disputeId: uniqueStripeId("dp"), amount: 120_000 };
     fx.clock.value = (monthStart(5) + DAY) * 1000;
     expect((await fx.deliver(disputeCreated({ ...ids, created: monthStart(5) + DAY }))).json.outcome).toBe("clawed_back");
-    expect(await months(fx, sub.userId, 6, 7, T0)).toEqual([0, 0]); // the disputed year grants nothing meanwhile
+    // the disputed payment grants nothing meanwhile; the credit still takes its difference (linear)
+    expect(await months(fx, sub.userId, 6, 7, T0)).toEqual([PLUS - PRO, PLUS - PRO]);
     fx.clock.value = (monthStart(7) + 4 * DAY) * 1000;
     expect((await fx.deliver(disputeClosed({ ...ids, status: "won", created: monthStart(7) + 4 * DAY }))).json.outcome).toBe("reinstated");
     expect(await months(fx, sub.userId, 8, 11, T0)).toEqual([PLUS, PLUS, PLUS, PLUS]);

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
+import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
 import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
@@ -58,5 +59,40 @@ describe("red team 4: an annual → monthly switch delivered after a month bound
     expect(onTime).toBe(10_000 + PRO + 3 * PRO + PRO); // 510,000
     const late = await switchDeliveredAt(monthStart(4) + 2 * DAY, true);
     expect(late).toBe(onTime); // observed on faef294: 610,000 (month 4 granted from the year Stripe ended)
+  });
+});
+
+/**
+ * The class of RT4-1: any event that ends an annual year early and arrives after a month boundary.
+ * An immediate cancellation (customer.subscription.deleted) on 30 April 20:00 delivered on 2 May,
+ * after the sweep granted month 4 from the year Stripe had ended: month 4 is taken back
+ * (`year-end#…`), so the ledger is the one an on-time delivery leaves.
+ */
+describe("red team 4: an annual year canceled before a month boundary, its deletion delivered after it", () => {
+  async function canceledDeliveredAt(deliverAt: number, sweepBefore: boolean) {
+    const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
+    expect(await months(fx, sub.userId, 1, 3)).toEqual([PRO, PRO, PRO]);
+    const canceled = subscriptionObject({
+      id: sub.subscriptionId,
+      customer: sub.customer,
+      price: "price_pro_yearly",
+      userId: sub.userId,
+      status: "canceled",
+      periodStart: T0,
+      periodEnd: T0 + YEAR,
+    });
+    fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
+    if (sweepBefore) expect(await months(fx, sub.userId, 4, 4)).toEqual([PRO]); // granted from the year Stripe ended
+    fx.clock.value = deliverAt * 1000;
+    expect((await fx.deliver(stripeEvent("customer.subscription.deleted", { created: AT, object: canceled }))).status).toBe(200);
+    expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "free" });
+    expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
+    return balanceOf(fx, sub.userId);
+  }
+
+  it("the months after the cancellation are taken back when the sweep granted them first", async () => {
+    const onTime = await canceledDeliveredAt(AT + 5, false);
+    expect(onTime).toBe(10_000 + PRO + 3 * PRO);
+    expect(await canceledDeliveredAt(monthStart(4) + 2 * DAY, true)).toBe(onTime); // fails without year-end: +100,000
   });
 });

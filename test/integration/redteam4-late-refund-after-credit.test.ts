@@ -27,6 +27,9 @@ import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, type Sub, 
  * Second case: the same without a late delivery — the refund at 1 June 13:00, delivered at once;
  * whether the sweep granted month 5 at 1 June 12:00 or (outage, RT3-5's back-fill) only after the
  * refund decides between −140,000 and −80,000.
+ * Fixed by making a credit's take linear (lib/ledger/paid-year.ts, evaluateMonth): it takes its
+ * whole difference from each month whatever was refunded, so the on-time figure is now −500,000
+ * (the customer has both the payment and the credit back) and both orders give it.
  */
 captureLogs();
 const fx = useBillingFixture();
@@ -79,7 +82,9 @@ describe("red team 4: a refund applied after a month a credit took from", () => 
   it("RT4-2: the refund's event delivered two days late ends the year where it would have on time", async () => {
     const refundedAt = monthStart(5) - 3_600; // 1 June 11:00, before month 5
     const onTime = await refundedYear({ refundedAt, deliverAt: refundedAt + 5, month5BeforeRefund: false });
-    expect(onTime).toBe(10_000 + 4 * PRO - 30_000 + PLUS - 5 * PRO); // -80,000
+    // after the fix (a credit takes its whole difference, whatever was refunded: linear), months
+    // 5..11 move -60,000 each: 10,000 + 400,000 - 30,000 + 40,000 - 500,000 - 420,000 = -500,000
+    expect(onTime).toBe(10_000 + 4 * PRO - 30_000 + PLUS - 5 * PRO - 7 * (PRO - PLUS));
     const late = await refundedYear({ refundedAt, deliverAt: monthStart(5) + 2 * DAY, month5BeforeRefund: true });
     expect(late).toBe(onTime); // observed on faef294: -140,000
   });

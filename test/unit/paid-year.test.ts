@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  endYear,
   LAST_SCHEDULED_ANNUAL_MONTH,
   monthGrant,
   type PaidShare,
@@ -100,21 +101,21 @@ describe("paid year: the months of an annual year grant what was paid for them",
     expect(passed({ anchor: A, lastGranted: 2 }, undefined, old, 1, 1)).toEqual({ months: 0, credits: 0 });
     const reached = [{ anchor: old, shares: [], lastMonth: 11 }];
     expect(passed({ anchor: A, lastGranted: 2 }, reached, old, 11, 60_000)).toEqual({ months: 1, credits: 60_000 });
-    // a share that takes (a credited downgrade arriving late) takes what the months it covers granted, never more
+    // a share that takes (a credited downgrade arriving late) takes its difference from each month it covers
     const paid = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 });
     const four = [1, 2, 3, 4].reduce((years, month) => monthGrant(years, A, month)?.years ?? years, paid ?? []);
-    expect(passed({ anchor: A, lastGranted: 4 }, four, A, 4, -60_000)).toEqual({ months: 1, credits: -60_000 });
-    expect(passed({ anchor: A, lastGranted: 4 }, four, A, 4, -160_000)).toEqual({ months: 1, credits: -100_000 });
-    // nothing was granted for a month passed over unpaid: nothing to take
-    expect(passed({ anchor: A, lastGranted: 4 }, undefined, A, 4, -60_000)).toEqual({ months: 1, credits: 0 });
+    expect(passed({ anchor: A, lastGranted: 4 }, four, A, 3, -60_000)).toEqual({ months: 2, credits: -120_000 });
   });
 
-  it("a share that takes lowers its months, never below nothing", () => {
+  it("a share that takes lowers its months by its whole difference, even after the payment it was cut from is refunded", () => {
     let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 }) ?? [];
     years = withPaidShare(years, A, { payment: "downgrade#in_2", fromMonth: 3, monthly: -60_000 }) ?? [];
     expect(walk(years).amounts).toEqual([100_000, 100_000, ...Array(9).fill(40_000)]);
     years = withShareBudget(years, A, "invoice#in_1", 0) ?? [];
-    expect(walk(years).amounts).toEqual(Array(11).fill(0));
+    // the customer has the annual payment back and keeps the credit: the credit's take stands
+    const refunded = walk(years);
+    expect(refunded.amounts).toEqual([0, 0, ...Array(9).fill(-60_000)]);
+    expect(shareOf(refunded.years, A, "invoice#in_1")).toMatchObject({ granted: 0, withheld: 11 * 100_000 });
   });
 
   const shares = fc.array(
@@ -157,12 +158,15 @@ describe("paid year: the months end the same whatever order the payments arrive 
       monthly: fc.oneof(fc.integer({ min: 0, max: 200_000 }), fc.integer({ min: -200_000, max: -1 })),
       /** months granted before its event arrives, when it is late (undefined: on time) */
       lateBy: fc.option(fc.integer({ min: 0, max: 11 }), { nil: undefined }),
-      /** a refund binds its budget before this month is granted (on-time payments only) */
-      budget: fc.option(fc.record({ month: fc.integer({ min: 1, max: 11 }), credits: fc.integer({ min: 0, max: 1_500_000 }) }), { nil: undefined }),
+      /** refunds and disputes bind its budget (credits), and reversals lift it (null), before these months are granted */
+      budgets: fc.array(
+        fc.record({ month: fc.integer({ min: 1, max: 11 }), credits: fc.option(fc.integer({ min: 0, max: 1_500_000 }), { nil: null }) }),
+        { maxLength: 3 },
+      ),
     }),
     { minLength: 1, maxLength: 6 },
   );
-  type Payment = { fromMonth: number; monthly: number; lateBy: number | undefined; budget: { month: number; credits: number } | undefined };
+  type Payment = { fromMonth: number; monthly: number; lateBy: number | undefined; budgets: { month: number; credits: number | null }[] };
 
   /** Walks the year: each payment recorded once `arrival(p)` months are granted; returns credits moved and the shares. */
   function run(generated: Payment[], arrival: (payment: Payment) => number, checkWithheld = false) {
@@ -179,21 +183,20 @@ describe("paid year: the months end the same whatever order the payments arrive 
     record(0);
     for (let month = 1; month <= LAST_SCHEDULED_ANNUAL_MONTH; month++) {
       generated.forEach((payment, index) => {
-        if (payment.budget?.month === month && payment.monthly >= 0 && payment.lateBy === undefined) {
-          years = withShareBudget(years, A, `p${index}`, payment.budget.credits) ?? years;
+        // budgets bind payments recorded by then (a refund of a payment not recorded yet waits for it)
+        if (payment.monthly < 0 || payment.lateBy !== undefined) return;
+        for (const budget of payment.budgets.filter((candidate) => candidate.month === month)) {
+          years = withShareBudget(years, A, `p${index}`, budget.credits) ?? years;
         }
       });
       // no year yet (nobody has paid): the month is passed over, settled by the payment when it comes
       const grant = monthGrant(years, A, month);
       if (grant) {
-        expect(grant.amount).toBeGreaterThanOrEqual(0);
         if (checkWithheld) {
-          // what budgets hold back is what the month would grant without them, less what it grants
-          // (so a reversal gives back exactly that, never a credit's part of the month)
+          // linear: what the month moves plus what budgets hold back is every covering share's
+          // monthly, credits included (a credit takes its whole difference, whatever was refunded)
           const covering = generated.filter((payment) => payment.fromMonth <= month);
-          const paid = covering.filter((payment) => payment.monthly >= 0).reduce((sum, payment) => sum + payment.monthly, 0);
-          const credited = covering.filter((payment) => payment.monthly < 0).reduce((sum, payment) => sum - payment.monthly, 0);
-          expect(grant.amount + grant.withheld).toBe(Math.max(0, paid - credited));
+          expect(grant.amount + grant.withheld).toBe(covering.reduce((sum, payment) => sum + payment.monthly, 0));
         }
         credits += grant.amount;
         years = grant.years;
@@ -216,5 +219,37 @@ describe("paid year: the months end the same whatever order the payments arrive 
       }),
       { numRuns: 500 },
     );
+  });
+
+  it("property: each share's part of the year depends on that share and its own budgets only (a reversal gives back its own hold-back, never another's)", () => {
+    fc.assert(
+      fc.property(payments, (generated) => {
+        const together = run(generated, (payment) => payment.fromMonth - 1);
+        generated.forEach((_payment, index) => {
+          const others = generated.map((other, otherIndex) => (otherIndex === index ? other : { ...other, monthly: 0, budgets: [] }));
+          const alone = run(others, (candidate) => candidate.fromMonth - 1);
+          expect(alone.shares[index]).toEqual(together.shares[index]);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe("paid year: a year left before its end", () => {
+  it("takes back exactly what the months after the end granted, settles no late payment after it, and ends once", () => {
+    let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 }) ?? [];
+    years = withShareBudget(years, A, "invoice#in_1", 450_000) ?? [];
+    years = [1, 2, 3, 4, 5].reduce((current, month) => monthGrant(current, A, month)?.years ?? current, years); // 4 x 100,000 + 50,000
+    const ended = endYear(years, A, 3);
+    expect(ended).toMatchObject({ credits: -150_000, months: 2 });
+    expect(shareOf(ended?.years, A, "invoice#in_1")).toMatchObject({ granted: 300_000, withheld: 0, budget: 150_000 });
+    expect(endYear(ended?.years, A, 3)).toBeUndefined(); // recorded once
+    expect(endYear(ended?.years, A, 4)).toBeUndefined(); // a later end changes nothing
+    expect(monthGrant(ended?.years, A, 6)?.amount).toBe(0);
+    // an upgrade paid late settles the months up to the end only
+    const late = recordPayment(ended?.years, { anchor: A, lastGranted: 5 }, A, { payment: "upgrade#in_2", fromMonth: 2, monthly: 60_000 });
+    expect(late).toMatchObject({ credits: 120_000 });
+    expect(endYear(years, A, LAST_SCHEDULED_ANNUAL_MONTH)).toBeUndefined(); // ending at the year's own end takes nothing
   });
 });
