@@ -28,7 +28,7 @@ import {
 } from "../../lib/ledger/index.js";
 import { scanUserIds } from "../../lib/ops/accounts.js";
 import { LEDGER_CSV_HEADER, ledgerCsvRow } from "../../lib/ops/csv.js";
-import type { LedgerEntry } from "../../lib/ledger/store.js";
+import type { LedgerEntry } from "../../lib/ledger/account.js";
 import { isMain } from "../local/is-main.js";
 import { billingDepsFromEnv, runEventsCommand } from "./events.js";
 

@@ -1,8 +1,7 @@
 import { BusyError } from "../errors.js";
-import type { AccountRecord } from "../ledger/account.js";
+import type { AccountRecord, LedgerEntry } from "../ledger/account.js";
 import { type AdjustmentResult, adjustForCharge, type ChargeAdjustment } from "../ledger/charge-adjust.js";
 import { shareCredits, shareOf, withShareBudget } from "../ledger/paid-year.js";
-import type { LedgerEntry } from "../ledger/store.js";
 import { logger } from "../logger.js";
 import { requireStripe } from "./checkout.js";
 import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawKey, withMoneyFact } from "./clawback.js";

@@ -12,20 +12,25 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
-import { type AccountRecord, outboxEntry, type PendingEntry } from "./account.js";
+import {
+  type AccountRecord,
+  type HoldIdentity,
+  type LedgerEntry,
+  outboxEntry,
+  type PendingEntry,
+  type ReleaseMarker,
+} from "./account.js";
 import { compileRules } from "./dynamo-conditions.js";
 import { ExpressionParts, updateExpression } from "./expression.js";
-import type {
-  AccountCommit,
-  CommitOutcome,
-  HoldIdentity,
-  LedgerEntry,
-  LedgerStore,
-  OutboxSettle,
-  ReleaseMarker,
-  ReleaseOutcome,
-  ReserveOutcome,
-  ReserveRequest,
+import {
+  type AccountCommit,
+  type CommitOutcome,
+  ContentionError,
+  type LedgerStore,
+  type OutboxSettle,
+  type ReleaseOutcome,
+  type ReserveOutcome,
+  type ReserveRequest,
 } from "./store.js";
 import { INDEXES } from "./table-definition.js";
 
@@ -41,14 +46,6 @@ const userPk = (userId: string) => `U#${userId}`;
 const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: ACCOUNT_SK });
 const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
 const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.tag}`;
-
-/** Transaction conflicts and throttling that survived the SDK's own retries: the caller retries. */
-export class ContentionError extends Error {
-  constructor(reason: string) {
-    super(`DynamoDB contention: ${reason}`);
-    this.name = "ContentionError";
-  }
-}
 
 /** The account as stored: the maps keyed by requestId get their keys encoded (`storedMapKey`). */
 function accountItem(account: AccountRecord): Record<string, AttributeValue> {

@@ -3,12 +3,12 @@ import "../zod-locale.js";
 import { NotFoundError } from "../errors.js";
 import { isModelId } from "../catalog.js";
 import { checkTokenCounts, costOfCall } from "../pricing.js";
-import { type AccountRecord, type HoldRecord, outboxEntries } from "./account.js";
+import { type AccountRecord, type HoldIdentity, type HoldRecord, type LedgerEntry, outboxEntries, type ReleaseMarker } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
 import { shardOf } from "./schedule.js";
-import type { AccountCommit, HoldIdentity, LedgerEntry, ReleaseMarker } from "./store.js";
+import type { AccountCommit } from "./store.js";
 import { parseInput } from "./validation.js";
 import { ownValue } from "../own-keys.js";
 
