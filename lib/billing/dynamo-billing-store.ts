@@ -10,17 +10,9 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
-import { type ClawFact, clawKey as clawFactKey } from "./refunds.js";
-import type {
-  BillingStore,
-  CheckoutKind,
-  ClawRecord,
-  ExtraSubscription,
-  ParkedEvent,
-  PendingCheckout,
-  PurchaseRecord,
-  WebhookReceipt,
-} from "./store.js";
+import { type ClawFact, clawFactKey } from "./clawback.js";
+import type { CheckoutKind, ClawRecord, ExtraSubscription, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./model.js";
+import type { BillingStore } from "./store.js";
 
 /**
  * Billing's items in the single table (the ledger owns `U#…/ACCOUNT`'s credit fields and `E#…`):
@@ -48,7 +40,8 @@ const receiptKey = (eventId: string) => ({ pk: `EVT#${eventId}`, sk: "RECEIPT" }
 const PARKED_PK = "STRIPE#PARKED";
 const parkedKey = (eventId: string) => ({ pk: PARKED_PK, sk: eventId });
 const purchaseKey = (id: string) => ({ pk: `PUR#${id}`, sk: "PURCHASE" });
-const clawKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
+/** The item of a charge's ClawRecord (not the ledger key of one of its facts: clawFactKey). */
+const clawRecordKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
 
 const MARKER_ATTRIBUTE: Record<CheckoutKind, string> = {
   subscription: "pendingCheckout",
@@ -321,16 +314,16 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async getClaw(chargeId) {
-      return (await get(clawKey(chargeId))) as ClawRecord | undefined;
+      return (await get(clawRecordKey(chargeId))) as ClawRecord | undefined;
     },
 
     async putClaw(claw: ClawRecord, expectedVersion) {
-      if (expectedVersion === 0) return putNew({ ...clawKey(claw.chargeId), ...claw });
+      if (expectedVersion === 0) return putNew({ ...clawRecordKey(claw.chargeId), ...claw });
       try {
         await client.send(
           new PutItemCommand({
             TableName: tableName,
-            Item: marshall({ ...clawKey(claw.chargeId), ...claw }, { removeUndefinedValues: true }),
+            Item: marshall({ ...clawRecordKey(claw.chargeId), ...claw }, { removeUndefinedValues: true }),
             ConditionExpression: "#v = :v",
             ExpressionAttributeNames: { "#v": "version" },
             ExpressionAttributeValues: marshall({ ":v": expectedVersion }),

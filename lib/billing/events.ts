@@ -3,8 +3,7 @@ import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
 import { clawBack, ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
-import { requireStripe } from "./checkout.js";
-import type { BillingDeps } from "./deps.js";
+import { type BillingDeps, requireStripe } from "./deps.js";
 import { grantUpgradeTopUp, prorates, type UpgradeTopUpResult } from "./manage.js";
 import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
 import {

@@ -27,8 +27,10 @@ export {
   retryDueParkedEvents,
 } from "./parked.js";
 export { createPriceBook, type PriceBook, priceBookFromConfig } from "./prices.js";
-export { applyWaitingClaws, clawBackPayment, clawKey } from "./refunds.js";
-export type { BillingAccount, BillingStore, ClawRecord, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./store.js";
+export { clawFactKey } from "./clawback.js";
+export { applyWaitingClaws, clawBackPayment } from "./refunds.js";
+export type { BillingAccount, ClawRecord, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./model.js";
+export type { BillingStore } from "./store.js";
 export {
   createStripePort,
   PaymentFailedError,
