@@ -1,4 +1,4 @@
-import type { AccountRecord, Bucket, HoldIdentity, HoldRecord, LedgerEntry, ReleaseMarker } from "./account.js";
+import type { AccountRecord, HoldIdentity, HoldRecord, LedgerEntry, ReleaseMarker } from "./account.js";
 import type { AdmissionRule } from "./admission.js";
 
 /**
