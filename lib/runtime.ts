@@ -2,7 +2,8 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { catalog } from "./catalog.js";
 import { type Config, config } from "./config.js";
-import { createDynamoLedgerStore, LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
+import { createDynamoLedgerStore } from "./ledger/dynamo-ledger-store.js";
+import { LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
 import { loadSecretsIntoEnv } from "./secrets.js";
 import { createDynamoScheduleStore, type ScheduleStore } from "./sweep/schedule-store.js";
 

@@ -1,7 +1,6 @@
 export type { AccountRecord, HoldRecord } from "./account.js";
 export { type AuthorizeInput, type AuthorizeResult, authorizeChat } from "./authorize.js";
 export { LEDGER_DEFAULTS, type LedgerDeps } from "./deps.js";
-export { createDynamoLedgerStore } from "./dynamo-ledger-store.js";
 export { ensureAccount } from "./ensure-account.js";
 export { clawBack, grantAllowanceIfDue, grantCredits } from "./grant.js";
 export { auditAccount, balanceView, getBalance, listHistory, peekBalance } from "./queries.js";

@@ -240,7 +240,7 @@ async function main() {
       createdAt: now - (i % (size.sweepAccounts / size.sweepDue) === 0 ? 31 : 3) * DAY_MS,
     }));
     await seedFreeAccounts(client, sweepTable, sweepAccounts);
-    const sweepLedger: LedgerDeps = { ...rig.deps.ledger, store: (await import("../../lib/ledger/index.js")).createDynamoLedgerStore(client, sweepTable) };
+    const sweepLedger: LedgerDeps = { ...rig.deps.ledger, store: (await import("../../lib/ledger/dynamo-ledger-store.js")).createDynamoLedgerStore(client, sweepTable) };
     const schedule = createDynamoScheduleStore(client, sweepTable);
     const sweepStart = performance.now();
     const first = await runSweep(sweepLedger, schedule, { remainingMs: () => 600_000, concurrency: 16 });

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
-import { createDynamoBillingStore } from "../../lib/billing/index.js";
+import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { InsufficientCreditsError } from "../../lib/errors.js";
 import {
   auditAccount,
