@@ -10,6 +10,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
+import { accountKey } from "../ledger/table-definition.js";
 import { type ClawFact, clawFactKey } from "./clawback.js";
 import type { CheckoutKind, ClawRecord, ExtraSubscription, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./model.js";
 import type { BillingStore } from "./store.js";
@@ -32,8 +33,6 @@ import type { BillingStore } from "./store.js";
  * Account updates are all conditioned on `attribute_exists(pk)`: billing never creates a partial
  * account item (the ledger creates accounts, with their signup entry).
  */
-const userPk = (userId: string) => `U#${userId}`;
-const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: "ACCOUNT" });
 const customerKey = (customerId: string) => ({ pk: `C#${customerId}`, sk: "CUSTOMER" });
 const receiptKey = (eventId: string) => ({ pk: `EVT#${eventId}`, sk: "RECEIPT" });
 /** Parked events share one item collection: an operator lists them with one Query (they are few by design). */
@@ -99,7 +98,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
-          Key: accountKey(userId),
+          Key: marshall(accountKey(userId)),
           UpdateExpression: update,
           ConditionExpression: condition,
           ExpressionAttributeNames: names,

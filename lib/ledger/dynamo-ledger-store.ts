@@ -21,7 +21,7 @@ import {
   type ReleaseMarker,
 } from "./account.js";
 import { compileRules } from "./dynamo-conditions.js";
-import { ExpressionParts, updateExpression } from "./expression.js";
+import { ExpressionParts, updateExpression } from "./dynamo-expression.js";
 import {
   type AccountCommit,
   type CommitOutcome,
@@ -32,9 +32,8 @@ import {
   type ReserveOutcome,
   type ReserveRequest,
 } from "./store.js";
-import { INDEXES } from "./table-definition.js";
+import { accountKey, INDEXES, userPk } from "./table-definition.js";
 
-const ACCOUNT_SK = "ACCOUNT";
 /** How many left-behind per-minute rate counters an account may carry before a reserve prunes them. */
 export const STALE_RATE_COUNTERS_PRUNED_AT = 8;
 const ENTRY_PREFIX = "E#";
@@ -42,8 +41,6 @@ const MARKER_PREFIX = "H#";
 /** Release markers answer late settles/releases for this long, then TTL removes them. */
 const MARKER_TTL_SECONDS = 35 * 86_400;
 
-const userPk = (userId: string) => `U#${userId}`;
-const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: ACCOUNT_SK });
 const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
 const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.tag}`;
 
@@ -53,8 +50,7 @@ function accountItem(account: AccountRecord): Record<string, AttributeValue> {
     Object.fromEntries(Object.entries(map).map(([requestId, value]) => [storedMapKey(requestId), value]));
   return marshall(
     {
-      pk: userPk(account.userId),
-      sk: ACCOUNT_SK,
+      ...accountKey(account.userId),
       ...account,
       holds: encoded(account.holds),
       holdSeq: encoded(account.holdSeq),
@@ -125,7 +121,7 @@ function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
 export function createDynamoLedgerStore(client: DynamoDBClient, tableName: string): LedgerStore {
   async function getAccount(userId: string): Promise<AccountRecord | undefined> {
     const { Item } = await client.send(
-      new GetItemCommand({ TableName: tableName, Key: accountKey(userId), ConsistentRead: true }),
+      new GetItemCommand({ TableName: tableName, Key: marshall(accountKey(userId)), ConsistentRead: true }),
     );
     return toAccount(Item);
   }
@@ -144,7 +140,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
-          Key: accountKey(userId),
+          Key: marshall(accountKey(userId)),
           UpdateExpression: updateExpression([], stale.map((key) => p.path("rl", key))),
           ConditionExpression: `attribute_exists(${p.path("pk")})`,
           ...p.attributes(),
@@ -200,7 +196,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
-            Key: accountKey(request.userId),
+            Key: marshall(accountKey(request.userId)),
             UpdateExpression: updateExpression(sets, removes),
             ConditionExpression: condition,
             ...p.attributes(),
@@ -248,7 +244,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const accountUpdate: TransactWriteItem = {
         Update: {
           TableName: tableName,
-          Key: accountKey(commit.userId),
+          Key: marshall(accountKey(commit.userId)),
           UpdateExpression: updateExpression(sets, removes),
           ConditionExpression: conditions.join(" AND "),
           ...p.attributes(),
@@ -286,7 +282,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const accountUpdate: TransactWriteItem = {
         Update: {
           TableName: tableName,
-          Key: accountKey(hold.userId),
+          Key: marshall(accountKey(hold.userId)),
           UpdateExpression: updateExpression(
             [`${available} = ${available} + ${p.value(hold.reserved)}`],
             closeHoldPaths(p, hold.requestId),
@@ -343,7 +339,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
-            Key: accountKey(hold.userId),
+            Key: marshall(accountKey(hold.userId)),
             UpdateExpression: updateExpression(sets, closeHoldPaths(p, hold.requestId)),
             ConditionExpression: conditions.join(" AND "),
             ...p.attributes(),
@@ -369,7 +365,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const removal: TransactWriteItem = {
           Update: {
             TableName: tableName,
-            Key: accountKey(userId),
+            Key: marshall(accountKey(userId)),
             UpdateExpression: updateExpression([], [p.path("pend", entry.key), p.path("pendSeq", entry.key), p.path("pendBal", entry.key)]),
             ...p.attributes(),
           },

@@ -22,7 +22,7 @@ import { createTable } from "../../lib/ledger/create-table.js";
 import { authorizeChat, grantCredits, type LedgerDeps, releaseExpiredHolds, settleChat } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { serviceToken, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helpers/tokens.js";
 import { gateRig, instrument, naiveGate } from "./gate-rig.js";

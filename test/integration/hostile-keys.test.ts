@@ -12,7 +12,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { hostileIdArbitrary, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";

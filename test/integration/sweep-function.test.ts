@@ -6,7 +6,7 @@ import { catalog } from "../../lib/catalog.js";
 import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
 import { authorizeChat, getBalance, LEDGER_DEFAULTS } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { SweepAbortedError } from "../../lib/sweep/run-sweep.js";
 import { freshTable, localClient } from "../helpers/dynamo.js";
 import { injectFaults } from "../helpers/faults.js";
