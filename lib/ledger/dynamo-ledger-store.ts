@@ -117,6 +117,19 @@ function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
   return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBal", requestId)];
 }
 
+/**
+ * The hold check of every write that closes a hold: the hold `requestId` is still open with this
+ * tag (its identity) and this reservation, and (when given) was reserved for this model.
+ */
+function holdStillOpen(parts: ExpressionParts, hold: { requestId: string; tag: string; reserved: number; model?: string }): string[] {
+  const conditions = [
+    `${holdPath(parts, "holds", hold.requestId, "t")} = ${parts.value(hold.tag)}`,
+    `${holdPath(parts, "holds", hold.requestId, "a")} = ${parts.value(hold.reserved)}`,
+  ];
+  if (hold.model !== undefined) conditions.push(`${holdPath(parts, "holds", hold.requestId, "m")} = ${parts.value(hold.model)}`);
+  return conditions;
+}
+
 /** DynamoDB adapter of the ledger store; one client and table for the process. */
 export function createDynamoLedgerStore(client: DynamoDBClient, tableName: string): LedgerStore {
   async function getAccount(userId: string): Promise<AccountRecord | undefined> {
@@ -232,11 +245,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
       }
       if (commit.closeHold) {
-        const { requestId, reserved, model, tag } = commit.closeHold;
-        conditions.push(`${holdPath(p, "holds", requestId, "t")} = ${p.value(tag)}`);
-        conditions.push(`${holdPath(p, "holds", requestId, "a")} = ${p.value(reserved)}`);
-        conditions.push(`${holdPath(p, "holds", requestId, "m")} = ${p.value(model)}`);
-        removes.push(...closeHoldPaths(p, requestId));
+        conditions.push(...holdStillOpen(p, commit.closeHold));
+        removes.push(...closeHoldPaths(p, commit.closeHold.requestId));
       }
       if (commit.periodBelow !== undefined) {
         conditions.push(`${p.path("periodIndex")} < ${p.value(commit.periodBelow)}`);
@@ -287,10 +297,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             [`${available} = ${available} + ${p.value(hold.reserved)}`],
             closeHoldPaths(p, hold.requestId),
           ),
-          ConditionExpression: [
-            `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-            `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
-          ].join(" AND "),
+          // identity and reservation only: `hold` may carry more (a hold id's fields), none of which a release checks
+          ConditionExpression: holdStillOpen(p, { requestId: hold.requestId, tag: hold.tag, reserved: hold.reserved }).join(" AND "),
           ...p.attributes(),
           ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         },
@@ -330,18 +338,13 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${path("holdShard")} = if_not_exists(${path("holdShard")}, ${p.value(request.holdShard)})`,
         `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
       ];
-      const conditions = [
-        `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-        `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
-        `${holdPath(p, "holds", hold.requestId, "m")} = ${p.value(hold.model)}`,
-      ];
       try {
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
             Key: marshall(accountKey(hold.userId)),
             UpdateExpression: updateExpression(sets, closeHoldPaths(p, hold.requestId)),
-            ConditionExpression: conditions.join(" AND "),
+            ConditionExpression: holdStillOpen(p, hold).join(" AND "),
             ...p.attributes(),
             ReturnValues: "UPDATED_NEW",
           }),
