@@ -7,7 +7,8 @@ import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import type { AccountRecord, LedgerEntry } from "./account.js";
 import type { PaidYear } from "./paid-year.js";
-import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { creditAmountSchema, entryKeySchema, userIdSchema } from "./validation.js";
 
 const adjustmentEntrySchema = z.object({
   key: entryKeySchema,

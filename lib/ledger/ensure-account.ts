@@ -3,7 +3,8 @@ import type { AccountRecord, LedgerEntry } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { untilSettled } from "./retry.js";
 import { freeCadence, shardOf } from "./schedule.js";
-import { parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { userIdSchema } from "./validation.js";
 import { emptyMap } from "../own-keys.js";
 
 /**

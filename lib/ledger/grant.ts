@@ -11,7 +11,8 @@ import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
 import { LAST_SCHEDULED_ANNUAL_MONTH, monthGrant, recordPayment } from "./paid-year.js";
 import type { AccountCommit } from "./store.js";
-import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { creditAmountSchema, entryKeySchema, userIdSchema } from "./validation.js";
 
 export type GrantResult = { applied: boolean; entry: LedgerEntry; balance: number };
 

@@ -5,7 +5,8 @@ import { ValidationError } from "../errors.js";
 import { type AccountRecord, heldOf, type LedgerEntry, outboxEntries, type SubscriptionState, splitOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount, newAccount } from "./ensure-account.js";
-import { parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { userIdSchema } from "./validation.js";
 
 export interface BalanceView {
   userId: string;
