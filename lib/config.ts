@@ -1,5 +1,6 @@
 import * as z from "zod/mini";
 import "./zod-locale.js";
+import { LEDGER_DEFAULTS } from "./ledger/deps.js";
 
 /**
  * Every environment variable the functions read, validated once at cold start. To add one, add a
@@ -75,8 +76,8 @@ const schema = z.object({
   AUTH_AUDIENCE: optionalText(),
   AUTH_SERVICE_AUDIENCE: optionalText(),
   APP_URL: blankAsUnset(z.optional(httpUrl())),
-  AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(600, 0, 1_000_000),
-  HOLD_TTL_SECONDS: wholeNumber(900, 60, 86_400),
+  AUTHORIZE_RATE_LIMIT_PER_MINUTE: wholeNumber(LEDGER_DEFAULTS.authorizeRateLimitPerMinute, 0, 1_000_000),
+  HOLD_TTL_SECONDS: wholeNumber(LEDGER_DEFAULTS.holdTtlMs / 1000, 60, 86_400),
   /** how many due parked Stripe events one sweep run retries at most (0: the sweep retries none) */
   PARKED_EVENT_RETRIES_PER_SWEEP: wholeNumber(25, 0, 1_000),
   DYNAMODB_ENDPOINT: blankAsUnset(z.optional(httpUrl())),

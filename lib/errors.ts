@@ -1,6 +1,6 @@
 /**
  * One base class; every error a caller may see is a named subclass carrying its HTTP status and
- * contract code. `toErrorBody` (lib/http) is the only place that turns them into responses.
+ * contract code. `toErrorBody` (lib/http/error-response.ts) is the only place that turns them into responses.
  */
 export class AppError extends Error {
   constructor(

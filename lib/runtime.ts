@@ -2,9 +2,11 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { catalog } from "./catalog.js";
 import { type Config, config } from "./config.js";
-import { createDynamoLedgerStore, LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
+import { createDynamoLedgerStore } from "./ledger/dynamo-ledger-store.js";
+import { LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
 import { loadSecretsIntoEnv } from "./secrets.js";
-import { createDynamoScheduleStore, type ScheduleStore } from "./sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "./sweep/dynamo-schedule-store.js";
+import type { ScheduleStore } from "./sweep/schedule-store.js";
 
 // Cold start, before any config is read: secrets named by `<NAME>_ARN` (the CDK stack passes
 // Secrets Manager ARNs, never values) become plain variables. A no-op without such variables.

@@ -13,6 +13,8 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context, ScheduledEvent } from "aws-lambda";
+import { AppError, NotFoundError } from "../../lib/errors.js";
+import { errorResponse } from "../../lib/http/error-response.js";
 import { createTable } from "../../lib/ledger/create-table.js";
 import { withInvocationLogger } from "../../lib/logger.js";
 import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
@@ -137,11 +139,9 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
       const routeKey = `${(request.method ?? "GET").toUpperCase()} ${path}`;
       const name = routes.get(routeKey);
       const handler = name ? handlers.get(name) : undefined;
-      if (!name || !handler) {
-        return writeResult(response, { statusCode: 404, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: "NOT_FOUND", message: `No route ${routeKey}` } }) });
-      }
+      if (!name || !handler) return writeResult(response, errorResponse(new NotFoundError(`No route ${routeKey}`)));
       if (handler instanceof Error) {
-        return writeResult(response, { statusCode: 503, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: "INTERNAL", message: `${name} is not running locally: ${handler.message}` } }) });
+        return writeResult(response, errorResponse(new AppError(503, "INTERNAL", `${name} is not running locally: ${handler.message}`)));
       }
       const event: APIGatewayProxyEventV2 = toApiGatewayEvent(request, await readBody(request), routeKey);
       const spec = FUNCTIONS[name] as FunctionSpec;
@@ -151,7 +151,8 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
     } catch (error) {
       const tooLarge = error instanceof PayloadTooLargeError;
       if (!tooLarge) console.error("creditgate: local API error", error);
-      writeResult(response, { statusCode: tooLarge ? 413 : 500, headers: { "content-type": "application/json" }, body: JSON.stringify({ error: { code: tooLarge ? "VALIDATION_FAILED" : "INTERNAL", message: tooLarge ? "Request body too large" : "Internal error" } }) });
+      // anything else is the contract's bare 500 INTERNAL (errorResponse says nothing about a non-AppError)
+      writeResult(response, errorResponse(tooLarge ? new AppError(413, "VALIDATION_FAILED", "Request body too large") : error));
     }
   });
 

@@ -20,24 +20,20 @@ import { AppError, ConflictError, NotFoundError } from "../../lib/errors.js";
 import {
   auditAccount,
   balanceView,
-  createDynamoLedgerStore,
   grantCredits,
   LEDGER_DEFAULTS,
   type LedgerDeps,
   listHistory,
 } from "../../lib/ledger/index.js";
+import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
 import { scanUserIds } from "../../lib/ops/accounts.js";
 import { LEDGER_CSV_HEADER, ledgerCsvRow } from "../../lib/ops/csv.js";
-import type { LedgerEntry } from "../../lib/ledger/store.js";
+import type { LedgerEntry } from "../../lib/ledger/account.js";
 import { isMain } from "../local/is-main.js";
 import { billingDepsFromEnv, runEventsCommand } from "./events.js";
+import type { OpsIo } from "./io.js";
 
 const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export|events> …  (see infra/ops/cli.ts)`;
-
-export interface OpsIo {
-  out: (line: string) => void;
-  err: (line: string) => void;
-}
 
 function connect(env: NodeJS.ProcessEnv): { deps: LedgerDeps; client: DynamoDBClient; tableName: string } {
   const tableName = env.TABLE_NAME || "creditgate-local";

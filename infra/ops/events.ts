@@ -2,7 +2,6 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import {
   type BillingDeps,
   BILLING_DEFAULTS,
-  createDynamoBillingStore,
   createPriceBook,
   createStripePort,
   dismissParkedEvent,
@@ -11,10 +10,11 @@ import {
   replayParkedEvents,
   stripeClient,
 } from "../../lib/billing/index.js";
+import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { STRIPE_PRICE_VARS } from "../../lib/config.js";
 import { AppError, NotFoundError } from "../../lib/errors.js";
 import type { LedgerDeps } from "../../lib/ledger/index.js";
-import type { OpsIo } from "./cli.js";
+import type { OpsIo } from "./io.js";
 
 /**
  * `npm run ops -- events …`: the Stripe events the webhook parked (lib/billing/parked.ts).

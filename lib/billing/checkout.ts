@@ -1,35 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { type BillingInterval, type PackId, type PlanId, planOf } from "../catalog.js";
-import { ConflictError, StripeNotConfiguredError, UpstreamError, ValidationError } from "../errors.js";
+import { ConflictError, UpstreamError, ValidationError } from "../errors.js";
 import { ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { FUNCTIONS } from "../routes.js";
-import type { BillingDeps } from "./deps.js";
-import type { BillingAccount, CheckoutKind, PendingCheckout } from "./store.js";
-import type { StripePort } from "./stripe-port.js";
+import { appLink, type BillingDeps, requireStripe, requireStripeAndPrice } from "./deps.js";
+import type { BillingAccount, CheckoutKind, PendingCheckout } from "./model.js";
 import { hasEnded, isLive } from "./subscription.js";
-
-export function requireStripe(deps: BillingDeps): StripePort {
-  if (!deps.stripe) throw new StripeNotConfiguredError(["STRIPE_SECRET_KEY"]);
-  return deps.stripe;
-}
-
-/** The Stripe port and a configured price, or 503 naming everything that is missing. */
-export function requireStripeAndPrice(
-  deps: BillingDeps,
-  price: string | undefined,
-  priceVar: string,
-): { stripe: StripePort; price: string } {
-  const missing = [...(deps.stripe ? [] : ["STRIPE_SECRET_KEY"]), ...(price ? [] : [priceVar])];
-  if (!deps.stripe || !price) throw new StripeNotConfiguredError(missing);
-  return { stripe: deps.stripe, price };
-}
-
-/** An absolute URL under APP_URL (whatever path APP_URL itself has). */
-export function appLink(deps: Pick<BillingDeps, "appUrl">, path: string): string {
-  const base = deps.appUrl.endsWith("/") ? deps.appUrl : `${deps.appUrl}/`;
-  return new URL(path, base).toString();
-}
 
 /**
  * The user's Stripe customer, created on first need. Stripe's idempotency key (per user) makes a

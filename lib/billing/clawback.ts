@@ -55,7 +55,7 @@ export type ClawFact = MoneyFact & { chargeId: string; paymentIntentId: string }
  * can bring it back to a value seen before: the time tells the two apart), a dispute by its id,
  * and the reversal of a refund or a dispute by the refund's or the dispute's id.
  */
-export function clawKey(fact: ClawFact): string {
+export function clawFactKey(fact: ClawFact): string {
   switch (fact.kind) {
     case "refund":
       return `refund#${fact.chargeId}#${fact.refundedCents}${fact.at === undefined ? "" : `#${fact.at}`}`;

@@ -1,4 +1,5 @@
-import type { LedgerDeps } from "../ledger/index.js";
+import { StripeNotConfiguredError } from "../errors.js";
+import type { LedgerDeps } from "../ledger/deps.js";
 import type { PriceBook } from "./prices.js";
 import type { BillingStore } from "./store.js";
 import type { StripePort } from "./stripe-port.js";
@@ -25,3 +26,25 @@ export const BILLING_DEFAULTS = {
   /** Stripe retries a delivery for up to 3 days; keep receipts well beyond that. */
   receiptTtlSeconds: 30 * 86_400,
 } as const;
+
+export function requireStripe(deps: BillingDeps): StripePort {
+  if (!deps.stripe) throw new StripeNotConfiguredError(["STRIPE_SECRET_KEY"]);
+  return deps.stripe;
+}
+
+/** The Stripe port and a configured price, or 503 naming everything that is missing. */
+export function requireStripeAndPrice(
+  deps: BillingDeps,
+  price: string | undefined,
+  priceVar: string,
+): { stripe: StripePort; price: string } {
+  const missing = [...(deps.stripe ? [] : ["STRIPE_SECRET_KEY"]), ...(price ? [] : [priceVar])];
+  if (!deps.stripe || !price) throw new StripeNotConfiguredError(missing);
+  return { stripe: deps.stripe, price };
+}
+
+/** An absolute URL under APP_URL (whatever path APP_URL itself has). */
+export function appLink(deps: Pick<BillingDeps, "appUrl">, path: string): string {
+  const base = deps.appUrl.endsWith("/") ? deps.appUrl : `${deps.appUrl}/`;
+  return new URL(path, base).toString();
+}

@@ -10,17 +10,10 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
-import { type ClawFact, clawKey as clawFactKey } from "./refunds.js";
-import type {
-  BillingStore,
-  CheckoutKind,
-  ClawRecord,
-  ExtraSubscription,
-  ParkedEvent,
-  PendingCheckout,
-  PurchaseRecord,
-  WebhookReceipt,
-} from "./store.js";
+import { accountKey } from "../ledger/table-definition.js";
+import { type ClawFact, clawFactKey } from "./clawback.js";
+import type { CheckoutKind, ClawRecord, ExtraSubscription, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./model.js";
+import type { BillingStore } from "./store.js";
 
 /**
  * Billing's items in the single table (the ledger owns `U#…/ACCOUNT`'s credit fields and `E#…`):
@@ -40,15 +33,14 @@ import type {
  * Account updates are all conditioned on `attribute_exists(pk)`: billing never creates a partial
  * account item (the ledger creates accounts, with their signup entry).
  */
-const userPk = (userId: string) => `U#${userId}`;
-const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: "ACCOUNT" });
 const customerKey = (customerId: string) => ({ pk: `C#${customerId}`, sk: "CUSTOMER" });
 const receiptKey = (eventId: string) => ({ pk: `EVT#${eventId}`, sk: "RECEIPT" });
 /** Parked events share one item collection: an operator lists them with one Query (they are few by design). */
 const PARKED_PK = "STRIPE#PARKED";
 const parkedKey = (eventId: string) => ({ pk: PARKED_PK, sk: eventId });
 const purchaseKey = (id: string) => ({ pk: `PUR#${id}`, sk: "PURCHASE" });
-const clawKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
+/** The item of a charge's ClawRecord (not the ledger key of one of its facts: clawFactKey). */
+const clawRecordKey = (chargeId: string) => ({ pk: `CLAW#${chargeId}`, sk: "CLAW" });
 
 const MARKER_ATTRIBUTE: Record<CheckoutKind, string> = {
   subscription: "pendingCheckout",
@@ -106,7 +98,7 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
-          Key: accountKey(userId),
+          Key: marshall(accountKey(userId)),
           UpdateExpression: update,
           ConditionExpression: condition,
           ExpressionAttributeNames: names,
@@ -321,16 +313,16 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
     },
 
     async getClaw(chargeId) {
-      return (await get(clawKey(chargeId))) as ClawRecord | undefined;
+      return (await get(clawRecordKey(chargeId))) as ClawRecord | undefined;
     },
 
     async putClaw(claw: ClawRecord, expectedVersion) {
-      if (expectedVersion === 0) return putNew({ ...clawKey(claw.chargeId), ...claw });
+      if (expectedVersion === 0) return putNew({ ...clawRecordKey(claw.chargeId), ...claw });
       try {
         await client.send(
           new PutItemCommand({
             TableName: tableName,
-            Item: marshall({ ...clawKey(claw.chargeId), ...claw }, { removeUndefinedValues: true }),
+            Item: marshall({ ...clawRecordKey(claw.chargeId), ...claw }, { removeUndefinedValues: true }),
             ConditionExpression: "#v = :v",
             ExpressionAttributeNames: { "#v": "version" },
             ExpressionAttributeValues: marshall({ ":v": expectedVersion }),

@@ -3,10 +3,10 @@ import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
 import { clawBack, ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
-import { requireStripe } from "./checkout.js";
-import type { BillingDeps } from "./deps.js";
+import { type BillingDeps, requireStripe } from "./deps.js";
 import { grantUpgradeTopUp, prorates, type UpgradeTopUpResult } from "./manage.js";
-import { applyWaitingClaws, clawBackPayment } from "./refunds.js";
+import { grantPurchase } from "./purchases.js";
+import { clawBackPayment } from "./refunds.js";
 import {
   chargeSchema,
   checkoutSessionSchema,
@@ -159,28 +159,18 @@ const onCheckoutCompleted: Handler = async (deps, event) => {
     return `${PARKED_PREFIX}unknown_pack`;
   }
   const { pack, credits } = bought;
-  const grantKey = `pack#${session.id}`;
-  if (session.payment_intent) {
-    await deps.store.putPurchase({
-      id: session.payment_intent,
+  const result = await grantPurchase(
+    deps,
+    {
       userId,
-      credits,
+      key: `pack#${session.id}`,
+      amount: credits,
       bucket: "purchased",
-      grantKey,
-      amountCents: session.amount_total ?? 0,
-      createdAt: deps.ledger.now(),
-    });
-  }
-  const result = await grantCredits(deps.ledger, {
-    userId,
-    key: grantKey,
-    amount: credits,
-    bucket: "purchased",
-    reason: "pack",
-    refs: { session: session.id, pack, ...(session.payment_intent ? { paymentIntent: session.payment_intent } : {}) },
-  });
-  // A refund or dispute of this payment that arrived first takes its share now.
-  if (session.payment_intent) await applyWaitingClaws(deps, session.payment_intent);
+      reason: "pack",
+      refs: { session: session.id, pack, ...(session.payment_intent ? { paymentIntent: session.payment_intent } : {}) },
+    },
+    session.payment_intent ? { id: session.payment_intent, amountCents: session.amount_total ?? 0 } : undefined,
+  );
   return result.applied ? "pack_granted" : "pack_already_granted";
 };
 
@@ -229,7 +219,6 @@ const onInvoicePaid: Handler = async (deps, event) => {
       return `${PARKED_PREFIX}unknown_price`;
     }
     const credits = planOf(plan.plan, deps.ledger.catalog).monthlyAllowance;
-    const key = `invoice#${invoice.id}`;
     // An annual invoice grants month 0 and pays months 1..11 of the year its line starts: the
     // schedule grants those from this share (lib/ledger/paid-year.ts), not from the plan.
     const yearStart = plan.interval === "year" ? line?.periodStart : undefined;
@@ -238,32 +227,25 @@ const onInvoicePaid: Handler = async (deps, event) => {
       return MALFORMED;
     }
     const share = yearStart === undefined ? undefined : { anchor: yearStart * 1000, fromMonth: 1, monthly: credits };
-    await deps.store.putPurchase({
-      id: invoice.id,
-      userId,
-      credits,
-      bucket: "allowance",
-      grantKey: key,
-      amountCents: invoice.amount_paid,
-      createdAt: deps.ledger.now(),
-      ...(share ? { share } : {}),
-    });
-    const result = await grantCredits(deps.ledger, {
-      userId,
-      key,
-      amount: credits,
-      bucket: "allowance",
-      reason: "invoice",
-      refs: {
-        invoice: invoice.id,
-        plan: plan.plan,
-        interval: plan.interval,
-        billingReason: reason,
-        ...(details.subscription ? { subscription: details.subscription } : {}),
+    const result = await grantPurchase(
+      deps,
+      {
+        userId,
+        key: `invoice#${invoice.id}`,
+        amount: credits,
+        bucket: "allowance",
+        reason: "invoice",
+        refs: {
+          invoice: invoice.id,
+          plan: plan.plan,
+          interval: plan.interval,
+          billingReason: reason,
+          ...(details.subscription ? { subscription: details.subscription } : {}),
+        },
+        ...(share ? { paidShare: share } : {}),
       },
-      ...(share ? { paidShare: share } : {}),
-    });
-    await applyWaitingClaws(deps, invoice.id);
+      { id: invoice.id, amountCents: invoice.amount_paid },
+    );
     return result.applied ? "allowance_granted" : "allowance_already_granted";
   }
 

@@ -1,6 +1,7 @@
 /**
  * Billing: everything that touches Stripe. Use cases (one per user action or Stripe event), a
- * small persistence port with its DynamoDB adapter, and a thin port over the real Stripe SDK.
+ * small persistence port (its DynamoDB adapter, dynamo-billing-store.ts, is built only by the wiring:
+ * lib/billing/runtime.ts, infra, tests), and a thin port over the real Stripe SDK.
  * Credits only ever move through the ledger's grantCredits / clawBack (lib/ledger).
  */
 export {
@@ -11,7 +12,6 @@ export {
   type SubscriptionCheckoutInput,
 } from "./checkout.js";
 export { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
-export { createDynamoBillingStore } from "./dynamo-billing-store.js";
 export { applyStripeEvent, HANDLED_EVENT_TYPES, type StripeEventEnvelope } from "./events.js";
 export { cancelSubscription, changePlan, type ChangePlanResult, openPortal } from "./manage.js";
 export { upgradeKey, upgradeTopUp } from "./upgrade-top-up.js";
@@ -27,8 +27,10 @@ export {
   retryDueParkedEvents,
 } from "./parked.js";
 export { createPriceBook, type PriceBook, priceBookFromConfig } from "./prices.js";
-export { applyWaitingClaws, clawBackPayment, clawKey } from "./refunds.js";
-export type { BillingAccount, BillingStore, ClawRecord, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./store.js";
+export { clawFactKey } from "./clawback.js";
+export { applyWaitingClaws, clawBackPayment } from "./refunds.js";
+export type { BillingAccount, ClawRecord, ParkedEvent, PendingCheckout, PurchaseRecord, WebhookReceipt } from "./model.js";
+export type { BillingStore } from "./store.js";
 export {
   createStripePort,
   PaymentFailedError,

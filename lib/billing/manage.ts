@@ -1,14 +1,14 @@
 import { comparePlans, type PlanId, planOf } from "../catalog.js";
 import { ConflictError, StripeNotConfiguredError, ValidationError } from "../errors.js";
-import { ensureAccount, grantAllowanceIfDue, grantCredits } from "../ledger/index.js";
+import { ensureAccount, grantAllowanceIfDue } from "../ledger/index.js";
 import { type PaidYear, paidMonthlyFrom } from "../ledger/paid-year.js";
-import { parseInput, userIdSchema } from "../ledger/validation.js";
+import { userIdSchema } from "../ledger/validation.js";
+import { parseInput } from "../validation.js";
 import { periodIndexAt } from "../periods.js";
 import { logger } from "../logger.js";
-import type { BillingDeps } from "./deps.js";
-import type { BillingAccount } from "./store.js";
-import { appLink, requireStripe } from "./checkout.js";
-import { applyWaitingClaws } from "./refunds.js";
+import { appLink, type BillingDeps, requireStripe } from "./deps.js";
+import type { BillingAccount } from "./model.js";
+import { grantPurchase } from "./purchases.js";
 import { invoiceSchema, prorationLines, type StripeInvoice, subscriptionSchema } from "./stripe-objects.js";
 import { applySubscription, isLive, type SubscriptionSnapshot, snapshotOf } from "./subscription.js";
 import {
@@ -86,35 +86,27 @@ export async function grantUpgradeTopUp(
   const credits = topUpOf(terms, deps.ledger.catalog);
   const share = upgradeShare(terms, deps.ledger.catalog);
   if (credits <= 0 && !share) return { credits: 0, applied: false };
-  const key = upgradeKey(input.invoiceId);
-  const result = await grantCredits(deps.ledger, {
-    userId: input.userId,
-    key,
-    amount: credits,
-    bucket: "allowance",
-    reason: "upgrade",
-    refs: {
-      subscription: input.subscriptionId,
-      invoice: input.invoiceId,
-      from: terms.from,
-      to: terms.to,
-      at: terms.at,
-      periodStart: terms.periodStart,
-      periodEnd: terms.periodEnd,
+  const result = await grantPurchase(
+    deps,
+    {
+      userId: input.userId,
+      key: upgradeKey(input.invoiceId),
+      amount: credits,
+      bucket: "allowance",
+      reason: "upgrade",
+      refs: {
+        subscription: input.subscriptionId,
+        invoice: input.invoiceId,
+        from: terms.from,
+        to: terms.to,
+        at: terms.at,
+        periodStart: terms.periodStart,
+        periodEnd: terms.periodEnd,
+      },
+      ...(share ? { paidShare: share } : {}),
     },
-    ...(share ? { paidShare: share } : {}),
-  });
-  await deps.store.putPurchase({
-    id: input.invoiceId,
-    userId: input.userId,
-    credits: result.entry.amount,
-    bucket: "allowance",
-    grantKey: key,
-    amountCents: input.amountPaid,
-    createdAt: deps.ledger.now(),
-    ...(share ? { share } : {}),
-  });
-  await applyWaitingClaws(deps, input.invoiceId);
+    { id: input.invoiceId, amountCents: input.amountPaid },
+  );
   return { credits, applied: result.applied };
 }
 

@@ -2,7 +2,7 @@ import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import { applyStripeEvent, isParkedOutcome, PARKED_PREFIX, type StripeEventEnvelope } from "./events.js";
 import { BILLING_METRICS, countMetric } from "./metrics.js";
-import type { ParkedEvent } from "./store.js";
+import type { ParkedEvent } from "./model.js";
 
 /** Resolved and dismissed events are kept this long for the record, then TTL removes them; parked ones never expire. */
 export const PARKED_EVENT_KEEP_SECONDS = 400 * 86_400;

@@ -1,15 +1,11 @@
 import { BusyError } from "../errors.js";
-import type { AccountRecord } from "../ledger/account.js";
+import type { AccountRecord, LedgerEntry } from "../ledger/account.js";
 import { type AdjustmentResult, adjustForCharge, type ChargeAdjustment } from "../ledger/charge-adjust.js";
 import { shareCredits, shareOf, withShareBudget } from "../ledger/paid-year.js";
-import type { LedgerEntry } from "../ledger/store.js";
 import { logger } from "../logger.js";
-import { requireStripe } from "./checkout.js";
-import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawKey, withMoneyFact } from "./clawback.js";
-import type { BillingDeps } from "./deps.js";
-import type { ClawRecord, PurchaseRecord } from "./store.js";
-
-export { type ClawFact, clawKey } from "./clawback.js";
+import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawFactKey, withMoneyFact } from "./clawback.js";
+import { type BillingDeps, requireStripe } from "./deps.js";
+import type { ClawRecord, PurchaseRecord } from "./model.js";
 
 /**
  * What a payment bought, and every id it may be recorded under. Packs record their payment intent
@@ -203,7 +199,7 @@ export async function clawBackPayment(deps: BillingDeps, fact: ClawFact): Promis
     }
   }
   if (!purchase) throw new Error("unreachable: a granted purchase was found");
-  const key = clawKey(fact);
+  const key = clawFactKey(fact);
   await recordFact(deps, purchase, fact, key);
   return settleCharge(deps, purchase, fact, key);
 }

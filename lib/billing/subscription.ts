@@ -5,7 +5,7 @@ import { changePlanSchedule, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import { BILLING_METRICS, countMetric } from "./metrics.js";
-import type { BillingAccount, ExtraSubscription } from "./store.js";
+import type { BillingAccount, ExtraSubscription } from "./model.js";
 import type { StripeSubscription } from "./stripe-objects.js";
 import { ownValue } from "../own-keys.js";
 

@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
-import { requestIdSchema, userIdSchema } from "../ledger/validation.js";
+import { authorizeInputSchema, releaseInputSchema, settleInputSchema } from "../ledger/validation.js";
 import { MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS } from "../pricing.js";
 
 /**
@@ -8,23 +8,21 @@ import { MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS } from "../pricing.js";
  * names it (a typo such as `outputToken` must not be silently priced as zero).
  */
 const tokenCount = (max: number) => z.number().check(z.int(), z.minimum(0), z.maximum(max));
-const holdId = z.string().check(z.minLength(1), z.maxLength(1024));
 
+/** The gate's bodies: the ledger's own inputs (lib/ledger/validation.ts), strict, with bounded token counts. */
 export const authorizeBody = z.strictObject({
-  userId: userIdSchema,
-  requestId: requestIdSchema,
-  model: z.string().check(z.minLength(1), z.maxLength(100)),
+  ...authorizeInputSchema.shape,
   inputTokens: tokenCount(MAX_INPUT_TOKENS),
   maxOutputTokens: tokenCount(MAX_OUTPUT_TOKENS),
 });
 
 export const settleBody = z.strictObject({
-  holdId,
+  ...settleInputSchema.shape,
   inputTokens: tokenCount(MAX_INPUT_TOKENS),
   outputTokens: tokenCount(MAX_OUTPUT_TOKENS),
 });
 
-export const releaseBody = z.strictObject({ holdId });
+export const releaseBody = releaseInputSchema;
 
 /** Query values arrive as strings (API Gateway joins repeated keys with commas). */
 export const historyQuery = z.strictObject({

@@ -4,7 +4,7 @@ import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import httpSecurityHeaders from "@middy/http-security-headers";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from "aws-lambda";
 import { jsonBody } from "./body.js";
-import { toErrorBody } from "./errors.js";
+import { toErrorBody } from "./error-response.js";
 import { logRequestError, requestLogging } from "./logging.js";
 import { type HttpEvent, type HttpResult, json } from "./response.js";
 

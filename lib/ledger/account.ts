@@ -1,7 +1,12 @@
 import type { BillingInterval, PlanId } from "../catalog.js";
 import type { PaidYear } from "./paid-year.js";
-import type { LedgerEntry } from "./store.js";
 import { ownValue } from "../own-keys.js";
+
+/**
+ * The ledger's model: the account item, its holds and outbox, the ledger entries and the records
+ * of closed holds, with the pure rules on them (split, outbox entries). It depends on nothing of
+ * the ledger but the paid-year model; the port (store.ts), the use cases and the adapter depend on it.
+ */
 
 /** An open reservation of credits for one chat, keyed in the account by the caller's requestId. */
 export interface HoldRecord {
@@ -32,6 +37,62 @@ export interface SubscriptionState {
   periodEnd: number;
   cancelAtPeriodEnd: boolean;
   lastEventAt: number;
+}
+
+export type EntryReason =
+  | "signup"
+  | "allowance"
+  | "invoice"
+  | "pack"
+  | "upgrade"
+  | "admin"
+  | "settle"
+  | "refund"
+  | "dispute"
+  /** credits a refund or dispute took, given back when its money came back to the merchant */
+  | "reinstate"
+  | "expire";
+
+/** One ledger entry; `key` is its idempotency key, derived from the business fact (docs/invariants.md, invariant 3). */
+export interface LedgerEntry {
+  userId: string;
+  key: string;
+  amount: number;
+  balanceAfter: number;
+  seq: number;
+  reason: EntryReason;
+  bucket: Bucket;
+  refs: Record<string, string | number>;
+  createdAt: number;
+}
+
+/**
+ * A hold is open under its requestId (so a retried authorize finds it), but its identity also
+ * includes a random tag drawn when it opens: a requestId authorized again after its hold closed is a new hold.
+ */
+export interface HoldIdentity {
+  userId: string;
+  requestId: string;
+  tag: string;
+}
+
+/** The recorded outcome of a hold that was released instead of settled. */
+export interface ReleaseMarker {
+  userId: string;
+  requestId: string;
+  /** the hold's tag: with requestId, the hold's identity */
+  tag: string;
+  released: number;
+  /** the model the hold was reserved for: a settle after the release is priced from it, never from the hold id */
+  model: string;
+  cause: "released" | "expired";
+  balance: number;
+  at: number;
+  /**
+   * When the caller released a hold the sweep had already expired: that release stands, so no
+   * later settle charges it (the same first-outcome rule as a release before expiry).
+   */
+  releasedByCallerAt?: number;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { type AccountRecord, applyToSplit, type Bucket, splitOf } from "./account.js";
-import type { AccountCommit, CommitOutcome, EntryReason, LedgerEntry } from "./store.js";
+import { type AccountRecord, applyToSplit, type Bucket, type EntryReason, type LedgerEntry, splitOf } from "./account.js";
+import type { AccountCommit, CommitOutcome } from "./store.js";
 
 /** A business fact that moves credits, before it is numbered and written. */
 export interface CreditFact {

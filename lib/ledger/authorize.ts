@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import * as z from "zod/mini";
-import "../zod-locale.js";
+import type * as z from "zod/mini";
 import type { PlanId } from "../catalog.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../errors.js";
 import { costOfCall, requireModel } from "../pricing.js";
@@ -13,17 +12,11 @@ import { grantAllowanceIfDue } from "./grant.js";
 import { encodeHoldId } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
 import { shardOf } from "./schedule.js";
-import { parseInput, requestIdSchema, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { authorizeInputSchema } from "./validation.js";
 import { ownValue } from "../own-keys.js";
 
-const authorizeSchema = z.object({
-  userId: userIdSchema,
-  requestId: requestIdSchema,
-  model: z.string().check(z.minLength(1), z.maxLength(100)),
-  inputTokens: z.number(),
-  maxOutputTokens: z.number(),
-});
-export type AuthorizeInput = z.infer<typeof authorizeSchema>;
+export type AuthorizeInput = z.infer<typeof authorizeInputSchema>;
 
 export interface AuthorizeResult {
   holdId: string;
@@ -60,7 +53,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
  * say why, without another read.
  */
 export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Promise<AuthorizeResult> {
-  const request = parseInput(authorizeSchema, input);
+  const request = parseInput(authorizeInputSchema, input);
   const model = requireModel(request.model);
   const reserved = costOfCall(model, request.inputTokens, request.maxOutputTokens, "maxOutputTokens");
   const rateLimited = deps.authorizeRateLimitPerMinute > 0;

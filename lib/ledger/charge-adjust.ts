@@ -5,10 +5,10 @@ import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-fact
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
-import type { AccountRecord } from "./account.js";
+import type { AccountRecord, LedgerEntry } from "./account.js";
 import type { PaidYear } from "./paid-year.js";
-import type { LedgerEntry } from "./store.js";
-import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { creditAmountSchema, entryKeySchema, userIdSchema } from "./validation.js";
 
 const adjustmentEntrySchema = z.object({
   key: entryKeySchema,

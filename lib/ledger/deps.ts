@@ -14,8 +14,14 @@ export interface LedgerDeps {
   catalog: Catalog;
 }
 
+/**
+ * The ledger's defaults, said once: lib/config.ts defaults HOLD_TTL_SECONDS and
+ * AUTHORIZE_RATE_LIMIT_PER_MINUTE to them, the runtime, the ops CLI and the tests read them.
+ */
 export const LEDGER_DEFAULTS = {
+  /** 15 minutes: a hold not settled or released by then may be released by the sweep */
   holdTtlMs: 900_000,
   maxOpenHolds: 64,
+  /** per user per minute on authorize (0 = off) */
   authorizeRateLimitPerMinute: 600,
 } as const;

@@ -1,6 +1,6 @@
 import { storedMapKey } from "../dynamo/items.js";
 import type { AccountCondition, AdmissionRule, AttributePath } from "./admission.js";
-import type { ExpressionParts } from "./expression.js";
+import type { ExpressionParts } from "./dynamo-expression.js";
 
 /** An attribute path as expression placeholders; keys chosen outside are named in their stored form. */
 export function compilePath(parts: ExpressionParts, path: AttributePath): string {

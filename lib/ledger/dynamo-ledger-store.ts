@@ -12,24 +12,28 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem, storedMapKey } from "../dynamo/items.js";
-import { type AccountRecord, outboxEntry, type PendingEntry } from "./account.js";
+import {
+  type AccountRecord,
+  type HoldIdentity,
+  type LedgerEntry,
+  outboxEntry,
+  type PendingEntry,
+  type ReleaseMarker,
+} from "./account.js";
 import { compileRules } from "./dynamo-conditions.js";
-import { ExpressionParts, updateExpression } from "./expression.js";
-import type {
-  AccountCommit,
-  CommitOutcome,
-  HoldIdentity,
-  LedgerEntry,
-  LedgerStore,
-  OutboxSettle,
-  ReleaseMarker,
-  ReleaseOutcome,
-  ReserveOutcome,
-  ReserveRequest,
+import { ExpressionParts, updateExpression } from "./dynamo-expression.js";
+import {
+  type AccountCommit,
+  type CommitOutcome,
+  ContentionError,
+  type LedgerStore,
+  type OutboxSettle,
+  type ReleaseOutcome,
+  type ReserveOutcome,
+  type ReserveRequest,
 } from "./store.js";
-import { INDEXES } from "./table-definition.js";
+import { accountKey, INDEXES, userPk } from "./table-definition.js";
 
-const ACCOUNT_SK = "ACCOUNT";
 /** How many left-behind per-minute rate counters an account may carry before a reserve prunes them. */
 export const STALE_RATE_COUNTERS_PRUNED_AT = 8;
 const ENTRY_PREFIX = "E#";
@@ -37,18 +41,8 @@ const MARKER_PREFIX = "H#";
 /** Release markers answer late settles/releases for this long, then TTL removes them. */
 const MARKER_TTL_SECONDS = 35 * 86_400;
 
-const userPk = (userId: string) => `U#${userId}`;
-const accountKey = (userId: string) => marshall({ pk: userPk(userId), sk: ACCOUNT_SK });
 const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
 const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.tag}`;
-
-/** Transaction conflicts and throttling that survived the SDK's own retries: the caller retries. */
-export class ContentionError extends Error {
-  constructor(reason: string) {
-    super(`DynamoDB contention: ${reason}`);
-    this.name = "ContentionError";
-  }
-}
 
 /** The account as stored: the maps keyed by requestId get their keys encoded (`storedMapKey`). */
 function accountItem(account: AccountRecord): Record<string, AttributeValue> {
@@ -56,8 +50,7 @@ function accountItem(account: AccountRecord): Record<string, AttributeValue> {
     Object.fromEntries(Object.entries(map).map(([requestId, value]) => [storedMapKey(requestId), value]));
   return marshall(
     {
-      pk: userPk(account.userId),
-      sk: ACCOUNT_SK,
+      ...accountKey(account.userId),
       ...account,
       holds: encoded(account.holds),
       holdSeq: encoded(account.holdSeq),
@@ -124,11 +117,24 @@ function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
   return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBal", requestId)];
 }
 
+/**
+ * The hold check of every write that closes a hold: the hold `requestId` is still open with this
+ * tag (its identity) and this reservation, and (when given) was reserved for this model.
+ */
+function holdStillOpen(parts: ExpressionParts, hold: { requestId: string; tag: string; reserved: number; model?: string }): string[] {
+  const conditions = [
+    `${holdPath(parts, "holds", hold.requestId, "t")} = ${parts.value(hold.tag)}`,
+    `${holdPath(parts, "holds", hold.requestId, "a")} = ${parts.value(hold.reserved)}`,
+  ];
+  if (hold.model !== undefined) conditions.push(`${holdPath(parts, "holds", hold.requestId, "m")} = ${parts.value(hold.model)}`);
+  return conditions;
+}
+
 /** DynamoDB adapter of the ledger store; one client and table for the process. */
 export function createDynamoLedgerStore(client: DynamoDBClient, tableName: string): LedgerStore {
   async function getAccount(userId: string): Promise<AccountRecord | undefined> {
     const { Item } = await client.send(
-      new GetItemCommand({ TableName: tableName, Key: accountKey(userId), ConsistentRead: true }),
+      new GetItemCommand({ TableName: tableName, Key: marshall(accountKey(userId)), ConsistentRead: true }),
     );
     return toAccount(Item);
   }
@@ -147,7 +153,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       await client.send(
         new UpdateItemCommand({
           TableName: tableName,
-          Key: accountKey(userId),
+          Key: marshall(accountKey(userId)),
           UpdateExpression: updateExpression([], stale.map((key) => p.path("rl", key))),
           ConditionExpression: `attribute_exists(${p.path("pk")})`,
           ...p.attributes(),
@@ -203,7 +209,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
-            Key: accountKey(request.userId),
+            Key: marshall(accountKey(request.userId)),
             UpdateExpression: updateExpression(sets, removes),
             ConditionExpression: condition,
             ...p.attributes(),
@@ -239,11 +245,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
       }
       if (commit.closeHold) {
-        const { requestId, reserved, model, tag } = commit.closeHold;
-        conditions.push(`${holdPath(p, "holds", requestId, "t")} = ${p.value(tag)}`);
-        conditions.push(`${holdPath(p, "holds", requestId, "a")} = ${p.value(reserved)}`);
-        conditions.push(`${holdPath(p, "holds", requestId, "m")} = ${p.value(model)}`);
-        removes.push(...closeHoldPaths(p, requestId));
+        conditions.push(...holdStillOpen(p, commit.closeHold));
+        removes.push(...closeHoldPaths(p, commit.closeHold.requestId));
       }
       if (commit.periodBelow !== undefined) {
         conditions.push(`${p.path("periodIndex")} < ${p.value(commit.periodBelow)}`);
@@ -251,7 +254,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const accountUpdate: TransactWriteItem = {
         Update: {
           TableName: tableName,
-          Key: accountKey(commit.userId),
+          Key: marshall(accountKey(commit.userId)),
           UpdateExpression: updateExpression(sets, removes),
           ConditionExpression: conditions.join(" AND "),
           ...p.attributes(),
@@ -289,15 +292,13 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const accountUpdate: TransactWriteItem = {
         Update: {
           TableName: tableName,
-          Key: accountKey(hold.userId),
+          Key: marshall(accountKey(hold.userId)),
           UpdateExpression: updateExpression(
             [`${available} = ${available} + ${p.value(hold.reserved)}`],
             closeHoldPaths(p, hold.requestId),
           ),
-          ConditionExpression: [
-            `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-            `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
-          ].join(" AND "),
+          // identity and reservation only: `hold` may carry more (a hold id's fields), none of which a release checks
+          ConditionExpression: holdStillOpen(p, { requestId: hold.requestId, tag: hold.tag, reserved: hold.reserved }).join(" AND "),
           ...p.attributes(),
           ReturnValuesOnConditionCheckFailure: "ALL_OLD",
         },
@@ -337,18 +338,13 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${path("holdShard")} = if_not_exists(${path("holdShard")}, ${p.value(request.holdShard)})`,
         `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
       ];
-      const conditions = [
-        `${holdPath(p, "holds", hold.requestId, "t")} = ${p.value(hold.tag)}`,
-        `${holdPath(p, "holds", hold.requestId, "a")} = ${p.value(hold.reserved)}`,
-        `${holdPath(p, "holds", hold.requestId, "m")} = ${p.value(hold.model)}`,
-      ];
       try {
         const { Attributes } = await client.send(
           new UpdateItemCommand({
             TableName: tableName,
-            Key: accountKey(hold.userId),
+            Key: marshall(accountKey(hold.userId)),
             UpdateExpression: updateExpression(sets, closeHoldPaths(p, hold.requestId)),
-            ConditionExpression: conditions.join(" AND "),
+            ConditionExpression: holdStillOpen(p, hold).join(" AND "),
             ...p.attributes(),
             ReturnValues: "UPDATED_NEW",
           }),
@@ -372,7 +368,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         const removal: TransactWriteItem = {
           Update: {
             TableName: tableName,
-            Key: accountKey(userId),
+            Key: marshall(accountKey(userId)),
             UpdateExpression: updateExpression([], [p.path("pend", entry.key), p.path("pendSeq", entry.key), p.path("pendBal", entry.key)]),
             ...p.attributes(),
           },

@@ -1,10 +1,10 @@
 import { periodStart } from "../periods.js";
-import type { AccountRecord } from "./account.js";
+import type { AccountRecord, LedgerEntry } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { untilSettled } from "./retry.js";
-import type { LedgerEntry } from "./store.js";
 import { freeCadence, shardOf } from "./schedule.js";
-import { parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { userIdSchema } from "./validation.js";
 import { emptyMap } from "../own-keys.js";
 
 /**

@@ -3,15 +3,16 @@ import "../zod-locale.js";
 import { planOf } from "../catalog.js";
 import { InsufficientCreditsError, ValidationError } from "../errors.js";
 import { logger } from "../logger.js";
-import { type AccountRecord, splitOf } from "./account.js";
+import { type AccountRecord, type LedgerEntry, splitOf } from "./account.js";
 import { type CreditFact, commitForFacts, type FactResult, resolveFactCommit } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
 import { LAST_SCHEDULED_ANNUAL_MONTH, monthGrant, recordPayment } from "./paid-year.js";
-import type { AccountCommit, LedgerEntry } from "./store.js";
-import { creditAmountSchema, entryKeySchema, parseInput, userIdSchema } from "./validation.js";
+import type { AccountCommit } from "./store.js";
+import { parseInput } from "../validation.js";
+import { creditAmountSchema, entryKeySchema, userIdSchema } from "./validation.js";
 
 export type GrantResult = { applied: boolean; entry: LedgerEntry; balance: number };
 

@@ -12,7 +12,8 @@ import { endYear } from "./paid-year.js";
 import { untilSettled } from "./retry.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import type { AccountCommit } from "./store.js";
-import { parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { userIdSchema } from "./validation.js";
 
 const planChangeSchema = z.object({
   userId: userIdSchema,

@@ -2,11 +2,11 @@ import * as z from "zod/mini";
 import "../zod-locale.js";
 import { type BillingInterval, type Catalog, catalog as defaultCatalog, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
-import { type AccountRecord, heldOf, outboxEntries, type SubscriptionState, splitOf } from "./account.js";
+import { type AccountRecord, heldOf, type LedgerEntry, outboxEntries, type SubscriptionState, splitOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount, newAccount } from "./ensure-account.js";
-import type { LedgerEntry } from "./store.js";
-import { parseInput, userIdSchema } from "./validation.js";
+import { parseInput } from "../validation.js";
+import { userIdSchema } from "./validation.js";
 
 export interface BalanceView {
   userId: string;

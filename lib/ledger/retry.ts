@@ -1,5 +1,5 @@
 import { BusyError } from "../errors.js";
-import { ContentionError } from "./dynamo-ledger-store.js";
+import { ContentionError } from "./store.js";
 
 const RETRYABLE_NAMES = new Set([
   "ContentionError",

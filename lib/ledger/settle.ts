@@ -1,15 +1,15 @@
-import * as z from "zod/mini";
-import "../zod-locale.js";
+import type * as z from "zod/mini";
 import { NotFoundError } from "../errors.js";
 import { isModelId } from "../catalog.js";
 import { checkTokenCounts, costOfCall } from "../pricing.js";
-import { type AccountRecord, type HoldRecord, outboxEntries } from "./account.js";
+import { type AccountRecord, type HoldIdentity, type HoldRecord, type LedgerEntry, outboxEntries, type ReleaseMarker } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
 import { shardOf } from "./schedule.js";
-import type { AccountCommit, HoldIdentity, LedgerEntry, ReleaseMarker } from "./store.js";
-import { parseInput } from "./validation.js";
+import type { AccountCommit } from "./store.js";
+import { parseInput } from "../validation.js";
+import { holdIdSchema, releaseInputSchema, settleInputSchema } from "./validation.js";
 import { ownValue } from "../own-keys.js";
 
 /** How a hold ended; settle and release both answer with the first outcome forever after. */
@@ -20,8 +20,6 @@ export interface HoldOutcome {
   released: number;
   balance: number;
 }
-
-const holdIdSchema = z.string().check(z.minLength(1), z.maxLength(1024));
 
 function holdRef(holdId: string): HoldRef {
   const ref = decodeHoldId(parseInput(holdIdSchema, holdId, "holdId"));
@@ -99,12 +97,7 @@ function settleCommit(
   };
 }
 
-const settleSchema = z.object({
-  holdId: holdIdSchema,
-  inputTokens: z.number(),
-  outputTokens: z.number(),
-});
-export type SettleInput = z.infer<typeof settleSchema>;
+export type SettleInput = z.infer<typeof settleInputSchema>;
 
 /**
  * Charges a chat's actual cost and releases the rest of its hold, exactly once (docs/invariants.md, invariant 5).
@@ -118,7 +111,7 @@ export type SettleInput = z.infer<typeof settleSchema>;
  * refuses until repaid).
  */
 export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<HoldOutcome> {
-  const request = parseInput(settleSchema, input);
+  const request = parseInput(settleInputSchema, input);
   const ref = holdRef(request.holdId);
   checkTokenCounts(request.inputTokens, request.outputTokens); // validate before any I/O
   const tokens = { inputTokens: request.inputTokens, outputTokens: request.outputTokens };
@@ -287,7 +280,7 @@ async function closeWithoutCharge(
 
 /** Releases a hold without charging (the LLM call failed); exactly once, first outcome after. */
 export async function releaseHold(deps: LedgerDeps, input: { holdId: string }): Promise<HoldOutcome> {
-  const { holdId } = parseInput(z.strictObject({ holdId: holdIdSchema }), input);
+  const { holdId } = parseInput(releaseInputSchema, input);
   const ref = holdRef(holdId);
   const result = await closeWithoutCharge(deps, holdId, ref, "released", () => true);
   if (result === "declined") throw new Error("release is never declined");

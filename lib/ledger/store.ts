@@ -1,60 +1,16 @@
-import type { AccountRecord, Bucket, HoldRecord } from "./account.js";
+import type { AccountRecord, HoldIdentity, HoldRecord, LedgerEntry, ReleaseMarker } from "./account.js";
 import type { AdmissionRule } from "./admission.js";
 
-export type EntryReason =
-  | "signup"
-  | "allowance"
-  | "invoice"
-  | "pack"
-  | "upgrade"
-  | "admin"
-  | "settle"
-  | "refund"
-  | "dispute"
-  /** credits a refund or dispute took, given back when its money came back to the merchant */
-  | "reinstate"
-  | "expire";
-
-/** One ledger entry; `key` is its idempotency key, derived from the business fact (docs/invariants.md, invariant 3). */
-export interface LedgerEntry {
-  userId: string;
-  key: string;
-  amount: number;
-  balanceAfter: number;
-  seq: number;
-  reason: EntryReason;
-  bucket: Bucket;
-  refs: Record<string, string | number>;
-  createdAt: number;
-}
-
 /**
- * A hold is open under its requestId (so a retried authorize finds it), but its identity also
- * includes a random tag drawn when it opens: a requestId authorized again after its hold closed is a new hold.
+ * Transaction conflicts and throttling that survived the adapter's own retries: the write did
+ * not happen and the caller retries it (lib/ledger/retry.ts). Part of the port: every adapter
+ * reports contention with it.
  */
-export interface HoldIdentity {
-  userId: string;
-  requestId: string;
-  tag: string;
-}
-
-/** The recorded outcome of a hold that was released instead of settled. */
-export interface ReleaseMarker {
-  userId: string;
-  requestId: string;
-  /** the hold's tag: with requestId, the hold's identity */
-  tag: string;
-  released: number;
-  /** the model the hold was reserved for: a settle after the release is priced from it, never from the hold id */
-  model: string;
-  cause: "released" | "expired";
-  balance: number;
-  at: number;
-  /**
-   * When the caller released a hold the sweep had already expired: that release stands, so no
-   * later settle charges it (the same first-outcome rule as a release before expiry).
-   */
-  releasedByCallerAt?: number;
+export class ContentionError extends Error {
+  constructor(reason: string) {
+    super(`DynamoDB contention: ${reason}`);
+    this.name = "ContentionError";
+  }
 }
 
 /**

@@ -21,6 +21,18 @@ export const TABLE_KEYS = {
   ttlAttribute: "ttl",
 } as const;
 
+/** The partition of a user's items (account, entries, release markers): `U#<userId>`. */
+export const userPk = (userId: string): string => `U#${userId}`;
+
+/** The user whose partition `pk` is (the inverse of `userPk`). */
+export const userIdOfPk = (pk: string): string => pk.slice(userPk("").length);
+
+/** The account item's sort key. */
+export const ACCOUNT_SK = "ACCOUNT";
+
+/** The account item's key, plain (`marshall` it for a request): the ledger, billing and the sweep address the one item. */
+export const accountKey = (userId: string): { pk: string; sk: string } => ({ pk: userPk(userId), sk: ACCOUNT_SK });
+
 export const INDEXES = {
   history: { name: "history", sortKey: "entrySeq" },
   grantDue: { name: "grantDue", partitionKey: "grantShard", sortKey: "nextGrantAt" },

@@ -1,6 +1,12 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
-import { ValidationError } from "../errors.js";
+
+/**
+ * What the ledger accepts: the ids and amounts of its inputs, and the inputs of the gate's three
+ * calls, each written once. The gate routes (lib/http/schemas.ts) make their bodies from these:
+ * strict, with the token counts bounded before anything is priced. Parsed through the one
+ * validation funnel, lib/validation.ts.
+ */
 
 const ID_PATTERN = /^[A-Za-z0-9._@|:+=-]+$/;
 
@@ -19,11 +25,27 @@ export const entryKeySchema = z
  */
 export const creditAmountSchema = z.number().check(z.int(), z.minimum(-1e12), z.maximum(1e12));
 
-/** Parses with a schema, turning the first issue into a ValidationError that names the field. */
-export function parseInput<T>(schema: z.ZodMiniType<T>, input: unknown, field?: string): T {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const path = [field, ...(issue?.path ?? []).map(String)].filter(Boolean).join(".");
-  throw new ValidationError(`${path || "input"}: ${issue?.message ?? "invalid"}`, path || undefined);
-}
+/** A hold id as the gate receives it; decoding it (lib/ledger/hold-id.ts) is what tells whether it is one. */
+export const holdIdSchema = z.string().check(z.minLength(1), z.maxLength(1024));
+
+/** A model id as the gate receives it; the catalog (lib/pricing.ts, requireModel) says whether it is one. */
+export const modelSchema = z.string().check(z.minLength(1), z.maxLength(100));
+
+/** authorize: the token counts are checked where the call is priced (lib/pricing.ts). */
+export const authorizeInputSchema = z.object({
+  userId: userIdSchema,
+  requestId: requestIdSchema,
+  model: modelSchema,
+  inputTokens: z.number(),
+  maxOutputTokens: z.number(),
+});
+
+/** settle: the token counts are checked before any read (lib/pricing.ts, checkTokenCounts). */
+export const settleInputSchema = z.object({
+  holdId: holdIdSchema,
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+});
+
+/** release: the hold id and nothing else. */
+export const releaseInputSchema = z.strictObject({ holdId: holdIdSchema });

@@ -1,4 +1,5 @@
 import { type AttributeValue, type DynamoDBClient, ScanCommand } from "@aws-sdk/client-dynamodb";
+import { ACCOUNT_SK, userIdOfPk } from "../ledger/table-definition.js";
 
 /**
  * Every account's user id, page by page. A full scan: this is for operators (audit all, export
@@ -13,11 +14,11 @@ export async function* scanUserIds(client: DynamoDBClient, tableName: string): A
         FilterExpression: "#sk = :account",
         ProjectionExpression: "#pk",
         ExpressionAttributeNames: { "#pk": "pk", "#sk": "sk" },
-        ExpressionAttributeValues: { ":account": { S: "ACCOUNT" } },
+        ExpressionAttributeValues: { ":account": { S: ACCOUNT_SK } },
         ExclusiveStartKey: start,
       }),
     );
-    for (const item of page.Items ?? []) yield (item.pk?.S ?? "").slice("U#".length);
+    for (const item of page.Items ?? []) yield userIdOfPk(item.pk?.S ?? "");
     start = page.LastEvaluatedKey;
   } while (start);
 }

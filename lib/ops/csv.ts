@@ -1,4 +1,4 @@
-import type { LedgerEntry } from "../ledger/store.js";
+import type { LedgerEntry } from "../ledger/account.js";
 
 export const LEDGER_CSV_HEADER = "userId,seq,key,amount,balanceAfter,reason,bucket,createdAt,refs";
 

@@ -22,7 +22,7 @@ import { createTable } from "../../lib/ledger/create-table.js";
 import { authorizeChat, grantCredits, type LedgerDeps, releaseExpiredHolds, settleChat } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { serviceToken, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helpers/tokens.js";
 import { gateRig, instrument, naiveGate } from "./gate-rig.js";
@@ -240,7 +240,7 @@ async function main() {
       createdAt: now - (i % (size.sweepAccounts / size.sweepDue) === 0 ? 31 : 3) * DAY_MS,
     }));
     await seedFreeAccounts(client, sweepTable, sweepAccounts);
-    const sweepLedger: LedgerDeps = { ...rig.deps.ledger, store: (await import("../../lib/ledger/index.js")).createDynamoLedgerStore(client, sweepTable) };
+    const sweepLedger: LedgerDeps = { ...rig.deps.ledger, store: (await import("../../lib/ledger/dynamo-ledger-store.js")).createDynamoLedgerStore(client, sweepTable) };
     const schedule = createDynamoScheduleStore(client, sweepTable);
     const sweepStart = performance.now();
     const first = await runSweep(sweepLedger, schedule, { remainingMs: () => 600_000, concurrency: 16 });

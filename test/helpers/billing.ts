@@ -4,11 +4,11 @@ import {
   BILLING_DEFAULTS,
   type BillingAccount,
   type BillingDeps,
-  createDynamoBillingStore,
   createPriceBook,
   createStripePort,
   stripeClient,
 } from "../../lib/billing/index.js";
+import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import type { BillingAppDeps } from "../../lib/billing/runtime.js";
 import { ensureAccount } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";

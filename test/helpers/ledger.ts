@@ -1,5 +1,6 @@
 import { catalog, type PlanId, planOf } from "../../lib/catalog.js";
-import { changePlanSchedule, createDynamoLedgerStore, grantCredits, LEDGER_DEFAULTS, type LedgerDeps } from "../../lib/ledger/index.js";
+import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
+import { changePlanSchedule, grantCredits, LEDGER_DEFAULTS, type LedgerDeps } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { countRequests, freshTable } from "./dynamo.js";
 

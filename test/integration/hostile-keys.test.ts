@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
-import { createDynamoBillingStore } from "../../lib/billing/index.js";
+import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { InsufficientCreditsError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -12,7 +12,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { hostileIdArbitrary, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";

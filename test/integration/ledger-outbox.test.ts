@@ -8,7 +8,7 @@ import {
   type LedgerDeps,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
 

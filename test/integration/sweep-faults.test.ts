@@ -3,7 +3,7 @@ import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { describe, expect, it } from "vitest";
 import { auditAccount, authorizeChat, getBalance } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep, SweepAbortedError, type SweepSummary } from "../../lib/sweep/run-sweep.js";
 import { injectFaults, injectRandomFaults } from "../helpers/faults.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";

@@ -1,10 +1,12 @@
 import type { ScheduledEvent } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { createDynamoBillingStore, createPriceBook } from "../../lib/billing/index.js";
+import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
+import { createPriceBook } from "../../lib/billing/index.js";
 import { catalog } from "../../lib/catalog.js";
-import { authorizeChat, createDynamoLedgerStore, getBalance, LEDGER_DEFAULTS } from "../../lib/ledger/index.js";
+import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
+import { authorizeChat, getBalance, LEDGER_DEFAULTS } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { SweepAbortedError } from "../../lib/sweep/run-sweep.js";
 import { freshTable, localClient } from "../helpers/dynamo.js";
 import { injectFaults } from "../helpers/faults.js";

@@ -11,7 +11,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { DAY_MS, periodStart } from "../../lib/periods.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { ledgerFixture, payAnnualYear, START, uniqueUser } from "../helpers/ledger.js";
 import { seedFreeAccounts } from "../helpers/seed.js";

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, grantCredits } from "../../lib/ledger/index.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { type BillingFixture, billingFixture } from "../helpers/billing.js";
 import type { Answer } from "../helpers/events.js";
 import { injectRandomFaults } from "../helpers/faults.js";

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { auditAccount, grantCredits, type LedgerDeps } from "../../lib/ledger/index.js";
 import { appDeps } from "../../lib/runtime.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { type Answer, invoke } from "../helpers/events.js";
 import { GRAMMAR_LOOKALIKES, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 import { appFixture, functionEnv, importFunctions, OPUS } from "../helpers/http.js";

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, listHistory, releaseHold } from "../../lib/ledger/index.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { type BillingFixture, billingFixture, paidInvoiceEvent, subscribeAndPay, T0 } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent } from "../helpers/stripe-events.js";

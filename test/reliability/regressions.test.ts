@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { type BillingAccount, CHECKOUT_IN_FLIGHT_MS } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, type LedgerDeps, type LedgerStore, settleChat } from "../../lib/ledger/index.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { createDynamoScheduleStore } from "../../lib/sweep/schedule-store.js";
+import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { type BillingFixture, billingFixture, invoicePaid, T0, TEST_PRICES } from "../helpers/billing.js";
 import { SONNET } from "../helpers/http.js";
 import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import Stripe from "stripe";
 import { describe, expect, it } from "vitest";
-import { clawKey, createPriceBook, PINNED_API_VERSION, priceBookFromConfig } from "../../lib/billing/index.js";
+import { clawFactKey, createPriceBook, PINNED_API_VERSION, priceBookFromConfig } from "../../lib/billing/index.js";
 import { subscribeBody } from "../../lib/billing/schemas.js";
 import {
   chargeSchema,
@@ -111,10 +111,10 @@ describe("fixtures follow the SDK's pinned API version", () => {
 
 describe("small rules", () => {
   it("claw keys come from the business fact", () => {
-    expect(clawKey({ kind: "refund", chargeId: "ch_1", paymentIntentId: "pi_1", chargeAmount: 100, refundedCents: 40 })).toBe(
+    expect(clawFactKey({ kind: "refund", chargeId: "ch_1", paymentIntentId: "pi_1", chargeAmount: 100, refundedCents: 40 })).toBe(
       "refund#ch_1#40",
     );
-    expect(clawKey({ kind: "dispute", chargeId: "ch_1", paymentIntentId: "pi_1", disputeId: "dp_9", disputedCents: 100 })).toBe(
+    expect(clawFactKey({ kind: "dispute", chargeId: "ch_1", paymentIntentId: "pi_1", disputeId: "dp_9", disputedCents: 100 })).toBe(
       "dispute#dp_9",
     );
   });

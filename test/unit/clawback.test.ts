@@ -6,7 +6,7 @@ import {
   type ClawFact,
   type ClawPosition,
   clawAdjustment,
-  clawKey,
+  clawFactKey,
   type MoneyFact,
   proportionalCredits,
   returnedCents,
@@ -153,9 +153,9 @@ describe("schedule budget of a refunded annual year (pro: 100,000 a month, 120,0
 
 describe("keys", () => {
   it("a refund total by charge, amount and event time; reversals by the refund's or the dispute's id", () => {
-    expect(clawKey({ ...CHARGE, kind: "refund", chargeAmount: 100, refundedCents: 40, at: 1_767_268_800 })).toBe("refund#ch_1#40#1767268800");
-    expect(clawKey({ ...CHARGE, kind: "refund_reversed", refundId: "re_7", refundedCents: 40, refundCreatedAt: 1, reversedAt: 2 })).toBe("reinstate#re_7");
-    expect(clawKey({ ...CHARGE, kind: "dispute_reversed", disputeId: "dp_9", disputedCents: 40, reversedAt: 2 })).toBe("reinstate#dp_9");
+    expect(clawFactKey({ ...CHARGE, kind: "refund", chargeAmount: 100, refundedCents: 40, at: 1_767_268_800 })).toBe("refund#ch_1#40#1767268800");
+    expect(clawFactKey({ ...CHARGE, kind: "refund_reversed", refundId: "re_7", refundedCents: 40, refundCreatedAt: 1, reversedAt: 2 })).toBe("reinstate#re_7");
+    expect(clawFactKey({ ...CHARGE, kind: "dispute_reversed", disputeId: "dp_9", disputedCents: 40, reversedAt: 2 })).toBe("reinstate#dp_9");
   });
 });
 
@@ -255,7 +255,7 @@ class ChargeLedger {
   }
   deliver(fact: ClawFact, position: Omit<ClawPosition, "clawedNet">): number {
     this.money = withMoneyFact(this.money, fact);
-    const key = clawKey(fact);
+    const key = clawFactKey(fact);
     if (this.entries.has(key)) return 0; // a redelivery moves nothing more
     const move = clawAdjustment(this.money, { ...position, clawedNet: this.clawedNet });
     if (move !== 0) {

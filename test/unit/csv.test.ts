@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LEDGER_CSV_HEADER, ledgerCsvRow } from "../../lib/ops/csv.js";
-import type { LedgerEntry } from "../../lib/ledger/store.js";
+import type { LedgerEntry } from "../../lib/ledger/account.js";
 
 const entry = (userId: string, refs: Record<string, unknown> = {}): LedgerEntry =>
   ({ userId, seq: 3, key: "admin#k1", amount: -500, balanceAfter: 9_500, reason: "admin", bucket: "purchased", createdAt: 0, refs }) as LedgerEntry;

@@ -14,7 +14,7 @@ import {
   UpstreamError,
   ValidationError,
 } from "../../lib/errors.js";
-import { errorResponse, toErrorBody } from "../../lib/http/errors.js";
+import { errorResponse, toErrorBody } from "../../lib/http/error-response.js";
 import type { HttpResult } from "../../lib/http/response.js";
 import { httpHandler } from "../../lib/http/stack.js";
 import { logger, withInvocationLogger } from "../../lib/logger.js";
