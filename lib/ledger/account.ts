@@ -105,7 +105,7 @@ export interface ReleaseMarker {
  * The allowance/purchased split is kept as a base plus a spend counter (`allowanceBase`,
  * `purchasedBase`, `spent`): settles only ever add to `spent`, so the hot path stays one additive
  * write, and any operation that moves credits between buckets (grants, expiry, clawbacks) rebases
- * under the account's `seq` condition. See `splitOf` for how the current split is derived.
+ * under the account's `seq` condition. See `splitOf` (lib/ledger/split.ts) for how the current split is derived.
  */
 export interface AccountRecord {
   userId: string;
@@ -152,45 +152,7 @@ export function heldOf(account: Pick<AccountRecord, "balance" | "available">): n
   return account.balance - account.available;
 }
 
-export interface Split {
-  allowance: number;
-  purchased: number;
-}
-
-/**
- * Current split: spending takes allowance credits before purchased ones (docs/invariants.md, invariant 6). Anything
- * spent beyond both buckets is debt, carried as a negative allowance so the next grant repays it
- * and purchased credits are never negative.
- */
-export function splitOf(account: Pick<AccountRecord, "allowanceBase" | "purchasedBase" | "spent">): Split {
-  const { allowanceBase, purchasedBase, spent } = account;
-  const fromAllowance = Math.min(spent, Math.max(0, allowanceBase));
-  const afterAllowance = spent - fromAllowance;
-  const fromPurchased = Math.min(afterAllowance, Math.max(0, purchasedBase));
-  const debt = afterAllowance - fromPurchased;
-  return { allowance: allowanceBase - fromAllowance - debt, purchased: purchasedBase - fromPurchased };
-}
-
 export type Bucket = "allowance" | "purchased";
-
-/** Adds (positive) to one bucket, or takes (negative) from `bucket` first, then the other, then as debt. */
-export function applyToSplit(split: Split, amount: number, bucket: Bucket): Split {
-  if (amount >= 0) {
-    return bucket === "allowance"
-      ? { allowance: split.allowance + amount, purchased: split.purchased }
-      : { allowance: split.allowance, purchased: split.purchased + amount };
-  }
-  let owed = -amount;
-  const next = { ...split };
-  const order: Bucket[] = bucket === "allowance" ? ["allowance", "purchased"] : ["purchased", "allowance"];
-  for (const name of order) {
-    const taken = Math.min(owed, Math.max(0, next[name]));
-    next[name] -= taken;
-    owed -= taken;
-  }
-  next.allowance -= owed;
-  return next;
-}
 
 /** The ledger entry an outbox slot stands for: placed right after the seq/balance it was applied at. */
 export function outboxEntry(

@@ -1,4 +1,5 @@
-import { type AccountRecord, applyToSplit, type Bucket, type EntryReason, type LedgerEntry, splitOf } from "./account.js";
+import type { AccountRecord, Bucket, EntryReason, LedgerEntry } from "./account.js";
+import { applyToSplit, splitOf } from "./split.js";
 import type { AccountCommit, CommitOutcome } from "./store.js";
 
 /** A business fact that moves credits, before it is numbered and written. */

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { applyToSplit, splitOf } from "../../lib/ledger/account.js";
+import { applyToSplit, splitOf } from "../../lib/ledger/split.js";
 
 describe("allowance/purchased split", () => {
   it("spends allowance before purchased credits", () => {
