@@ -1,4 +1,4 @@
-import type { AccountRecord } from "../ledger/account.js";
+import type { AccountRecord, SubscriptionState } from "../ledger/account.js";
 import type { ChargeMoney } from "./clawback.js";
 
 /**
@@ -26,14 +26,7 @@ export interface PendingCheckout {
  * A live subscription of a user that is not the account's current one (a double subscription),
  * as its latest event reported it: enough to make it the current one when that one ends.
  */
-export interface ExtraSubscription {
-  status: string;
-  priceId: string;
-  periodStart: number;
-  periodEnd: number;
-  cancelAtPeriodEnd: boolean;
-  /** event time (epoch ms) of this state: an older event for it changes nothing */
-  lastEventAt: number;
+export interface ExtraSubscription extends Omit<SubscriptionState, "id"> {
   /** when it was first seen alongside the current one */
   detectedAt: number;
 }

@@ -36,6 +36,7 @@ export interface SubscriptionState {
   periodStart: number;
   periodEnd: number;
   cancelAtPeriodEnd: boolean;
+  /** event time (epoch ms) of this state: an older event for it changes nothing */
   lastEventAt: number;
 }
 

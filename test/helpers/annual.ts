@@ -114,3 +114,21 @@ export function renewalPaid(sub: Sub, input: { invoiceId: string; start: number;
     ...(input.created !== undefined ? { created: input.created } : {}),
   });
 }
+
+/**
+ * Pro → plus within the annual year starting at T0, made in the Stripe portal with the unused pro
+ * time credited back (a proration-only invoice paying nothing): the credited downgrade the annual
+ * red-team sequences start from. `credit` and `fullPrice` are the invoice's two lines (cents).
+ */
+export function creditedDowngrade(sub: Sub, at: number, amounts: { credit: number; fullPrice: number }) {
+  return portalSwitch(sub, {
+    at,
+    price: "price_plus_yearly",
+    periodStart: T0,
+    periodEnd: T0 + YEAR,
+    oldPrice: "price_pro_yearly",
+    ...amounts,
+    prorationOnly: true,
+    amountPaid: 0,
+  });
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
+import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 2 (commit 234fb48): `monthsPassed` catches up the months a late payment paid
@@ -17,17 +17,7 @@ describe("red team 2: late proration invoices", () => {
     expect(await months(fx, sub.userId, 1, 3, T0)).toEqual([PRO, PRO, PRO]);
     // 16 April: pro -> plus in the portal; Stripe credits the unused pro difference for months 4..11 and half of April
     const at = monthStart(3) + 15 * DAY;
-    const down = portalSwitch(sub, {
-      at,
-      price: "price_plus_yearly",
-      periodStart: T0,
-      periodEnd: T0 + YEAR,
-      oldPrice: "price_pro_yearly",
-      credit: 34_000,
-      fullPrice: 13_200,
-      prorationOnly: true,
-      amountPaid: 0,
-    });
+    const down = creditedDowngrade(sub, at, { credit: 34_000, fullPrice: 13_200 });
     fx.stripe.subscriptions.set(sub.subscriptionId, down.switched);
     fx.clock.value = (at + 5) * 1000;
     expect((await fx.deliver(down.updated)).status).toBe(200);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { applySwitch, balanceOf, changePlanAt, DAY, months, monthStart, PLUS, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { applySwitch, balanceOf, changePlanAt, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 3 (commit 3ac56fb), RT3-4 (same root cause as RT3-1, no refund involved): an
@@ -25,7 +25,7 @@ async function run(upgradePaidLate: boolean): Promise<{ sub: Sub; delta: number 
   expect((await changePlanAt(fx, sub.userId, "pro", UP_AT)).json).toMatchObject({ status: "upgraded" });
   const upgrade = fx.stripe.subscriptions.get(sub.subscriptionId)?.latest_invoice as string;
   await months(fx, sub.userId, 4, 4, T0);
-  const down = portalSwitch(sub, { at: DOWN_AT, price: "price_plus_yearly", periodStart: T0, periodEnd: T0 + YEAR, oldPrice: "price_pro_yearly", credit: 25_000, fullPrice: 8_000, prorationOnly: true, amountPaid: 0 });
+  const down = creditedDowngrade(sub, DOWN_AT, { credit: 25_000, fullPrice: 8_000 });
   expect(await applySwitch(fx, sub, down, DOWN_AT)).toBe("downgrade_credit_recorded");
   await months(fx, sub.userId, 5, 6, T0);
   if (upgradePaidLate) {

@@ -3,7 +3,7 @@ import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { uniqueStripeId } from "../helpers/stripe-events.js";
 import { disputeClosed, disputeCreated } from "../helpers/stripe-reversals.js";
-import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { applySwitch, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 3 (commit 3ac56fb), RT3-3: a dispute of the annual invoice binds its share's
@@ -21,7 +21,7 @@ const AT = monthStart(3) + 15 * DAY; // 16 April: pro -> plus in the portal, cre
 async function downgraded(): Promise<Sub> {
   const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
   expect(await months(fx, sub.userId, 1, 3, T0)).toEqual([PRO, PRO, PRO]);
-  const down = portalSwitch(sub, { at: AT, price: "price_plus_yearly", periodStart: T0, periodEnd: T0 + YEAR, oldPrice: "price_pro_yearly", credit: 34_000, fullPrice: 13_200, prorationOnly: true, amountPaid: 0 });
+  const down = creditedDowngrade(sub, AT, { credit: 34_000, fullPrice: 13_200 });
   expect(await applySwitch(fx, sub, down, AT)).toBe("downgrade_credit_recorded");
   expect(await months(fx, sub.userId, 4, 5, T0)).toEqual([PLUS, PLUS]);
   return sub;

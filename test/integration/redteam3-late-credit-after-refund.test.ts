@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, refundInvoice, type Sub, YEAR } from "../helpers/annual.js";
+import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, refundInvoice, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 3 (commit 3ac56fb), RT3-1: a credited portal downgrade's invoice.paid that
@@ -17,17 +17,7 @@ const AT = monthStart(3) + 15 * DAY; // 16 April: pro -> plus in the portal, the
 const REFUND_AT = monthStart(5) + DAY; // 2 June: the annual invoice is refunded in full
 
 function downgrade(sub: Sub) {
-  return portalSwitch(sub, {
-    at: AT,
-    price: "price_plus_yearly",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-    oldPrice: "price_pro_yearly",
-    credit: 34_000,
-    fullPrice: 13_200,
-    prorationOnly: true,
-    amountPaid: 0,
-  });
+  return creditedDowngrade(sub, AT, { credit: 34_000, fullPrice: 13_200 });
 }
 
 describe("red team 3: a late downgrade credit after a refund", () => {

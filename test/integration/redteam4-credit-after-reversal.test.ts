@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
-import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
 import { refundEvent } from "../helpers/stripe-reversals.js";
-import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-4: a credited downgrade delivered after a refund that
@@ -36,17 +36,7 @@ const REFUND_AT = AT + 3_600;
 const FAILED_AT = monthStart(6) + DAY;
 
 function downgrade(sub: Sub) {
-  return portalSwitch(sub, {
-    at: AT,
-    price: "price_plus_yearly",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-    oldPrice: "price_pro_yearly",
-    credit: 30_000,
-    fullPrice: 11_600,
-    prorationOnly: true,
-    amountPaid: 0,
-  });
+  return creditedDowngrade(sub, AT, { credit: 30_000, fullPrice: 11_600 });
 }
 
 async function year(creditDeliveredAt: number) {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
-import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-2: RT3-1 made a *late credit* settle each passed month as
@@ -37,17 +37,7 @@ const fx = useBillingFixture();
 const AT = monthStart(3) + 15 * DAY; // 16 April
 
 function downgrade(sub: Sub) {
-  return portalSwitch(sub, {
-    at: AT,
-    price: "price_plus_yearly",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-    oldPrice: "price_pro_yearly",
-    credit: 34_000,
-    fullPrice: 13_200,
-    prorationOnly: true,
-    amountPaid: 0,
-  });
+  return creditedDowngrade(sub, AT, { credit: 34_000, fullPrice: 13_200 });
 }
 
 /** Pro annual, credited downgrade on 16 April, months 1..4 granted; a full refund of the annual invoice created at `refundedAt`. */

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { auditAccount, listHistory } from "../../lib/ledger/index.js";
-import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { uniqueStripeId } from "../helpers/stripe-events.js";
 import { disputeClosed, disputeCreated } from "../helpers/stripe-reversals.js";
-import { balanceOf, changePlanAt, DAY, months, monthStart, PLUS, PRO, portalSwitch, refundInvoice, YEAR } from "../helpers/annual.js";
+import { balanceOf, changePlanAt, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, refundInvoice } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-3: a won dispute gives back more than it took. When two
@@ -44,17 +44,7 @@ async function year(withDispute: boolean) {
   const upgradePaid = fx.stripe.invoices.get(upgrade)?.amount_paid as number;
   expect(await months(fx, sub.userId, 4, 5)).toEqual([PRO, PRO]);
   const downAt = monthStart(5) + 15 * DAY; // 16 June
-  const down = portalSwitch(sub, {
-    at: downAt,
-    price: "price_plus_yearly",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-    oldPrice: "price_pro_yearly",
-    credit: 20_000,
-    fullPrice: 8_000,
-    prorationOnly: true,
-    amountPaid: 0,
-  });
+  const down = creditedDowngrade(sub, downAt, { credit: 20_000, fullPrice: 8_000 });
   fx.stripe.subscriptions.set(sub.subscriptionId, down.switched);
   fx.clock.value = (downAt + 5) * 1000;
   expect((await fx.deliver(down.updated)).status).toBe(200);
