@@ -220,15 +220,10 @@ interface DesiredPlan {
   plan: PlanId;
   interval: BillingInterval;
   periodStart?: number;
-  endedAt?: number;
 }
 
 function desiredPlan(deps: BillingDeps, subscription: SubscriptionState | undefined): DesiredPlan | undefined {
-  if (!subscription || !isLive(subscription.status)) {
-    // a subscription that ended (canceled) ends its annual year then, however late we hear of it
-    const ended = subscription && hasEnded(subscription.status) ? { endedAt: subscription.lastEventAt } : {};
-    return { plan: "free", interval: "month", ...ended };
-  }
+  if (!subscription || !isLive(subscription.status)) return { plan: "free", interval: "month" };
   const mapped = deps.prices.planOfPrice(subscription.priceId);
   if (!mapped) {
     logger.error("live subscription on a price that is not a configured plan", {

@@ -10,7 +10,7 @@ import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
 import { untilSettled } from "./retry.js";
 import { type DueAllowance, dueAllowance, expectedNextGrantAt } from "./schedule.js";
-import { LAST_SCHEDULED_ANNUAL_MONTH, monthGrant, recordPayment } from "./paid-year.js";
+import { LAST_SCHEDULED_ANNUAL_MONTH, monthGrant, recordPayment, withMonthPassedOver } from "./paid-year.js";
 import type { AccountCommit } from "./store.js";
 import { parseInput } from "../validation.js";
 import { creditAmountSchema, entryKeySchema, userIdSchema } from "./validation.js";
@@ -238,7 +238,9 @@ async function grantOneDueAllowance(deps: LedgerDeps, userId: string): Promise<O
     const month = annual ? monthGrant(account.paidYears, account.periodAnchor, due.index) : undefined;
     if (annual && !month) {
       // Nobody paid for this year (a renewal still past due): the month is passed over, not granted.
-      const skipped = await deps.store.commit(advance);
+      // recorded as passed over, so the year's payment settles this month when it comes
+      const passedOver = withMonthPassedOver(account.paidYears, account.periodAnchor, due.index);
+      const skipped = await deps.store.commit({ ...advance, set: { ...advance.set, paidYears: passedOver } });
       if (skipped.kind !== "committed") return undefined;
       logger.warn("annual month not granted: its year is not paid", { userId, period: due.key, anchor: account.periodAnchor });
       return { result: { granted: false }, moreDue };

@@ -42,8 +42,6 @@ export interface PaidYear {
   shares: PaidShare[];
   /** the last scheduled month the schedule reached in this year (granted from its shares) */
   lastMonth?: number;
-  /** the year was left before its end (a switch out of it, a cancellation): its last month; none after it grants */
-  endedAfter?: number;
 }
 
 /**
@@ -123,8 +121,7 @@ interface MonthOutcome {
  * That keeps the rule linear — each share's part of a month depends on that share alone — which
  * is what makes the year's ledger the same in any order the payments, credits, refunds and
  * disputes arrive in (a "never below zero" clamp made it depend on what came first). Each share
- * records its part per month (`byMonth`, `withheldByMonth`): a year ended early (a switch out of
- * it) takes back exactly what its later months granted.
+ * records its part per month (`byMonth`, `withheldByMonth`).
  */
 function evaluateMonth(shares: readonly PaidShare[], month: number, grossOf: (share: PaidShare) => number): MonthOutcome {
   let amount = 0;
@@ -159,54 +156,7 @@ const recordedAmount = (shares: readonly PaidShare[], month: number) => shares.r
  */
 export function monthReached(schedule: { anchor: number; lastGranted: number }, years: readonly PaidYear[] | undefined, anchor: number): number {
   const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
-  const year = yearOf(years, anchor);
-  const reached = Math.max(year?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
-  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, year?.endedAfter ?? LAST_SCHEDULED_ANNUAL_MONTH, reached);
-}
-
-export interface EndedYear {
-  years: PaidYear[];
-  /** what the months after the end had moved, taken back (positive: they were below zero) */
-  credits: number;
-  /** the months taken back */
-  months: number;
-}
-
-/**
- * The year at `anchor` ended after month `afterMonth` (a portal switch to another interval or
- * period, a cancellation): Stripe stopped billing it there (and credits its unused time back), so
- * no later month may grant from it. Months after the end that the schedule granted anyway —
- * because the switch's events arrived after a month boundary, or a lazy grant ran between the
- * switch and its webhook — are taken back exactly as recorded, so the ledger is the one the
- * switch would have left on time. `undefined` when there is no such year or it ended there already.
- */
-export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number): EndedYear | undefined {
-  const year = yearOf(years, anchor);
-  if (!year || afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (year.endedAfter !== undefined && year.endedAfter <= afterMonth)) return undefined;
-  let credits = 0;
-  const months = new Set<number>();
-  const shares = year.shares.map((share) => {
-    let next = share;
-    for (let month = afterMonth + 1; month <= LAST_SCHEDULED_ANNUAL_MONTH; month++) {
-      const value = valueAt(next.byMonth, month);
-      const held = valueAt(next.withheldByMonth, month);
-      if (value === 0 && held === 0) continue;
-      if (value !== 0) months.add(month);
-      credits -= value;
-      next = {
-        ...next,
-        granted: next.granted - value,
-        withheld: next.withheld - held,
-        byMonth: withValueAt(next.byMonth, month, 0),
-        withheldByMonth: withValueAt(next.withheldByMonth, month, 0),
-        ...(next.budget === undefined ? {} : { budget: next.budget + value }),
-      };
-    }
-    return next;
-  });
-  const ended: PaidYear = { ...year, shares, endedAfter: afterMonth };
-  if (ended.lastMonth !== undefined) ended.lastMonth = Math.min(ended.lastMonth, afterMonth);
-  return { years: (years ?? []).map((candidate) => (candidate === year ? ended : candidate)), credits, months: months.size };
+  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0));
 }
 
 export interface RecordedPayment {
@@ -252,10 +202,25 @@ export function recordPayment(
   const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
   const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
   const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares, ...(lastMonth > 0 ? { lastMonth } : {}) };
-  const others = (years ?? []).filter((candidate) => candidate !== existing);
-  const all = [...others, year].sort((a, b) => a.anchor - b.anchor);
-  const newest = all.at(-1)?.anchor ?? anchor;
-  return { years: all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT), monthsPassed, credits };
+  return { years: withYear(years, existing, year), monthsPassed, credits };
+}
+
+/** The years with `year` in place of `existing` (or added), sorted, only those kept (see `PAID_YEARS_KEPT`). */
+function withYear(years: readonly PaidYear[] | undefined, existing: PaidYear | undefined, year: PaidYear): PaidYear[] {
+  const all = [...(years ?? []).filter((candidate) => candidate !== existing), year].sort((a, b) => a.anchor - b.anchor);
+  const newest = all.at(-1)?.anchor ?? year.anchor;
+  return all.filter((kept) => kept.anchor >= newest - KEEP_WINDOW_MS).slice(-PAID_YEARS_KEPT);
+}
+
+/**
+ * The years with month `month` of the year at `anchor` passed over unpaid (nobody has paid for
+ * that year yet: a renewal still past due). The year is recorded without shares, so its payment
+ * settles that month when it comes, even after the schedule left the year (a cancellation).
+ */
+export function withMonthPassedOver(years: readonly PaidYear[] | undefined, anchor: number, month: number): PaidYear[] {
+  const existing = yearOf(years, anchor);
+  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: existing?.shares ?? [], lastMonth: Math.max(existing?.lastMonth ?? 0, month) };
+  return withYear(years, existing, year);
 }
 
 export interface MonthGrant {
@@ -269,12 +234,12 @@ export interface MonthGrant {
 
 /**
  * What scheduled month `month` of the year anchored at `anchor` grants. `undefined` when nobody
- * paid for that year (no record): the month grants nothing.
+ * paid for that year (no payment recorded): the month grants nothing.
  */
 export function monthGrant(years: readonly PaidYear[] | undefined, anchor: number, month: number): MonthGrant | undefined {
   const year = yearOf(years, anchor);
-  if (!year) return undefined;
-  if (year.endedAfter !== undefined && month > year.endedAfter) return { amount: 0, withheld: 0, years: [...(years ?? [])] };
+  // no payment recorded for the year (at most months passed over): nobody has paid for it
+  if (!year || year.shares.length === 0) return undefined;
   const withinBudget = (share: PaidShare) => (share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget)));
   const outcome = evaluateMonth(year.shares, month, withinBudget);
   const reached: PaidYear = { ...year, shares: outcome.shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };

@@ -2,13 +2,10 @@ import * as z from "zod/mini";
 import "../zod-locale.js";
 import { type BillingInterval, isPlanId, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
-import { logger } from "../logger.js";
 import { periodIndexAt, periodStart } from "../periods.js";
 import type { AccountRecord } from "./account.js";
-import { commitForFacts } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
-import { endYear } from "./paid-year.js";
 import { untilSettled } from "./retry.js";
 import { freeCadence, shardOf } from "./schedule.js";
 import type { AccountCommit } from "./store.js";
@@ -21,8 +18,6 @@ const planChangeSchema = z.object({
   interval: z.enum(["month", "year"]),
   /** paid plans: the subscription's current period start (epoch ms); the allowance months count from it */
   periodStart: z.optional(z.number().check(z.int(), z.minimum(0))),
-  /** back to free because the subscription ended (canceled): when it ended (epoch ms) */
-  endedAt: z.optional(z.number().check(z.int(), z.minimum(0))),
 });
 export type PlanChange = z.infer<typeof planChangeSchema>;
 
@@ -90,52 +85,18 @@ export async function changePlanSchedule(deps: LedgerDeps, input: PlanChange): P
     // inside the loop, so a first-sight change retries the account's creation too
     const account = await ensureAccountOnce(deps, change.userId);
     const { set, remove } = scheduleFor(account, { ...change, plan: change.plan as PlanId }, deps.now(), deps);
-    const ended = annualYearEnded(account, change, deps);
-    const scheduleSet = { ...set, ...(ended ? { paidYears: ended.years } : {}) };
-    const commit: AccountCommit =
-      ended && ended.credits !== 0
-        ? commitForFacts(
-            account,
-            [
-              {
-                key: `year-end#${new Date(account.periodAnchor).toISOString()}#${ended.afterMonth}`,
-                amount: ended.credits,
-                bucket: "allowance",
-                // Stripe ended the year (and credits its unused time back): like a refund, the take may leave the balance below zero
-                reason: ended.credits < 0 ? "refund" : "allowance",
-                refs: { monthsTakenBack: ended.months, endedAfterMonth: ended.afterMonth },
-              },
-            ],
-            deps.now(),
-            { set: scheduleSet, remove },
-          )
-        : { userId: account.userId, expectedSeq: account.seq, entries: [], balanceDelta: 0, availableDelta: 0, set: scheduleSet, remove };
-    const outcome = await deps.store.commit(commit);
+    const outcome = await deps.store.commit({
+      userId: account.userId,
+      expectedSeq: account.seq,
+      entries: [],
+      balanceDelta: 0,
+      availableDelta: 0,
+      set,
+      remove,
+    });
     if (outcome.kind !== "committed") return undefined;
-    const updated = { ...account, ...commit.set } as AccountRecord;
+    const updated = { ...account, ...set } as AccountRecord;
     for (const name of remove) delete updated[name];
     return updated;
   });
-}
-
-/**
- * The annual year the account leaves with this change, ended at the switch (lib/ledger/paid-year.ts
- * `endYear`): a switch to another interval or another period ends it at the new period's start; a
- * subscription that ended (canceled) at `endedAt`. The month in progress at the end stays (it was
- * granted in full, as the switch's own invoice is). `undefined` when the account stays in its year
- * or there is nothing to end (no recorded year, or the year's end is already recorded).
- */
-function annualYearEnded(account: AccountRecord, change: PlanChange, deps: Pick<LedgerDeps, "catalog">) {
-  if (account.interval !== "year" || !planOf(account.plan, deps.catalog).paid) return undefined;
-  const targetPaid = planOf(change.plan as PlanId, deps.catalog).paid;
-  if (targetPaid && change.interval === "year" && change.periodStart === account.periodAnchor) return undefined;
-  const endsAt = targetPaid ? change.periodStart : change.endedAt;
-  if (endsAt === undefined) return undefined;
-  const afterMonth = periodIndexAt(account.periodAnchor, endsAt, { kind: "calendarMonth" });
-  const ended = endYear(account.paidYears, account.periodAnchor, afterMonth);
-  if (!ended) return undefined;
-  if (ended.months > 0) {
-    logger.warn("annual months granted after the year ended were taken back", { userId: account.userId, afterMonth, credits: ended.credits });
-  }
-  return { ...ended, afterMonth };
 }

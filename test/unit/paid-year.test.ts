@@ -1,7 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  endYear,
   LAST_SCHEDULED_ANNUAL_MONTH,
   monthGrant,
   type PaidShare,
@@ -233,23 +232,5 @@ describe("paid year: the months end the same whatever order the payments arrive 
       }),
       { numRuns: 300 },
     );
-  });
-});
-
-describe("paid year: a year left before its end", () => {
-  it("takes back exactly what the months after the end granted, settles no late payment after it, and ends once", () => {
-    let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 100_000 }) ?? [];
-    years = withShareBudget(years, A, "invoice#in_1", 450_000) ?? [];
-    years = [1, 2, 3, 4, 5].reduce((current, month) => monthGrant(current, A, month)?.years ?? current, years); // 4 x 100,000 + 50,000
-    const ended = endYear(years, A, 3);
-    expect(ended).toMatchObject({ credits: -150_000, months: 2 });
-    expect(shareOf(ended?.years, A, "invoice#in_1")).toMatchObject({ granted: 300_000, withheld: 0, budget: 150_000 });
-    expect(endYear(ended?.years, A, 3)).toBeUndefined(); // recorded once
-    expect(endYear(ended?.years, A, 4)).toBeUndefined(); // a later end changes nothing
-    expect(monthGrant(ended?.years, A, 6)?.amount).toBe(0);
-    // an upgrade paid late settles the months up to the end only
-    const late = recordPayment(ended?.years, { anchor: A, lastGranted: 5 }, A, { payment: "upgrade#in_2", fromMonth: 2, monthly: 60_000 });
-    expect(late).toMatchObject({ credits: 120_000 });
-    expect(endYear(years, A, LAST_SCHEDULED_ANNUAL_MONTH)).toBeUndefined(); // ending at the year's own end takes nothing
   });
 });
