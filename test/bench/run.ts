@@ -51,7 +51,9 @@ const SONNET = "anthropic/claude-sonnet-4.5";
 const chat = { model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
 const RESERVE = costOfCall(SONNET, 1200, 800);
 const COST = costOfCall(SONNET, 1200, 300);
-const log = (line: string) => console.error(`bench: ${line}`);
+const benchStarted = performance.now();
+/** Progress on stderr, with the seconds since the run started (so a section's cost shows). */
+const log = (line: string) => console.error(`bench: ${line} [${round((performance.now() - benchStarted) / 1000, 1)} s]`);
 
 interface GateRow {
   concurrency: number;
