@@ -24,5 +24,6 @@ export async function drive(total: number, concurrency: number, work: (i: number
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { perSecond: total / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), seconds };
+  const mean = latencies.reduce((sum, ms) => sum + ms, 0) / Math.max(1, latencies.length);
+  return { perSecond: total / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99), mean, seconds };
 }
