@@ -10,7 +10,8 @@ import type { AccountRecord } from "./account.js";
 
 /** One step of an attribute path: a field name, or a key chosen outside (stored encoded). */
 export type PathStep = string | { key: string };
-export type AttributePath = readonly PathStep[];
+/** A path into the account, in the model's names: a field of it, then keys and fields inside (the adapter stores them under its own names). */
+export type AttributePath = readonly [keyof AccountRecord, ...PathStep[]];
 
 /** A condition on the account item, with DynamoDB's semantics (a missing attribute compares false). */
 export type AccountCondition =
@@ -58,7 +59,7 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
     },
   ];
   if (request.rateLimit) {
-    const counter = ["rl", String(request.rateLimit.minute)];
+    const counter: AttributePath = ["rl", String(request.rateLimit.minute)];
     rules.push({
       name: "underRateLimit",
       condition: {

@@ -1,10 +1,10 @@
-import { storedMapKey } from "../dynamo/items.js";
 import type { AccountCondition, AdmissionRule, AttributePath } from "./admission.js";
 import type { ExpressionParts } from "./dynamo-expression.js";
+import { accountPath } from "./dynamo-item.js";
 
-/** An attribute path as expression placeholders; keys chosen outside are named in their stored form. */
+/** An attribute path as expression placeholders, in stored names (dynamo-item.ts); keys chosen outside are named in their stored form. */
 export function compilePath(parts: ExpressionParts, path: AttributePath): string {
-  return parts.path(...path.map((step) => (typeof step === "string" ? step : storedMapKey(step.key))));
+  return accountPath(parts, ...path);
 }
 
 /** One condition (lib/ledger/admission.ts) as a DynamoDB condition expression. */

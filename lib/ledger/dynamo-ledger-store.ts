@@ -11,10 +11,12 @@ import {
   type UpdateItemCommandInput,
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
-import { readItem, storedMapKey } from "../dynamo/items.js";
+import { readItem } from "../dynamo/items.js";
+import { ownValue } from "../own-keys.js";
 import {
   type AccountRecord,
   type HoldIdentity,
+  type HoldRecord,
   type LedgerEntry,
   outboxEntry,
   type PendingEntry,
@@ -22,6 +24,16 @@ import {
 } from "./account.js";
 import { compileRules } from "./dynamo-conditions.js";
 import { ExpressionParts, updateExpression } from "./dynamo-expression.js";
+import {
+  accountFieldsFromItem,
+  accountFromItem,
+  accountItem,
+  accountPath,
+  ENTRY_PREFIX,
+  entryFromItem,
+  entryItem,
+  holdItem,
+} from "./dynamo-item.js";
 import {
   type AccountCommit,
   type CommitOutcome,
@@ -36,55 +48,12 @@ import { accountKey, INDEXES, userPk } from "./table-definition.js";
 
 /** How many left-behind per-minute rate counters an account may carry before a reserve prunes them. */
 export const STALE_RATE_COUNTERS_PRUNED_AT = 8;
-const ENTRY_PREFIX = "E#";
 const MARKER_PREFIX = "H#";
 /** Release markers answer late settles/releases for this long, then TTL removes them. */
 const MARKER_TTL_SECONDS = 35 * 86_400;
 
 const entryKey = (userId: string, key: string) => marshall({ pk: userPk(userId), sk: `${ENTRY_PREFIX}${key}` });
 const markerSk = (hold: HoldIdentity) => `${MARKER_PREFIX}${hold.requestId}#${hold.tag}`;
-
-/** The account as stored: the maps keyed by requestId get their keys encoded (`storedMapKey`). */
-function accountItem(account: AccountRecord): Record<string, AttributeValue> {
-  const encoded = <T>(map: Record<string, T>) =>
-    Object.fromEntries(Object.entries(map).map(([requestId, value]) => [storedMapKey(requestId), value]));
-  return marshall(
-    {
-      ...accountKey(account.userId),
-      ...account,
-      holds: encoded(account.holds),
-      holdSeq: encoded(account.holdSeq),
-      holdBal: encoded(account.holdBal),
-    },
-    { removeUndefinedValues: true },
-  );
-}
-
-function toAccount(item: Record<string, AttributeValue> | undefined): AccountRecord | undefined {
-  if (!item) return undefined;
-  const { pk: _pk, sk: _sk, ...account } = readItem(item);
-  return account as AccountRecord;
-}
-
-function toEntry(item: Record<string, AttributeValue>): LedgerEntry {
-  const raw = readItem(item);
-  return {
-    userId: raw.userId,
-    key: raw.key,
-    amount: raw.amount,
-    balanceAfter: raw.balanceAfter,
-    seq: raw.entrySeq,
-    reason: raw.reason,
-    bucket: raw.bucket,
-    refs: raw.refs ?? {},
-    createdAt: raw.createdAt,
-  };
-}
-
-function entryItem(entry: LedgerEntry): Record<string, AttributeValue> {
-  const { seq, ...rest } = entry;
-  return marshall({ pk: userPk(entry.userId), sk: `${ENTRY_PREFIX}${entry.key}`, entrySeq: seq, ...rest });
-}
 
 function putNew(tableName: string, item: Record<string, AttributeValue>): TransactWriteItem {
   return {
@@ -110,8 +79,8 @@ function cancelledItems(error: unknown): { failed: number[]; items: (Record<stri
 }
 
 /** `holds.<requestId>…` (and holdSeq, holdBal): the requestId is a user's string, stored encoded. */
-const holdPath = (parts: ExpressionParts, map: "holds" | "holdSeq" | "holdBal", requestId: string, ...rest: string[]) =>
-  parts.path(map, storedMapKey(requestId), ...rest);
+const holdPath = (parts: ExpressionParts, map: "holds" | "holdSeq" | "holdBal", requestId: string, ...rest: (keyof HoldRecord)[]) =>
+  accountPath(parts, map, { key: requestId }, ...rest);
 
 function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
   return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBal", requestId)];
@@ -136,7 +105,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
     const { Item } = await client.send(
       new GetItemCommand({ TableName: tableName, Key: marshall(accountKey(userId)), ConsistentRead: true }),
     );
-    return toAccount(Item);
+    return accountFromItem(Item);
   }
 
   /**
@@ -154,7 +123,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         new UpdateItemCommand({
           TableName: tableName,
           Key: marshall(accountKey(userId)),
-          UpdateExpression: updateExpression([], stale.map((key) => p.path("rl", key))),
+          UpdateExpression: updateExpression([], stale.map((key) => accountPath(p, "rl", key))),
           ConditionExpression: `attribute_exists(${p.path("pk")})`,
           ...p.attributes(),
         }),
@@ -188,21 +157,23 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
     async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
       const p = new ExpressionParts();
       const hold = holdPath(p, "holds", request.requestId);
-      const available = p.path("available");
+      const available = accountPath(p, "available");
+      const holdShard = accountPath(p, "holdShard");
+      const holdDueAt = accountPath(p, "holdDueAt");
       const sets = [
         `${available} = ${available} - ${p.value(request.hold.a)}`,
-        `${hold} = ${p.value(request.hold)}`,
-        `${holdPath(p, "holdSeq", request.requestId)} = ${p.path("seq")}`,
-        `${holdPath(p, "holdBal", request.requestId)} = ${p.path("balance")}`,
-        `${p.path("holdShard")} = if_not_exists(${p.path("holdShard")}, ${p.value(request.holdShard)})`,
-        `${p.path("holdDueAt")} = if_not_exists(${p.path("holdDueAt")}, ${p.value(request.hold.e)})`,
+        `${hold} = ${p.value(holdItem(request.hold))}`,
+        `${holdPath(p, "holdSeq", request.requestId)} = ${accountPath(p, "seq")}`,
+        `${holdPath(p, "holdBal", request.requestId)} = ${accountPath(p, "balance")}`,
+        `${holdShard} = if_not_exists(${holdShard}, ${p.value(request.holdShard)})`,
+        `${holdDueAt} = if_not_exists(${holdDueAt}, ${p.value(request.hold.e)})`,
       ];
       const removes: string[] = [];
       if (request.rateCounterMinute !== undefined) {
         // One counter per minute in a map; the previous minute's counter is dropped as we go.
-        const counter = p.path("rl", String(request.rateCounterMinute));
+        const counter = accountPath(p, "rl", String(request.rateCounterMinute));
         sets.push(`${counter} = if_not_exists(${counter}, ${p.value(0)}) + ${p.value(1)}`);
-        removes.push(p.path("rl", String(request.rateCounterMinute - 1)));
+        removes.push(accountPath(p, "rl", String(request.rateCounterMinute - 1)));
       }
       const condition = compileRules(p, request.rules);
       try {
@@ -217,39 +188,41 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             ReturnValuesOnConditionCheckFailure: "ALL_OLD",
           }),
         );
-        const account = toAccount(Attributes) as AccountRecord;
+        const account = accountFromItem(Attributes) as AccountRecord;
         if (request.rateCounterMinute !== undefined) await pruneRateCounters(request.userId, account.rl, request.rateCounterMinute);
         return { kind: "reserved", account };
       } catch (error) {
-        if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: toAccount(error.Item) };
+        if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: accountFromItem(error.Item) };
         throw error;
       }
     },
 
     async commit(commit: AccountCommit): Promise<CommitOutcome> {
       const p = new ExpressionParts();
-      const seq = p.path("seq");
+      const seq = accountPath(p, "seq");
+      const balance = accountPath(p, "balance");
+      const available = accountPath(p, "available");
       const sets = [
-        `${p.path("balance")} = ${p.path("balance")} + ${p.value(commit.balanceDelta)}`,
-        `${p.path("available")} = ${p.path("available")} + ${p.value(commit.availableDelta)}`,
+        `${balance} = ${balance} + ${p.value(commit.balanceDelta)}`,
+        `${available} = ${available} + ${p.value(commit.availableDelta)}`,
         `${seq} = ${p.value(commit.expectedSeq + commit.entries.length)}`,
       ];
-      if (commit.spentDelta) sets.push(`${p.path("spent")} = ${p.path("spent")} + ${p.value(commit.spentDelta)}`);
-      for (const [name, value] of Object.entries(commit.set ?? {})) {
-        if (value !== undefined) sets.push(`${p.path(name)} = ${p.value(value)}`);
+      if (commit.spentDelta) sets.push(`${accountPath(p, "spent")} = ${accountPath(p, "spent")} + ${p.value(commit.spentDelta)}`);
+      for (const [name, value] of Object.entries(commit.set ?? {}) as [keyof AccountRecord, unknown][]) {
+        if (value !== undefined) sets.push(`${accountPath(p, name)} = ${p.value(value)}`);
       }
-      const removes = (commit.remove ?? []).map((name) => p.path(name));
+      const removes = (commit.remove ?? []).map((name) => accountPath(p, name));
       const conditions = [`${seq} = ${p.value(commit.expectedSeq)}`];
-      if (commit.expectedBalance !== undefined) conditions.push(`${p.path("balance")} = ${p.value(commit.expectedBalance)}`);
+      if (commit.expectedBalance !== undefined) conditions.push(`${balance} = ${p.value(commit.expectedBalance)}`);
       if (commit.requireAvailable !== undefined) {
-        conditions.push(`${p.path("available")} >= ${p.value(commit.requireAvailable)}`);
+        conditions.push(`${available} >= ${p.value(commit.requireAvailable)}`);
       }
       if (commit.closeHold) {
         conditions.push(...holdStillOpen(p, commit.closeHold));
         removes.push(...closeHoldPaths(p, commit.closeHold.requestId));
       }
       if (commit.periodBelow !== undefined) {
-        conditions.push(`${p.path("periodIndex")} < ${p.value(commit.periodBelow)}`);
+        conditions.push(`${accountPath(p, "periodIndex")} < ${p.value(commit.periodBelow)}`);
       }
       const accountUpdate: TransactWriteItem = {
         Update: {
@@ -282,13 +255,13 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         if (duplicate !== undefined) return { kind: "duplicate", key: (commit.entries[duplicate] as LedgerEntry).key };
         const accountIndex = commit.entries.length;
         const item = items[accountIndex];
-        return { kind: "stale", account: item ? toAccount(item) : await getAccount(commit.userId) };
+        return { kind: "stale", account: item ? accountFromItem(item) : await getAccount(commit.userId) };
       }
     },
 
     async release(hold, marker: ReleaseMarker): Promise<ReleaseOutcome> {
       const p = new ExpressionParts();
-      const available = p.path("available");
+      const available = accountPath(p, "available");
       const accountUpdate: TransactWriteItem = {
         Update: {
           TableName: tableName,
@@ -316,14 +289,14 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       } catch (error) {
         const { failed, items } = cancelledItems(error);
         if (failed.includes(0)) return { kind: "marked" };
-        return { kind: "stale", account: items[1] ? toAccount(items[1]) : await getAccount(hold.userId) };
+        return { kind: "stale", account: items[1] ? accountFromItem(items[1]) : await getAccount(hold.userId) };
       }
     },
 
     async settleToOutbox(request: OutboxSettle) {
       const { hold, key, cost } = request;
       const p = new ExpressionParts();
-      const path = (name: string) => p.path(name);
+      const path = (name: keyof AccountRecord) => accountPath(p, name);
       const pending: PendingEntry = { amount: -cost, refs: request.refs, createdAt: request.now };
       const sets = [
         `${path("balance")} = ${path("balance")} - ${p.value(cost)}`,
@@ -331,9 +304,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${path("spent")} = ${path("spent")} + ${p.value(cost)}`,
         `${path("seq")} = ${path("seq")} + ${p.value(1)}`,
         // Right-hand operands are the values before this update: the entry's exact place.
-        `${p.path("pendSeq", key)} = ${path("seq")}`,
-        `${p.path("pendBal", key)} = ${path("balance")}`,
-        `${p.path("pend", key)} = ${p.value(pending)}`,
+        `${accountPath(p, "pendSeq", key)} = ${path("seq")}`,
+        `${accountPath(p, "pendBal", key)} = ${path("balance")}`,
+        `${accountPath(p, "pend", key)} = ${p.value(pending)}`,
         // Keeps the account visible to the sweep until the outbox is empty (crash recovery).
         `${path("holdShard")} = if_not_exists(${path("holdShard")}, ${p.value(request.holdShard)})`,
         `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
@@ -349,9 +322,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             ReturnValues: "UPDATED_NEW",
           }),
         );
-        const updated = readItem(Attributes ?? {});
-        const seqBefore = Number(updated.pendSeq?.[key]);
-        const balanceBefore = Number(updated.pendBal?.[key]);
+        const updated = accountFieldsFromItem(Attributes ?? {});
+        const seqBefore = Number(ownValue(updated.pendSeq, key));
+        const balanceBefore = Number(ownValue(updated.pendBal, key));
         return {
           kind: "applied" as const,
           entry: outboxEntry(hold.userId, key, pending, seqBefore, balanceBefore),
@@ -369,7 +342,10 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
           Update: {
             TableName: tableName,
             Key: marshall(accountKey(userId)),
-            UpdateExpression: updateExpression([], [p.path("pend", entry.key), p.path("pendSeq", entry.key), p.path("pendBal", entry.key)]),
+            UpdateExpression: updateExpression(
+              [],
+              [accountPath(p, "pend", entry.key), accountPath(p, "pendSeq", entry.key), accountPath(p, "pendBal", entry.key)],
+            ),
             ...p.attributes(),
           },
         };
@@ -388,7 +364,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const { Item } = await client.send(
         new GetItemCommand({ TableName: tableName, Key: entryKey(userId, key), ConsistentRead: true }),
       );
-      return Item ? toEntry(Item) : undefined;
+      return Item ? entryFromItem(Item) : undefined;
     },
 
     async markReleasedAfterExpiry(hold, settleKey, at) {
@@ -448,7 +424,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
           ConsistentRead: true,
         }),
       );
-      return Items.map(toEntry);
+      return Items.map(entryFromItem);
     },
 
     async allEntries(userId) {
@@ -465,7 +441,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             ExclusiveStartKey: startKey,
           }),
         );
-        entries.push(...(page.Items ?? []).map(toEntry));
+        entries.push(...(page.Items ?? []).map(entryFromItem));
         startKey = page.LastEvaluatedKey;
       } while (startKey);
       return entries;

@@ -8,6 +8,7 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
 import { readItem } from "../dynamo/items.js";
+import { accountFieldsFromItem, storedAccountName } from "../ledger/dynamo-item.js";
 import { accountKey, INDEXES, SCHEDULE_SHARDS, userIdOfPk } from "../ledger/table-definition.js";
 import type { ScheduleStore } from "./schedule-store.js";
 
@@ -42,13 +43,12 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
           TableName: tableName,
           Key: key,
           ProjectionExpression: "#holds",
-          ExpressionAttributeNames: { "#holds": "holds" },
+          ExpressionAttributeNames: { "#holds": storedAccountName("holds") },
           ConsistentRead: true,
         }),
       );
       if (!Item) return;
-      const holds = (readItem(Item).holds ?? {}) as Record<string, { e: number }>;
-      const expiries = Object.values(holds).map((hold) => hold.e);
+      const expiries = Object.values(accountFieldsFromItem(Item).holds ?? {}).map((hold) => hold.e);
       try {
         if (expiries.length === 0) {
           // Conditional: an authorize that opened a hold meanwhile keeps the account in the index.
@@ -61,8 +61,8 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
               ExpressionAttributeNames: {
                 "#shard": INDEXES.holdDue.partitionKey,
                 "#due": INDEXES.holdDue.sortKey,
-                "#holds": "holds",
-                "#pend": "pend",
+                "#holds": storedAccountName("holds"),
+                "#pend": storedAccountName("pend"),
               },
               ExpressionAttributeValues: marshall({ ":zero": 0 }),
             }),

@@ -1,6 +1,6 @@
 import { BatchWriteItemCommand, type DynamoDBClient, type WriteRequest } from "@aws-sdk/client-dynamodb";
-import { marshall } from "@aws-sdk/util-dynamodb";
 import { catalog } from "../../lib/catalog.js";
+import { accountItem, entryItem } from "../../lib/ledger/dynamo-item.js";
 import { newAccount } from "../../lib/ledger/ensure-account.js";
 
 /**
@@ -13,13 +13,9 @@ export async function seedFreeAccounts(
   accounts: { userId: string; createdAt: number }[],
 ): Promise<void> {
   const requests: WriteRequest[] = accounts.flatMap(({ userId, createdAt }) => {
-    // Exactly what ensureAccount writes on first sight, so seeded accounts are real accounts.
+    // Exactly what ensureAccount writes on first sight (the adapter's stored items), so seeded accounts are real accounts.
     const { account, signup } = newAccount({ catalog }, userId, createdAt);
-    const { seq, ...entry } = signup;
-    return [
-      { PutRequest: { Item: marshall({ pk: `U#${userId}`, sk: "ACCOUNT", ...account }) } },
-      { PutRequest: { Item: marshall({ pk: `U#${userId}`, sk: `E#${signup.key}`, entrySeq: seq, ...entry }) } },
-    ];
+    return [{ PutRequest: { Item: accountItem(account) } }, { PutRequest: { Item: entryItem(signup) } }];
   });
   const batches: WriteRequest[][] = [];
   for (let i = 0; i < requests.length; i += 25) batches.push(requests.slice(i, i + 25));
