@@ -11,15 +11,15 @@ import { ownValue } from "../own-keys.js";
 /** An open reservation of credits for one chat, keyed in the account by the caller's requestId. */
 export interface HoldRecord {
   /** credits reserved */
-  a: number;
+  reserved: number;
   /** model the reservation was priced for */
-  m: string;
-  /** created at (epoch ms) */
-  c: number;
+  model: string;
+  /** epoch ms */
+  createdAt: number;
   /** random tag: with the requestId, the hold's identity (two holds may share a millisecond) */
-  t: string;
-  /** expires at (epoch ms): after this the sweep may release it */
-  e: number;
+  tag: string;
+  /** epoch ms: after this the sweep may release it */
+  expiresAt: number;
 }
 
 /** A settle entry waiting in the account's outbox (see AccountRecord.pend). */

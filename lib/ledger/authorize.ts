@@ -33,13 +33,13 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
     holdId: encodeHoldId({
       userId: account.userId,
       requestId,
-      tag: hold.t,
+      tag: hold.tag,
       seq: ownValue(account.holdSeq, requestId) ?? 0,
       balance: ownValue(account.holdBal, requestId) ?? 0,
-      model: hold.m,
-      reserved: hold.a,
+      model: hold.model,
+      reserved: hold.reserved,
     }),
-    reserved: hold.a,
+    reserved: hold.reserved,
     balance: account.balance,
     available: account.available,
     plan: account.plan,
@@ -72,7 +72,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
     const outcome = await deps.store.reserve({
       userId: request.userId,
       requestId: request.requestId,
-      hold: { a: reserved, m: model, c: now, e: now + deps.holdTtlMs, t: randomBytes(9).toString("base64url") },
+      hold: { reserved, model, createdAt: now, expiresAt: now + deps.holdTtlMs, tag: randomBytes(9).toString("base64url") },
       holdShard: shardOf(request.userId),
       rules,
       ...(rateLimited ? { rateCounterMinute: minute } : {}),
@@ -91,7 +91,7 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       }
       case "hasNoSuchHold": {
         const existing = ownValue(account?.holds, request.requestId);
-        if (existing?.m !== model || existing.a !== reserved) {
+        if (existing?.model !== model || existing.reserved !== reserved) {
           throw new ConflictError("requestId was already used for a different request", "CONFLICT", { field: "requestId" });
         }
         return resultFor(account as AccountRecord, request.requestId);

@@ -19,11 +19,11 @@ const ACCOUNT_STORED_NAMES: Readonly<Partial<Record<keyof AccountRecord, string>
 
 /** A hold's fields (`holds.<requestId>.<field>`) as stored. */
 const HOLD_STORED_NAMES = {
-  a: "a",
-  m: "m",
-  c: "c",
-  t: "t",
-  e: "e",
+  reserved: "a",
+  model: "m",
+  createdAt: "c",
+  tag: "t",
+  expiresAt: "e",
 } as const satisfies Record<keyof HoldRecord, string>;
 
 /** A ledger entry's fields stored under another name (`entrySeq`: the history index's sort key). */

@@ -92,10 +92,10 @@ function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
  */
 function holdStillOpen(parts: ExpressionParts, hold: { requestId: string; tag: string; reserved: number; model?: string }): string[] {
   const conditions = [
-    `${holdPath(parts, "holds", hold.requestId, "t")} = ${parts.value(hold.tag)}`,
-    `${holdPath(parts, "holds", hold.requestId, "a")} = ${parts.value(hold.reserved)}`,
+    `${holdPath(parts, "holds", hold.requestId, "tag")} = ${parts.value(hold.tag)}`,
+    `${holdPath(parts, "holds", hold.requestId, "reserved")} = ${parts.value(hold.reserved)}`,
   ];
-  if (hold.model !== undefined) conditions.push(`${holdPath(parts, "holds", hold.requestId, "m")} = ${parts.value(hold.model)}`);
+  if (hold.model !== undefined) conditions.push(`${holdPath(parts, "holds", hold.requestId, "model")} = ${parts.value(hold.model)}`);
   return conditions;
 }
 
@@ -161,12 +161,12 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
       const holdShard = accountPath(p, "holdShard");
       const holdDueAt = accountPath(p, "holdDueAt");
       const sets = [
-        `${available} = ${available} - ${p.value(request.hold.a)}`,
+        `${available} = ${available} - ${p.value(request.hold.reserved)}`,
         `${hold} = ${p.value(holdItem(request.hold))}`,
         `${holdPath(p, "holdSeq", request.requestId)} = ${accountPath(p, "seq")}`,
         `${holdPath(p, "holdBal", request.requestId)} = ${accountPath(p, "balance")}`,
         `${holdShard} = if_not_exists(${holdShard}, ${p.value(request.holdShard)})`,
-        `${holdDueAt} = if_not_exists(${holdDueAt}, ${p.value(request.hold.e)})`,
+        `${holdDueAt} = if_not_exists(${holdDueAt}, ${p.value(request.hold.expiresAt)})`,
       ];
       const removes: string[] = [];
       if (request.rateCounterMinute !== undefined) {

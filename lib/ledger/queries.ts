@@ -158,7 +158,7 @@ export async function auditAccount(deps: LedgerDeps, userIdInput: string): Promi
   }
   if (account.balance !== running) problems.push(`balance ${account.balance} != ledger sum ${running}`);
   if (account.seq !== entries.length) problems.push(`seq ${account.seq} != ${entries.length} entries`);
-  const heldByHolds = Object.values(account.holds).reduce((sum, hold) => sum + hold.a, 0);
+  const heldByHolds = Object.values(account.holds).reduce((sum, hold) => sum + hold.reserved, 0);
   if (heldOf(account) !== heldByHolds) problems.push(`held ${heldOf(account)} != open holds ${heldByHolds}`);
   const split = splitOf(account);
   if (split.allowance + split.purchased !== account.balance) problems.push("allowance + purchased != balance");

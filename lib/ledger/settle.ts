@@ -31,7 +31,7 @@ function holdRef(holdId: string): HoldRef {
 const settleKey = (hold: HoldIdentity) => `settle#${hold.requestId}#${hold.tag}`;
 
 const isSameHold = (hold: HoldRecord | undefined, ref: HoldIdentity): hold is HoldRecord =>
-  hold !== undefined && hold.t === ref.tag;
+  hold !== undefined && hold.tag === ref.tag;
 
 function settledOutcome(holdId: string, entry: LedgerEntry): HoldOutcome {
   return {
@@ -148,13 +148,13 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
   });
 }
 
-function settleRefs(ref: HoldRef, hold: { a: number; m: string }, cost: number, tokens: { inputTokens: number; outputTokens: number }) {
+function settleRefs(ref: HoldRef, hold: Pick<HoldRecord, "reserved" | "model">, cost: number, tokens: { inputTokens: number; outputTokens: number }) {
   return {
-    model: hold.m,
+    model: hold.model,
     inputTokens: tokens.inputTokens,
     outputTokens: tokens.outputTokens,
-    reserved: hold.a,
-    released: Math.max(0, hold.a - cost),
+    reserved: hold.reserved,
+    released: Math.max(0, hold.reserved - cost),
     requestId: ref.requestId,
   };
 }
@@ -167,9 +167,9 @@ async function settleViaOutbox(
   hold: HoldRecord,
   tokens: { inputTokens: number; outputTokens: number },
 ): Promise<HoldOutcome | undefined> {
-  const cost = costOfCall(hold.m, tokens.inputTokens, tokens.outputTokens);
+  const cost = costOfCall(hold.model, tokens.inputTokens, tokens.outputTokens);
   const applied = await deps.store.settleToOutbox({
-    hold: { ...ref, reserved: hold.a, model: hold.m },
+    hold: { ...ref, reserved: hold.reserved, model: hold.model },
     key: settleKey(ref),
     cost,
     refs: settleRefs(ref, hold, cost, tokens),
@@ -264,12 +264,12 @@ async function closeWithoutCharge(
     if (!shouldClose(hold)) return "declined";
     const now = deps.now();
     const outcome = await deps.store.release(
-      { ...ref, reserved: hold.a },
-      { ...ref, released: hold.a, model: hold.m, cause, balance: account.balance, at: now },
+      { ...ref, reserved: hold.reserved },
+      { ...ref, released: hold.reserved, model: hold.model, cause, balance: account.balance, at: now },
     );
     if (outcome.kind === "released") {
       return {
-        outcome: { holdId, status: cause, charged: 0, released: hold.a, balance: outcome.account.balance },
+        outcome: { holdId, status: cause, charged: 0, released: hold.reserved, balance: outcome.account.balance },
         closedNow: true,
       };
     }
@@ -302,17 +302,17 @@ export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Pro
   const now = deps.now();
   const outcomes: HoldOutcome[] = [];
   for (const [requestId, hold] of Object.entries(account.holds)) {
-    if (hold.e > now) continue;
+    if (hold.expiresAt > now) continue;
     const ref: HoldRef = {
       userId,
       requestId,
-      tag: hold.t,
+      tag: hold.tag,
       seq: ownValue(account.holdSeq, requestId) ?? 0,
       balance: ownValue(account.holdBal, requestId) ?? 0,
-      model: hold.m,
-      reserved: hold.a,
+      model: hold.model,
+      reserved: hold.reserved,
     };
-    const result = await closeWithoutCharge(deps, encodeHoldId(ref), ref, "expired", (current) => current.e <= now);
+    const result = await closeWithoutCharge(deps, encodeHoldId(ref), ref, "expired", (current) => current.expiresAt <= now);
     if (result !== "declined" && result.closedNow) outcomes.push(result.outcome);
   }
   return outcomes;

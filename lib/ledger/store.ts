@@ -82,7 +82,7 @@ export interface LedgerStore {
   getAccount(userId: string): Promise<AccountRecord | undefined>;
   /** Creates the account with its first entries; false when it already exists. */
   createAccount(account: AccountRecord, entries: LedgerEntry[]): Promise<boolean>;
-  /** Admission: one write, conditioned on the admission rules, that reserves `hold.a` credits, or rejects with the old state. */
+  /** Admission: one write, conditioned on the admission rules, that reserves `hold.reserved` credits, or rejects with the old state. */
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   commit(commit: AccountCommit): Promise<CommitOutcome>;
   /** Closes an open hold without charging and records why; `marked` if a marker already existed. */

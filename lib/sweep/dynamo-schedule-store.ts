@@ -48,7 +48,7 @@ export function createDynamoScheduleStore(client: DynamoDBClient, tableName: str
         }),
       );
       if (!Item) return;
-      const expiries = Object.values(accountFieldsFromItem(Item).holds ?? {}).map((hold) => hold.e);
+      const expiries = Object.values(accountFieldsFromItem(Item).holds ?? {}).map((hold) => hold.expiresAt);
       try {
         if (expiries.length === 0) {
           // Conditional: an authorize that opened a hold meanwhile keeps the account in the index.

@@ -11,11 +11,11 @@ const NOW = Date.UTC(2026, 5, 1, 12, 0, 30);
 const MINUTE = Math.floor(NOW / 60_000);
 
 const holdArbitrary: fc.Arbitrary<HoldRecord> = fc.record({
-  a: fc.integer({ min: 1, max: 5_000 }),
-  m: fc.constant("anthropic/claude-sonnet-4.5"),
-  c: fc.constant(NOW - 1_000),
-  e: fc.constant(NOW + 900_000),
-  t: fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 3 }),
+  reserved: fc.integer({ min: 1, max: 5_000 }),
+  model: fc.constant("anthropic/claude-sonnet-4.5"),
+  createdAt: fc.constant(NOW - 1_000),
+  expiresAt: fc.constant(NOW + 900_000),
+  tag: fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 3 }),
 });
 
 /** Random account states around every admission boundary. */
@@ -47,7 +47,7 @@ function accountOf(userId: string, state: State): AccountRecord {
     holdSeq[requestId] = 1;
     holdBal[requestId] = state.balance;
   }
-  const held = Object.values(state.holds).reduce((sum, hold) => sum + hold.a, 0);
+  const held = Object.values(state.holds).reduce((sum, hold) => sum + hold.reserved, 0);
   const rl = emptyMap<number>();
   if (state.counter !== undefined) rl[String(MINUTE)] = state.counter;
   return {
@@ -81,7 +81,7 @@ async function dynamoAdmits(store: LedgerStore, account: AccountRecord | undefin
   const outcome = await store.reserve({
     userId,
     requestId,
-    hold: { a: reserved, m: "anthropic/claude-sonnet-4.5", c: NOW, e: NOW + 900_000, t: "new" },
+    hold: { reserved, model: "anthropic/claude-sonnet-4.5", createdAt: NOW, expiresAt: NOW + 900_000, tag: "new" },
     holdShard: "G0",
     rules,
     rateCounterMinute: MINUTE,

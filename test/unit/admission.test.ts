@@ -34,7 +34,7 @@ describe("admission rules (pure)", () => {
   it("an existing hold is found by its own key only, never by a name every object answers for", () => {
     const holds = emptyMap<AccountRecord["holds"][string]>();
     // a null-prototype map: `__proto__` is an ordinary own key (as lib/dynamo/items.ts reads it)
-    Object.defineProperty(holds, "__proto__", { value: { a: 1, m: "m", c: 0, e: 1, t: "t" }, enumerable: true });
+    Object.defineProperty(holds, "__proto__", { value: { reserved: 1, model: "m", createdAt: 0, expiresAt: 1, tag: "t" }, enumerable: true });
     expect(refusedRules(rules(1, "__proto__"), account({ holds }))).toEqual(["hasNoSuchHold"]);
     for (const name of ["constructor", "toString", "valueOf", "hasOwnProperty"]) {
       expect(refusedRules(rules(1, name), account({ holds }))).toEqual([]);
@@ -45,9 +45,9 @@ describe("admission rules (pure)", () => {
 
   it("the hold cap counts open holds", () => {
     const holds = emptyMap<AccountRecord["holds"][string]>();
-    holds.a = { a: 1, m: "m", c: 0, e: 1, t: "t" };
+    holds.a = { reserved: 1, model: "m", createdAt: 0, expiresAt: 1, tag: "t" };
     expect(refusedRules(rules(1), account({ holds, available: 99 }))).toEqual([]);
-    holds.b = { a: 1, m: "m", c: 0, e: 1, t: "t" };
+    holds.b = { reserved: 1, model: "m", createdAt: 0, expiresAt: 1, tag: "t" };
     expect(refusedRules(rules(1), account({ holds, available: 98 }))).toEqual(["underHoldCap"]);
   });
 });

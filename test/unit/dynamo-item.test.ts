@@ -11,7 +11,13 @@ import { emptyMap, ownValue } from "../../lib/own-keys.js";
  * here, whatever the model calls them (lib/ledger/dynamo-item.ts maps the two).
  */
 
-const hold = (reserved: number, tag: string): HoldRecord => ({ a: reserved, m: "anthropic/claude-sonnet-4.5", c: 1_000, t: tag, e: 901_000 });
+const hold = (reserved: number, tag: string): HoldRecord => ({
+  reserved,
+  model: "anthropic/claude-sonnet-4.5",
+  createdAt: 1_000,
+  tag,
+  expiresAt: 901_000,
+});
 
 /** An account with something in every map, under ordinary and hostile keys. */
 function busyAccount(): AccountRecord {
@@ -103,7 +109,8 @@ describe("the stored account item (lib/ledger/dynamo-item.ts)", () => {
   });
 
   it("names model paths by their stored names, keys chosen outside encoded", () => {
-    expect(storedPath(["holds", { key: "__proto__" }, "a"])).toEqual(["holds", "#__proto__", "a"]);
+    expect(storedPath(["holds", { key: "__proto__" }, "reserved"])).toEqual(["holds", "#__proto__", "a"]);
+    expect(storedPath(["holds", { key: "r1" }, "expiresAt"])).toEqual(["holds", "#r1", "e"]);
     expect(storedPath(["holdBal", { key: "r1" }])).toEqual(["holdBal", "#r1"]);
     expect(storedPath(["rl", "28333"])).toEqual(["rl", "28333"]);
     expect(storedPath(["pend", "settle#r0#tag0"])).toEqual(["pend", "settle#r0#tag0"]);
