@@ -22,7 +22,7 @@ export interface HoldRecord {
   expiresAt: number;
 }
 
-/** A settle entry waiting in the account's outbox (see AccountRecord.pend). */
+/** A settle entry waiting in the account's outbox (see AccountRecord.outbox). */
 export interface PendingEntry {
   amount: number;
   refs: Record<string, string | number>;
@@ -123,16 +123,16 @@ export interface AccountRecord {
   holds: Record<string, HoldRecord>;
   /** seq and balance when each hold was created: the settle fast path's expected state */
   holdSeq: Record<string, number>;
-  holdBal: Record<string, number>;
+  holdBalance: Record<string, number>;
   /**
    * Outbox of settle entries applied to the balance but not yet written as ledger items (the
-   * contended settle path; see settle.ts). `pendSeq`/`pendBal` hold the account's seq and balance
+   * contended settle path; see settle.ts). `outboxSeq`/`outboxBalance` hold the account's seq and balance
    * just before each was applied, so its entry gets an exact seq and balanceAfter. Normally emptied
    * within the same request; after a crash, by the next settle of the hold or by the sweep.
    */
-  pend: Record<string, PendingEntry>;
-  pendSeq: Record<string, number>;
-  pendBal: Record<string, number>;
+  outbox: Record<string, PendingEntry>;
+  outboxSeq: Record<string, number>;
+  outboxBalance: Record<string, number>;
   /** the allowance period last granted (0 = the signup period) and its schedule */
   periodIndex: number;
   periodAnchor: number;
@@ -141,7 +141,7 @@ export interface AccountRecord {
   holdShard?: string;
   holdDueAt?: number;
   /** per-minute authorize counters for the rate limit, keyed by minute number */
-  rl: Record<string, number>;
+  rateCounters: Record<string, number>;
   stripeCustomerId?: string;
   subscription?: SubscriptionState;
   paymentFailedAt?: number;
@@ -178,7 +178,7 @@ export function outboxEntry(
 
 /** Every entry waiting in an account's outbox. */
 export function outboxEntries(account: AccountRecord): LedgerEntry[] {
-  return Object.entries(account.pend ?? {}).map(([key, pending]) =>
-    outboxEntry(account.userId, key, pending, ownValue(account.pendSeq, key) ?? 0, ownValue(account.pendBal, key) ?? 0),
+  return Object.entries(account.outbox ?? {}).map(([key, pending]) =>
+    outboxEntry(account.userId, key, pending, ownValue(account.outboxSeq, key) ?? 0, ownValue(account.outboxBalance, key) ?? 0),
   );
 }

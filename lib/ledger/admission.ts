@@ -59,7 +59,7 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
     },
   ];
   if (request.rateLimit) {
-    const counter: AttributePath = ["rl", String(request.rateLimit.minute)];
+    const counter: AttributePath = ["rateCounters", String(request.rateLimit.minute)];
     rules.push({
       name: "underRateLimit",
       condition: {

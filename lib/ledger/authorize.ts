@@ -35,7 +35,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
       requestId,
       tag: hold.tag,
       seq: ownValue(account.holdSeq, requestId) ?? 0,
-      balance: ownValue(account.holdBal, requestId) ?? 0,
+      balance: ownValue(account.holdBalance, requestId) ?? 0,
       model: hold.model,
       reserved: hold.reserved,
     }),

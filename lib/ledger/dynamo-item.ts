@@ -15,7 +15,13 @@ import { accountKey, userPk } from "./table-definition.js";
  */
 
 /** Account fields stored under another name than the model's; every other field is stored under its own. */
-const ACCOUNT_STORED_NAMES: Readonly<Partial<Record<keyof AccountRecord, string>>> = {};
+const ACCOUNT_STORED_NAMES: Readonly<Partial<Record<keyof AccountRecord, string>>> = {
+  holdBalance: "holdBal",
+  outbox: "pend",
+  outboxSeq: "pendSeq",
+  outboxBalance: "pendBal",
+  rateCounters: "rl",
+};
 
 /** A hold's fields (`holds.<requestId>.<field>`) as stored. */
 const HOLD_STORED_NAMES = {
@@ -85,7 +91,7 @@ export function accountItem(account: AccountRecord): Record<string, AttributeVal
       ...account,
       holds: encoded(mapValues(account.holds, holdItem)),
       holdSeq: encoded(account.holdSeq),
-      holdBal: encoded(account.holdBal),
+      holdBalance: encoded(account.holdBalance),
     },
     ACCOUNT_STORED_NAMES,
   );

@@ -78,12 +78,12 @@ function cancelledItems(error: unknown): { failed: number[]; items: (Record<stri
   return { failed, items: reasons.map((reason) => reason.Item) };
 }
 
-/** `holds.<requestId>…` (and holdSeq, holdBal): the requestId is a user's string, stored encoded. */
-const holdPath = (parts: ExpressionParts, map: "holds" | "holdSeq" | "holdBal", requestId: string, ...rest: (keyof HoldRecord)[]) =>
+/** `holds.<requestId>…` (and holdSeq, holdBalance): the requestId is a user's string, stored encoded. */
+const holdPath = (parts: ExpressionParts, map: "holds" | "holdSeq" | "holdBalance", requestId: string, ...rest: (keyof HoldRecord)[]) =>
   accountPath(parts, map, { key: requestId }, ...rest);
 
 function closeHoldPaths(parts: ExpressionParts, requestId: string): string[] {
-  return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBal", requestId)];
+  return [holdPath(parts, "holds", requestId), holdPath(parts, "holdSeq", requestId), holdPath(parts, "holdBalance", requestId)];
 }
 
 /**
@@ -123,7 +123,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         new UpdateItemCommand({
           TableName: tableName,
           Key: marshall(accountKey(userId)),
-          UpdateExpression: updateExpression([], stale.map((key) => accountPath(p, "rl", key))),
+          UpdateExpression: updateExpression([], stale.map((key) => accountPath(p, "rateCounters", key))),
           ConditionExpression: `attribute_exists(${p.path("pk")})`,
           ...p.attributes(),
         }),
@@ -164,16 +164,16 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${available} = ${available} - ${p.value(request.hold.reserved)}`,
         `${hold} = ${p.value(holdItem(request.hold))}`,
         `${holdPath(p, "holdSeq", request.requestId)} = ${accountPath(p, "seq")}`,
-        `${holdPath(p, "holdBal", request.requestId)} = ${accountPath(p, "balance")}`,
+        `${holdPath(p, "holdBalance", request.requestId)} = ${accountPath(p, "balance")}`,
         `${holdShard} = if_not_exists(${holdShard}, ${p.value(request.holdShard)})`,
         `${holdDueAt} = if_not_exists(${holdDueAt}, ${p.value(request.hold.expiresAt)})`,
       ];
       const removes: string[] = [];
       if (request.rateCounterMinute !== undefined) {
         // One counter per minute in a map; the previous minute's counter is dropped as we go.
-        const counter = accountPath(p, "rl", String(request.rateCounterMinute));
+        const counter = accountPath(p, "rateCounters", String(request.rateCounterMinute));
         sets.push(`${counter} = if_not_exists(${counter}, ${p.value(0)}) + ${p.value(1)}`);
-        removes.push(accountPath(p, "rl", String(request.rateCounterMinute - 1)));
+        removes.push(accountPath(p, "rateCounters", String(request.rateCounterMinute - 1)));
       }
       const condition = compileRules(p, request.rules);
       try {
@@ -189,7 +189,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
           }),
         );
         const account = accountFromItem(Attributes) as AccountRecord;
-        if (request.rateCounterMinute !== undefined) await pruneRateCounters(request.userId, account.rl, request.rateCounterMinute);
+        if (request.rateCounterMinute !== undefined) await pruneRateCounters(request.userId, account.rateCounters, request.rateCounterMinute);
         return { kind: "reserved", account };
       } catch (error) {
         if (error instanceof ConditionalCheckFailedException) return { kind: "rejected", account: accountFromItem(error.Item) };
@@ -304,9 +304,9 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
         `${path("spent")} = ${path("spent")} + ${p.value(cost)}`,
         `${path("seq")} = ${path("seq")} + ${p.value(1)}`,
         // Right-hand operands are the values before this update: the entry's exact place.
-        `${accountPath(p, "pendSeq", key)} = ${path("seq")}`,
-        `${accountPath(p, "pendBal", key)} = ${path("balance")}`,
-        `${accountPath(p, "pend", key)} = ${p.value(pending)}`,
+        `${accountPath(p, "outboxSeq", key)} = ${path("seq")}`,
+        `${accountPath(p, "outboxBalance", key)} = ${path("balance")}`,
+        `${accountPath(p, "outbox", key)} = ${p.value(pending)}`,
         // Keeps the account visible to the sweep until the outbox is empty (crash recovery).
         `${path("holdShard")} = if_not_exists(${path("holdShard")}, ${p.value(request.holdShard)})`,
         `${path("holdDueAt")} = if_not_exists(${path("holdDueAt")}, ${p.value(request.now)})`,
@@ -323,8 +323,8 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
           }),
         );
         const updated = accountFieldsFromItem(Attributes ?? {});
-        const seqBefore = Number(ownValue(updated.pendSeq, key));
-        const balanceBefore = Number(ownValue(updated.pendBal, key));
+        const seqBefore = Number(ownValue(updated.outboxSeq, key));
+        const balanceBefore = Number(ownValue(updated.outboxBalance, key));
         return {
           kind: "applied" as const,
           entry: outboxEntry(hold.userId, key, pending, seqBefore, balanceBefore),
@@ -344,7 +344,7 @@ export function createDynamoLedgerStore(client: DynamoDBClient, tableName: strin
             Key: marshall(accountKey(userId)),
             UpdateExpression: updateExpression(
               [],
-              [accountPath(p, "pend", entry.key), accountPath(p, "pendSeq", entry.key), accountPath(p, "pendBal", entry.key)],
+              [accountPath(p, "outbox", entry.key), accountPath(p, "outboxSeq", entry.key), accountPath(p, "outboxBalance", entry.key)],
             ),
             ...p.attributes(),
           },

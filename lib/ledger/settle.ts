@@ -308,7 +308,7 @@ export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Pro
       requestId,
       tag: hold.tag,
       seq: ownValue(account.holdSeq, requestId) ?? 0,
-      balance: ownValue(account.holdBal, requestId) ?? 0,
+      balance: ownValue(account.holdBalance, requestId) ?? 0,
       model: hold.model,
       reserved: hold.reserved,
     };

@@ -26,7 +26,7 @@ export interface AccountCommit {
   availableDelta: number;
   spentDelta?: number;
   /** scalar attributes to overwrite (split rebase, period schedule, plan...) */
-  set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBal" | "rl" | "pend" | "pendSeq" | "pendBal">>;
+  set?: Partial<Omit<AccountRecord, "holds" | "holdSeq" | "holdBalance" | "rateCounters" | "outbox" | "outboxSeq" | "outboxBalance">>;
   remove?: (keyof AccountRecord)[];
   /** the account's balance must still be exactly this (settle's fast path: the hold id's balance is only a condition) */
   expectedBalance?: number;

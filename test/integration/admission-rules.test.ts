@@ -41,15 +41,15 @@ type State = typeof stateArbitrary extends fc.Arbitrary<infer T> ? T : never;
 function accountOf(userId: string, state: State): AccountRecord {
   const holds = emptyMap<HoldRecord>();
   const holdSeq = emptyMap<number>();
-  const holdBal = emptyMap<number>();
+  const holdBalance = emptyMap<number>();
   for (const [requestId, hold] of Object.entries(state.holds)) {
     holds[requestId] = hold;
     holdSeq[requestId] = 1;
-    holdBal[requestId] = state.balance;
+    holdBalance[requestId] = state.balance;
   }
   const held = Object.values(state.holds).reduce((sum, hold) => sum + hold.reserved, 0);
-  const rl = emptyMap<number>();
-  if (state.counter !== undefined) rl[String(MINUTE)] = state.counter;
+  const rateCounters = emptyMap<number>();
+  if (state.counter !== undefined) rateCounters[String(MINUTE)] = state.counter;
   return {
     userId,
     plan: "free",
@@ -63,14 +63,14 @@ function accountOf(userId: string, state: State): AccountRecord {
     spent: 0,
     holds,
     holdSeq,
-    holdBal,
-    pend: emptyMap(),
-    pendSeq: emptyMap(),
-    pendBal: emptyMap(),
+    holdBalance,
+    outbox: emptyMap(),
+    outboxSeq: emptyMap(),
+    outboxBalance: emptyMap(),
     periodIndex: 0,
     periodAnchor: NOW - 86_400_000,
     ...(state.nextGrantAt === undefined ? {} : { nextGrantAt: state.nextGrantAt, grantShard: "G0" }),
-    rl,
+    rateCounters,
   };
 }
 

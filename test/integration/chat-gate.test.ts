@@ -334,7 +334,7 @@ describe("rate counters stay bounded", () => {
       limited.clock.value += 2 * 60_000; // every other minute: the previous minute's counter is never there to drop
       expect((await call(`b${burst}`)).status).toBe(200);
       const account = await limited.deps.ledger.store.getAccount(user);
-      sizes.push(Object.keys(account?.rl ?? {}).length);
+      sizes.push(Object.keys(account?.rateCounters ?? {}).length);
     }
     expect(Math.max(...sizes)).toBeLessThanOrEqual(STALE_RATE_COUNTERS_PRUNED_AT + 1);
     expect(sizes.at(-1)).toBeLessThan(30);

@@ -74,7 +74,7 @@ describe("every map the account item carries keeps hostile keys as plain keys (f
     fx = await ledgerFixture();
   });
 
-  it("holds / holdSeq / holdBal / pend / pendSeq / pendBal / rl round-trip hostile requestIds through the real writes", async () => {
+  it("holds / holdSeq / holdBalance / outbox / outboxSeq / outboxBalance / rateCounters round-trip hostile requestIds through the real writes", async () => {
     await fc.assert(
       fc.asyncProperty(fc.uniqueArray(hostileIdArbitrary(), { minLength: 1, maxLength: 4 }), async (requestIds) => {
         const userId = uniqueUser("maps");
@@ -86,17 +86,17 @@ describe("every map the account item carries keeps hostile keys as plain keys (f
         }
         const open = await deps.store.getAccount(userId);
         if (!open) throw new Error("no account");
-        for (const map of [open.holds, open.holdSeq, open.holdBal]) {
+        for (const map of [open.holds, open.holdSeq, open.holdBalance]) {
           expect(Object.keys(map).sort()).toEqual([...requestIds].sort());
           for (const requestId of requestIds) expect(Object.hasOwn(map, requestId)).toBe(true);
         }
-        expect(Object.keys(open.rl)).toHaveLength(1);
+        expect(Object.keys(open.rateCounters)).toHaveLength(1);
         // an entry landing first makes every settle take the contended (outbox) path
         await grantCredits(deps, { userId, key: "admin#bump", amount: 1, bucket: "purchased", reason: "admin" });
         for (const hold of holds) await settleChat(deps, { holdId: hold.holdId, inputTokens: 100, outputTokens: 10 });
         const settled = await deps.store.getAccount(userId);
         expect(Object.keys(settled?.holds ?? {})).toEqual([]);
-        expect(Object.keys(settled?.pend ?? {})).toEqual([]);
+        expect(Object.keys(settled?.outbox ?? {})).toEqual([]);
         const audit = await auditAccount(deps, userId);
         expect(audit.problems).toEqual([]);
       }),

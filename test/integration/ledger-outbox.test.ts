@@ -48,7 +48,7 @@ describe("hot account: concurrent settles of one account", () => {
     const audit = await auditAccount(fx.deps, user);
     expect(audit.problems).toEqual([]); // seq 1..66 without gaps, every balanceAfter exact
     expect(audit.entries).toBe(66);
-    expect((await fx.deps.store.getAccount(user))?.pend).toEqual({});
+    expect((await fx.deps.store.getAccount(user))?.outbox).toEqual({});
   });
 });
 
@@ -63,13 +63,13 @@ describe("a crash between the outbox write and the entry", () => {
       /timed out/,
     );
     const account = await fx.deps.store.getAccount(user);
-    expect(Object.keys(account?.pend ?? {})).toHaveLength(1);
+    expect(Object.keys(account?.outbox ?? {})).toHaveLength(1);
     // The charge is applied and counted: audit reads the outbox as part of the ledger.
     expect(await auditAccount(fx.deps, user)).toMatchObject({ ok: true, balance: 10_000 - 18 - 11 });
     // The chat backend retries the settle (with other numbers, even): the first outcome stands.
     const retried = await settleChat(fx.deps, { holdId: second.holdId, inputTokens: 9_000, outputTokens: 9_000 });
     expect(retried).toMatchObject({ status: "settled", charged: 11, balance: 10_000 - 29 });
-    expect((await fx.deps.store.getAccount(user))?.pend).toEqual({});
+    expect((await fx.deps.store.getAccount(user))?.outbox).toEqual({});
     const keys = (await listHistory(fx.deps, { userId: user })).entries.map((e) => e.reason);
     expect(keys).toEqual(["settle", "settle", "signup"]);
     expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
@@ -81,14 +81,14 @@ describe("a crash between the outbox write and the entry", () => {
     const second = await authorizeChat(fx.deps, { userId: user, requestId: "b", model: GPT, inputTokens: 1000, maxOutputTokens: 1000 });
     await settleChat(fx.deps, { holdId: first.holdId, inputTokens: 1000, outputTokens: 1000 });
     await settleChat(crashingAfterOutbox(fx.deps), { holdId: second.holdId, inputTokens: 1000, outputTokens: 500 }).catch(() => undefined);
-    expect(Object.keys((await fx.deps.store.getAccount(user))?.pend ?? {})).toHaveLength(1);
+    expect(Object.keys((await fx.deps.store.getAccount(user))?.outbox ?? {})).toHaveLength(1);
     const schedule = createDynamoScheduleStore(fx.client, fx.tableName);
     // The account is due for the sweep at its earliest hold expiry: not before.
     await runSweep(fx.deps, schedule, { remainingMs: () => 600_000 });
-    expect(Object.keys((await fx.deps.store.getAccount(user))?.pend ?? {})).toHaveLength(1);
+    expect(Object.keys((await fx.deps.store.getAccount(user))?.outbox ?? {})).toHaveLength(1);
     fx.clock.value += fx.deps.holdTtlMs + 1;
     await runSweep(fx.deps, schedule, { remainingMs: () => 600_000 });
-    expect((await fx.deps.store.getAccount(user))?.pend).toEqual({});
+    expect((await fx.deps.store.getAccount(user))?.outbox).toEqual({});
     expect((await listHistory(fx.deps, { userId: user })).entries.filter((e) => e.reason === "settle")).toHaveLength(2);
     expect((await auditAccount(fx.deps, user)).problems).toEqual([]);
   });

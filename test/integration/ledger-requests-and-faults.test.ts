@@ -56,7 +56,7 @@ describe("DynamoDB requests per operation", () => {
     // The refused fast path, the commutative outbox write, and the entry written out.
     expect(Object.fromEntries(fx.requests.counts)).toEqual({ TransactWriteItemsCommand: 2, UpdateItemCommand: 1 });
     expect((await auditAccount(fx.deps, user)).ok).toBe(true);
-    expect((await fx.deps.store.getAccount(user))?.pend).toEqual({});
+    expect((await fx.deps.store.getAccount(user))?.outbox).toEqual({});
   });
 });
 

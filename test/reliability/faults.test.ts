@@ -223,7 +223,7 @@ async function snapshot(fx: BillingFixture, userIds: string[]) {
       balance: account?.balance,
       available: account?.available,
       openHolds: Object.keys(account?.holds ?? {}).length,
-      outbox: Object.keys(account?.pend ?? {}).length,
+      outbox: Object.keys(account?.outbox ?? {}).length,
       allowanceBase: account?.allowanceBase,
       purchasedBase: account?.purchasedBase,
       spent: account?.spent,

@@ -228,7 +228,7 @@ describe("gate storm", () => {
         creditsLost += Math.max(0, want - have);
         excess += Math.max(0, have - want);
         if (have !== want) problems.push(`${userId}: balance ${have}, model ${want}`);
-        openHolds += Object.keys(account?.holds ?? {}).length + Object.keys(account?.pend ?? {}).length;
+        openHolds += Object.keys(account?.holds ?? {}).length + Object.keys(account?.outbox ?? {}).length;
         if (account && account.balance !== account.available) problems.push(`${userId}: credits still held`);
 
         // Every fact once: one signup, each grant key once with its amount, one settle per charged chat.

@@ -24,11 +24,11 @@ describe("admission rules (pure)", () => {
     expect(refusedRules(rules(1), undefined)).toEqual(["accountExists", "underHoldCap", "affordable"]);
     expect(refusedRules(rules(1), account({ nextGrantAt: NOW }))).toEqual(["noGrantDue"]);
     expect(refusedRules(rules(1), account({ nextGrantAt: NOW + 1 }))).toEqual([]);
-    const rl = emptyMap<number>();
-    rl["16"] = 3;
-    expect(refusedRules(rules(1), account({ rl }))).toEqual(["underRateLimit"]);
-    rl["16"] = 2;
-    expect(refusedRules(rules(1), account({ rl }))).toEqual([]);
+    const rateCounters = emptyMap<number>();
+    rateCounters["16"] = 3;
+    expect(refusedRules(rules(1), account({ rateCounters }))).toEqual(["underRateLimit"]);
+    rateCounters["16"] = 2;
+    expect(refusedRules(rules(1), account({ rateCounters }))).toEqual([]);
   });
 
   it("an existing hold is found by its own key only, never by a name every object answers for", () => {

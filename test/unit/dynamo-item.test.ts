@@ -29,13 +29,13 @@ function busyAccount(): AccountRecord {
   ] as const) {
     account.holds[requestId] = hold(100, tag);
     account.holdSeq[requestId] = 1;
-    account.holdBal[requestId] = 10_000;
+    account.holdBalance[requestId] = 10_000;
   }
   account.available -= 300;
-  account.pend["settle#r0#tag0"] = { amount: -42, refs: { requestId: "r0", model: "m" }, createdAt: 2_000 };
-  account.pendSeq["settle#r0#tag0"] = 1;
-  account.pendBal["settle#r0#tag0"] = 10_000;
-  account.rl["28333"] = 3;
+  account.outbox["settle#r0#tag0"] = { amount: -42, refs: { requestId: "r0", model: "m" }, createdAt: 2_000 };
+  account.outboxSeq["settle#r0#tag0"] = 1;
+  account.outboxBalance["settle#r0#tag0"] = 10_000;
+  account.rateCounters["28333"] = 3;
   return account;
 }
 
@@ -111,9 +111,11 @@ describe("the stored account item (lib/ledger/dynamo-item.ts)", () => {
   it("names model paths by their stored names, keys chosen outside encoded", () => {
     expect(storedPath(["holds", { key: "__proto__" }, "reserved"])).toEqual(["holds", "#__proto__", "a"]);
     expect(storedPath(["holds", { key: "r1" }, "expiresAt"])).toEqual(["holds", "#r1", "e"]);
-    expect(storedPath(["holdBal", { key: "r1" }])).toEqual(["holdBal", "#r1"]);
-    expect(storedPath(["rl", "28333"])).toEqual(["rl", "28333"]);
-    expect(storedPath(["pend", "settle#r0#tag0"])).toEqual(["pend", "settle#r0#tag0"]);
+    expect(storedPath(["holdBalance", { key: "r1" }])).toEqual(["holdBal", "#r1"]);
+    expect(storedPath(["rateCounters", "28333"])).toEqual(["rl", "28333"]);
+    expect(storedPath(["outbox", "settle#r0#tag0"])).toEqual(["pend", "settle#r0#tag0"]);
+    expect(storedPath(["outboxSeq", "settle#r0#tag0"])).toEqual(["pendSeq", "settle#r0#tag0"]);
+    expect(storedPath(["outboxBalance", "settle#r0#tag0"])).toEqual(["pendBal", "settle#r0#tag0"]);
     expect(storedPath(["available"])).toEqual(["available"]);
     // a name every object answers for is no entry of the name tables
     expect(storedAccountName("constructor" as keyof AccountRecord)).toBe("constructor");
