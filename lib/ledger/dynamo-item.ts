@@ -12,6 +12,12 @@ import { accountKey, userPk } from "./table-definition.js";
  * the item conversions, and the stored name of every account attribute the adapters' update and
  * condition expressions name (dynamo-ledger-store.ts, dynamo-conditions.ts, the sweep's
  * dynamo-schedule-store.ts). Nothing outside the adapters ever sees a stored name.
+ *
+ * The model reads full names; the stored account item keeps short ones for its holds and its
+ * per-request maps (`holds.<id>.a`, `holdBal`, `pend`, `pendSeq`, `pendBal`, `rl`) on purpose:
+ * every authorize and settle writes the account item, and a write's capacity units grow with the
+ * item's size, names included. The stored names are a format (every item already in a table has
+ * them, test/unit/dynamo-item.test.ts pins them): renaming one is a data migration, not a refactor.
  */
 
 /** Account fields stored under another name than the model's; every other field is stored under its own. */
@@ -80,7 +86,9 @@ export const accountPath = (parts: ExpressionParts, ...path: AttributePath): str
 /** A hold as stored: the value a reserve writes at `holds.<requestId>`. */
 export const holdItem = (hold: HoldRecord): Record<string, unknown> => renamed({ ...hold }, HOLD_STORED_NAMES);
 
-const holdFromStored = (stored: Record<string, unknown>): HoldRecord => renamed(stored, HOLD_DOMAIN_NAMES) as unknown as HoldRecord;
+/** A stored hold in the model's names; null-prototype like every map read (`readItem`). */
+const holdFromStored = (stored: Record<string, unknown>): HoldRecord =>
+  Object.assign(emptyMap<unknown>(), renamed(stored, HOLD_DOMAIN_NAMES)) as unknown as HoldRecord;
 
 /** The account as stored: stored names, the maps keyed by requestId with their keys encoded (`storedMapKey`). */
 export function accountItem(account: AccountRecord): Record<string, AttributeValue> {

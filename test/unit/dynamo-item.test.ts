@@ -105,6 +105,7 @@ describe("the stored account item (lib/ledger/dynamo-item.ts)", () => {
     expect(ownValue(back.holds, "__proto__")).toEqual(hold(100, "tag2"));
     expect(ownValue(back.holds, "constructor")).toEqual(hold(100, "tag3"));
     expect(Object.hasOwn(back.holds, "toString")).toBe(false);
+    expect(Object.getPrototypeOf(ownValue(back.holds, "r1"))).toBeNull();
     expect(accountFromItem(undefined)).toBeUndefined();
   });
 
