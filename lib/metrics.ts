@@ -1,6 +1,6 @@
 import { Metrics } from "@aws-lambda-powertools/metrics";
 
-/** The EMF namespace every function writes its metrics to; infra/stack.ts alarms on it. */
+/** The EMF namespace every function writes its metrics to; infra/constructs/alarms.ts alarms on it. */
 export const METRICS_NAMESPACE = "creditgate";
 
 /** A function's Powertools metrics: that namespace, and the `service` dimension the alarms match. */

@@ -74,7 +74,7 @@ export const FUNCTIONS = {
     auth: "schedule",
     table: "readWrite",
     // it retries parked Stripe events as the webhook applies them: the Stripe key (a checkout's
-    // subscription is fetched from Stripe) and, with it, the price ids (infra/stack.ts)
+    // subscription is fetched from Stripe) and, with it, the price ids (infra/constructs/functions.ts)
     secrets: ["STRIPE_SECRET_KEY"],
     // Every 10 minutes: holds expire after 15 minutes by default, and a cut-off run resumes soon.
     schedule: "rate(10 minutes)",

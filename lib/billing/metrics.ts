@@ -1,7 +1,7 @@
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { createMetrics } from "../metrics.js";
 
-/** Billing's CloudWatch metrics (EMF, lib/metrics namespace, dimension `service`); infra/stack.ts alarms on them. */
+/** Billing's CloudWatch metrics (EMF, lib/metrics namespace, dimension `service`); infra/constructs/alarms.ts alarms on them. */
 export const BILLING_METRICS = {
   /** a user has two live subscriptions at once (pays twice): see the ERROR log for which */
   secondLiveSubscription: "SecondLiveSubscription",

@@ -51,7 +51,7 @@ export function nextParkedAttemptAt(reason: string, attempts: number, now: numbe
  * Writes an event that could not be applied as parked (durably, before the webhook answers), with
  * when the sweep retries it (PARKED_RETRY_BACKOFF). Parked by the webhook (a first delivery or
  * Stripe's redelivery) it logs at ERROR and counts (`ParkedStripeEvents`, by reason; alarmed in
- * infra/stack.ts); parked again by a replay that still cannot apply it (`replayed`), it logs at
+ * infra/constructs/alarms.ts); parked again by a replay that still cannot apply it (`replayed`), it logs at
  * WARN and counts nothing: no new event was parked, and the alarm already told someone.
  */
 export async function parkEvent(

@@ -72,7 +72,7 @@ export interface SweepDeps {
 
 /**
  * The sweep's deps, from the "sweep" config profile: no JWT secret, no APP_URL; the Stripe key and
- * price ids the webhook has (infra/stack.ts gives it both), so its retries apply as the webhook would.
+ * price ids the webhook has (infra/constructs/functions.ts gives it both), so its retries apply as the webhook would.
  */
 export function sweepDeps(cfg: Config = config("sweep")): SweepDeps {
   const client = dynamoClient(cfg);

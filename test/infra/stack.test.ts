@@ -89,7 +89,7 @@ describe("HTTP API", () => {
   });
 
   it("puts no authorizer on any route: the functions verify JWTs, the webhook its Stripe signature", () => {
-    // Documented choice (infra/stack.ts): an authorizer on the webhook would break Stripe's delivery.
+    // Documented choice (infra/constructs/http-api.ts): an authorizer on the webhook would break Stripe's delivery.
     const routes = ofType("AWS::ApiGatewayV2::Route").map(([, r]) => r.Properties);
     expect(routes.find((r) => r.RouteKey === "POST /v1/stripe/webhook")).toBeDefined();
     for (const route of routes) {

@@ -508,7 +508,7 @@ describe("customer.subscription.created|updated|deleted", () => {
     expect(stored.extraSubscriptions?.[secondId]).toMatchObject({ status: "active", priceId: "price_plus_monthly" });
     const report = logs.lines().find((line) => line.message === "second live subscription for one user");
     expect(report).toMatchObject({ level: "ERROR", userId: sub.userId, currentSubscription: sub.subscriptionId, otherSubscription: secondId });
-    // and counted as an EMF metric (infra/stack.ts alarms on it)
+    // and counted as an EMF metric (infra/constructs/alarms.ts alarms on it)
     expect(secondLiveMetrics()).toEqual([{ namespace: "creditgate", service: "creditgate", count: 1 }]);
     // once the extra one is cancelled it is no longer reported
     await fx.deliver(

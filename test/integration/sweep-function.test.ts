@@ -49,7 +49,7 @@ beforeAll(async () => {
   vi.stubEnv("AUTH_JWT_SECRET", "");
   vi.stubEnv("APP_URL", "");
   vi.stubEnv("POWERTOOLS_METRICS_NAMESPACE", "creditgate");
-  // what infra/stack.ts gives it for parked-event retries: price ids (no Stripe key needed here)
+  // what infra/constructs/functions.ts gives it for parked-event retries: price ids (no Stripe key needed here)
   for (const [name, value] of Object.entries(TEST_PRICES)) vi.stubEnv(name, value);
   vi.stubEnv("PARKED_EVENT_RETRIES_PER_SWEEP", "5");
   sweepModule = await import("../../functions/monthly-grant-sweep.js");
@@ -91,7 +91,7 @@ describe("monthly-grant-sweep function", () => {
       SweepParkedFailed: 0,
       service: "creditgate",
     });
-    // the alarms in infra/stack.ts watch this namespace and the `service` dimension
+    // the alarms in infra/constructs/alarms.ts watch this namespace and the `service` dimension
     const aws = emf?._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] };
     const [directive] = aws.CloudWatchMetrics;
     expect(directive?.Namespace).toBe("creditgate");
