@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, vi } from "vitest";
+import { afterAll, afterEach, beforeEach, vi } from "vitest";
 import { catalog } from "../../lib/catalog.js";
 import {
   BILLING_DEFAULTS,
@@ -14,6 +14,7 @@ import { ensureAccount } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import { httpHandler, type Route } from "../../lib/http/stack.js";
 import { type EventOptions, invoke } from "./events.js";
+import { useFixture } from "./fixture.js";
 import { appFixture, functionEnv } from "./http.js";
 import { uniqueUser } from "./ledger.js";
 import {
@@ -291,22 +292,14 @@ export async function customerOf(fx: BillingFixture, userId: string): Promise<st
  * back after it. Returns the fixture itself (a view that exists once `beforeAll` ran).
  */
 export function useBillingFixture(options: Parameters<typeof billingFixture>[0] = {}): BillingFixture {
-  let fixture: BillingFixture | undefined;
+  const fixture = useFixture("useBillingFixture", () => billingFixture(options));
   let clock = 0;
-  beforeAll(async () => {
-    fixture = await billingFixture(options);
-  });
   beforeEach(() => {
-    fixture?.stripe.reset();
-    clock = fixture?.clock.value ?? 0;
+    fixture.stripe.reset();
+    clock = fixture.clock.value;
   });
   afterEach(() => {
-    if (fixture) fixture.clock.value = clock;
+    fixture.clock.value = clock;
   });
-  return new Proxy({} as BillingFixture, {
-    get(_, key) {
-      if (!fixture) throw new Error("useBillingFixture: the fixture is made in beforeAll; use it inside tests and hooks");
-      return Reflect.get(fixture, key);
-    },
-  });
+  return fixture;
 }

@@ -1,4 +1,5 @@
 import { type DynamoDBClient, TransactionCanceledException } from "@aws-sdk/client-dynamodb";
+import { useFixture } from "./fixture.js";
 
 type Fault = "throttle" | "conflict" | "lostResponse";
 
@@ -48,6 +49,9 @@ export function injectFaults(client: DynamoDBClient) {
     pending: () => plan.length,
   };
 }
+
+/** `injectFaults` on a fixture's client, once its `beforeAll` made it (declare it after the fixture). */
+export const useFaults = (fx: { client: DynamoDBClient }) => useFixture("useFaults", async () => injectFaults(fx.client));
 
 export type FaultKind = Fault;
 

@@ -7,12 +7,12 @@ import { httpHandler } from "../../lib/http/stack.js";
 import type { LedgerDeps } from "../../lib/ledger/index.js";
 import type { AppDeps } from "../../lib/runtime.js";
 import { invoke, type EventOptions } from "./events.js";
+import { useFixture } from "./fixture.js";
 import { ledgerFixture } from "./ledger.js";
 import { TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "./tokens.js";
 
 export const APP_URL = "https://app.example.com";
-export const SONNET = "anthropic/claude-sonnet-4.5";
-export const OPUS = "anthropic/claude-opus-4.5";
+export { OPUS, SONNET } from "./ledger.js";
 
 /**
  * App deps over a fresh DynamoDB Local table (with the ledger fixture's test clock), HS256 auth
@@ -37,6 +37,11 @@ export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
   };
   return { ...fx, deps, call };
 }
+
+export type AppFixture = Awaited<ReturnType<typeof appFixture>>;
+
+/** The app fixture of a test file, made once before its tests. */
+export const useAppFixture = (ledger: Partial<LedgerDeps> = {}): AppFixture => useFixture("useAppFixture", () => appFixture(ledger));
 
 /** Every item stored under a user's partition: to prove a refused request wrote nothing. */
 export async function itemsOf(client: DynamoDBClient, tableName: string, userId: string) {
@@ -77,3 +82,10 @@ export async function importFunctions(env: Record<string, string>) {
   const [gate, credits] = await Promise.all([import("../../functions/chat-gate.js"), import("../../functions/credits.js")]);
   return { gate, credits };
 }
+
+/**
+ * The real gate and credits functions of a test file, cold-started (once, before its tests) from
+ * the environment of a function pointed at the fixture's table (`overrides` added to it).
+ */
+export const useFunctions = (fx: { tableName: string }, overrides: Record<string, string> = {}) =>
+  useFixture("useFunctions", () => importFunctions(functionEnv(fx.tableName, overrides)));

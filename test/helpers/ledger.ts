@@ -3,8 +3,13 @@ import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js
 import { changePlanSchedule, grantCredits, LEDGER_DEFAULTS, type LedgerDeps } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { countRequests, freshTable } from "./dynamo.js";
+import { useFixture } from "./fixture.js";
 
 export const START = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+/** Catalog models the tests chat with. */
+export const SONNET = "anthropic/claude-sonnet-4.5";
+export const OPUS = "anthropic/claude-opus-4.5";
 
 /** A controllable clock: tests walk it through days and periods. */
 export class TestClock {
@@ -34,6 +39,15 @@ export async function ledgerFixture(overrides: Partial<LedgerDeps> = {}) {
   };
   return { deps, client, tableName, requests, clock };
 }
+
+export type LedgerFixture = Awaited<ReturnType<typeof ledgerFixture>>;
+
+/**
+ * The ledger fixture of a test file (or describe block), made once before its tests. The clock is
+ * not put back between tests: each test moves it only forward, from where the last one left it.
+ */
+export const useLedgerFixture = (overrides: Partial<LedgerDeps> = {}): LedgerFixture =>
+  useFixture("useLedgerFixture", () => ledgerFixture(overrides));
 
 let counter = 0;
 export const uniqueUser = (label = "user") => `${label}-${process.pid}-${++counter}`;

@@ -1,10 +1,10 @@
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type AccountRecord, authorizeChat, type HoldRecord, type LedgerStore } from "../../lib/ledger/index.js";
 import { type AdmissionRule, admissionRules, refusedRules } from "../../lib/ledger/admission.js";
 import { emptyMap } from "../../lib/own-keys.js";
 import { hostileIdArbitrary } from "../helpers/hostile-ids.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 30);
@@ -92,10 +92,7 @@ async function dynamoAdmits(store: LedgerStore, account: AccountRecord | undefin
 const logs = captureLogs();
 
 describe("admission: the write's condition and the refusal's diagnosis are the same named rules", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   it("for random account states, DynamoDB's verdict on each rule and on all of them equals the rules evaluated (fast-check)", async () => {
     await fc.assert(

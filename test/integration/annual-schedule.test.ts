@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   auditAccount,
   authorizeChat,
@@ -8,27 +8,23 @@ import {
   listHistory,
 } from "../../lib/ledger/index.js";
 import { periodStart } from "../../lib/periods.js";
-import { ledgerFixture, payAnnualYear, uniqueUser } from "../helpers/ledger.js";
+import { type LedgerFixture, payAnnualYear, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
 const MONTHLY = { kind: "calendarMonth" } as const;
 
 /** An annual plus user whose paid year starts at `anchor`, with month 0 paid by the invoice. */
-async function annualUser(fx: Awaited<ReturnType<typeof ledgerFixture>>, anchor: number) {
+async function annualUser(fx: LedgerFixture, anchor: number) {
   const userId = uniqueUser("annual");
   fx.clock.value = anchor;
   await payAnnualYear(fx.deps, { userId, plan: "plus", anchor });
   return userId;
 }
 
-const allowanceKeys = async (fx: Awaited<ReturnType<typeof ledgerFixture>>, userId: string) =>
+const allowanceKeys = async (fx: LedgerFixture, userId: string) =>
   (await listHistory(fx.deps, { userId, limit: 100 })).entries.filter((entry) => entry.reason === "allowance");
 
 describe("an annual plan changed mid-year keeps its schedule's place", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   // Regression (red team): plus/year → pro/year after month 1 was granted re-anchored the schedule
   // at month 0, so month 1 was due again under a key that existed; every authorize spun ~5 s and

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MODEL_IDS } from "../../lib/catalog.js";
 import { NotFoundError } from "../../lib/errors.js";
 import {
@@ -13,10 +13,8 @@ import {
 } from "../../lib/ledger/index.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "../../lib/ledger/hold-id.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { OPUS, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const OPUS = "anthropic/claude-opus-4.5";
-const SONNET = "anthropic/claude-sonnet-4.5";
 
 const forge = (holdId: string, change: Partial<HoldRef>) => {
   const ref = decodeHoldId(holdId);
@@ -25,10 +23,7 @@ const forge = (holdId: string, change: Partial<HoldRef>) => {
 };
 
 describe("nothing in a hold id is trusted", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   // Regression (red team): after the sweep expired an opus hold, settling with the id re-encoded to
   // say sonnet charged 330 instead of 1,650 for the same tokens, and the ledger recorded sonnet.

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { InsufficientCreditsError } from "../../lib/errors.js";
@@ -15,16 +15,13 @@ import { costOfCall } from "../../lib/pricing.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { hostileIdArbitrary, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const MODEL = "anthropic/claude-sonnet-4.5";
 const plenty = () => 600_000;
 
 describe("requestIds that are names every JavaScript object answers for", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   // Regression (red team): `__proto__` locked 9,000 credits forever (settle and release 404, the
   // sweep blind to it, the audit in drift) and turned later refusals into 500s; `constructor`,
@@ -69,10 +66,7 @@ describe("requestIds that are names every JavaScript object answers for", () => 
 });
 
 describe("every map the account item carries keeps hostile keys as plain keys (fast-check, DynamoDB Local)", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   it("holds / holdSeq / holdBalance / outbox / outboxSeq / outboxBalance / rateCounters round-trip hostile requestIds through the real writes", async () => {
     await fc.assert(

@@ -1,15 +1,11 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { auditAccount, authorizeChat, getBalance, releaseExpiredHolds, releaseHold, settleChat } from "../../lib/ledger/index.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
 
 describe("a hold the sweep expired: the caller's first word stands", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   async function expiredHold(label: string) {
     const userId = uniqueUser(label);

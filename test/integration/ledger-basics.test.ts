@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   auditAccount,
   authorizeChat,
@@ -9,13 +9,9 @@ import {
   releaseHold,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-beforeAll(async () => {
-  fx = await ledgerFixture();
-});
+const fx = useLedgerFixture();
 
 describe("ledger basics", () => {
   it("gives the signup bonus once on first sight", async () => {

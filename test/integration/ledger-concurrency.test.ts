@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { InsufficientCreditsError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -9,16 +9,11 @@ import {
   listHistory,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { injectFaults } from "../helpers/faults.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { useFaults } from "../helpers/faults.js";
+import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-let faults: ReturnType<typeof injectFaults>;
-beforeAll(async () => {
-  fx = await ledgerFixture({ maxOpenHolds: 500 });
-  faults = injectFaults(fx.client);
-});
+const fx = useLedgerFixture({ maxOpenHolds: 500 });
+const faults = useFaults(fx);
 
 describe("concurrency against real DynamoDB", () => {
   it("200 concurrent authorizes against a balance that affords exactly 50 admit exactly 50", async () => {

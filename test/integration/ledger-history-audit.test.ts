@@ -1,5 +1,5 @@
 import { UpdateItemCommand } from "@aws-sdk/client-dynamodb";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { InsufficientCreditsError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -12,14 +12,9 @@ import {
   releaseHold,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { OPUS, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
-const OPUS = "anthropic/claude-opus-4.5";
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-beforeAll(async () => {
-  fx = await ledgerFixture();
-});
+const fx = useLedgerFixture();
 
 describe("history", () => {
   it("pages newest first with opaque cursors, without gaps or repeats", async () => {

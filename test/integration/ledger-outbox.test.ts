@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   auditAccount,
   authorizeChat,
@@ -10,13 +10,10 @@ import {
 } from "../../lib/ledger/index.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { runSweep } from "../../lib/sweep/run-sweep.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const GPT = "openai/gpt-5.2";
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-beforeAll(async () => {
-  fx = await ledgerFixture({ maxOpenHolds: 500 });
-});
+const fx = useLedgerFixture({ maxOpenHolds: 500 });
 
 /** Deps whose store dies right after the outbox write, as a Lambda killed between two steps would. */
 function crashingAfterOutbox(deps: LedgerDeps): LedgerDeps {

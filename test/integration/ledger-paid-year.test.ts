@@ -1,8 +1,8 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { adjustForCharge } from "../../lib/ledger/charge-adjust.js";
 import { auditAccount, changePlanSchedule, getBalance, grantAllowanceIfDue, grantCredits } from "../../lib/ledger/index.js";
 import { shareOf, withShareBudget } from "../../lib/ledger/paid-year.js";
-import { ledgerFixture, START, uniqueUser } from "../helpers/ledger.js";
+import { START, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 /**
  * The ledger side of an annual year's paid months (lib/ledger/paid-year.ts): each payment records
@@ -10,10 +10,7 @@ import { ledgerFixture, START, uniqueUser } from "../helpers/ledger.js";
  * spends a refunded share's budget in the same commit; adjustForCharge writes a budget with a
  * clawback's credits. A pro year: 100,000 a month.
  */
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-beforeAll(async () => {
-  fx = await ledgerFixture();
-});
+const fx = useLedgerFixture();
 
 const MONTH = 100_000;
 const SIGNUP = 10_000;

@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Catalog, catalog, validateCatalog } from "../../lib/catalog.js";
 import {
   auditAccount,
@@ -12,9 +12,8 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { ledgerFixture, START, uniqueUser } from "../helpers/ledger.js";
+import { ledgerFixture, SONNET, START, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
 const chat = (userId: string, requestId: string, maxOutputTokens = 1000) => ({
   userId,
   requestId,
@@ -24,10 +23,7 @@ const chat = (userId: string, requestId: string, maxOutputTokens = 1000) => ({
 });
 
 describe("monthly free allowance (lazy at authorize)", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   it("day 0 gives only the signup bonus; day 29 nothing; day 30 one allowance", async () => {
     fx.clock.at(0);
@@ -107,10 +103,7 @@ describe("monthly free allowance (lazy at authorize)", () => {
 describe("reset allowance policy", () => {
   const resetCatalog: Catalog = structuredClone(catalog);
   (resetCatalog.plans.free as { allowancePolicy: string }).allowancePolicy = "reset";
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture({ catalog: resetCatalog });
-  });
+  const fx = useLedgerFixture({ catalog: resetCatalog });
 
   it("unused allowance lapses with an expire entry; purchased credits survive", async () => {
     fx.clock.at(0);

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AppError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -13,7 +13,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const MODELS = ["anthropic/claude-sonnet-4.5", "anthropic/claude-opus-4.5"] as const;
 
@@ -64,10 +64,7 @@ class Model {
   }
 }
 
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-beforeAll(async () => {
-  fx = await ledgerFixture();
-});
+const fx = useLedgerFixture();
 
 async function apply(op: Op, user: string, model: Model, history: Op[]): Promise<void> {
   const deps = fx.deps;

@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ValidationError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -12,17 +12,12 @@ import {
   releaseHold,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { injectFaults } from "../helpers/faults.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { useFaults } from "../helpers/faults.js";
+import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 import { tableDigest } from "../reliability/harness.js";
 
-const SONNET = "anthropic/claude-sonnet-4.5";
-let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-let faults: ReturnType<typeof injectFaults>;
-beforeAll(async () => {
-  fx = await ledgerFixture({ authorizeRateLimitPerMinute: 600 });
-  faults = injectFaults(fx.client);
-});
+const fx = useLedgerFixture({ authorizeRateLimitPerMinute: 600 });
+const faults = useFaults(fx);
 
 const chat = (userId: string, requestId: string) => ({
   userId,

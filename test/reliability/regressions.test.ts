@@ -5,7 +5,7 @@ import { runSweep } from "../../lib/sweep/run-sweep.js";
 import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store.js";
 import { type BillingFixture, billingFixture, invoicePaid, T0, TEST_PRICES } from "../helpers/billing.js";
 import { SONNET } from "../helpers/http.js";
-import { ledgerFixture, uniqueUser } from "../helpers/ledger.js";
+import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
 import { killable } from "./chaos.js";
@@ -27,10 +27,7 @@ function deferred() {
 }
 
 describe("ledger", () => {
-  let fx: Awaited<ReturnType<typeof ledgerFixture>>;
-  beforeAll(async () => {
-    fx = await ledgerFixture();
-  });
+  const fx = useLedgerFixture();
 
   // Found by the gate storm: `firstOutcome` read the settle entry, then the account's outbox; a
   // concurrent copy's `materialize` (put the entry, empty the outbox slot) could land between the
