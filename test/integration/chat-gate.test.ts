@@ -2,20 +2,18 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../lib/routes.js";
 import { type EventOptions, invoke } from "../helpers/events.js";
 import { STALE_RATE_COUNTERS_PRUNED_AT } from "../../lib/ledger/dynamo-ledger-store.js";
-import { APP_URL, appFixture, functionEnv, importFunctions, itemsOf, OPUS, SONNET } from "../helpers/http.js";
+import { APP_URL, appFixture, itemsOf, OPUS, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { tableDigest } from "../reliability/harness.js";
 import { serviceToken, unsignedToken, userToken } from "../helpers/tokens.js";
 
 const logs = captureLogs();
-let fx: Awaited<ReturnType<typeof appFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
+const fx = useAppFixture();
+const fns = useFunctions(fx);
 let service: string;
 
 beforeAll(async () => {
-  fx = await appFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
   service = await serviceToken();
 });
 

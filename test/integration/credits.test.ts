@@ -1,19 +1,14 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { authorizeChat, settleChat } from "../../lib/ledger/index.js";
 import { invoke } from "../helpers/events.js";
-import { appFixture, functionEnv, importFunctions, itemsOf, SONNET } from "../helpers/http.js";
+import { itemsOf, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, signToken, userToken } from "../helpers/tokens.js";
 
 captureLogs();
-let fx: Awaited<ReturnType<typeof appFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
-
-beforeAll(async () => {
-  fx = await appFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
-});
+const fx = useAppFixture();
+const fns = useFunctions(fx);
 
 const credits = async (routeKey: string, userId: string, query?: Record<string, string>) =>
   invoke(fns.credits.handler, { routeKey, token: await userToken(userId), ...(query ? { query } : {}) });

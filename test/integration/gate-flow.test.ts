@@ -1,19 +1,14 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { invoke } from "../helpers/events.js";
-import { appFixture, functionEnv, importFunctions, SONNET } from "../helpers/http.js";
+import { SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
 captureLogs();
-let fx: Awaited<ReturnType<typeof appFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
-
-beforeAll(async () => {
-  fx = await appFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
-});
+const fx = useAppFixture();
+const fns = useFunctions(fx);
 
 describe("a chat, end to end over HTTP", () => {
   it("authorize → settle → balance → history, and the ledger audits clean", async () => {

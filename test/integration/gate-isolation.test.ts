@@ -1,21 +1,19 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { invoke } from "../helpers/events.js";
-import { appFixture, functionEnv, importFunctions, itemsOf, SONNET } from "../helpers/http.js";
+import { itemsOf, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, signToken, TEST_SECRET, unsignedToken, userToken } from "../helpers/tokens.js";
 
 captureLogs();
-let fx: Awaited<ReturnType<typeof appFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
+const fx = useAppFixture();
+const fns = useFunctions(fx);
 const victim = uniqueUser("victim");
 const attacker = uniqueUser("attacker");
 let holdId: string;
 
 beforeAll(async () => {
-  fx = await appFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
   const auth = await invoke(fns.gate.handler, {
     routeKey: "POST /v1/gate/authorize",
     token: await serviceToken(),

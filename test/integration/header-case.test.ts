@@ -1,8 +1,8 @@
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { beforeAll, describe, expect, it } from "vitest";
-import { billingFixture } from "../helpers/billing.js";
+import { describe, expect, it } from "vitest";
+import { useBillingFixture } from "../helpers/billing.js";
 import { httpEvent, invoke, type EventOptions } from "../helpers/events.js";
-import { importFunctions, functionEnv, SONNET } from "../helpers/http.js";
+import { SONNET, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { signatureFor, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -14,13 +14,8 @@ import { serviceToken, userToken } from "../helpers/tokens.js";
  * `Content-Type` and `Stripe-Signature` whatever their case.
  */
 captureLogs();
-let fx: Awaited<ReturnType<typeof billingFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
-
-beforeAll(async () => {
-  fx = await billingFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
-});
+const fx = useBillingFixture();
+const fns = useFunctions(fx);
 
 const CANONICAL: Record<string, string> = {
   authorization: "Authorization",

@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { billingFixture } from "../helpers/billing.js";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { useBillingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
-import { functionEnv, importFunctions, SONNET } from "../helpers/http.js";
+import { SONNET, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { signatureFor, stripeEvent, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { serviceToken, TEST_SECRET, userToken } from "../helpers/tokens.js";
@@ -24,12 +24,8 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-let fx: Awaited<ReturnType<typeof billingFixture>>;
-let fns: Awaited<ReturnType<typeof importFunctions>>;
-beforeAll(async () => {
-  fx = await billingFixture();
-  fns = await importFunctions(functionEnv(fx.tableName));
-});
+const fx = useBillingFixture();
+const fns = useFunctions(fx);
 
 const BODY_MARKER = "body-marker-7f3a9c";
 

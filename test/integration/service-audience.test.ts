@@ -1,6 +1,6 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { invoke } from "../helpers/events.js";
-import { appFixture, functionEnv, importFunctions, SONNET } from "../helpers/http.js";
+import { SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
@@ -8,12 +8,7 @@ import { serviceToken, userToken } from "../helpers/tokens.js";
 /** The deployed wiring of AUTH_SERVICE_AUDIENCE: config → runtime → the gate's authenticator. */
 captureLogs();
 const SERVICE_AUDIENCE = "creditgate-gate";
-let fns: Awaited<ReturnType<typeof importFunctions>>;
-
-beforeAll(async () => {
-  const fx = await appFixture();
-  fns = await importFunctions(functionEnv(fx.tableName, { AUTH_SERVICE_AUDIENCE: SERVICE_AUDIENCE }));
-});
+const fns = useFunctions(useAppFixture(), { AUTH_SERVICE_AUDIENCE: SERVICE_AUDIENCE });
 
 const authorize = (token: string) =>
   invoke(fns.gate.handler, {
