@@ -1,12 +1,12 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
 import Stripe from "stripe";
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type BillingAccount, CHECKOUT_IN_FLIGHT_MS, createPriceBook, ensureCustomer } from "../../lib/billing/index.js";
 import { catalog } from "../../lib/catalog.js";
 import { ensureAccount } from "../../lib/ledger/index.js";
 import { httpHandler } from "../../lib/http/stack.js";
-import { type BillingFixture, billingFixture, customerOf, STRIPE_TEST_KEY, T0 } from "../helpers/billing.js";
+import { type BillingFixture, billingFixture, customerOf, STRIPE_TEST_KEY, T0, useBillingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { itemsOf } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -15,13 +15,7 @@ import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stri
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
 const logs = captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
 
 const subscribe = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/subscribe", body);
 const buyPack = (userId: string, body?: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/checkout", body);

@@ -1,14 +1,13 @@
-import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type BillingAccount, changePlan as changePlanUseCase } from "../../lib/billing/index.js";
 import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import {
-  type BillingFixture,
-  billingFixture,
   invoicePaid,
   paidInvoiceEvent,
   type Subscriber,
   subscribeAndPay,
   T0,
+  useBillingFixture,
 } from "../helpers/billing.js";
 import { httpHandler } from "../../lib/http/stack.js";
 import { invoke } from "../helpers/events.js";
@@ -19,13 +18,7 @@ import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stri
 import { userToken } from "../helpers/tokens.js";
 
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
 
 const changePlan = (userId: string, body: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/change-plan", body);
 const cancel = (userId: string) => fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/cancel");
@@ -52,12 +45,8 @@ const DAY = 86_400;
 /** A 30-day monthly period from T0: its last hour is 1/720 of it. */
 const MONTH_END = T0 + 30 * DAY;
 
-/** Our clock (the proration instant change-plan sends Stripe) at `seconds`, for this test only. */
+/** Our clock (the proration instant change-plan sends Stripe) at `seconds`, for this test only (useBillingFixture puts it back). */
 function clockAt(seconds: number) {
-  const before = fx.clock.value;
-  onTestFinished(() => {
-    fx.clock.value = before;
-  });
   fx.clock.value = seconds * 1000;
 }
 

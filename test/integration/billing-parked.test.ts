@@ -1,8 +1,8 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type BillingDeps, createPriceBook, dismissParkedEvent, replayParkedEvent, replayParkedEvents } from "../../lib/billing/index.js";
 import { catalog } from "../../lib/catalog.js";
 import { auditAccount, getBalance } from "../../lib/ledger/index.js";
-import { type BillingFixture, billingFixture, customerOf, invoicePaid, TEST_PRICES } from "../helpers/billing.js";
+import { customerOf, invoicePaid, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -15,10 +15,7 @@ import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
  * Stripe's redelivery).
  */
 const logs = captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
+const fx = useBillingFixture();
 
 const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
 const NEW_PRICE = "price_plus_monthly_2027";

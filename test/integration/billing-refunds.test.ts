@@ -1,8 +1,8 @@
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
 import { shareOf } from "../../lib/ledger/paid-year.js";
-import { type BillingFixture, billingFixture, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { OPUS, SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
@@ -10,13 +10,7 @@ import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-e
 import { disputeClosed, disputeCreated, refundEvent } from "../helpers/stripe-reversals.js";
 
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
 
 const view = (userId: string) => getBalance(fx.deps.ledger, userId);
 const entries = async (userId: string) => (await listHistory(fx.deps.ledger, { userId, limit: 100 })).entries;
@@ -192,39 +186,29 @@ describe("refund of an annual invoice (month 0 granted by it, months 1..11 by th
   }
 
   it("a full refund after three scheduled months takes back all four months granted", async () => {
-    const clock = fx.clock.value;
-    try {
-      const sub = await annualSubscriber(3);
-      expect((await view(sub.userId)).balance).toBe(10_000 + 4 * 100_000);
-      const res = await fx.deliver(
-        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
-      );
-      expect(res.json.outcome).toBe("clawed_back");
-      expect((await view(sub.userId)).balance).toBe(10_000); // the signup bonus: everything the year granted is back
-      expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
-    } finally {
-      fx.clock.value = clock;
-    }
+    const sub = await annualSubscriber(3);
+    expect((await view(sub.userId)).balance).toBe(10_000 + 4 * 100_000);
+    const res = await fx.deliver(
+      chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
+    );
+    expect(res.json.outcome).toBe("clawed_back");
+    expect((await view(sub.userId)).balance).toBe(10_000); // the signup bonus: everything the year granted is back
+    expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
   });
 
   it("half refunded at month 5 takes the six months granted: with the six to come the user keeps half the year", async () => {
-    const clock = fx.clock.value;
-    try {
-      const sub = await annualSubscriber(5);
-      expect((await view(sub.userId)).balance).toBe(10_000 + 6 * 100_000);
-      await fx.deliver(
-        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 60_000 }),
-      );
-      expect((await view(sub.userId)).balance).toBe(10_000);
-      // the rest of the refund later takes nothing more than was granted (nothing left so far)
-      const rest = await fx.deliver(
-        chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
-      );
-      expect(rest.json.outcome).toBe("nothing_left_to_claw_back");
-      expect((await view(sub.userId)).balance).toBe(10_000);
-    } finally {
-      fx.clock.value = clock;
-    }
+    const sub = await annualSubscriber(5);
+    expect((await view(sub.userId)).balance).toBe(10_000 + 6 * 100_000);
+    await fx.deliver(
+      chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 60_000 }),
+    );
+    expect((await view(sub.userId)).balance).toBe(10_000);
+    // the rest of the refund later takes nothing more than was granted (nothing left so far)
+    const rest = await fx.deliver(
+      chargeRefunded({ chargeId: sub.chargeId, paymentIntent: sub.paymentIntent, customer: sub.customer, amount: 120_000, refunded: 120_000 }),
+    );
+    expect(rest.json.outcome).toBe("nothing_left_to_claw_back");
+    expect((await view(sub.userId)).balance).toBe(10_000);
   });
 
   it("a monthly invoice is refunded as before: its one month, proportionally", async () => {
@@ -268,14 +252,6 @@ describe("a refunded annual subscription that stays active: the year nets what w
     shareOf((await fx.deps.ledger.store.getAccount(userId))?.paidYears, T0 * 1000, `invoice#${invoiceId}`)?.budget;
   const MONTH = 100_000;
   const SIGNUP = 10_000;
-
-  let clock = 0;
-  beforeEach(() => {
-    clock = fx.clock.value;
-  });
-  afterEach(() => {
-    fx.clock.value = clock;
-  });
 
   it("refunded in full at month 5: the six months granted are taken and months 6..11 grant nothing", async () => {
     const sub = await annualSubscriber(5);

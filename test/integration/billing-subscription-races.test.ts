@@ -1,6 +1,6 @@
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccount, BillingStore } from "../../lib/billing/index.js";
-import { type BillingFixture, billingFixture, customerOf, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { customerOf, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -10,11 +10,7 @@ import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stri
  * is conditioned on the revision its decision read, and only a terminal end is remembered.
  */
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
-beforeEach(() => fx.stripe.reset());
+const fx = useBillingFixture();
 
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
 

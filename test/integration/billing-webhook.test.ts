@@ -1,14 +1,15 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
-import { beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import Stripe from "stripe";
 import { type BillingAccount, HANDLED_EVENT_TYPES, PINNED_API_VERSION } from "../../lib/billing/index.js";
 import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
-import { type BillingFixture, billingFixture, customerOf, invoicePaid, subscribeAndPay, T0 } from "../helpers/billing.js";
+import { customerOf, invoicePaid, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
-import { injectFaults } from "../helpers/faults.js";
+import { useFaults } from "../helpers/faults.js";
+import { useFixture } from "../helpers/fixture.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { portalSwitch as portalSwitchEvents } from "../helpers/annual.js";
 import { captureLogs } from "../helpers/logs.js";
@@ -16,23 +17,16 @@ import { signatureFor, stripeEvent, subscriptionObject, uniqueStripeId } from ".
 import { userToken } from "../helpers/tokens.js";
 
 const logs = captureLogs();
-let fx: BillingFixture;
-let faults: ReturnType<typeof injectFaults>;
-let creditsRoute: typeof import("../../functions/credits.js").route;
-beforeAll(async () => {
-  fx = await billingFixture();
-  faults = injectFaults(fx.client);
-  creditsRoute = (await import("../../functions/credits.js")).route;
-});
-beforeEach(() => {
-  fx.stripe.reset();
-});
+const fx = useBillingFixture();
+const faults = useFaults(fx);
+// imported once the fixture set the environment its cold start reads
+const creditsFunction = useFixture("credits", () => import("../../functions/credits.js"));
 
 const account = async (userId: string) => (await fx.deps.ledger.store.getAccount(userId)) as BillingAccount;
 const balance = async (userId: string) => (await getBalance(fx.deps.ledger, userId)).balance;
 const keys = async (userId: string) => (await listHistory(fx.deps.ledger, { userId, limit: 100 })).entries.map((e) => e.key);
 const credits = async (userId: string) =>
-  fx.call(creditsRoute, { routeKey: "GET /v1/credits", token: await userToken(userId) });
+  fx.call(creditsFunction.route, { routeKey: "GET /v1/credits", token: await userToken(userId) });
 
 /** The SecondLiveSubscription EMF lines logged in this test: namespace, service dimension, count. */
 const secondLiveMetrics = () =>
@@ -297,11 +291,8 @@ describe("invoice.paid", () => {
 
   describe("a switch between monthly and annual in the Stripe portal (Stripe resets the billing cycle)", () => {
     const YEAR = 365 * 86_400;
+    /** Our clock at `seconds`, for this test only (useBillingFixture puts it back). */
     const clockAt = (seconds: number) => {
-      const before = fx.clock.value;
-      onTestFinished(() => {
-        fx.clock.value = before;
-      });
       fx.clock.value = seconds * 1000;
     };
     /** What Stripe sends for the switch (test/helpers/annual.ts): the old price's credit covers the first monthly period. */

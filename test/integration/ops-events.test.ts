@@ -1,16 +1,13 @@
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { getBalance } from "../../lib/ledger/index.js";
 import { runOps } from "../../infra/ops/cli.js";
-import { type BillingFixture, billingFixture, customerOf, invoicePaid, STRIPE_TEST_KEY, TEST_PRICES } from "../helpers/billing.js";
+import { customerOf, invoicePaid, STRIPE_TEST_KEY, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
 
 captureLogs();
-let fx: BillingFixture;
-beforeAll(async () => {
-  fx = await billingFixture();
-});
+const fx = useBillingFixture();
 
 const NEW_PRICE = "price_pro_monthly_v2";
 
