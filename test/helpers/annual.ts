@@ -84,11 +84,27 @@ export function portalSwitch(
   return { invoiceId, switched, updated, paid };
 }
 
-/** Delivers a portal switch: the subscription update, then its invoice.paid; returns the invoice's outcome. */
-export async function applySwitch(fx: BillingFixture, sub: Sub, sw: ReturnType<typeof portalSwitch>, at: number) {
+/**
+ * A portal switch that keeps the current period (started at T0; a year long unless `periodEnd` says
+ * otherwise): Stripe invoices only the proration.
+ */
+export function prorationSwitch(
+  sub: Sub,
+  input: Omit<Parameters<typeof portalSwitch>[1], "periodStart" | "periodEnd" | "prorationOnly"> & { periodEnd?: number },
+) {
+  return portalSwitch(sub, { periodStart: T0, periodEnd: T0 + YEAR, prorationOnly: true, ...input });
+}
+
+/** Delivers a portal switch's subscription update (Stripe holds the switched subscription), at `at` + 5 s; its invoice.paid is not delivered. */
+export async function applySwitchUpdate(fx: BillingFixture, sub: Sub, sw: ReturnType<typeof portalSwitch>, at: number) {
   fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
   fx.clock.value = (at + 5) * 1000;
   expect((await fx.deliver(sw.updated)).status).toBe(200);
+}
+
+/** Delivers a portal switch: the subscription update, then its invoice.paid; returns the invoice's outcome. */
+export async function applySwitch(fx: BillingFixture, sub: Sub, sw: ReturnType<typeof portalSwitch>, at: number) {
+  await applySwitchUpdate(fx, sub, sw, at);
   const res = await fx.deliver(sw.paid);
   expect(res.status).toBe(200);
   return res.json.outcome as string;
@@ -121,14 +137,5 @@ export function renewalPaid(sub: Sub, input: { invoiceId: string; start: number;
  * red-team sequences start from. `credit` and `fullPrice` are the invoice's two lines (cents).
  */
 export function creditedDowngrade(sub: Sub, at: number, amounts: { credit: number; fullPrice: number }) {
-  return portalSwitch(sub, {
-    at,
-    price: "price_plus_yearly",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-    oldPrice: "price_pro_yearly",
-    ...amounts,
-    prorationOnly: true,
-    amountPaid: 0,
-  });
+  return prorationSwitch(sub, { at, price: "price_plus_yearly", oldPrice: "price_pro_yearly", ...amounts, amountPaid: 0 });
 }

@@ -26,6 +26,22 @@ const fixedDeps = (): BillingDeps => ({
   prices: createPriceBook({ ...TEST_PRICES, STRIPE_PRICE_PLUS_MONTHLY: NEW_PRICE }, catalog),
 });
 
+/**
+ * A paid pack checkout whose session names no pack (no metadata.pack), of a user with a Stripe
+ * customer; Stripe lists the session's line items at `linePrices` (unknown to Stripe without them).
+ */
+async function packSessionNamingNoPack(label: string, linePrices?: string[]) {
+  const userId = uniqueUser(label);
+  const customer = await customerOf(fx, userId);
+  const sessionId = uniqueStripeId("cs_test");
+  if (linePrices) fx.stripe.sessionPrices.set(sessionId, linePrices);
+  const event = stripeEvent("checkout.session.completed.payment", {
+    object: { id: sessionId, customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
+  });
+  delete event.data.object.metadata.pack;
+  return { userId, sessionId, event };
+}
+
 const parkedMetrics = () =>
   logs
     .lines()
@@ -102,14 +118,7 @@ describe("parked Stripe events", () => {
   });
 
   it("a paid pack session naming no pack is granted the pack its line item's price is configured for, once", async () => {
-    const userId = uniqueUser("pack-line");
-    const customer = await customerOf(fx, userId);
-    const sessionId = uniqueStripeId("cs_test");
-    fx.stripe.sessionPrices.set(sessionId, ["price_pack_pro"]);
-    const event = stripeEvent("checkout.session.completed.payment", {
-      object: { id: sessionId, customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
-    });
-    delete event.data.object.metadata.pack;
+    const { userId, sessionId, event } = await packSessionNamingNoPack("pack-line", ["price_pack_pro"]);
     expect((await fx.deliver(event)).json.outcome).toBe("pack_granted");
     expect((await fx.deliver({ ...event, id: uniqueStripeId("evt") })).json.outcome).toBe("pack_already_granted");
     expect(await balance(userId)).toBe(10_000 + 200_000);
@@ -117,14 +126,7 @@ describe("parked Stripe events", () => {
   });
 
   it("a pack session whose line item is no configured pack price is parked, and applies once the price is configured", async () => {
-    const userId = uniqueUser("pack-later");
-    const customer = await customerOf(fx, userId);
-    const sessionId = uniqueStripeId("cs_test");
-    fx.stripe.sessionPrices.set(sessionId, ["price_pack_starter_v2"]);
-    const event = stripeEvent("checkout.session.completed.payment", {
-      object: { id: sessionId, customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
-    });
-    delete event.data.object.metadata.pack;
+    const { userId, event } = await packSessionNamingNoPack("pack-later", ["price_pack_starter_v2"]);
     expect((await fx.deliver(event)).json.outcome).toBe("parked_unknown_pack");
     // the operator configures the new price (STRIPE_PRICE_PACK_STARTER) and replays
     const configured = { ...fx.billing, prices: createPriceBook({ ...TEST_PRICES, STRIPE_PRICE_PACK_STARTER: "price_pack_starter_v2" }, catalog) };
@@ -135,12 +137,7 @@ describe("parked Stripe events", () => {
 
   // Regression (red team): a paid pack session without metadata.pack was receipted as ignored.
   it("a paid pack session naming no pack (and unknown to Stripe) is parked; an operator dismisses it, and it is kept as dismissed", async () => {
-    const userId = uniqueUser("park-pack");
-    const customer = await customerOf(fx, userId);
-    const event = stripeEvent("checkout.session.completed.payment", {
-      object: { id: uniqueStripeId("cs_test"), customer, client_reference_id: userId, payment_intent: uniqueStripeId("pi"), metadata: { userId } },
-    });
-    delete event.data.object.metadata.pack;
+    const { userId, event } = await packSessionNamingNoPack("park-pack");
     expect((await fx.deliver(event)).json.outcome).toBe("parked_unknown_pack");
     expect(await dismissParkedEvent(fx.billing, event.id, "refunded by hand in the dashboard")).toBe(true);
     expect(await fx.billing.store.getParkedEvent(event.id)).toMatchObject({ status: "dismissed", dismissReason: "refunded by hand in the dashboard" });

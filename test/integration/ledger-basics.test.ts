@@ -12,6 +12,9 @@ import {
 import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const fx = useLedgerFixture();
+/** A chat of 1,000 tokens in and at most 1,000 out: 18 credits reserved (3 + 15). */
+const authorizeSonnet = (userId: string) =>
+  authorizeChat(fx.deps, { userId, requestId: "r1", model: SONNET, inputTokens: 1000, maxOutputTokens: 1000 });
 
 describe("ledger basics", () => {
   it("gives the signup bonus once on first sight", async () => {
@@ -27,13 +30,7 @@ describe("ledger basics", () => {
 
   it("authorizes, settles and records the true cost", async () => {
     const user = uniqueUser();
-    const auth = await authorizeChat(fx.deps, {
-      userId: user,
-      requestId: "r1",
-      model: SONNET,
-      inputTokens: 1000,
-      maxOutputTokens: 1000,
-    });
+    const auth = await authorizeSonnet(user);
     expect(auth.reserved).toBe(18); // 3 + 15
     expect(auth.available).toBe(10_000 - 18);
     const settled = await settleChat(fx.deps, { holdId: auth.holdId, inputTokens: 1000, outputTokens: 200 });
@@ -48,13 +45,7 @@ describe("ledger basics", () => {
 
   it("release returns the hold, and settle after release returns the release", async () => {
     const user = uniqueUser();
-    const auth = await authorizeChat(fx.deps, {
-      userId: user,
-      requestId: "r1",
-      model: SONNET,
-      inputTokens: 1000,
-      maxOutputTokens: 1000,
-    });
+    const auth = await authorizeSonnet(user);
     const released = await releaseHold(fx.deps, { holdId: auth.holdId });
     expect(released).toMatchObject({ status: "released", released: 18, charged: 0, balance: 10_000 });
     const settle = await settleChat(fx.deps, { holdId: auth.holdId, inputTokens: 1, outputTokens: 1 });
@@ -65,13 +56,7 @@ describe("ledger basics", () => {
 
   it("settles at the real state when other entries landed after authorize", async () => {
     const user = uniqueUser();
-    const auth = await authorizeChat(fx.deps, {
-      userId: user,
-      requestId: "r1",
-      model: SONNET,
-      inputTokens: 1000,
-      maxOutputTokens: 1000,
-    });
+    const auth = await authorizeSonnet(user);
     await grantCredits(fx.deps, { userId: user, key: "pack#cs_1", amount: 50_000, bucket: "purchased", reason: "pack" });
     const settled = await settleChat(fx.deps, { holdId: auth.holdId, inputTokens: 1000, outputTokens: 1000 });
     expect(settled.balance).toBe(60_000 - 18);

@@ -62,6 +62,15 @@ class Model {
   get available() {
     return this.balance - this.held;
   }
+  /** A keyed write (a grant: +amount, a claw-back: -amount) applies once per key: the first time only. */
+  async appliesOnce(write: Promise<{ applied: boolean }>, keys: Set<number>, key: number, delta: number): Promise<void> {
+    const result = await write;
+    expect(result.applied).toBe(!keys.has(key));
+    if (result.applied) {
+      keys.add(key);
+      this.balance += delta;
+    }
+  }
 }
 
 const fx = useLedgerFixture();
@@ -74,36 +83,20 @@ async function apply(op: Op, user: string, model: Model, history: Op[]): Promise
       if (earlier && earlier.kind !== "repeat") await apply(earlier, user, model, history);
       return;
     }
-    case "grant": {
-      const result = await grantCredits(deps, {
-        userId: user,
-        key: `admin#k${op.key}`,
-        amount: op.amount,
-        bucket: op.bucket,
-        reason: "admin",
-      });
-      expect(result.applied).toBe(!model.grantKeys.has(op.key));
-      if (result.applied) {
-        model.grantKeys.add(op.key);
-        model.balance += op.amount;
-      }
-      return;
-    }
-    case "clawBack": {
-      const result = await clawBack(deps, {
-        userId: user,
-        key: `refund#re_${op.key}`,
-        amount: op.amount,
-        bucket: op.bucket,
-        reason: "refund",
-      });
-      expect(result.applied).toBe(!model.clawKeys.has(op.key));
-      if (result.applied) {
-        model.clawKeys.add(op.key);
-        model.balance -= op.amount;
-      }
-      return;
-    }
+    case "grant":
+      return model.appliesOnce(
+        grantCredits(deps, { userId: user, key: `admin#k${op.key}`, amount: op.amount, bucket: op.bucket, reason: "admin" }),
+        model.grantKeys,
+        op.key,
+        op.amount,
+      );
+    case "clawBack":
+      return model.appliesOnce(
+        clawBack(deps, { userId: user, key: `refund#re_${op.key}`, amount: op.amount, bucket: op.bucket, reason: "refund" }),
+        model.clawKeys,
+        op.key,
+        -op.amount,
+      );
     case "authorize": {
       const modelId = MODELS[op.model] as string;
       const reserved = costOfCall(modelId, op.input, op.maxOutput);

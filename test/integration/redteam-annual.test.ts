@@ -4,12 +4,14 @@ import {
   applySwitch,
   balanceOf,
   changePlanAt,
+  creditedDowngrade,
   DAY,
   months as walkMonths,
   monthStart,
   PLUS,
   PRO,
   portalSwitch,
+  prorationSwitch,
   refundInvoice as refundAt,
   YEAR, renewalPaid } from "../helpers/annual.js";
 import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
@@ -36,16 +38,7 @@ describe("red team: annual paid months", () => {
     expect(await months(sub.userId, 1, 3)).toEqual([PLUS, PLUS, PLUS]);
     // 16 April: plus -> pro in the portal (same period; Stripe invoices the prorated difference, paid)
     const at = monthStart(3) + 15 * DAY;
-    const sw = portalSwitch(sub, {
-      at,
-      price: "price_pro_yearly",
-      periodStart: T0,
-      periodEnd: T0 + YEAR,
-      oldPrice: "price_plus_yearly",
-      credit: 13_000,
-      fullPrice: 34_000,
-      prorationOnly: true,
-    });
+    const sw = prorationSwitch(sub, { at, price: "price_pro_yearly", oldPrice: "price_plus_yearly", credit: 13_000, fullPrice: 34_000 });
     await applySwitch(fx, sub, sw, at);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "pro", interval: "year" });
     // 21,000 cents paid for pro over the rest of the year: months 4..11 are paid at pro
@@ -100,16 +93,7 @@ describe("red team: annual paid months", () => {
     // 11 February: pro -> plus in the portal, prorated: Stripe credits the unused difference (a credit
     // invoice, nothing to pay; the credit goes to the customer's balance for the next invoices)
     const at = monthStart(1) + 10 * DAY;
-    const down = portalSwitch(sub, {
-      at,
-      price: "price_plus_yearly",
-      periodStart: T0,
-      periodEnd: T0 + YEAR,
-      oldPrice: "price_pro_yearly",
-      credit: 26_700,
-      fullPrice: 0,
-      prorationOnly: true,
-    });
+    const down = creditedDowngrade(sub, at, { credit: 26_700, fullPrice: 0 });
     await applySwitch(fx, sub, down, at);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "plus" });
     // months 2..11 were paid at plus now (the pro difference went back as credit)

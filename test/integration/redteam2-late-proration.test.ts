@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { paidInvoiceEvent, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, YEAR } from "../helpers/annual.js";
+import { applySwitchUpdate, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 2 (commit 234fb48): `monthsPassed` catches up the months a late payment paid
@@ -18,9 +18,7 @@ describe("red team 2: late proration invoices", () => {
     // 16 April: pro -> plus in the portal; Stripe credits the unused pro difference for months 4..11 and half of April
     const at = monthStart(3) + 15 * DAY;
     const down = creditedDowngrade(sub, at, { credit: 34_000, fullPrice: 13_200 });
-    fx.stripe.subscriptions.set(sub.subscriptionId, down.switched);
-    fx.clock.value = (at + 5) * 1000;
-    expect((await fx.deliver(down.updated)).status).toBe(200);
+    await applySwitchUpdate(fx, sub, down, at);
     const start = await balanceOf(fx, sub.userId);
     // the credit invoice's invoice.paid is delivered late (endpoint down, redelivered days later): May was granted first
     expect(await months(fx, sub.userId, 4, 4, T0)).toEqual([PRO]);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { applySwitch, balanceOf, DAY, months, monthStart, PLUS, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
+import { applySwitch, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, prorationSwitch, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 2 (commit 234fb48): a portal downgrade that Stripe prorates (the unused
@@ -28,33 +28,14 @@ describe("red team 2: portal down/up cycles", () => {
       const down = T0 + 10 * DAY + round * 7_200;
       const downCredit = cents(4_900, down, T0, periodEnd);
       const downCharge = cents(1_900, down, T0, periodEnd);
-      const d = portalSwitch(sub, {
-        at: down,
-        price: "price_plus_monthly",
-        periodStart: T0,
-        periodEnd,
-        oldPrice: "price_pro_monthly",
-        credit: downCredit,
-        fullPrice: downCharge,
-        prorationOnly: true,
-        amountPaid: 0,
-      });
+      const d = prorationSwitch(sub, { at: down, price: "price_plus_monthly", periodEnd, oldPrice: "price_pro_monthly", credit: downCredit, fullPrice: downCharge, amountPaid: 0 });
       expect(await applySwitch(fx, sub, d, down)).toBe("downgrade_credit_recorded");
       netCents -= downCredit - downCharge; // to the customer balance
       owed -= difference(down, T0, periodEnd);
       const up = down + 3_600;
       const upCharge = cents(4_900, up, T0, periodEnd);
       const upCredit = cents(1_900, up, T0, periodEnd);
-      const u = portalSwitch(sub, {
-        at: up,
-        price: "price_pro_monthly",
-        periodStart: T0,
-        periodEnd,
-        oldPrice: "price_plus_monthly",
-        credit: upCredit,
-        fullPrice: upCharge,
-        prorationOnly: true,
-      });
+      const u = prorationSwitch(sub, { at: up, price: "price_pro_monthly", periodEnd, oldPrice: "price_plus_monthly", credit: upCredit, fullPrice: upCharge });
       expect(await applySwitch(fx, sub, u, up)).toBe("upgrade_topped_up");
       netCents += upCharge - upCredit;
       owed += difference(up, T0, periodEnd);
@@ -76,31 +57,12 @@ describe("red team 2: portal down/up cycles", () => {
     let owed = 0;
     for (let round = 0; round < 3; round++) {
       const down = monthStart(3) + 15 * DAY + round * 7_200;
-      const d = portalSwitch(sub, {
-        at: down,
-        price: "price_plus_yearly",
-        periodStart: T0,
-        periodEnd: yearEnd,
-        oldPrice: "price_pro_yearly",
-        credit: cents(49_000, down, T0, yearEnd),
-        fullPrice: cents(19_000, down, T0, yearEnd),
-        prorationOnly: true,
-        amountPaid: 0,
-      });
+      const d = creditedDowngrade(sub, down, { credit: cents(49_000, down, T0, yearEnd), fullPrice: cents(19_000, down, T0, yearEnd) });
       expect(await applySwitch(fx, sub, d, down)).toBe("downgrade_credit_recorded");
       netCents -= cents(49_000, down, T0, yearEnd) - cents(19_000, down, T0, yearEnd);
       owed -= difference(down, monthStart(3), monthStart(4)); // April, the allowance month in progress
       const up = down + 3_600;
-      const u = portalSwitch(sub, {
-        at: up,
-        price: "price_pro_yearly",
-        periodStart: T0,
-        periodEnd: yearEnd,
-        oldPrice: "price_plus_yearly",
-        credit: cents(19_000, up, T0, yearEnd),
-        fullPrice: cents(49_000, up, T0, yearEnd),
-        prorationOnly: true,
-      });
+      const u = prorationSwitch(sub, { at: up, price: "price_pro_yearly", oldPrice: "price_plus_yearly", credit: cents(19_000, up, T0, yearEnd), fullPrice: cents(49_000, up, T0, yearEnd) });
       expect(await applySwitch(fx, sub, u, up)).toBe("upgrade_topped_up");
       netCents += cents(49_000, up, T0, yearEnd) - cents(19_000, up, T0, yearEnd);
       owed += difference(up, monthStart(3), monthStart(4));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, refundInvoice, type Sub } from "../helpers/annual.js";
+import { applySwitchUpdate, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, refundInvoice, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 3 (commit 3ac56fb), RT3-1: a credited portal downgrade's invoice.paid that
@@ -26,9 +26,7 @@ describe("red team 3: a late downgrade credit after a refund", () => {
     const a = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
     expect(await months(fx, a.userId, 1, 3, T0)).toEqual([PRO, PRO, PRO]);
     const downA = downgrade(a);
-    fx.stripe.subscriptions.set(a.subscriptionId, downA.switched);
-    fx.clock.value = (AT + 5) * 1000;
-    expect((await fx.deliver(downA.updated)).status).toBe(200);
+    await applySwitchUpdate(fx, a, downA, AT);
     expect((await fx.deliver(downA.paid)).json.outcome).toBe("downgrade_credit_recorded");
     expect(await months(fx, a.userId, 4, 5, T0)).toEqual([PLUS, PLUS]);
     expect(await refundInvoice(fx, a.customer, a.invoiceId, 120_000, 120_000, REFUND_AT)).toBe("clawed_back");
@@ -40,9 +38,7 @@ describe("red team 3: a late downgrade credit after a refund", () => {
     const b = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
     expect(await months(fx, b.userId, 1, 3, T0)).toEqual([PRO, PRO, PRO]);
     const downB = downgrade(b);
-    fx.stripe.subscriptions.set(b.subscriptionId, downB.switched);
-    fx.clock.value = (AT + 5) * 1000;
-    expect((await fx.deliver(downB.updated)).status).toBe(200);
+    await applySwitchUpdate(fx, b, downB, AT);
     expect(await months(fx, b.userId, 4, 5, T0)).toEqual([PRO, PRO]);
     expect(await refundInvoice(fx, b.customer, b.invoiceId, 120_000, 120_000, REFUND_AT)).toBe("clawed_back");
     expect(await months(fx, b.userId, 6, 7, T0)).toEqual([0, 0]); // the refunded year grants nothing more
