@@ -262,6 +262,14 @@ export function invoicePaid(input: {
   });
 }
 
+/** An invoice.paid of a subscriber's subscription: a new invoice (unless `invoiceId` is given), the rest as `invoicePaid` takes it. */
+export function subscriberInvoicePaid(
+  sub: Subscriber,
+  input: Omit<Parameters<typeof invoicePaid>[0], "invoiceId" | "customer" | "subscriptionId" | "userId"> & { invoiceId?: string },
+) {
+  return invoicePaid({ invoiceId: uniqueStripeId("in"), customer: sub.customer, subscriptionId: sub.subscriptionId, userId: sub.userId, ...input });
+}
+
 /**
  * The `invoice.paid` event Stripe sends for an invoice the loopback server made (a proration
  * invoice of an upgrade): the very invoice, paid (`amount_paid` as made unless told).

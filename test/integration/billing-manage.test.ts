@@ -2,10 +2,10 @@ import { describe, expect, it } from "vitest";
 import { type BillingAccount, changePlan as changePlanUseCase } from "../../lib/billing/index.js";
 import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import {
-  invoicePaid,
   paidInvoiceEvent,
   type Subscriber,
   subscribeAndPay,
+  subscriberInvoicePaid,
   T0,
   useBillingFixture,
 } from "../helpers/billing.js";
@@ -384,11 +384,7 @@ describe("POST /v1/billing/change-plan", () => {
     // (Stripe charged the 18 days left). Both invoices carry the subscription's metadata, which still
     // names our upgrade, but their lines start later: they are priced from their own lines.
     const portal = (at: number, from: string, to: string) =>
-      invoicePaid({
-        invoiceId: uniqueStripeId("in"),
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
+      subscriberInvoicePaid(sub, {
         price: to,
         billingReason: "subscription_update",
         amountPaid: 0,
@@ -410,11 +406,7 @@ describe("POST /v1/billing/change-plan", () => {
     expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
     // metadata from before the terms carried the instant is no upgrade we can price either
     const legacy = await fx.deliver(
-      invoicePaid({
-        invoiceId: uniqueStripeId("in"),
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
+      subscriberInvoicePaid(sub, {
         price: "price_pro_monthly",
         billingReason: "subscription_update",
         proration: true,

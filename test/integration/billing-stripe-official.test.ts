@@ -105,7 +105,18 @@ async function proSubscriber() {
       amountDue: 4_900,
       lines: [invoiceLine(invoiceId, line)],
     });
-  return { userId, customer, subscriptionId, invoiceId, sub, line, firstInvoice };
+  /** A paid plan change's invoice (subscription_update) whose one line is a proration. */
+  const prorationInvoice = () =>
+    invoice({
+      customer,
+      subscription: subscriptionId,
+      metadata: { userId },
+      billingReason: "subscription_update",
+      status: "paid",
+      amountPaid: 3_000,
+      lines: [invoiceLine(invoiceId, { ...line, proration: true })],
+    });
+  return { userId, customer, subscriptionId, invoiceId, sub, line, firstInvoice, prorationInvoice };
 }
 
 describe("checkout sessions (official checkout.session)", () => {
@@ -207,15 +218,7 @@ describe("invoice lines parsed only for what a decision reads", () => {
 
   it("a proration line still never grants an allowance (the flag is read where present)", async () => {
     const sub = await proSubscriber();
-    const paid = invoice({
-      customer: sub.customer,
-      subscription: sub.subscriptionId,
-      metadata: { userId: sub.userId },
-      billingReason: "subscription_update",
-      status: "paid",
-      amountPaid: 3_000,
-      lines: [invoiceLine(sub.invoiceId, { ...sub.line, proration: true })],
-    });
+    const paid = sub.prorationInvoice();
     expect(await outcome(officialEvent("invoice.paid", paid))).toBe("ignored_billing_reason");
     expect(await balance(sub.userId)).toBe(SIGNUP);
   });
@@ -260,17 +263,7 @@ describe("older API version shapes (an endpoint pinned before 2025-03-31.basil) 
 
   it("an older-shape proration line (top-level `proration: true`) never grants an allowance", async () => {
     const sub = await proSubscriber();
-    const paid = olderApiInvoice(
-      invoice({
-        customer: sub.customer,
-        subscription: sub.subscriptionId,
-        metadata: { userId: sub.userId },
-        billingReason: "subscription_update",
-        status: "paid",
-        amountPaid: 3_000,
-        lines: [invoiceLine(sub.invoiceId, { ...sub.line, proration: true })],
-      }),
-    );
+    const paid = olderApiInvoice(sub.prorationInvoice());
     expect(paid.lines.data[0].proration).toBe(true);
     expect(await outcome(officialEvent("invoice.paid", paid))).toBe("ignored_billing_reason");
     expect(await balance(sub.userId)).toBe(SIGNUP);

@@ -6,7 +6,7 @@ import Stripe from "stripe";
 import { type BillingAccount, HANDLED_EVENT_TYPES, PINNED_API_VERSION } from "../../lib/billing/index.js";
 import { auditAccount, getBalance, grantAllowanceIfDue, listHistory } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
-import { customerOf, invoicePaid, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { customerOf, invoicePaid, subscribeAndPay, subscriberInvoicePaid, T0, useBillingFixture } from "../helpers/billing.js";
 import { invoke } from "../helpers/events.js";
 import { useFaults } from "../helpers/faults.js";
 import { useFixture } from "../helpers/fixture.js";
@@ -304,13 +304,19 @@ describe("invoice.paid", () => {
       fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
       return sw;
     }
+    /** The switch made at `at`: its subscription update applied (5 s later), then its invoice delivered, whose answer is `res`. */
+    async function switchThenPay(sub: Awaited<ReturnType<typeof subscribeAndPay>>, input: Parameters<typeof portalSwitch>[1]) {
+      clockAt(input.at + 5);
+      const sw = portalSwitch(sub, input);
+      expect((await fx.deliver(sw.updated)).json.outcome).toBe("subscription_applied");
+      return { ...sw, res: await fx.deliver(sw.paid) };
+    }
 
     it("monthly → annual: the switch's invoice buys month 0 of the new year, and the schedule re-anchors at its start", async () => {
       const sub = await subscribeAndPay(fx, { plan: "plus" });
       expect(await balance(sub.userId)).toBe(50_000);
       const at = T0 + 10 * 86_400; // 11 January, 12:00
-      clockAt(at + 5);
-      const { invoiceId, updated, paid } = portalSwitch(sub, {
+      const { invoiceId, paid, res } = await switchThenPay(sub, {
         at,
         price: "price_pro_yearly",
         periodEnd: at + YEAR,
@@ -318,8 +324,6 @@ describe("invoice.paid", () => {
         credit: 1_300,
         fullPrice: 49_000,
       });
-      expect((await fx.deliver(updated)).json.outcome).toBe("subscription_applied");
-      const res = await fx.deliver(paid);
       expect(res.json.outcome).toBe("allowance_granted");
       expect(await balance(sub.userId)).toBe(50_000 + 100_000);
       expect((await listHistory(fx.deps.ledger, { userId: sub.userId })).entries[0]).toMatchObject({
@@ -367,8 +371,7 @@ describe("invoice.paid", () => {
       const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year" });
       expect(await balance(sub.userId)).toBe(110_000);
       const at = T0 + 40 * 86_400;
-      clockAt(at + 5);
-      const { invoiceId, updated, paid } = portalSwitch(sub, {
+      const { invoiceId, res } = await switchThenPay(sub, {
         at,
         price: "price_plus_monthly",
         periodEnd: at + 31 * 86_400,
@@ -376,8 +379,6 @@ describe("invoice.paid", () => {
         credit: 43_600,
         fullPrice: 1_900,
       });
-      expect((await fx.deliver(updated)).json.outcome).toBe("subscription_applied");
-      const res = await fx.deliver(paid);
       expect(res.json.outcome).toBe("allowance_granted");
       expect(await balance(sub.userId)).toBe(110_000 + 40_000);
       const purchase = await fx.billing.store.getPurchase(invoiceId);
@@ -646,11 +647,7 @@ describe("invoice.payment_failed", () => {
     expect(failed.json.outcome).toBe("payment_failure_recorded");
     expect((await credits(sub.userId)).json.paymentFailedAt).toBe(new Date((T0 + 3_600) * 1000).toISOString());
     await fx.deliver(
-      invoicePaid({
-        invoiceId: uniqueStripeId("in"),
-        customer: sub.customer,
-        subscriptionId: sub.subscriptionId,
-        userId: sub.userId,
+      subscriberInvoicePaid(sub, {
         price: "price_pro_monthly",
         billingReason: "subscription_cycle",
         created: T0 + 7_200,

@@ -32,12 +32,9 @@ const budgetOnly = (credits: number | null, anchor = START) => async (stored: Aw
   };
 };
 
-/** A user on pro annual anchored at START whose annual invoice granted month 0 and paid months 1..11. */
-async function annual() {
-  const userId = uniqueUser("budget");
-  fx.clock.value = START;
-  await changePlanSchedule(fx.deps, { userId, plan: "pro", interval: "year", periodStart: START });
-  await grantCredits(fx.deps, {
+/** The annual invoice's grant: month 0, with months 1..11 paid (its share). */
+const grantAnnualInvoice = (userId: string) =>
+  grantCredits(fx.deps, {
     userId,
     key: INVOICE,
     amount: MONTH,
@@ -45,6 +42,13 @@ async function annual() {
     reason: "invoice",
     paidShare: { anchor: START, fromMonth: 1, monthly: MONTH },
   });
+
+/** A user on pro annual anchored at START whose annual invoice granted month 0 and paid months 1..11. */
+async function annual() {
+  const userId = uniqueUser("budget");
+  fx.clock.value = START;
+  await changePlanSchedule(fx.deps, { userId, plan: "pro", interval: "year", periodStart: START });
+  await grantAnnualInvoice(userId);
   return userId;
 }
 
@@ -115,14 +119,7 @@ describe("an annual year's paid months", () => {
 
   it("a payment's share is recorded once, with its grant; years older than 25 months before the newest are dropped", async () => {
     const userId = await annual();
-    const again = await grantCredits(fx.deps, {
-      userId,
-      key: INVOICE,
-      amount: MONTH,
-      bucket: "allowance",
-      reason: "invoice",
-      paidShare: { anchor: START, fromMonth: 1, monthly: MONTH },
-    });
+    const again = await grantAnnualInvoice(userId);
     expect(again.applied).toBe(false);
     expect((await account(userId)).paidYears).toHaveLength(1);
     for (const year of [2028, 2029]) {
