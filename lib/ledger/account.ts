@@ -1,4 +1,5 @@
 import type { BillingInterval, PlanId } from "../catalog.js";
+import type { HoldRef } from "./hold-id.js";
 import type { PaidYear } from "./paid-year.js";
 import { ownValue } from "../own-keys.js";
 
@@ -20,6 +21,19 @@ export interface HoldRecord {
   tag: string;
   /** epoch ms: after this the sweep may release it */
   expiresAt: number;
+}
+
+/** What the id of the hold an account carries for `requestId` says of it (lib/ledger/hold-id.ts). */
+export function holdRefOf(userId: string, requestId: string, hold: HoldRecord, account: Pick<AccountRecord, "holdSeq" | "holdBalance">): HoldRef {
+  return {
+    userId,
+    requestId,
+    tag: hold.tag,
+    seq: ownValue(account.holdSeq, requestId) ?? 0,
+    balance: ownValue(account.holdBalance, requestId) ?? 0,
+    model: hold.model,
+    reserved: hold.reserved,
+  };
 }
 
 /** A settle entry waiting in the account's outbox (see AccountRecord.outbox). */

@@ -3,7 +3,7 @@ import type * as z from "zod/mini";
 import type { PlanId } from "../catalog.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../errors.js";
 import { costOfCall, requireModel } from "../pricing.js";
-import type { AccountRecord } from "./account.js";
+import { type AccountRecord, holdRefOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { logger } from "../logger.js";
 import { admissionRules, refusedRules } from "./admission.js";
@@ -30,15 +30,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
   const hold = ownValue(account.holds, requestId);
   if (!hold) throw new Error("hold missing from the account it was just written to");
   return {
-    holdId: encodeHoldId({
-      userId: account.userId,
-      requestId,
-      tag: hold.tag,
-      seq: ownValue(account.holdSeq, requestId) ?? 0,
-      balance: ownValue(account.holdBalance, requestId) ?? 0,
-      model: hold.model,
-      reserved: hold.reserved,
-    }),
+    holdId: encodeHoldId(holdRefOf(account.userId, requestId, hold, account)),
     reserved: hold.reserved,
     balance: account.balance,
     available: account.available,

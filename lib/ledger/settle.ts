@@ -2,7 +2,7 @@ import type * as z from "zod/mini";
 import { NotFoundError } from "../errors.js";
 import { isModelId } from "../catalog.js";
 import { checkTokenCounts, costOfCall } from "../pricing.js";
-import { type AccountRecord, type HoldIdentity, type HoldRecord, type LedgerEntry, outboxEntries, type ReleaseMarker } from "./account.js";
+import { type AccountRecord, type HoldIdentity, type HoldRecord, holdRefOf, type LedgerEntry, outboxEntries, type ReleaseMarker } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
@@ -303,15 +303,7 @@ export async function releaseExpiredHolds(deps: LedgerDeps, userId: string): Pro
   const outcomes: HoldOutcome[] = [];
   for (const [requestId, hold] of Object.entries(account.holds)) {
     if (hold.expiresAt > now) continue;
-    const ref: HoldRef = {
-      userId,
-      requestId,
-      tag: hold.tag,
-      seq: ownValue(account.holdSeq, requestId) ?? 0,
-      balance: ownValue(account.holdBalance, requestId) ?? 0,
-      model: hold.model,
-      reserved: hold.reserved,
-    };
+    const ref = holdRefOf(userId, requestId, hold, account);
     const result = await closeWithoutCharge(deps, encodeHoldId(ref), ref, "expired", (current) => current.expiresAt <= now);
     if (result !== "declined" && result.closedNow) outcomes.push(result.outcome);
   }
