@@ -1,10 +1,17 @@
 import {
   CreateTableCommand,
   type DynamoDBClient,
+  type KeySchemaElement,
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from "@aws-sdk/client-dynamodb";
 import { type TableDefinition, tableDefinition } from "./table-definition.js";
+
+/** A key schema: partition (HASH) and sort (RANGE) attribute. */
+const keySchema = (partitionKey: string, sortKey: string): KeySchemaElement[] => [
+  { AttributeName: partitionKey, KeyType: "HASH" },
+  { AttributeName: sortKey, KeyType: "RANGE" },
+];
 
 /** Creates the table from the shared definition (local runs and tests; CDK deploys it in AWS). */
 export async function createTable(
@@ -29,24 +36,15 @@ export async function createTable(
         AttributeName,
         AttributeType: AttributeType as "S" | "N",
       })),
-      KeySchema: [
-        { AttributeName: definition.partitionKey.name, KeyType: "HASH" },
-        { AttributeName: definition.sortKey.name, KeyType: "RANGE" },
-      ],
+      KeySchema: keySchema(definition.partitionKey.name, definition.sortKey.name),
       LocalSecondaryIndexes: definition.localIndexes.map((index) => ({
         IndexName: index.name,
-        KeySchema: [
-          { AttributeName: definition.partitionKey.name, KeyType: "HASH" },
-          { AttributeName: index.sortKey.name, KeyType: "RANGE" },
-        ],
+        KeySchema: keySchema(definition.partitionKey.name, index.sortKey.name),
         Projection: { ProjectionType: "ALL" },
       })),
       GlobalSecondaryIndexes: definition.globalIndexes.map((index) => ({
         IndexName: index.name,
-        KeySchema: [
-          { AttributeName: index.partitionKey.name, KeyType: "HASH" },
-          { AttributeName: index.sortKey.name, KeyType: "RANGE" },
-        ],
+        KeySchema: keySchema(index.partitionKey.name, index.sortKey.name),
         // Schedule indexes carry only keys: the sweep re-reads each due account consistently anyway.
         Projection: { ProjectionType: "KEYS_ONLY" },
       })),
