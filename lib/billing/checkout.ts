@@ -6,6 +6,7 @@ import { logger } from "../logger.js";
 import { FUNCTIONS } from "../routes.js";
 import { appLink, type BillingDeps, requireStripe, requireStripeAndPrice } from "./deps.js";
 import type { BillingAccount, CheckoutKind, PendingCheckout } from "./model.js";
+import type { StripePort } from "./stripe-port.js";
 import { hasEnded, isLive } from "./subscription.js";
 
 /**
@@ -103,6 +104,29 @@ async function withPendingCheckout(
 const successUrl = (deps: BillingDeps, kind: CheckoutKind) =>
   `${appLink(deps, `billing/success`)}?kind=${kind}&session_id={CHECKOUT_SESSION_ID}`;
 
+/**
+ * Creates the Checkout Session of a purchase (`withPendingCheckout`'s `create`): one `price`, the
+ * user id as client_reference_id, `metadata` on the session and on what it makes (the
+ * subscription, or a pack's payment intent), returning to APP_URL's success and cancel pages.
+ */
+const checkoutSession =
+  (deps: BillingDeps, stripe: StripePort, account: BillingAccount, kind: CheckoutKind, price: string, metadata: Record<string, string>) =>
+  ({ customer, intent, expiresAt }: { customer: string; intent: string; expiresAt: number }) =>
+    stripe.createCheckoutSession(
+      {
+        mode: kind === "subscription" ? "subscription" : "payment",
+        customer,
+        client_reference_id: account.userId,
+        line_items: [{ price, quantity: 1 }],
+        metadata,
+        ...(kind === "subscription" ? { subscription_data: { metadata } } : { payment_intent_data: { metadata } }),
+        success_url: successUrl(deps, kind),
+        cancel_url: appLink(deps, "billing/cancel"),
+        expires_at: Math.floor(expiresAt / 1000),
+      },
+      intent,
+    );
+
 export interface SubscriptionCheckoutInput {
   userId: string;
   email?: string | undefined;
@@ -148,21 +172,7 @@ export async function startSubscriptionCheckout(
     account,
     "subscription",
     `subscription:${plan}:${interval}`,
-    ({ customer, intent, expiresAt }) =>
-      stripe.createCheckoutSession(
-        {
-          mode: "subscription",
-          customer,
-          client_reference_id: account.userId,
-          line_items: [{ price, quantity: 1 }],
-          metadata,
-          subscription_data: { metadata },
-          success_url: successUrl(deps, "subscription"),
-          cancel_url: appLink(deps, "billing/cancel"),
-          expires_at: Math.floor(expiresAt / 1000),
-        },
-        intent,
-      ),
+    checkoutSession(deps, stripe, account, "subscription", price, metadata),
     input.email,
   );
 }
@@ -182,21 +192,7 @@ export async function startPackCheckout(
     account,
     "pack",
     `pack:${input.pack}`,
-    ({ customer, intent, expiresAt }) =>
-      stripe.createCheckoutSession(
-        {
-          mode: "payment",
-          customer,
-          client_reference_id: account.userId,
-          line_items: [{ price, quantity: 1 }],
-          metadata,
-          payment_intent_data: { metadata },
-          success_url: successUrl(deps, "pack"),
-          cancel_url: appLink(deps, "billing/cancel"),
-          expires_at: Math.floor(expiresAt / 1000),
-        },
-        intent,
-      ),
+    checkoutSession(deps, stripe, account, "pack", price, metadata),
     input.email,
   );
 }
