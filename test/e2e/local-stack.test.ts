@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { devPrices } from "../../infra/local/dev-prices.js";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
 import { runOps } from "../../infra/ops/cli.js";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { DAY_MS } from "../../lib/periods.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { signatureFor, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
@@ -169,11 +169,7 @@ describe("npm start: the whole product locally", () => {
   });
 
   it("runs the sweep on its timer: a due free allowance is granted without any request", async () => {
-    const client = new DynamoDBClient({
-      endpoint: `http://127.0.0.1:${dynamoPort}`,
-      region: "local",
-      credentials: { accessKeyId: "local", secretAccessKey: "local" },
-    });
+    const client = localDynamoClient(`http://127.0.0.1:${dynamoPort}`);
     const userId = `sweep-e2e-${process.pid}`;
     try {
       // an account whose 30-day free period ended a day ago: only the sweep may grant it now,

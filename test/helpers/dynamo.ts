@@ -1,15 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { DeleteTableCommand, DynamoDBClient, type DynamoDBClientConfig } from "@aws-sdk/client-dynamodb";
+import { DeleteTableCommand, type DynamoDBClient, type DynamoDBClientConfig } from "@aws-sdk/client-dynamodb";
 import { afterAll, inject } from "vitest";
+import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { createTable } from "../../lib/ledger/create-table.js";
 
+/** A client of the test run's DynamoDB Local (test/global-setup.ts). */
 export function localClient(overrides: DynamoDBClientConfig = {}): DynamoDBClient {
-  return new DynamoDBClient({
-    endpoint: inject("dynamoEndpoint"),
-    region: "local",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
-    ...overrides,
-  });
+  return localDynamoClient(inject("dynamoEndpoint"), overrides);
 }
 
 /** A fresh table (from the shared definition) for one test file; deleted when the file ends. */
