@@ -12,10 +12,10 @@ import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store
 import type { BillingAppDeps } from "../../lib/billing/runtime.js";
 import { ensureAccount } from "../../lib/ledger/index.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
-import { httpHandler, type Route } from "../../lib/http/stack.js";
-import { type EventOptions, invoke } from "./events.js";
+import type { Route } from "../../lib/http/stack.js";
+import { invoke } from "./events.js";
 import { useFixture } from "./fixture.js";
-import { appFixture, functionEnv } from "./http.js";
+import { appFixture, functionEnv, routeCaller } from "./http.js";
 import { uniqueUser } from "./ledger.js";
 import {
   loadFixture,
@@ -110,15 +110,7 @@ export async function billingFixture(options: { stripeRetries?: number; stripeTi
     import("../../functions/webhook.js"),
   ]);
 
-  const handlers = new Map<Route<BillingAppDeps>, ReturnType<typeof httpHandler<BillingAppDeps>>>();
-  const call = (route: Route<BillingAppDeps>, event: EventOptions) => {
-    let handler = handlers.get(route);
-    if (!handler) {
-      handler = httpHandler(route, deps);
-      handlers.set(route, handler);
-    }
-    return invoke(handler, event);
-  };
+  const call = routeCaller(deps);
   const webhookHandler = rawBodyHandler(webhook.route, deps);
 
   /** POSTs an event to the webhook, signed like Stripe signs it (unless told otherwise). */

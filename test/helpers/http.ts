@@ -26,8 +26,13 @@ export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
     auth: createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE }),
     corsOrigin: APP_URL,
   };
-  const handlers = new Map<Route<AppDeps>, ReturnType<typeof httpHandler<AppDeps>>>();
-  const call = (route: Route<AppDeps>, event: EventOptions) => {
+  return { ...fx, deps, call: routeCaller(deps) };
+}
+
+/** `call(route, event)`: runs a function's route with `deps` through the real middy stack (its handler built once). */
+export function routeCaller<D extends AppDeps>(deps: D) {
+  const handlers = new Map<Route<D>, ReturnType<typeof httpHandler<D>>>();
+  return (route: Route<D>, event: EventOptions) => {
     let handler = handlers.get(route);
     if (!handler) {
       handler = httpHandler(route, deps);
@@ -35,7 +40,6 @@ export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
     }
     return invoke(handler, event);
   };
-  return { ...fx, deps, call };
 }
 
 export type AppFixture = Awaited<ReturnType<typeof appFixture>>;
