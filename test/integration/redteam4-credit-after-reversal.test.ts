@@ -4,7 +4,7 @@ import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
 import { refundEvent } from "../helpers/stripe-reversals.js";
-import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
+import { applySwitchUpdate, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-4: a credited downgrade delivered after a refund that
@@ -43,9 +43,7 @@ async function year(creditDeliveredAt: number) {
   const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
   expect(await months(fx, sub.userId, 1, 5)).toEqual(Array(5).fill(PRO));
   const down = downgrade(sub);
-  fx.stripe.subscriptions.set(sub.subscriptionId, down.switched);
-  fx.clock.value = (AT + 5) * 1000;
-  expect((await fx.deliver(down.updated)).status).toBe(200);
+  await applySwitchUpdate(fx, sub, down, AT);
   const deliverCredit = async () => {
     fx.clock.value = creditDeliveredAt * 1000;
     expect((await fx.deliver(down.paid)).json.outcome).toBe("downgrade_credit_recorded");

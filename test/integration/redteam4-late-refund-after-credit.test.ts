@@ -3,7 +3,7 @@ import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
-import { balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
+import { applySwitchUpdate, balanceOf, creditedDowngrade, DAY, months, monthStart, PLUS, PRO, type Sub } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-2: RT3-1 made a *late credit* settle each passed month as
@@ -45,9 +45,7 @@ async function refundedYear(input: { refundedAt: number; deliverAt: number; mont
   const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
   expect(await months(fx, sub.userId, 1, 3)).toEqual([PRO, PRO, PRO]);
   const down = downgrade(sub);
-  fx.stripe.subscriptions.set(sub.subscriptionId, down.switched);
-  fx.clock.value = (AT + 5) * 1000;
-  expect((await fx.deliver(down.updated)).status).toBe(200);
+  await applySwitchUpdate(fx, sub, down, AT);
   expect((await fx.deliver(down.paid)).json.outcome).toBe("downgrade_credit_recorded");
   expect(await months(fx, sub.userId, 4, 4)).toEqual([PLUS]);
   const paymentIntent = uniqueStripeId("pi");
