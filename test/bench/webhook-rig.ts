@@ -6,20 +6,10 @@ import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import type { LedgerDeps } from "../../lib/ledger/index.js";
 import { httpEvent, lambdaContext } from "../helpers/events.js";
+import { TEST_PRICES } from "../helpers/prices.js";
 import { chargeRefunded, signatureFor, stripeEvent, subscriptionObject, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { startStripeServer } from "../helpers/stripe-server.js";
 import type { Meter, Units } from "./gate-rig.js";
-
-/** Price ids of the bench's price book (the loopback Stripe server knows nothing else). */
-const PRICES = {
-  STRIPE_PRICE_PLUS_MONTHLY: "price_plus_monthly",
-  STRIPE_PRICE_PLUS_YEARLY: "price_plus_yearly",
-  STRIPE_PRICE_PRO_MONTHLY: "price_pro_monthly",
-  STRIPE_PRICE_PRO_YEARLY: "price_pro_yearly",
-  STRIPE_PRICE_PACK_STARTER: "price_pack_starter",
-  STRIPE_PRICE_PACK_PRO: "price_pack_pro",
-  STRIPE_PRICE_PACK_ENTERPRISE: "price_pack_enterprise",
-} as const;
 
 export interface WebhookUnits {
   type: string;
@@ -42,7 +32,7 @@ export async function webhookUnits(client: DynamoDBClient, tableName: string, le
       ledger,
       store: createDynamoBillingStore(client, tableName),
       stripe: createStripePort(stripeClient("sk_test_creditgate_bench", { apiBase: stripe.url, maxNetworkRetries: 0, timeoutMs: 5_000 })),
-      prices: createPriceBook(PRICES, catalog),
+      prices: createPriceBook(TEST_PRICES, catalog),
       appUrl: "https://app.example.com",
       webhookSecret: WEBHOOK_SECRET,
       checkoutTtlMs: BILLING_DEFAULTS.checkoutTtlMs,
@@ -69,7 +59,7 @@ export async function webhookUnits(client: DynamoDBClient, tableName: string, le
     const customer = uniqueStripeId("cus");
     const subscriptionId = uniqueStripeId("sub");
     const invoiceId = uniqueStripeId("in");
-    const price = PRICES.STRIPE_PRICE_PRO_MONTHLY;
+    const price = TEST_PRICES.STRIPE_PRICE_PRO_MONTHLY;
     const subscription = subscriptionObject({
       id: subscriptionId,
       customer,

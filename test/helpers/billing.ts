@@ -26,18 +26,11 @@ import {
   uniqueStripeId,
   WEBHOOK_SECRET,
 } from "./stripe-events.js";
+import { TEST_PRICES } from "./prices.js";
 import { startStripeServer } from "./stripe-server.js";
 import { userToken } from "./tokens.js";
 
-export const TEST_PRICES = {
-  STRIPE_PRICE_PLUS_MONTHLY: "price_plus_monthly",
-  STRIPE_PRICE_PLUS_YEARLY: "price_plus_yearly",
-  STRIPE_PRICE_PRO_MONTHLY: "price_pro_monthly",
-  STRIPE_PRICE_PRO_YEARLY: "price_pro_yearly",
-  STRIPE_PRICE_PACK_STARTER: "price_pack_starter",
-  STRIPE_PRICE_PACK_PRO: "price_pack_pro",
-  STRIPE_PRICE_PACK_ENTERPRISE: "price_pack_enterprise",
-} as const;
+export { TEST_PRICES };
 
 /** The test prices' unit amounts (cents per month or year): the loopback server prorates upgrades with them. */
 export const TEST_PRICE_AMOUNTS: Record<string, number> = {
