@@ -9,7 +9,7 @@
  * - a refunded payment limits its own share (its budget), never another payment's months;
  * - a year nobody paid for (a renewal still `past_due`) has no record: its months grant nothing;
  * - a credited downgrade adds a share that takes its difference from every later month, whatever
- *   else happened to the year (linear: see `evaluateMonth`);
+ *   else happened to the year (linear: see `monthGrant`);
  * - a payment that arrives after some of its months were granted settles each of them as it would
  *   have gone had the payment been in time: the ledger never depends on arrival order.
  * Each share counts what it granted and held back, per month, so a refund knows exactly what that
@@ -24,16 +24,12 @@ export interface PaidShare {
   fromMonth: number;
   /** credits a month */
   monthly: number;
-  /** credits the schedule granted from this share so far (the sum of `byMonth`) */
+  /** credits the schedule granted from this share so far (a share that takes: what it took, ≤ 0) */
   granted: number;
-  /** credits the share's budget held back from its months so far, never in the ledger (the sum of `withheldByMonth`) */
+  /** credits the share's budget held back from its months so far (never in the ledger) */
   withheld: number;
   /** once a refund or dispute binds it: what its remaining months may still grant in total */
   budget?: number;
-  /** per scheduled month (index: the month): what the share granted in it (a share that takes: what it took, ≤ 0) */
-  byMonth?: number[];
-  /** per scheduled month: what the share's budget held back from it */
-  withheldByMonth?: number[];
 }
 
 /** The payments of one annual year, anchored at its period start (epoch ms). */
@@ -94,62 +90,6 @@ export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, 
   return yearOf(years, anchor)?.shares.find((share) => share.payment === payment);
 }
 
-/** The months of a year, as a dense list (DynamoDB lists have no holes), index = the month. */
-const MONTH_SLOTS = LAST_SCHEDULED_ANNUAL_MONTH + 1;
-const valueAt = (list: readonly number[] | undefined, month: number): number => list?.[month] ?? 0;
-function withValueAt(list: readonly number[] | undefined, month: number, value: number): number[] {
-  const next = Array.from({ length: MONTH_SLOTS }, (_, index) => valueAt(list, index));
-  next[month] = value;
-  return next;
-}
-
-/** What one scheduled month of a year grants, and every share's part in it. */
-interface MonthOutcome {
-  shares: PaidShare[];
-  /** credits the month moves in all: what its payments grant within their budgets, less what credits take (may be below zero) */
-  amount: number;
-  /** what budgets held back from it */
-  withheld: number;
-}
-
-/**
- * One month of a year, from what each paying share grants in it (`grossOf`: its monthly within its
- * budget for a month being granted, its recorded grant for a month passed before). A share that
- * takes (a credited downgrade) takes its whole monthly difference, whatever else happened to the
- * year: the money it stands for went back to the customer (as Stripe credit) even when a refund
- * or a dispute took the payment it was cut from, so after both the month may move below zero.
- * That keeps the rule linear — each share's part of a month depends on that share alone — which
- * is what makes the year's ledger the same in any order the payments, credits, refunds and
- * disputes arrive in (a "never below zero" clamp made it depend on what came first). Each share
- * records its part per month (`byMonth`, `withheldByMonth`).
- */
-function evaluateMonth(shares: readonly PaidShare[], month: number, grossOf: (share: PaidShare) => number): MonthOutcome {
-  let amount = 0;
-  let withheld = 0;
-  const next = shares.map((share) => {
-    if (share.fromMonth > month || month > LAST_SCHEDULED_ANNUAL_MONTH) return share;
-    const value = share.monthly < 0 ? share.monthly : grossOf(share);
-    const held = share.monthly < 0 ? 0 : share.monthly - value;
-    amount += value;
-    withheld += held;
-    const before = valueAt(share.byMonth, month);
-    const heldBefore = valueAt(share.withheldByMonth, month);
-    const updated: PaidShare = {
-      ...share,
-      granted: share.granted + value - before,
-      withheld: share.withheld + held - heldBefore,
-      byMonth: withValueAt(share.byMonth, month, value),
-      withheldByMonth: withValueAt(share.withheldByMonth, month, held),
-    };
-    if (share.budget !== undefined) updated.budget = share.budget - (value - before);
-    return updated;
-  });
-  return { shares: next, amount, withheld };
-}
-
-/** What a month granted, as recorded on the shares. */
-const recordedAmount = (shares: readonly PaidShare[], month: number) => shares.reduce((sum, share) => sum + valueAt(share.byMonth, month), 0);
-
 /**
  * How far the schedule got in the year at `anchor`: the year's `lastMonth`, or for the year the
  * schedule is in, its `periodIndex` (months passed over unpaid leave no record).
@@ -171,10 +111,11 @@ export interface RecordedPayment {
 /**
  * Records one payment's share in its year (the year is created if it is new; the years of the last
  * 25 months are kept) and settles the months of it the schedule has already passed (up to
- * `reached`): an upgrade or a renewal paid late, a downgrade's credit delivered late. Each passed
- * month is evaluated again with the share, from what the other shares recorded for it, so it ends
- * as it would have had the payment arrived in time. `undefined` when the payment is recorded
- * already (nothing changes).
+ * `reached`): an upgrade or a renewal paid late, a downgrade's credit delivered late. The rule is
+ * linear (see `monthGrant`): a share's part of a month depends on that share alone, and a payment
+ * has no budget when it is recorded (a refund that came first waits for it), so each passed month
+ * settles at the share's full monthly — as it would have gone had the payment arrived in time.
+ * `undefined` when the payment is recorded already (nothing changes).
  */
 export function recordPayment(
   years: readonly PaidYear[] | undefined,
@@ -184,24 +125,15 @@ export function recordPayment(
 ): RecordedPayment | undefined {
   if (shareOf(years, anchor, share.payment)) return undefined;
   const reached = monthReached(schedule, years, anchor);
-  const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: 0, withheld: 0 };
+  const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
+  const credits = monthsPassed * share.monthly;
+  const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: credits, withheld: 0 };
   // the year that starts at this instant, or within the tolerance (the same year, seen through
   // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
   // its line's); a year starting further away is another year, however close
   const existing = yearOf(years, anchor);
-  let shares = [...(existing?.shares ?? []), added];
-  let credits = 0;
-  for (let month = share.fromMonth; month <= reached; month++) {
-    const before = recordedAmount(shares, month);
-    // the new payment pays its full monthly (a payment has no budget when it is recorded: a refund
-    // that came first waits for it); every other share what it recorded for the month
-    const outcome = evaluateMonth(shares, month, (paying) => (paying.payment === share.payment ? paying.monthly : valueAt(paying.byMonth, month)));
-    shares = outcome.shares;
-    credits += outcome.amount - before;
-  }
-  const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
   const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
-  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares, ...(lastMonth > 0 ? { lastMonth } : {}) };
+  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added], ...(lastMonth > 0 ? { lastMonth } : {}) };
   return { years: withYear(years, existing, year), monthsPassed, credits };
 }
 
@@ -235,19 +167,33 @@ export interface MonthGrant {
 /**
  * What scheduled month `month` of the year anchored at `anchor` grants. `undefined` when nobody
  * paid for that year (no payment recorded): the month grants nothing.
+ *
+ * Each paying share grants its monthly within its budget; a share that takes (a credited
+ * downgrade) takes its whole monthly difference, whatever else happened to the year: the money it
+ * stands for went back to the customer (as Stripe credit) even when a refund or a dispute took the
+ * payment it was cut from, so after both the month may move below zero. That keeps the rule
+ * linear — each share's part of a month depends on that share alone — which is what makes the
+ * year's ledger the same in any order the payments, credits, refunds and disputes arrive in (a
+ * "never below zero" clamp made it depend on what came first), and what lets `recordPayment`
+ * settle a late payment's passed months without re-evaluating them.
  */
 export function monthGrant(years: readonly PaidYear[] | undefined, anchor: number, month: number): MonthGrant | undefined {
   const year = yearOf(years, anchor);
   // no payment recorded for the year (at most months passed over): nobody has paid for it
   if (!year || year.shares.length === 0) return undefined;
-  const withinBudget = (share: PaidShare) => (share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget)));
-  const outcome = evaluateMonth(year.shares, month, withinBudget);
-  const reached: PaidYear = { ...year, shares: outcome.shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };
-  return {
-    amount: outcome.amount,
-    withheld: outcome.withheld,
-    years: (years ?? []).map((candidate) => (candidate === year ? reached : candidate)),
-  };
+  let amount = 0;
+  let withheld = 0;
+  const shares = year.shares.map((share) => {
+    if (share.fromMonth > month || month > LAST_SCHEDULED_ANNUAL_MONTH) return share;
+    const grants = share.monthly < 0 || share.budget === undefined ? share.monthly : Math.min(share.monthly, Math.max(0, share.budget));
+    amount += grants;
+    withheld += share.monthly - grants;
+    const next: PaidShare = { ...share, granted: share.granted + grants, withheld: share.withheld + share.monthly - grants };
+    if (share.budget !== undefined) next.budget = share.budget - grants;
+    return next;
+  });
+  const reached: PaidYear = { ...year, shares, lastMonth: Math.max(year.lastMonth ?? 0, month) };
+  return { amount, withheld, years: (years ?? []).map((candidate) => (candidate === year ? reached : candidate)) };
 }
 
 /**
