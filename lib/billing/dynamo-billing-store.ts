@@ -303,6 +303,11 @@ export function createDynamoBillingStore(client: DynamoDBClient, tableName: stri
       await updateAccount(userId, "REMOVE #pf", "#pf <= :paid", { "#pf": "paymentFailedAt" }, { ":paid": paidAt });
     },
 
+    async linkClawCharge(userId, chargeId) {
+      // a string set: adding a charge again changes nothing
+      await updateAccount(userId, "ADD #cc :charge", "attribute_exists(#pk)", { "#cc": "clawCharges", "#pk": "pk" }, { ":charge": new Set([chargeId]) });
+    },
+
     async putPurchase(purchase: PurchaseRecord) {
       // The first record of a payment stands: a redelivery writes the same facts again.
       await putNew({ ...purchaseKey(purchase.id), ...purchase });

@@ -50,6 +50,11 @@ export type BillingAccount = AccountRecord & {
   subscriptionRev?: number;
   /** event time (epoch ms) of the latest paid invoice: a failure older than it is not recorded */
   lastPaidAt?: number;
+  /**
+   * The charges of the account's annual payments that have a clawback record (a refund or a
+   * dispute), so the end of an annual year finds them (lib/billing/refunds.ts, settleYearEndClaws).
+   */
+  clawCharges?: Set<string>;
 };
 
 /**

@@ -1,11 +1,11 @@
 import { BusyError } from "../errors.js";
 import type { AccountRecord, LedgerEntry } from "../ledger/account.js";
 import { type AdjustmentResult, adjustForCharge, type ChargeAdjustment } from "../ledger/charge-adjust.js";
-import { shareCredits, shareOf, withShareBudget } from "../ledger/paid-year.js";
+import { shareCredits, shareOf, withShareBudget, yearOf } from "../ledger/paid-year.js";
 import { logger } from "../logger.js";
 import { type ClawFact, type ClawPosition, bindingScheduleBudget, clawAdjustment, clawFactKey, withMoneyFact } from "./clawback.js";
 import { type BillingDeps, requireStripe } from "./deps.js";
-import type { ClawRecord, PurchaseRecord } from "./model.js";
+import type { BillingAccount, ClawRecord, PurchaseRecord } from "./model.js";
 
 /**
  * What a payment bought, and every id it may be recorded under. Packs record their payment intent
@@ -71,7 +71,14 @@ function budgetedYears(purchase: PurchaseRecord, account: AccountRecord, credits
   return withShareBudget(account.paidYears, purchase.share.anchor, purchase.grantKey, credits ?? null);
 }
 
-const isReversal = (fact: ClawFact) => fact.kind === "refund_reversed" || fact.kind === "dispute_reversed";
+/**
+ * What moves a charge's clawbacks: a fact about its money, or the end of the annual year its
+ * payment paid for (no more months: what the budget was to hold back from them is taken now, and
+ * what months granted after the end counted is no longer the payment's).
+ */
+type ClawTrigger = ClawFact | { kind: "year_end"; chargeId: string; paymentIntentId?: string; yearStart: number; endedAfter: number };
+
+const isReversal = (trigger: ClawTrigger) => trigger.kind === "refund_reversed" || trigger.kind === "dispute_reversed";
 
 /**
  * Records the fact in the charge's claw record (created on its first fact) and lists its ledger
@@ -81,6 +88,9 @@ const isReversal = (fact: ClawFact) => fact.kind === "refund_reversed" || fact.k
 async function recordFact(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawFact, key: string): Promise<void> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const stored = await deps.store.getClaw(fact.chargeId);
+    // listed on the account before its record exists, so the end of an annual year finds every
+    // charge whose clawbacks counted that year's months (see settleYearEndClaws)
+    if (!stored && purchase.share) await deps.store.linkClawCharge(purchase.userId, fact.chargeId);
     const claw: ClawRecord = stored ?? {
       chargeId: fact.chargeId,
       userId: purchase.userId,
@@ -101,14 +111,18 @@ async function recordFact(deps: BillingDeps, purchase: PurchaseRecord, fact: Cla
   throw new BusyError();
 }
 
-function adjustmentEntry(fact: ClawFact, key: string, amount: number, purchase: PurchaseRecord): NonNullable<ChargeAdjustment["entry"]> {
+function adjustmentEntry(fact: ClawTrigger, key: string, amount: number, purchase: PurchaseRecord): NonNullable<ChargeAdjustment["entry"]> {
   const disputeFact = fact.kind === "dispute" || fact.kind === "dispute_reversed";
   const refs: Record<string, string | number> = {
     charge: fact.chargeId,
-    paymentIntent: fact.paymentIntentId,
+    ...(fact.paymentIntentId ? { paymentIntent: fact.paymentIntentId } : {}),
     purchase: purchase.id,
     grant: purchase.grantKey,
   };
+  if (fact.kind === "year_end") {
+    refs.yearStart = fact.yearStart;
+    refs.endedAfterMonth = fact.endedAfter;
+  }
   if (fact.kind === "refund") refs.refundedCents = fact.refundedCents;
   if (fact.kind === "dispute" || fact.kind === "dispute_reversed") refs.dispute = fact.disputeId;
   if (fact.kind === "refund_reversed") refs.refund = fact.refundId;
@@ -127,7 +141,7 @@ function adjustmentEntry(fact: ClawFact, key: string, amount: number, purchase: 
  * decided from: a fact recorded meanwhile may have decided the budget from an older record, so
  * this one decides again.
  */
-async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawFact, key: string): Promise<string> {
+async function settleCharge(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawTrigger, key: string): Promise<string> {
   // the fact's own entry: written by this call (in any round), or found written before it
   let written: AdjustmentResult | undefined;
   let before: LedgerEntry | undefined;
@@ -212,4 +226,35 @@ export async function applyWaitingClaws(deps: BillingDeps, purchaseId: string): 
   const facts = await deps.store.waitingClaws(purchaseId);
   for (const fact of facts) await clawBackPayment(deps, fact);
   return facts.length;
+}
+
+/** Lists a ledger key on a charge's record (compare-and-swap on its version), before anything is written under it. */
+async function listClawKey(deps: BillingDeps, chargeId: string, key: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const claw = await deps.store.getClaw(chargeId);
+    if (!claw) return false;
+    if (claw.claws[key] !== undefined) return true;
+    if (await deps.store.putClaw({ ...claw, claws: { ...claw.claws, [key]: deps.ledger.now() }, version: claw.version + 1 }, claw.version)) return true;
+  }
+  throw new BusyError();
+}
+
+/**
+ * After the annual year starting at `yearStart` ended while month `endedAfter` was in progress
+ * (lib/ledger/year-end.ts): each refunded or disputed payment of that year has its charge moved to
+ * what its facts say now, under `year-end#<ch>#<year start>#<month>` (listed on its record first).
+ * The year has no more months, so what its budget was to hold back from them is taken now, and
+ * what months granted after the end (undone by the year's end) counted is given back: the ledger
+ * is the one the same facts leave when the year ends before the refund, or on time. Idempotent.
+ */
+export async function settleYearEndClaws(deps: BillingDeps, userId: string, yearStart: number, endedAfter: number): Promise<void> {
+  const account = (await deps.ledger.store.getAccount(userId)) as BillingAccount | undefined;
+  for (const chargeId of [...(account?.clawCharges ?? [])].sort()) {
+    const claw = await deps.store.getClaw(chargeId);
+    const purchase = claw && (await deps.store.getPurchase(claw.purchaseId));
+    if (!purchase?.share || !yearOf([{ anchor: yearStart, shares: [] }], purchase.share.anchor)) continue;
+    const key = `year-end#${chargeId}#${new Date(yearStart).toISOString()}#${endedAfter}`;
+    if (!(await listClawKey(deps, chargeId, key))) continue;
+    await settleCharge(deps, purchase, { kind: "year_end", chargeId, yearStart, endedAfter }, key);
+  }
 }

@@ -48,6 +48,8 @@ export interface BillingStore {
   /** Records a payment at `paidAt` and clears a failed-payment mark that is not later (any arrival order). */
   clearPaymentFailed(userId: string, paidAt: number): Promise<void>;
 
+  /** Adds a charge to the account's `clawCharges` (idempotent). */
+  linkClawCharge(userId: string, chargeId: string): Promise<void>;
   putPurchase(purchase: PurchaseRecord): Promise<void>;
   getPurchase(id: string): Promise<PurchaseRecord | undefined>;
   getClaw(chargeId: string): Promise<ClawRecord | undefined>;

@@ -1,11 +1,12 @@
 import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import type { SubscriptionState } from "../ledger/account.js";
-import { changePlanSchedule, ensureAccount } from "../ledger/index.js";
+import { changePlanSchedule, endAnnualYear, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import { BILLING_METRICS, countMetric } from "./metrics.js";
 import type { BillingAccount, ExtraSubscription } from "./model.js";
+import { settleYearEndClaws } from "./refunds.js";
 import type { StripeSubscription } from "./stripe-objects.js";
 import { ownValue } from "../own-keys.js";
 
@@ -158,20 +159,26 @@ export async function applySubscription(
     if (!current || current.id === next.id) {
       const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
       if (current && !isNewer(next, current)) outcome = "stale";
-      else if (current && successor) {
-        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
-          ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
-          fromExtra: successor.id,
-        });
-        if (promoted) {
-          logger.warn("current subscription ended; another live subscription of the user took its place", {
-            userId,
-            ended: next.id,
-            promoted: successor.id,
+      else {
+        // An annual year this state leaves is ended before the state is written: a crash in between
+        // leaves the event without its receipt, and its redelivery (still newer than the recorded
+        // state) ends it again, which changes nothing the second time.
+        if (current) await endLeftYear(deps, userId, current, next);
+        if (current && successor) {
+          const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
+            ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
+            fromExtra: successor.id,
           });
-          outcome = "promoted";
-        }
-      } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
+          if (promoted) {
+            logger.warn("current subscription ended; another live subscription of the user took its place", {
+              userId,
+              ended: next.id,
+              promoted: successor.id,
+            });
+            outcome = "promoted";
+          }
+        } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
+      }
       continue;
     }
     const extra = ownValue(account.extraSubscriptions, next.id);
@@ -214,6 +221,37 @@ export async function applySubscription(
   if (!outcome) throw new BusyError();
   await reconcilePlan(deps, userId);
   return outcome;
+}
+
+/**
+ * When `next` (a newer state of the account's current subscription) leaves the annual year that
+ * `current` is in before the year's end: the instant Stripe stopped billing that year. A
+ * cancellation ends it when it happened (the event's time); a switch to another interval or
+ * period (the portal restarts the billing cycle) at the new period's start. A renewal (the new
+ * period starts where the year ends), a plan change within the year (same period), and a
+ * subscription that stops being live without ending (unpaid, paused: it may be paid and resume
+ * the same year) leave nothing.
+ */
+export function annualYearLeft(
+  deps: Pick<BillingDeps, "prices">,
+  current: SubscriptionState,
+  next: SubscriptionState,
+): { anchor: number; endedAt: number } | undefined {
+  if (hasEnded(current.status) || deps.prices.planOfPrice(current.priceId)?.interval !== "year") return undefined;
+  if (hasEnded(next.status)) return { anchor: current.periodStart, endedAt: Math.max(current.periodStart, next.lastEventAt) };
+  const switched = isLive(next.status) && next.periodStart !== current.periodStart && next.periodStart < current.periodEnd;
+  return switched ? { anchor: current.periodStart, endedAt: Math.max(current.periodStart, next.periodStart) } : undefined;
+}
+
+/**
+ * Ends the annual year `next` leaves (see `annualYearLeft`), then moves the clawbacks of that
+ * year's refunded or disputed payments to what their facts say now that it has no more months.
+ */
+async function endLeftYear(deps: BillingDeps, userId: string, current: SubscriptionState, next: SubscriptionState): Promise<void> {
+  const left = annualYearLeft(deps, current, next);
+  if (!left) return;
+  const ended = await endAnnualYear(deps.ledger, { userId, ...left });
+  await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
 }
 
 interface DesiredPlan {

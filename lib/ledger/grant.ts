@@ -237,12 +237,13 @@ async function grantOneDueAllowance(deps: LedgerDeps, userId: string): Promise<O
     const annual = plan.paid && account.interval === "year";
     const month = annual ? monthGrant(account.paidYears, account.periodAnchor, due.index) : undefined;
     if (annual && !month) {
-      // Nobody paid for this year (a renewal still past due): the month is passed over, not granted.
+      // Nobody paid for this year (a renewal still past due), or the year was left before this
+      // month (its switch's events not applied yet): the month is passed over, not granted.
       // recorded as passed over, so the year's payment settles this month when it comes
       const passedOver = withMonthPassedOver(account.paidYears, account.periodAnchor, due.index);
       const skipped = await deps.store.commit({ ...advance, set: { ...advance.set, paidYears: passedOver } });
       if (skipped.kind !== "committed") return undefined;
-      logger.warn("annual month not granted: its year is not paid", { userId, period: due.key, anchor: account.periodAnchor });
+      logger.warn("annual month not granted: its year is not paid, or was left before it", { userId, period: due.key, anchor: account.periodAnchor });
       return { result: { granted: false }, moreDue };
     }
     const facts = lapseFor(account, `expire#${due.key.slice("allowance#".length)}`, deps.catalog);

@@ -7,3 +7,4 @@ export { auditAccount, balanceView, getBalance, listHistory, peekBalance } from 
 export { type HoldOutcome, releaseExpiredHolds, releaseHold, settleChat } from "./settle.js";
 export type { LedgerStore } from "./store.js";
 export { changePlanSchedule, type PlanChange, scheduleFor } from "./plan-schedule.js";
+export { endAnnualYear, type YearEnd, type YearEndResult } from "./year-end.js";

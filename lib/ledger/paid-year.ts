@@ -38,6 +38,11 @@ export interface PaidYear {
   shares: PaidShare[];
   /** the last scheduled month the schedule reached in this year (granted from its shares) */
   lastMonth?: number;
+  /**
+   * The year was left before its end (a portal switch to another interval or period, a
+   * cancellation) while this month was in progress: no later month grants from it.
+   */
+  endedAfter?: number;
 }
 
 /**
@@ -96,7 +101,57 @@ export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, 
  */
 export function monthReached(schedule: { anchor: number; lastGranted: number }, years: readonly PaidYear[] | undefined, anchor: number): number {
   const sameYear = Math.abs(schedule.anchor - anchor) <= ANCHOR_TOLERANCE_MS;
-  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, Math.max(yearOf(years, anchor)?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0));
+  const year = yearOf(years, anchor);
+  const reached = Math.max(year?.lastMonth ?? 0, sameYear ? schedule.lastGranted : 0);
+  return Math.min(LAST_SCHEDULED_ANNUAL_MONTH, year?.endedAfter ?? LAST_SCHEDULED_ANNUAL_MONTH, reached);
+}
+
+export interface EndedYear {
+  /** the years with the year at `anchor` ended, its months after the end undone on each share */
+  years: PaidYear[];
+  /** what undoing those months moves in the ledger (negative: they had granted) */
+  credits: number;
+  /** how many months after the end the schedule had reached */
+  monthsUndone: number;
+}
+
+/**
+ * The year at `anchor` ended while month `afterMonth` was in progress (a portal switch to another
+ * interval or period, an immediate cancellation): Stripe stopped billing it there, so no later
+ * month may grant from it. Months after the end that the schedule reached anyway (the switch's
+ * events arrived after a month boundary, or a lazy grant ran between the switch and its webhook)
+ * are undone on every share, so the year is the one an on-time switch would have left:
+ * - each share covered each such month with exactly its monthly (granted + held back by its
+ *   budget), so the share's gross (`granted + withheld`) goes back by exactly monthly × months;
+ * - which part of that was granted and which held back is not recorded per month; it is taken
+ *   from what the share held back first (a budget holds back the latest months first). The split
+ *   changes only the year-end entry: a share with a budget belongs to a refunded or disputed
+ *   payment, and the caller moves that charge's clawbacks to what its facts say for the year's
+ *   new gross (lib/billing/refunds.ts, `settleYearEndClaws`), which nets the same whatever the split.
+ * A year not recorded yet is recorded ended (a payment arriving later settles only months up to
+ * the end). `undefined` when the year ended there or earlier already, or ends after its last month.
+ */
+export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number): EndedYear | undefined {
+  const existing = yearOf(years, anchor);
+  if (afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (existing?.endedAfter !== undefined && existing.endedAfter <= afterMonth)) return undefined;
+  const reached = existing?.lastMonth ?? 0;
+  let credits = 0;
+  let monthsUndone = 0;
+  const shares = (existing?.shares ?? []).map((share) => {
+    const months = Math.max(0, reached - Math.max(afterMonth + 1, share.fromMonth) + 1);
+    if (months === 0) return share;
+    monthsUndone = Math.max(monthsUndone, months);
+    const gross = months * share.monthly;
+    const withheldBack = share.monthly > 0 ? Math.min(share.withheld, gross) : 0;
+    const grantedBack = gross - withheldBack;
+    credits -= grantedBack;
+    const next: PaidShare = { ...share, granted: share.granted - grantedBack, withheld: share.withheld - withheldBack };
+    if (share.budget !== undefined) next.budget = share.budget + grantedBack;
+    return next;
+  });
+  const lastMonth = Math.min(reached, afterMonth);
+  const ended: PaidYear = { anchor: existing?.anchor ?? anchor, shares, endedAfter: afterMonth, ...(lastMonth > 0 ? { lastMonth } : {}) };
+  return { years: withYear(years, existing, ended), credits, monthsUndone };
 }
 
 export interface RecordedPayment {
@@ -126,14 +181,19 @@ export function recordPayment(
   if (shareOf(years, anchor, share.payment)) return undefined;
   const reached = monthReached(schedule, years, anchor);
   const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
-  const credits = monthsPassed * share.monthly;
+  const credits = monthsPassed === 0 ? 0 : monthsPassed * share.monthly; // never -0 (a credit share with no month passed)
   const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: credits, withheld: 0 };
   // the year that starts at this instant, or within the tolerance (the same year, seen through
   // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
   // its line's); a year starting further away is another year, however close
   const existing = yearOf(years, anchor);
   const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
-  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: [...(existing?.shares ?? []), added], ...(lastMonth > 0 ? { lastMonth } : {}) };
+  const year: PaidYear = {
+    anchor: existing?.anchor ?? anchor,
+    shares: [...(existing?.shares ?? []), added],
+    ...(lastMonth > 0 ? { lastMonth } : {}),
+    ...(existing?.endedAfter !== undefined ? { endedAfter: existing.endedAfter } : {}),
+  };
   return { years: withYear(years, existing, year), monthsPassed, credits };
 }
 
@@ -151,7 +211,8 @@ function withYear(years: readonly PaidYear[] | undefined, existing: PaidYear | u
  */
 export function withMonthPassedOver(years: readonly PaidYear[] | undefined, anchor: number, month: number): PaidYear[] {
   const existing = yearOf(years, anchor);
-  const year: PaidYear = { anchor: existing?.anchor ?? anchor, shares: existing?.shares ?? [], lastMonth: Math.max(existing?.lastMonth ?? 0, month) };
+  if (existing?.endedAfter !== undefined && month > existing.endedAfter) return [...(years ?? [])];
+  const year: PaidYear = { ...existing, anchor: existing?.anchor ?? anchor, shares: existing?.shares ?? [], lastMonth: Math.max(existing?.lastMonth ?? 0, month) };
   return withYear(years, existing, year);
 }
 
@@ -166,7 +227,8 @@ export interface MonthGrant {
 
 /**
  * What scheduled month `month` of the year anchored at `anchor` grants. `undefined` when nobody
- * paid for that year (no payment recorded): the month grants nothing.
+ * paid for that year (no payment recorded), or the year was left before that month: the month
+ * grants nothing.
  *
  * Each paying share grants its monthly within its budget; a share that takes (a credited
  * downgrade) takes its whole monthly difference, whatever else happened to the year: the money it
@@ -181,6 +243,8 @@ export function monthGrant(years: readonly PaidYear[] | undefined, anchor: numbe
   const year = yearOf(years, anchor);
   // no payment recorded for the year (at most months passed over): nobody has paid for it
   if (!year || year.shares.length === 0) return undefined;
+  // a year left early has nothing paid after its end (the schedule has normally left it already)
+  if (year.endedAfter !== undefined && month > year.endedAfter) return undefined;
   let amount = 0;
   let withheld = 0;
   const shares = year.shares.map((share) => {

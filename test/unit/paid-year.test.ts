@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  endYear,
   LAST_SCHEDULED_ANNUAL_MONTH,
   monthGrant,
   type PaidShare,
@@ -232,5 +233,95 @@ describe("paid year: the months end the same whatever order the payments arrive 
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("paid year: a year left early grants nothing after its end, however late the end is heard of", () => {
+  const shares = fc.array(
+    fc.record({
+      fromMonth: fc.integer({ min: 1, max: 11 }),
+      monthly: fc.oneof(fc.integer({ min: 0, max: 200_000 }), fc.integer({ min: -200_000, max: -1 })),
+      /** a refund binds this payment's budget (credits) while this month is granted (payments only) */
+      budget: fc.option(fc.record({ month: fc.integer({ min: 1, max: 11 }), credits: fc.integer({ min: 0, max: 1_500_000 }) }), { nil: undefined }),
+    }),
+    { minLength: 1, maxLength: 5 },
+  );
+  const ends = fc.record({ endedAfter: fc.integer({ min: 0, max: 10 }), lateBy: fc.integer({ min: 0, max: 11 }) });
+
+  /** Records every share, walks months 1..`reached` (budgets bound on the way), then ends the year after `endedAfter`. */
+  function endedLate(generated: { fromMonth: number; monthly: number; budget?: { month: number; credits: number } }[], endedAfter: number, reached: number) {
+    let years: PaidYear[] = [];
+    generated.forEach((share, index) => {
+      years = withPaidShare(years, A, { payment: `p${index}`, fromMonth: share.fromMonth, monthly: share.monthly }) ?? years;
+    });
+    let credits = 0;
+    for (let month = 1; month <= reached; month++) {
+      generated.forEach((share, index) => {
+        if (share.monthly > 0 && share.budget?.month === month && month <= endedAfter) years = withShareBudget(years, A, `p${index}`, share.budget.credits) ?? years;
+      });
+      const grant = monthGrant(years, A, month);
+      if (!grant) throw new Error("no year");
+      credits += grant.amount;
+      years = grant.years;
+    }
+    const ended = endYear(years, A, endedAfter);
+    if (!ended) throw new Error("not ended");
+    const shareStates = generated.map((_, index) => shareOf(ended.years, A, `p${index}`));
+    return { credits: credits + ended.credits, years: ended.years, shares: shareStates };
+  }
+
+  it("property: without budgets, months granted after the end are undone exactly: the year is the one an on-time end leaves", () => {
+    fc.assert(
+      fc.property(shares, ends, (generated, { endedAfter, lateBy }) => {
+        const unbudgeted = generated.map(({ budget: _budget, ...share }) => share);
+        const reached = Math.min(LAST_SCHEDULED_ANNUAL_MONTH, endedAfter + lateBy);
+        const late = endedLate(unbudgeted, endedAfter, reached);
+        const onTime = endedLate(unbudgeted, endedAfter, endedAfter);
+        expect(late.credits).toBe(onTime.credits);
+        expect(late.shares).toEqual(onTime.shares);
+        // and nothing after the end grants any more
+        expect(monthGrant(late.years, A, endedAfter + 1)).toBeUndefined();
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("property: with budgets, each share's gross (granted + held back) is the on-time one; the ledger differs by exactly the granted part", () => {
+    fc.assert(
+      fc.property(shares, ends, (generated, { endedAfter, lateBy }) => {
+        const reached = Math.min(LAST_SCHEDULED_ANNUAL_MONTH, endedAfter + lateBy);
+        const late = endedLate(generated, endedAfter, reached);
+        const onTime = endedLate(generated, endedAfter, endedAfter);
+        let grantedDifference = 0;
+        late.shares.forEach((share, index) => {
+          const other = onTime.shares[index];
+          expect((share?.granted ?? 0) + (share?.withheld ?? 0)).toBe((other?.granted ?? 0) + (other?.withheld ?? 0));
+          expect(share?.withheld ?? 0).toBeGreaterThanOrEqual(0);
+          grantedDifference += (share?.granted ?? 0) - (other?.granted ?? 0);
+        });
+        // the clawback of a budgeted (refunded) payment is settled again by billing after the end
+        expect(late.credits - onTime.credits).toBe(grantedDifference);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("an end is recorded once: again at that month or later changes nothing, earlier undoes more; a late payment settles only up to the end", () => {
+    let years = withPaidShare(undefined, A, { payment: "invoice#in_1", fromMonth: 1, monthly: 40_000 }) ?? [];
+    for (let month = 1; month <= 6; month++) years = monthGrant(years, A, month)?.years ?? years;
+    const ended = endYear(years, A, 4);
+    expect(ended?.credits).toBe(-80_000);
+    expect(ended?.monthsUndone).toBe(2);
+    expect(endYear(ended?.years, A, 4)).toBeUndefined();
+    expect(endYear(ended?.years, A, 9)).toBeUndefined();
+    expect(endYear(ended?.years, A, 3)?.credits).toBe(-40_000);
+    expect(endYear(ended?.years, A, LAST_SCHEDULED_ANNUAL_MONTH)).toBeUndefined();
+    // an upgrade paid late into the ended year settles months 3..4 only, none after the end
+    const late = recordPayment(ended?.years, { anchor: 0, lastGranted: 0 }, A, { payment: "upgrade#in_2", fromMonth: 3, monthly: 60_000 });
+    expect(late?.credits).toBe(2 * 60_000);
+    // a year not recorded yet (its renewal unpaid) is recorded ended, so its payment settles up to the end
+    const unpaid = endYear(undefined, A, 2);
+    expect(unpaid?.credits).toBe(0);
+    expect(recordPayment(unpaid?.years, { anchor: A, lastGranted: 5 }, A, { payment: "invoice#in_3", fromMonth: 1, monthly: 10 })?.credits).toBe(20);
   });
 });

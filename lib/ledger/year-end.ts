@@ -1,0 +1,69 @@
+import * as z from "zod/mini";
+import "../zod-locale.js";
+import { logger } from "../logger.js";
+import { periodIndexAt } from "../periods.js";
+import { parseInput } from "../validation.js";
+import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-facts.js";
+import type { LedgerDeps } from "./deps.js";
+import { ensureAccountOnce } from "./ensure-account.js";
+import { endYear } from "./paid-year.js";
+import { untilSettled } from "./retry.js";
+import { userIdSchema } from "./validation.js";
+
+const yearEndSchema = z.object({
+  userId: userIdSchema,
+  /** the annual year's start (epoch ms): its subscription's period start */
+  anchor: z.number().check(z.int(), z.minimum(0)),
+  /** when Stripe stopped billing it (epoch ms): the switch's new period start, or the cancellation */
+  endedAt: z.number().check(z.int(), z.minimum(0)),
+});
+export type YearEnd = z.infer<typeof yearEndSchema>;
+
+export interface YearEndResult {
+  /** the month in progress at the end: the last one the year grants */
+  endedAfter: number;
+  /** what undoing the months granted after the end moved (0: none was, or the end was recorded already) */
+  credits: number;
+}
+
+/**
+ * An annual year left before its end (a portal switch to another interval or period, an
+ * immediate cancellation): records the end on the year, so no later month grants from it, and
+ * undoes in one conditional commit what the months after the end granted anyway (its events came
+ * after a month boundary), under `year-end#<year start>#<month>` (like a refund, it may leave the
+ * balance below zero: the credits may be spent). The month in progress at the end stays, as the
+ * switch's own invoice does. Idempotent: an end recorded at or before this month changes nothing.
+ *
+ * A refunded or disputed payment of the year counted those months in its clawback; the caller
+ * settles its charge again afterwards (lib/billing/refunds.ts, `settleYearEndClaws`).
+ */
+export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<YearEndResult> {
+  const { userId, anchor, endedAt } = parseInput(yearEndSchema, input);
+  const endedAfter = periodIndexAt(anchor, endedAt, { kind: "calendarMonth" });
+  return untilSettled(async () => {
+    const account = await ensureAccountOnce(deps, userId);
+    const ended = endYear(account.paidYears, anchor, endedAfter);
+    if (!ended) return { endedAfter, credits: 0 };
+    const facts: CreditFact[] =
+      ended.credits === 0
+        ? []
+        : [
+            {
+              key: `year-end#${new Date(anchor).toISOString()}#${endedAfter}`,
+              amount: ended.credits,
+              bucket: "allowance",
+              reason: ended.credits < 0 ? "refund" : "allowance",
+              refs: { yearStart: anchor, endedAfterMonth: endedAfter, monthsUndone: ended.monthsUndone },
+            },
+          ];
+    const commit = commitForFacts(account, facts, deps.now(), { set: { paidYears: ended.years } });
+    const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
+    if (result === "stale") return undefined;
+    // a duplicate key: an earlier end at this month landed; read again and see it recorded
+    if (!result.applied) return undefined;
+    if (ended.monthsUndone > 0) {
+      logger.warn("annual months granted after their year ended were undone", { userId, endedAfter, credits: ended.credits });
+    }
+    return { endedAfter, credits: ended.credits };
+  });
+}
