@@ -139,3 +139,31 @@ export function renewalPaid(sub: Sub, input: { invoiceId: string; start: number;
 export function creditedDowngrade(sub: Sub, at: number, amounts: { credit: number; fullPrice: number }) {
   return prorationSwitch(sub, { at, price: "price_plus_yearly", oldPrice: "price_pro_yearly", ...amounts, amountPaid: 0 });
 }
+
+/**
+ * An immediate cancellation of the pro annual subscription `sub` (its year from `yearStart`) made
+ * at `canceledAt` (seconds): the canceled subscription, and `deliver(at)`, which makes Stripe hold
+ * it and delivers its customer.subscription.deleted at `at` (seconds), expecting a 200.
+ */
+export function annualCancellation(fx: BillingFixture, sub: Sub, canceledAt: number, yearStart = T0) {
+  const canceled = subscriptionObject({
+    id: sub.subscriptionId,
+    customer: sub.customer,
+    price: "price_pro_yearly",
+    userId: sub.userId,
+    status: "canceled",
+    periodStart: yearStart,
+    periodEnd: yearStart + YEAR,
+  });
+  const deleted = stripeEvent("customer.subscription.deleted", { created: canceledAt, object: canceled });
+  return {
+    canceled,
+    async deliver(at: number) {
+      fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
+      fx.clock.value = at * 1000;
+      const answer = await fx.deliver(deleted);
+      expect(answer.status).toBe(200);
+      return answer;
+    },
+  };
+}

@@ -5,7 +5,7 @@ import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 import { refundEvent } from "../helpers/stripe-reversals.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
+import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
 
 /**
  * An annual year ended early (an immediate cancellation, or a portal switch to monthly whose
@@ -48,15 +48,7 @@ async function run(scenario: Scenario, order: Order): Promise<number> {
   fx.stripe.invoicePayments.set(charge.paymentIntent, sub.invoiceId);
   const refundedAt = monthStart(scenario.refundMonth) + 10 * DAY; // in month `refundMonth`
   const canceledAt = monthStart(scenario.endMonth) + 20 * DAY; // later in month `endMonth`
-  const canceled = subscriptionObject({
-    id: sub.subscriptionId,
-    customer: sub.customer,
-    price: "price_pro_yearly",
-    userId: sub.userId,
-    status: "canceled",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-  });
+  const cancellation = annualCancellation(fx, sub, canceledAt);
   const deliverRefund = async (at: number) => {
     fx.clock.value = at * 1000;
     const refunded = chargeRefunded({ ...charge, customer: sub.customer, amount: PAID, refunded: scenario.refundedCents, created: refundedAt });
@@ -79,8 +71,7 @@ async function run(scenario: Scenario, order: Order): Promise<number> {
       expect((await fx.deliver(toMonthly.paid)).json.outcome).toBe("allowance_granted");
       return;
     }
-    fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
-    expect((await fx.deliver(stripeEvent("customer.subscription.deleted", { created: canceledAt, object: canceled }))).status).toBe(200);
+    await cancellation.deliver(at);
   };
   let refundDelivered = false;
   // the sweep at every month boundary until the cancellation; the refund when it happens

@@ -3,7 +3,7 @@ import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 4 (commit faef294), RT4-1: an annual → monthly switch made in the Stripe portal
@@ -72,19 +72,8 @@ describe("red team 4: an annual year canceled before a month boundary, its delet
   async function canceledDeliveredAt(deliverAt: number, sweepBefore: boolean) {
     const sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
     expect(await months(fx, sub.userId, 1, 3)).toEqual([PRO, PRO, PRO]);
-    const canceled = subscriptionObject({
-      id: sub.subscriptionId,
-      customer: sub.customer,
-      price: "price_pro_yearly",
-      userId: sub.userId,
-      status: "canceled",
-      periodStart: T0,
-      periodEnd: T0 + YEAR,
-    });
-    fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
     if (sweepBefore) expect(await months(fx, sub.userId, 4, 4)).toEqual([PRO]); // granted from the year Stripe ended
-    fx.clock.value = deliverAt * 1000;
-    expect((await fx.deliver(stripeEvent("customer.subscription.deleted", { created: AT, object: canceled }))).status).toBe(200);
+    await annualCancellation(fx, sub, AT).deliver(deliverAt);
     expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "free" });
     expect((await auditAccount(fx.deps.ledger, sub.userId)).problems).toEqual([]);
     return balanceOf(fx, sub.userId);

@@ -2,8 +2,8 @@ import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
+import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
+import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 5 (commit 636d0cd), RT5-3: a partial refund's budget is never realised when the
@@ -42,18 +42,7 @@ async function run(refundLate: boolean) {
   };
   if (!refundLate) await deliverRefund(REFUNDED_AT + 5);
   expect(await months(fx, sub.userId, 5, 5)).toEqual([PRO]);
-  const canceled = subscriptionObject({
-    id: sub.subscriptionId,
-    customer: sub.customer,
-    price: "price_pro_yearly",
-    userId: sub.userId,
-    status: "canceled",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-  });
-  fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
-  fx.clock.value = (CANCELED_AT + 5) * 1000;
-  expect((await fx.deliver(stripeEvent("customer.subscription.deleted", { created: CANCELED_AT, object: canceled }))).status).toBe(200);
+  await annualCancellation(fx, sub, CANCELED_AT).deliver(CANCELED_AT + 5);
   // the same charge.refunded (created 31 May 11:00), delivered on 2 June
   if (refundLate) await deliverRefund(REFUNDED_AT + 2 * DAY);
   expect(await fx.deps.ledger.store.getAccount(sub.userId)).toMatchObject({ plan: "free" });

@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, refundInvoice, type Sub, YEAR } from "../helpers/annual.js";
+import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, refundInvoice, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 5 (commit 636d0cd), RT5-1: a refund applied before a late year-end takes a month
@@ -33,21 +32,8 @@ const REFUNDED_AT = monthStart(5) + 2 * 3_600; // 1 June 14:00
 async function run(deletionLate: boolean) {
   const sub: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 120_000 });
   expect(await months(fx, sub.userId, 1, 4)).toEqual([PRO, PRO, PRO, PRO]);
-  const canceled = subscriptionObject({
-    id: sub.subscriptionId,
-    customer: sub.customer,
-    price: "price_pro_yearly",
-    userId: sub.userId,
-    status: "canceled",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-  });
-  fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
-  const deleted = stripeEvent("customer.subscription.deleted", { created: CANCELED_AT, object: canceled });
-  const deliverDeletion = async (at: number) => {
-    fx.clock.value = at * 1000;
-    expect((await fx.deliver(deleted)).status).toBe(200);
-  };
+  const cancellation = annualCancellation(fx, sub, CANCELED_AT);
+  const deliverDeletion = cancellation.deliver;
   if (!deletionLate) await deliverDeletion(CANCELED_AT + 5);
   // the sweep on 1 June 12:00 (grants month 5 from the year only while the deletion is not applied)
   expect(await months(fx, sub.userId, 5, 5)).toEqual([deletionLate ? PRO : 0]);

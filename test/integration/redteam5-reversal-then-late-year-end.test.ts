@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { chargeRefunded, uniqueStripeId } from "../helpers/stripe-events.js";
 import { refundEvent } from "../helpers/stripe-reversals.js";
-import { balanceOf, DAY, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
+import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 5 (commit 636d0cd), RT5-2: a failed refund gives back a month held back after the
@@ -41,21 +41,8 @@ async function run(deletionLate: boolean) {
   const refunded = chargeRefunded({ ...charge, customer: sub.customer, amount: 120_000, refunded: 120_000, created: REFUNDED_AT });
   expect((await fx.deliver(refunded)).json.outcome).toBe("clawed_back");
   expect(await months(fx, sub.userId, 4, 4)).toEqual([0]); // held back by the refund's budget
-  const canceled = subscriptionObject({
-    id: sub.subscriptionId,
-    customer: sub.customer,
-    price: "price_pro_yearly",
-    userId: sub.userId,
-    status: "canceled",
-    periodStart: T0,
-    periodEnd: T0 + YEAR,
-  });
-  fx.stripe.subscriptions.set(sub.subscriptionId, canceled);
-  const deleted = stripeEvent("customer.subscription.deleted", { created: CANCELED_AT, object: canceled });
-  const deliverDeletion = async (at: number) => {
-    fx.clock.value = at * 1000;
-    expect((await fx.deliver(deleted)).status).toBe(200);
-  };
+  const cancellation = annualCancellation(fx, sub, CANCELED_AT);
+  const deliverDeletion = cancellation.deliver;
   if (!deletionLate) await deliverDeletion(CANCELED_AT + 5);
   await months(fx, sub.userId, 5, 5); // the sweep on 1 June 12:00: holds back month 5 only while the deletion is not applied
   fx.clock.value = (FAILED_AT + 5) * 1000;
