@@ -237,9 +237,15 @@ export function annualYearLeft(
   current: SubscriptionState,
   next: SubscriptionState,
 ): { anchor: number; endedAt: number } | undefined {
-  if (hasEnded(current.status) || deps.prices.planOfPrice(current.priceId)?.interval !== "year") return undefined;
-  if (hasEnded(next.status)) return { anchor: current.periodStart, endedAt: Math.max(current.periodStart, next.lastEventAt) };
-  const switched = isLive(next.status) && next.periodStart !== current.periodStart && next.periodStart < current.periodEnd;
+  const annual = (state: SubscriptionState) => deps.prices.planOfPrice(state.priceId)?.interval === "year";
+  if (hasEnded(current.status)) return undefined;
+  if (hasEnded(next.status)) {
+    // the year it was canceled in: the canceled object's period (a renewal not applied yet is its
+    // own year, and the year before it ended whole), else the year the account knew
+    const anchor = annual(next) ? next.periodStart : annual(current) ? current.periodStart : undefined;
+    return anchor === undefined ? undefined : { anchor, endedAt: Math.max(anchor, next.lastEventAt) };
+  }
+  const switched = annual(current) && isLive(next.status) && next.periodStart !== current.periodStart && next.periodStart < current.periodEnd;
   return switched ? { anchor: current.periodStart, endedAt: Math.max(current.periodStart, next.periodStart) } : undefined;
 }
 

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { catalog } from "../../lib/catalog.js";
+import type { SubscriptionState } from "../../lib/ledger/account.js";
+import { createPriceBook } from "../../lib/billing/prices.js";
+import { annualYearLeft } from "../../lib/billing/subscription.js";
+import { TEST_PRICES } from "../helpers/prices.js";
+
+/** Which subscription changes end an annual year early, and when (lib/billing/subscription.ts). */
+const deps = { prices: createPriceBook(TEST_PRICES, catalog) };
+const DAY = 86_400_000;
+const START = Date.UTC(2026, 0, 1, 12);
+const END = Date.UTC(2027, 0, 1, 12);
+const annual: SubscriptionState = {
+  id: "sub_1",
+  status: "active",
+  priceId: "price_pro_yearly",
+  periodStart: START,
+  periodEnd: END,
+  cancelAtPeriodEnd: false,
+  lastEventAt: START,
+};
+const later = (change: Partial<SubscriptionState>): SubscriptionState => ({ ...annual, lastEventAt: START + 100 * DAY, ...change });
+
+describe("an annual year left early", () => {
+  it("an immediate cancellation ends it when it happened", () => {
+    expect(annualYearLeft(deps, annual, later({ status: "canceled" }))).toEqual({ anchor: START, endedAt: START + 100 * DAY });
+    expect(annualYearLeft(deps, annual, later({ status: "incomplete_expired" }))).toEqual({ anchor: START, endedAt: START + 100 * DAY });
+  });
+
+  it("a portal switch to monthly or to another annual period ends it at the new period's start", () => {
+    const at = START + 120 * DAY;
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))).toEqual({ anchor: START, endedAt: at });
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly", periodStart: at, periodEnd: at + 365 * DAY }))).toEqual({ anchor: START, endedAt: at });
+    // a past-due state still counts as live: the switch ends the year
+    expect(annualYearLeft(deps, annual, later({ status: "past_due", priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))?.endedAt).toBe(at);
+  });
+
+  it("a renewal, a plan change within the year, an unpaid or paused state, and a monthly subscription leave nothing", () => {
+    expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }))).toBeUndefined();
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly" }))).toBeUndefined();
+    expect(annualYearLeft(deps, annual, later({ status: "unpaid", priceId: "price_pro_monthly", periodStart: START + DAY }))).toBeUndefined();
+    expect(annualYearLeft(deps, annual, later({ status: "paused" }))).toBeUndefined();
+    const monthly = { ...annual, priceId: "price_pro_monthly", periodEnd: START + 31 * DAY };
+    expect(annualYearLeft(deps, monthly, later({ priceId: "price_pro_yearly", periodStart: START + 10 * DAY }))).toBeUndefined();
+    expect(annualYearLeft(deps, monthly, later({ ...monthly, status: "canceled" }))).toBeUndefined();
+    // an ended subscription's later events end nothing more
+    expect(annualYearLeft(deps, { ...annual, status: "canceled" }, later({ status: "canceled" }))).toBeUndefined();
+  });
+
+  it("a cancellation in a renewed year the account has not seen yet ends that year, never at a time before its start", () => {
+    const renewed = later({ status: "canceled", periodStart: END, periodEnd: END + 365 * DAY, lastEventAt: END + 10 * DAY });
+    expect(annualYearLeft(deps, annual, renewed)).toEqual({ anchor: END, endedAt: END + 10 * DAY });
+    expect(annualYearLeft(deps, annual, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual({ anchor: START, endedAt: START });
+  });
+});
