@@ -163,7 +163,7 @@ export async function applySubscription(
         // An annual year this state leaves is ended before the state is written: a crash in between
         // leaves the event without its receipt, and its redelivery (still newer than the recorded
         // state) ends it again, which changes nothing the second time.
-        if (current) await endLeftYear(deps, userId, current, next);
+        if (current) await endLeftYears(deps, userId, current, next);
         if (current && successor) {
           const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
             ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
@@ -223,41 +223,49 @@ export async function applySubscription(
   return outcome;
 }
 
-/**
- * When `next` (a newer state of the account's current subscription) leaves the annual year that
- * `current` is in before the year's end: the instant Stripe stopped billing that year. A
- * cancellation ends it when it happened (the event's time); a switch to another interval or
- * period (the portal restarts the billing cycle) at the new period's start. A renewal (the new
- * period starts where the year ends), a plan change within the year (same period), and a
- * subscription that stops being live without ending (unpaid, paused: it may be paid and resume
- * the same year) leave nothing.
- */
-export function annualYearLeft(
-  deps: Pick<BillingDeps, "prices">,
-  current: SubscriptionState,
-  next: SubscriptionState,
-): { anchor: number; endedAt: number } | undefined {
-  const annual = (state: SubscriptionState) => deps.prices.planOfPrice(state.priceId)?.interval === "year";
-  if (hasEnded(current.status)) return undefined;
-  if (hasEnded(next.status)) {
-    // the year it was canceled in: the canceled object's period (a renewal not applied yet is its
-    // own year, and the year before it ended whole), else the year the account knew
-    const anchor = annual(next) ? next.periodStart : annual(current) ? current.periodStart : undefined;
-    return anchor === undefined ? undefined : { anchor, endedAt: Math.max(anchor, next.lastEventAt) };
-  }
-  const switched = annual(current) && isLive(next.status) && next.periodStart !== current.periodStart && next.periodStart < current.periodEnd;
-  return switched ? { anchor: current.periodStart, endedAt: Math.max(current.periodStart, next.periodStart) } : undefined;
+/** An annual year Stripe stopped billing before its end: its start, and the instant it stopped (epoch ms). */
+export interface YearLeft {
+  anchor: number;
+  endedAt: number;
 }
 
 /**
- * Ends the annual year `next` leaves (see `annualYearLeft`), then moves the clawbacks of that
+ * The annual years `next` (a newer state of the account's current subscription) shows were left
+ * before their end, and when:
+ * - a switch out of the year (the portal restarts the billing cycle: to monthly, or to another
+ *   annual period): `next`'s period starts inside `current`'s annual one, so that year ended at
+ *   that start — whatever happened since (a later cancellation's event may bring the switch);
+ * - a cancellation: the annual period it was canceled in ends at the cancellation (the event's
+ *   time): `next`'s own period when it is annual (a renewal or a switch not applied yet is its own
+ *   year), else `current`'s when `next` is still in it.
+ * A renewal (the new period starts where the year ends), a plan change within the year (same
+ * period), and a subscription that stops being live in its period without ending (unpaid, paused:
+ * it may be paid and resume the same year) leave nothing.
+ */
+export function annualYearLeft(deps: Pick<BillingDeps, "prices">, current: SubscriptionState, next: SubscriptionState): YearLeft[] {
+  const annual = (state: SubscriptionState) => deps.prices.planOfPrice(state.priceId)?.interval === "year";
+  if (hasEnded(current.status)) return [];
+  const left: YearLeft[] = [];
+  const samePeriod = next.periodStart === current.periodStart;
+  if (annual(current) && !samePeriod && next.periodStart > current.periodStart && next.periodStart < current.periodEnd) {
+    left.push({ anchor: current.periodStart, endedAt: next.periodStart });
+  }
+  if (hasEnded(next.status)) {
+    const anchor = annual(next) ? next.periodStart : annual(current) && samePeriod ? current.periodStart : undefined;
+    if (anchor !== undefined) left.push({ anchor, endedAt: Math.max(anchor, next.lastEventAt) });
+  }
+  return left;
+}
+
+/**
+ * Ends the annual years `next` leaves (see `annualYearLeft`), then moves the clawbacks of each
  * year's refunded or disputed payments to what their facts say now that it has no more months.
  */
-async function endLeftYear(deps: BillingDeps, userId: string, current: SubscriptionState, next: SubscriptionState): Promise<void> {
-  const left = annualYearLeft(deps, current, next);
-  if (!left) return;
-  const ended = await endAnnualYear(deps.ledger, { userId, ...left });
-  await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
+async function endLeftYears(deps: BillingDeps, userId: string, current: SubscriptionState, next: SubscriptionState): Promise<void> {
+  for (const left of annualYearLeft(deps, current, next)) {
+    const ended = await endAnnualYear(deps.ledger, { userId, ...left });
+    await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
+  }
 }
 
 interface DesiredPlan {

@@ -6,6 +6,7 @@ import { parseInput } from "../validation.js";
 import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
+import { grantAllowanceIfDue } from "./grant.js";
 import { endYear } from "./paid-year.js";
 import { untilSettled } from "./retry.js";
 import { userIdSchema } from "./validation.js";
@@ -32,7 +33,8 @@ export interface YearEndResult {
  * undoes in one conditional commit what the months after the end granted anyway (its events came
  * after a month boundary), under `year-end#<year start>#<month>` (like a refund, it may leave the
  * balance below zero: the credits may be spent). The month in progress at the end stays, as the
- * switch's own invoice does. Idempotent: an end recorded at or before this month changes nothing.
+ * switch's own invoice does, and is granted first if the schedule had not reached it. Idempotent:
+ * an end recorded at or before this month changes nothing.
  *
  * A refunded or disputed payment of the year counted those months in its clawback; the caller
  * settles its charge again afterwards (lib/billing/refunds.ts, `settleYearEndClaws`).
@@ -40,23 +42,25 @@ export interface YearEndResult {
 export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<YearEndResult> {
   const { userId, anchor, endedAt } = parseInput(yearEndSchema, input);
   const endedAfter = periodIndexAt(anchor, endedAt, { kind: "calendarMonth" });
+  // What the schedule owes by now is granted first, the month in progress at the end included: a
+  // sweep running late past a month boundary must not lose that month when the year ends before
+  // it ran (months after the end granted here are undone below, like any granted late).
+  await grantAllowanceIfDue(deps, userId);
   return untilSettled(async () => {
     const account = await ensureAccountOnce(deps, userId);
     const ended = endYear(account.paidYears, anchor, endedAfter);
     if (!ended) return { endedAfter, credits: 0 };
-    const facts: CreditFact[] =
-      ended.credits === 0
-        ? []
-        : [
-            {
-              key: `year-end#${new Date(anchor).toISOString()}#${endedAfter}`,
-              amount: ended.credits,
-              bucket: "allowance",
-              reason: ended.credits < 0 ? "refund" : "allowance",
-              refs: { yearStart: anchor, endedAfterMonth: endedAfter, monthsUndone: ended.monthsUndone },
-            },
-          ];
-    const commit = commitForFacts(account, facts, deps.now(), { set: { paidYears: ended.years } });
+    // Always an entry (of 0 credits when nothing is undone): it moves the account's `seq`, so a
+    // month grant that read the account before the end fails its commit and is decided again
+    // from the ended year, instead of writing back its copy of the years without the end.
+    const fact: CreditFact = {
+      key: `year-end#${new Date(anchor).toISOString()}#${endedAfter}`,
+      amount: ended.credits,
+      bucket: "allowance",
+      reason: ended.credits < 0 ? "refund" : "allowance",
+      refs: { yearStart: anchor, endedAfterMonth: endedAfter, monthsUndone: ended.monthsUndone },
+    };
+    const commit = commitForFacts(account, [fact], deps.now(), { set: { paidYears: ended.years } });
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     if (result === "stale") return undefined;
     // a duplicate key: an earlier end at this month landed; read again and see it recorded

@@ -380,7 +380,9 @@ describe("invoice.paid", () => {
         fullPrice: 1_900,
       });
       expect(res.json.outcome).toBe("allowance_granted");
-      expect(await balance(sub.userId)).toBe(110_000 + 40_000);
+      // month 1 of the year (from 1 February) was in progress at the switch (10 February): it stays,
+      // granted by the year's end since no sweep had run yet (red team 6, RT6-2); then the month's 40,000
+      expect(await balance(sub.userId)).toBe(110_000 + 100_000 + 40_000);
       const purchase = await fx.billing.store.getPurchase(invoiceId);
       expect(purchase).toMatchObject({ credits: 40_000, amountCents: 0 });
       expect(purchase?.share).toBeUndefined();

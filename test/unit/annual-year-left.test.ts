@@ -23,33 +23,44 @@ const later = (change: Partial<SubscriptionState>): SubscriptionState => ({ ...a
 
 describe("an annual year left early", () => {
   it("an immediate cancellation ends it when it happened", () => {
-    expect(annualYearLeft(deps, annual, later({ status: "canceled" }))).toEqual({ anchor: START, endedAt: START + 100 * DAY });
-    expect(annualYearLeft(deps, annual, later({ status: "incomplete_expired" }))).toEqual({ anchor: START, endedAt: START + 100 * DAY });
+    expect(annualYearLeft(deps, annual, later({ status: "canceled" }))).toEqual([{ anchor: START, endedAt: START + 100 * DAY }]);
+    expect(annualYearLeft(deps, annual, later({ status: "incomplete_expired" }))).toEqual([{ anchor: START, endedAt: START + 100 * DAY }]);
   });
 
   it("a portal switch to monthly or to another annual period ends it at the new period's start", () => {
     const at = START + 120 * DAY;
-    expect(annualYearLeft(deps, annual, later({ priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))).toEqual({ anchor: START, endedAt: at });
-    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly", periodStart: at, periodEnd: at + 365 * DAY }))).toEqual({ anchor: START, endedAt: at });
-    // a past-due state still counts as live: the switch ends the year
-    expect(annualYearLeft(deps, annual, later({ status: "past_due", priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))?.endedAt).toBe(at);
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))).toEqual([{ anchor: START, endedAt: at }]);
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly", periodStart: at, periodEnd: at + 365 * DAY }))).toEqual([{ anchor: START, endedAt: at }]);
+    // whatever its status: a past-due or unpaid subscription switched in the portal left the year too
+    expect(annualYearLeft(deps, annual, later({ status: "past_due", priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))).toEqual([{ anchor: START, endedAt: at }]);
+    expect(annualYearLeft(deps, annual, later({ status: "unpaid", priceId: "price_pro_monthly", periodStart: at, periodEnd: at + 31 * DAY }))).toEqual([{ anchor: START, endedAt: at }]);
+  });
+
+  it("a switch whose own event never came, seen in a later cancellation, ends the year at the switch (RT6-1); a new annual period canceled ends too", () => {
+    const at = START + 120 * DAY;
+    const canceledLater = { status: "canceled", periodStart: at, lastEventAt: at + 2 * DAY };
+    expect(annualYearLeft(deps, annual, later({ ...canceledLater, priceId: "price_pro_monthly", periodEnd: at + 31 * DAY }))).toEqual([{ anchor: START, endedAt: at }]);
+    expect(annualYearLeft(deps, annual, later({ ...canceledLater, priceId: "price_plus_yearly", periodEnd: at + 365 * DAY }))).toEqual([
+      { anchor: START, endedAt: at },
+      { anchor: at, endedAt: at + 2 * DAY },
+    ]);
   });
 
   it("a renewal, a plan change within the year, an unpaid or paused state, and a monthly subscription leave nothing", () => {
-    expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }))).toBeUndefined();
-    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly" }))).toBeUndefined();
-    expect(annualYearLeft(deps, annual, later({ status: "unpaid", priceId: "price_pro_monthly", periodStart: START + DAY }))).toBeUndefined();
-    expect(annualYearLeft(deps, annual, later({ status: "paused" }))).toBeUndefined();
+    expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }))).toEqual([]);
+    expect(annualYearLeft(deps, annual, later({ priceId: "price_plus_yearly" }))).toEqual([]);
+    expect(annualYearLeft(deps, annual, later({ status: "unpaid" }))).toEqual([]);
+    expect(annualYearLeft(deps, annual, later({ status: "paused" }))).toEqual([]);
     const monthly = { ...annual, priceId: "price_pro_monthly", periodEnd: START + 31 * DAY };
-    expect(annualYearLeft(deps, monthly, later({ priceId: "price_pro_yearly", periodStart: START + 10 * DAY }))).toBeUndefined();
-    expect(annualYearLeft(deps, monthly, later({ ...monthly, status: "canceled" }))).toBeUndefined();
+    expect(annualYearLeft(deps, monthly, later({ priceId: "price_pro_yearly", periodStart: START + 10 * DAY }))).toEqual([]);
+    expect(annualYearLeft(deps, monthly, later({ ...monthly, status: "canceled" }))).toEqual([]);
     // an ended subscription's later events end nothing more
-    expect(annualYearLeft(deps, { ...annual, status: "canceled" }, later({ status: "canceled" }))).toBeUndefined();
+    expect(annualYearLeft(deps, { ...annual, status: "canceled" }, later({ status: "canceled" }))).toEqual([]);
   });
 
   it("a cancellation in a renewed year the account has not seen yet ends that year, never at a time before its start", () => {
     const renewed = later({ status: "canceled", periodStart: END, periodEnd: END + 365 * DAY, lastEventAt: END + 10 * DAY });
-    expect(annualYearLeft(deps, annual, renewed)).toEqual({ anchor: END, endedAt: END + 10 * DAY });
-    expect(annualYearLeft(deps, annual, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual({ anchor: START, endedAt: START });
+    expect(annualYearLeft(deps, annual, renewed)).toEqual([{ anchor: END, endedAt: END + 10 * DAY }]);
+    expect(annualYearLeft(deps, annual, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual([{ anchor: START, endedAt: START }]);
   });
 });
