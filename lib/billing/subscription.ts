@@ -1,6 +1,7 @@
 import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import type { SubscriptionState } from "../ledger/account.js";
+import { type PaidYear, yearsLeftBy } from "../ledger/paid-year.js";
 import { changePlanSchedule, endAnnualYear, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
@@ -158,12 +159,15 @@ export async function applySubscription(
     const current = account.subscription;
     if (!current || current.id === next.id) {
       const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
-      if (current && !isNewer(next, current)) outcome = "stale";
-      else {
+      if (current && !isNewer(next, current)) {
+        // a stale state can still show a year left before the one recorded (see annualYearLeft)
+        await endLeftYears(deps, account, current, next);
+        outcome = "stale";
+      } else {
         // An annual year this state leaves is ended before the state is written: a crash in between
         // leaves the event without its receipt, and its redelivery (still newer than the recorded
         // state) ends it again, which changes nothing the second time.
-        if (current) await endLeftYears(deps, userId, current, next);
+        if (current) await endLeftYears(deps, account, current, next);
         if (current && successor) {
           const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
             ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
@@ -230,8 +234,12 @@ export interface YearLeft {
 }
 
 /**
- * The annual years `next` (a newer state of the account's current subscription) shows were left
- * before their end, and when:
+ * The annual years a state `next` of the account's current subscription shows were left before
+ * their end, and when:
+ * - any paid year of the account (`years`) that `next`'s period starts strictly inside of: left
+ *   at that start at the latest — also when `next` is stale (a switch's own event retried after
+ *   a later switch's was applied still tells when the year was left; the earliest end wins);
+ * and when `next` is newer than `current`:
  * - a switch out of the year (the portal restarts the billing cycle: to monthly, or to another
  *   annual period): `next`'s period starts inside `current`'s annual one, so that year ended at
  *   that start — whatever happened since (a later cancellation's event may bring the switch);
@@ -242,10 +250,18 @@ export interface YearLeft {
  * period), and a subscription that stops being live in its period without ending (unpaid, paused:
  * it may be paid and resume the same year) leave nothing.
  */
-export function annualYearLeft(deps: Pick<BillingDeps, "prices">, current: SubscriptionState, next: SubscriptionState): YearLeft[] {
+export function annualYearLeft(
+  deps: Pick<BillingDeps, "prices">,
+  current: SubscriptionState,
+  next: SubscriptionState,
+  years?: readonly PaidYear[],
+): YearLeft[] {
   const annual = (state: SubscriptionState) => deps.prices.planOfPrice(state.priceId)?.interval === "year";
-  if (hasEnded(current.status)) return [];
   const left: YearLeft[] = [];
+  // every paid year this period starts inside of (a stale state too: a switch whose own event came
+  // after a later switch's still tells when the year was left; an earlier end wins)
+  for (const anchor of yearsLeftBy(years, next.periodStart)) left.push({ anchor, endedAt: next.periodStart });
+  if (hasEnded(current.status) || !isNewer(next, current)) return left;
   const samePeriod = next.periodStart === current.periodStart;
   if (annual(current) && !samePeriod && next.periodStart > current.periodStart && next.periodStart < current.periodEnd) {
     left.push({ anchor: current.periodStart, endedAt: next.periodStart });
@@ -261,8 +277,9 @@ export function annualYearLeft(deps: Pick<BillingDeps, "prices">, current: Subsc
  * Ends the annual years `next` leaves (see `annualYearLeft`), then moves the clawbacks of each
  * year's refunded or disputed payments to what their facts say now that it has no more months.
  */
-async function endLeftYears(deps: BillingDeps, userId: string, current: SubscriptionState, next: SubscriptionState): Promise<void> {
-  for (const left of annualYearLeft(deps, current, next)) {
+async function endLeftYears(deps: BillingDeps, account: BillingAccount, current: SubscriptionState, next: SubscriptionState): Promise<void> {
+  const userId = account.userId;
+  for (const left of annualYearLeft(deps, current, next, account.paidYears)) {
     const ended = await endAnnualYear(deps.ledger, { userId, ...left });
     await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
   }

@@ -1,3 +1,5 @@
+import { periodStart as periodStartOf } from "../periods.js";
+
 /**
  * The money rule of an annual plan's scheduled months, in one place (pure): a month grants what
  * was *paid* for it, never what the account's plan happens to be. Each payment of an annual year
@@ -107,10 +109,12 @@ export function monthReached(schedule: { anchor: number; lastGranted: number }, 
 }
 
 export interface EndedYear {
-  /** the years with the year at `anchor` ended, its months after the end undone on each share */
+  /** the years with the year at `anchor` ended, its months up to the end settled and those after undone on each share */
   years: PaidYear[];
-  /** what undoing those months moves in the ledger (negative: they had granted) */
+  /** what that moves in the ledger: months up to the end the schedule had not reached (granted), less months after it it had (undone) */
   credits: number;
+  /** how many months up to the end were granted now */
+  monthsGranted: number;
   /** how many months after the end the schedule had reached */
   monthsUndone: number;
 }
@@ -118,24 +122,42 @@ export interface EndedYear {
 /**
  * The year at `anchor` ended while month `afterMonth` was in progress (a portal switch to another
  * interval or period, an immediate cancellation): Stripe stopped billing it there, so no later
- * month may grant from it. Months after the end that the schedule reached anyway (the switch's
- * events arrived after a month boundary, or a lazy grant ran between the switch and its webhook)
- * are undone on every share, so the year is the one an on-time switch would have left:
- * - each share covered each such month with exactly its monthly (granted + held back by its
- *   budget), so the share's gross (`granted + withheld`) goes back by exactly monthly × months;
- * - which part of that was granted and which held back is not recorded per month; it is taken
- *   from what the share held back first (a budget holds back the latest months first). The split
- *   changes only the year-end entry: a share with a budget belongs to a refunded or disputed
- *   payment, and the caller moves that charge's clawbacks to what its facts say for the year's
- *   new gross (lib/billing/refunds.ts, `settleYearEndClaws`), which nets the same whatever the split.
+ * month may grant from it, and every month up to it was paid for.
+ * - Months up to the end the schedule had not reached (a sweep running late past a month
+ *   boundary; a year the schedule never followed, because the switch into it was heard of only
+ *   with its cancellation) are settled now, as the schedule would have granted them (a year
+ *   nobody paid for records them as passed over, for its payment to settle).
+ * - Months after the end that the schedule reached anyway (the switch's events arrived after a
+ *   month boundary, or a lazy grant ran between the switch and its webhook) are undone on every
+ *   share, so the year is the one an on-time switch would have left. Each share covered each such
+ *   month with exactly its monthly (granted + held back by its budget), so its gross
+ *   (`granted + withheld`) goes back by exactly monthly × months; which part was granted and which
+ *   held back is not recorded per month, so it is taken from what the share held back first (a
+ *   budget holds back the latest months first). The split changes only the year-end entry: a share
+ *   with a budget belongs to a refunded or disputed payment, and the caller moves that charge's
+ *   clawbacks to what its facts say for the year's new gross (lib/billing/refunds.ts,
+ *   `settleYearEndClaws`), which nets the same whatever the split.
  * A year not recorded yet is recorded ended (a payment arriving later settles only months up to
  * the end). `undefined` when the year ended there or earlier already, or ends after its last month.
  */
 export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number): EndedYear | undefined {
-  const existing = yearOf(years, anchor);
-  if (afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (existing?.endedAfter !== undefined && existing.endedAfter <= afterMonth)) return undefined;
-  const reached = existing?.lastMonth ?? 0;
+  const found = yearOf(years, anchor);
+  if (afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (found?.endedAfter !== undefined && found.endedAfter <= afterMonth)) return undefined;
+  let current: readonly PaidYear[] = years ?? [];
   let credits = 0;
+  let monthsGranted = 0;
+  for (let month = (found?.lastMonth ?? 0) + 1; month <= afterMonth; month++) {
+    const grant = monthGrant(current, anchor, month);
+    if (!grant) {
+      current = withMonthPassedOver(current, anchor, afterMonth);
+      break;
+    }
+    credits += grant.amount;
+    monthsGranted += 1;
+    current = grant.years;
+  }
+  const existing = yearOf(current, anchor);
+  const reached = existing?.lastMonth ?? 0;
   let monthsUndone = 0;
   const shares = (existing?.shares ?? []).map((share) => {
     const months = Math.max(0, reached - Math.max(afterMonth + 1, share.fromMonth) + 1);
@@ -151,7 +173,21 @@ export function endYear(years: readonly PaidYear[] | undefined, anchor: number, 
   });
   const lastMonth = Math.min(reached, afterMonth);
   const ended: PaidYear = { anchor: existing?.anchor ?? anchor, shares, endedAfter: afterMonth, ...(lastMonth > 0 ? { lastMonth } : {}) };
-  return { years: withYear(years, existing, ended), credits, monthsUndone };
+  return { years: withYear(current, existing, ended), credits, monthsGranted, monthsUndone };
+}
+
+/**
+ * The years (their anchors) that a subscription period starting at `periodStart` shows were left
+ * before their end: those it starts strictly inside of (a portal switch restarts the billing
+ * cycle; a renewal starts where the year ends, and a year's own period where it starts).
+ */
+export function yearsLeftBy(years: readonly PaidYear[] | undefined, periodStart: number): number[] {
+  return (years ?? [])
+    .filter((year) => {
+      const yearEnd = periodStartOf(year.anchor, LAST_SCHEDULED_ANNUAL_MONTH + 1, { kind: "calendarMonth" });
+      return periodStart > year.anchor + ANCHOR_TOLERANCE_MS && periodStart < yearEnd - ANCHOR_TOLERANCE_MS;
+    })
+    .map((year) => year.anchor);
 }
 
 export interface RecordedPayment {
@@ -227,8 +263,8 @@ export interface MonthGrant {
 
 /**
  * What scheduled month `month` of the year anchored at `anchor` grants. `undefined` when nobody
- * paid for that year (no payment recorded), or the year was left before that month: the month
- * grants nothing.
+ * paid for that year (no payment recorded), the year was left before that month, or the year
+ * reached that month already: the month grants nothing (more).
  *
  * Each paying share grants its monthly within its budget; a share that takes (a credited
  * downgrade) takes its whole monthly difference, whatever else happened to the year: the money it
@@ -245,6 +281,10 @@ export function monthGrant(years: readonly PaidYear[] | undefined, anchor: numbe
   if (!year || year.shares.length === 0) return undefined;
   // a year left early has nothing paid after its end (the schedule has normally left it already)
   if (year.endedAfter !== undefined && month > year.endedAfter) return undefined;
+  // a month the year has reached is settled for every share (granted, settled with a late payment,
+  // or by the year's end): a schedule re-anchored at the same year (unpaid → paid again) must not
+  // grant it twice
+  if (month <= (year.lastMonth ?? 0)) return undefined;
   let amount = 0;
   let withheld = 0;
   const shares = year.shares.map((share) => {

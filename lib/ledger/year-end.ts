@@ -6,7 +6,6 @@ import { parseInput } from "../validation.js";
 import { type CreditFact, commitForFacts, resolveFactCommit } from "./apply-facts.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccountOnce } from "./ensure-account.js";
-import { grantAllowanceIfDue } from "./grant.js";
 import { endYear } from "./paid-year.js";
 import { untilSettled } from "./retry.js";
 import { userIdSchema } from "./validation.js";
@@ -23,18 +22,18 @@ export type YearEnd = z.infer<typeof yearEndSchema>;
 export interface YearEndResult {
   /** the month in progress at the end: the last one the year grants */
   endedAfter: number;
-  /** what undoing the months granted after the end moved (0: none was, or the end was recorded already) */
+  /** what settling the months up to the end and undoing those after it moved (0: nothing, or the end was recorded already) */
   credits: number;
 }
 
 /**
  * An annual year left before its end (a portal switch to another interval or period, an
- * immediate cancellation): records the end on the year, so no later month grants from it, and
- * undoes in one conditional commit what the months after the end granted anyway (its events came
- * after a month boundary), under `year-end#<year start>#<month>` (like a refund, it may leave the
- * balance below zero: the credits may be spent). The month in progress at the end stays, as the
- * switch's own invoice does, and is granted first if the schedule had not reached it. Idempotent:
- * an end recorded at or before this month changes nothing.
+ * immediate cancellation): records the end on the year, so no later month grants from it, and in
+ * the same conditional commit, under `year-end#<year start>#<month>`, grants the months up to the
+ * end the schedule had not reached (the month in progress at the end stays, as the switch's own
+ * invoice does) and undoes what months after the end granted anyway (its events came after a month
+ * boundary; like a refund, that may leave the balance below zero: the credits may be spent). See
+ * `endYear` (lib/ledger/paid-year.ts). Idempotent: an end recorded at or before this month changes nothing.
  *
  * A refunded or disputed payment of the year counted those months in its clawback; the caller
  * settles its charge again afterwards (lib/billing/refunds.ts, `settleYearEndClaws`).
@@ -42,10 +41,6 @@ export interface YearEndResult {
 export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<YearEndResult> {
   const { userId, anchor, endedAt } = parseInput(yearEndSchema, input);
   const endedAfter = periodIndexAt(anchor, endedAt, { kind: "calendarMonth" });
-  // What the schedule owes by now is granted first, the month in progress at the end included: a
-  // sweep running late past a month boundary must not lose that month when the year ends before
-  // it ran (months after the end granted here are undone below, like any granted late).
-  await grantAllowanceIfDue(deps, userId);
   return untilSettled(async () => {
     const account = await ensureAccountOnce(deps, userId);
     const ended = endYear(account.paidYears, anchor, endedAfter);
@@ -58,15 +53,21 @@ export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<Y
       amount: ended.credits,
       bucket: "allowance",
       reason: ended.credits < 0 ? "refund" : "allowance",
-      refs: { yearStart: anchor, endedAfterMonth: endedAfter, monthsUndone: ended.monthsUndone },
+      refs: { yearStart: anchor, endedAfterMonth: endedAfter, monthsGranted: ended.monthsGranted, monthsUndone: ended.monthsUndone },
     };
     const commit = commitForFacts(account, [fact], deps.now(), { set: { paidYears: ended.years } });
     const result = resolveFactCommit(await deps.store.commit(commit), commit, account);
     if (result === "stale") return undefined;
     // a duplicate key: an earlier end at this month landed; read again and see it recorded
     if (!result.applied) return undefined;
-    if (ended.monthsUndone > 0) {
-      logger.warn("annual months granted after their year ended were undone", { userId, endedAfter, credits: ended.credits });
+    if (ended.monthsUndone > 0 || ended.monthsGranted > 0) {
+      logger.warn("annual year ended: months settled at its end", {
+        userId,
+        endedAfter,
+        monthsGranted: ended.monthsGranted,
+        monthsUndone: ended.monthsUndone,
+        credits: ended.credits,
+      });
     }
     return { endedAfter, credits: ended.credits };
   });

@@ -61,6 +61,21 @@ describe("an annual year left early", () => {
   it("a cancellation in a renewed year the account has not seen yet ends that year, never at a time before its start", () => {
     const renewed = later({ status: "canceled", periodStart: END, periodEnd: END + 365 * DAY, lastEventAt: END + 10 * DAY });
     expect(annualYearLeft(deps, annual, renewed)).toEqual([{ anchor: END, endedAt: END + 10 * DAY }]);
-    expect(annualYearLeft(deps, annual, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual([{ anchor: START, endedAt: START }]);
+    // (a subscription created the day before its period starts, canceled before it began)
+    const created = { ...annual, lastEventAt: START - 2 * DAY };
+    expect(annualYearLeft(deps, created, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual([{ anchor: START, endedAt: START }]);
+    // an older state than the one recorded is stale: it ends nothing by itself
+    expect(annualYearLeft(deps, annual, later({ status: "canceled", lastEventAt: START - DAY }))).toEqual([]);
+  });
+
+  it("any state of the subscription, stale ones too, whose period starts inside a paid year ends that year there at the latest (RT7-3)", () => {
+    const years = [{ anchor: START, shares: [] }];
+    const switchedAt = START + 120 * DAY;
+    const staleMonthly = { ...annual, priceId: "price_pro_monthly", periodStart: switchedAt, periodEnd: switchedAt + 31 * DAY, lastEventAt: switchedAt };
+    const recorded = { ...annual, periodStart: switchedAt + 2 * DAY, periodEnd: switchedAt + 367 * DAY, lastEventAt: switchedAt + 2 * DAY };
+    expect(annualYearLeft(deps, recorded, staleMonthly, years)).toEqual([{ anchor: START, endedAt: switchedAt }]);
+    // a renewal starts where the year ends, and a year's own period where it starts: neither ends it
+    expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }), years)).toEqual([]);
+    expect(annualYearLeft(deps, annual, later({}), years)).toEqual([]);
   });
 });
