@@ -68,7 +68,7 @@ export const ERRORS = {
   },
   NOT_FOUND: {
     status: 404,
-    description: "No such hold (or no such route).",
+    description: "No such hold (settle, release), or no such route.",
     body: errorBody("NOT_FOUND", {}),
   },
   CONFLICT: {

@@ -40,12 +40,15 @@ export interface Operation {
 export const OPENAPI_CACHE_CONTROL = "public, max-age=300";
 export const OPENAPI_ROUTE = "GET /v1/openapi.json";
 
-/** Errors any caller of a kind may get: bad input, bad token, wrong token kind, an outage. */
+/**
+ * Errors any caller of a kind may get: bad input, bad token, wrong token kind, an outage, and the
+ * 404 every function answers for a route it does not serve (lib/http/router.ts, checked first).
+ */
 export const CALLER_ERRORS: Record<Caller, ErrorName[]> = {
-  user: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "INTERNAL", "UPSTREAM_ERROR"],
-  service: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "INTERNAL", "UPSTREAM_ERROR"],
-  stripe: ["VALIDATION_FAILED", "INTERNAL"],
-  public: ["VALIDATION_FAILED", "INTERNAL"],
+  user: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "INTERNAL", "UPSTREAM_ERROR"],
+  service: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "INTERNAL", "UPSTREAM_ERROR"],
+  stripe: ["VALIDATION_FAILED", "NOT_FOUND", "INTERNAL"],
+  public: ["VALIDATION_FAILED", "NOT_FOUND", "INTERNAL"],
 };
 
 /** The billing routes that change what a user pays: Stripe may be missing, slow or busy. */

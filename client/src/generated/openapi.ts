@@ -547,6 +547,15 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
             409: {
                 headers: {
@@ -637,7 +646,7 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
-            /** @description NOT_FOUND: No such hold (or no such route). */
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -725,7 +734,7 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
-            /** @description NOT_FOUND: No such hold (or no such route). */
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -809,6 +818,15 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
             500: {
                 headers: {
@@ -876,6 +894,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
                 };
             };
             /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
@@ -946,6 +973,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
                 };
             };
             /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
@@ -1036,6 +1072,15 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
             409: {
                 headers: {
@@ -1122,6 +1167,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
                 };
             };
             /** @description NO_BILLING_ACCOUNT: The user has no Stripe customer yet: subscribe or buy a pack first. */
@@ -1221,6 +1275,15 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
             409: {
                 headers: {
@@ -1309,6 +1372,15 @@ export interface operations {
                     "application/json": components["schemas"]["ForbiddenError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
             409: {
                 headers: {
@@ -1381,6 +1453,15 @@ export interface operations {
                     "application/json": components["schemas"]["ValidationFailedError"];
                 };
             };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
             /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
             500: {
                 headers: {
@@ -1431,6 +1512,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
                 };
             };
             /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
