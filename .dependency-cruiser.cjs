@@ -31,6 +31,15 @@ module.exports = {
       to: { path: "^(functions|infra|test)/" },
     },
     {
+      name: "client-stands-alone",
+      severity: "error",
+      comment:
+        "@creditgate/client (client/) is published on its own: it knows the server only through openapi.json's " +
+        "generated types, never by importing lib/, functions/, infra/ or test/.",
+      from: { path: "^client/" },
+      to: { path: "^(lib|functions|infra|test)/" },
+    },
+    {
       name: "functions-are-thin",
       severity: "error",
       comment: "A function wires lib/ to its event; it never imports infra/ or test/.",
@@ -61,9 +70,9 @@ module.exports = {
   ],
   options: {
     // the project's own modules: what lib/, functions/, infra/ and test/ import of each other
-    includeOnly: { path: ["^(lib|functions|infra|test)/", "^node_modules/@aws-sdk/(client|util)-dynamodb/"] },
+    includeOnly: { path: ["^(lib|functions|infra|test|client)/", "^node_modules/@aws-sdk/(client|util)-dynamodb/"] },
     doNotFollow: { path: "node_modules" },
-    exclude: { path: ["^cdk\\.out/", "^dist/", "^test-results/"] },
+    exclude: { path: ["^cdk\\.out/", "^dist/", "^client/dist/", "^test-results/"] },
     tsConfig: { fileName: "tsconfig.json" },
     // type-only imports are dependencies too: `import type` cycles are reported
     tsPreCompilationDeps: true,

@@ -3,6 +3,7 @@ import { openPortal } from "../lib/billing/index.js";
 import { type BillingAppDeps, billingAppDeps } from "../lib/billing/runtime.js";
 import { emptyBody } from "../lib/billing/schemas.js";
 import { parseBody } from "../lib/http/input.js";
+import type { PortalResponse } from "../lib/http/responses.js";
 import { type RouteAction, router } from "../lib/http/router.js";
 import { httpHandler, type Route } from "../lib/http/stack.js";
 
@@ -12,7 +13,7 @@ import { httpHandler, type Route } from "../lib/http/stack.js";
  * pays (checkouts, plan changes, cancellation) lives in subscribe.ts.
  */
 const routes: Record<string, RouteAction<BillingAppDeps, UserPrincipal>> = {
-  "POST /v1/billing/portal": (event, deps, user) => {
+  "POST /v1/billing/portal": (event, deps, user): Promise<PortalResponse> => {
     parseBody(emptyBody, event);
     return openPortal(deps.billing, user.userId);
   },

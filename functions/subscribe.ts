@@ -3,6 +3,7 @@ import { cancelSubscription, changePlan, startPackCheckout, startSubscriptionChe
 import { type BillingAppDeps, billingAppDeps } from "../lib/billing/runtime.js";
 import { changePlanBody, emptyBody, packCheckoutBody, subscribeBody } from "../lib/billing/schemas.js";
 import { parseBody } from "../lib/http/input.js";
+import type { CancelResponse, ChangePlanResponse, CheckoutResponse } from "../lib/http/responses.js";
 import { type RouteAction, router } from "../lib/http/router.js";
 import { httpHandler, type Route } from "../lib/http/stack.js";
 
@@ -12,12 +13,12 @@ import { httpHandler, type Route } from "../lib/http/stack.js";
  * billing function with table write access (the portal function only reads).
  */
 const routes: Record<string, RouteAction<BillingAppDeps, UserPrincipal>> = {
-  "POST /v1/billing/subscribe": (event, deps, user) =>
+  "POST /v1/billing/subscribe": (event, deps, user): Promise<CheckoutResponse> =>
     startSubscriptionCheckout(deps.billing, { userId: user.userId, email: user.email, ...parseBody(subscribeBody, event) }),
-  "POST /v1/billing/checkout": (event, deps, user) =>
+  "POST /v1/billing/checkout": (event, deps, user): Promise<CheckoutResponse> =>
     startPackCheckout(deps.billing, { userId: user.userId, email: user.email, ...parseBody(packCheckoutBody, event) }),
-  "POST /v1/billing/change-plan": (event, deps, user) => changePlan(deps.billing, { userId: user.userId, ...parseBody(changePlanBody, event) }),
-  "POST /v1/billing/cancel": (event, deps, user) => {
+  "POST /v1/billing/change-plan": (event, deps, user): Promise<ChangePlanResponse> => changePlan(deps.billing, { userId: user.userId, ...parseBody(changePlanBody, event) }),
+  "POST /v1/billing/cancel": (event, deps, user): Promise<CancelResponse> => {
     parseBody(emptyBody, event);
     return cancelSubscription(deps.billing, user.userId);
   },

@@ -3,6 +3,7 @@ import { handleStripeWebhook } from "../lib/billing/index.js";
 import { type BillingAppDeps, webhookDeps } from "../lib/billing/runtime.js";
 import { NotFoundError } from "../lib/errors.js";
 import { json } from "../lib/http/response.js";
+import type { WebhookResponse } from "../lib/http/responses.js";
 import { type RawRoute, rawBodyHandler } from "../lib/http/raw-stack.js";
 
 /** The exact bytes Stripe signed: API Gateway base64-encodes some bodies, so decode those first. */
@@ -14,7 +15,8 @@ export function rawBody(event: APIGatewayProxyEventV2): string | Buffer {
 /** Stripe → us. Authenticated by the signature over the raw body, not by a JWT. */
 export const route: RawRoute<Pick<BillingAppDeps, "billing">> = async (event, deps) => {
   if (event.routeKey !== "POST /v1/stripe/webhook") throw new NotFoundError(`No route ${event.routeKey.slice(0, 100)}`);
-  const result = await handleStripeWebhook(deps.billing, {
+  // typed with its response schema (lib/http/responses.ts), the OpenAPI document's source
+  const result: WebhookResponse = await handleStripeWebhook(deps.billing, {
     payload: rawBody(event),
     signature: event.headers?.["stripe-signature"],
   });

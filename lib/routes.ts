@@ -32,7 +32,9 @@ export const FUNCTIONS = {
   },
   credits: {
     entry: "functions/credits.ts",
-    routes: ["GET /v1/credits", "GET /v1/credits/history"],
+    // and the OpenAPI document: public and static, so it rides on the read-only reader rather than
+    // costing a Lambda of its own (functions/credits.ts serves it before asking for a token)
+    routes: ["GET /v1/credits", "GET /v1/credits/history", "GET /v1/openapi.json"],
     auth: "jwt",
     table: "read",
     secrets: ["AUTH_JWT_SECRET"],

@@ -17,3 +17,14 @@ export const changePlanBody = z.strictObject({ plan: z.enum(PLAN_IDS) });
 
 /** portal and cancel take no input: no body, or an empty object. */
 export const emptyBody = z.optional(z.strictObject({}));
+
+/**
+ * What the webhook accepts once the signature is verified: a Stripe event envelope. Loose: the
+ * event's own fields (and `data.object`) are Stripe's, read by the handlers of each event type.
+ */
+export const stripeEventEnvelope = z.looseObject({
+  id: z.string().check(z.startsWith("evt_")),
+  type: z.string(),
+  created: z.number(),
+  data: z.looseObject({}),
+});

@@ -3,6 +3,7 @@ import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import { applyStripeEvent, isParkedOutcome, type StripeEventEnvelope } from "./events.js";
 import { parkEvent, replayParkedEvents } from "./parked.js";
+import { stripeEventEnvelope } from "./schemas.js";
 import { PINNED_API_VERSION, verifyWebhook, WebhookSignatureError } from "./stripe-port.js";
 
 export interface WebhookDelivery {
@@ -31,18 +32,8 @@ const MAPS_CUSTOMER = new Set(["checkout.session.completed", "checkout.session.a
 const payloadText = (payload: string | Buffer) => (typeof payload === "string" ? payload : payload.toString("utf8"));
 
 function envelopeOf(event: unknown): StripeEventEnvelope {
-  const candidate = event as Partial<StripeEventEnvelope> | null;
-  if (
-    typeof candidate?.id !== "string" ||
-    !candidate.id.startsWith("evt_") ||
-    typeof candidate.type !== "string" ||
-    typeof candidate.created !== "number" ||
-    typeof candidate.data !== "object" ||
-    candidate.data === null
-  ) {
-    throw new ValidationError("body: not a Stripe event", "body");
-  }
-  return candidate as StripeEventEnvelope;
+  if (!stripeEventEnvelope.safeParse(event).success) throw new ValidationError("body: not a Stripe event", "body");
+  return event as StripeEventEnvelope;
 }
 
 /**

@@ -9,6 +9,7 @@ import { findFreePort } from "../../infra/local/dynamodb-local.js";
 import { runOps } from "../../infra/ops/cli.js";
 import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { DAY_MS } from "../../lib/periods.js";
+import { checkedFetch } from "../helpers/e2e.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { signatureFor, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { checkoutSession, invoice, invoiceLine, officialEvent, olderApiInvoice, without } from "../helpers/stripe-official.js";
@@ -129,7 +130,7 @@ describe("npm start: the whole product locally", () => {
     const userToken = /user {5}\(sub dev-user\) {3}(\S+)/.exec(stack.output())?.[1];
     expect(userToken).toBeTruthy();
     const get = async (path: string) => {
-      const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${userToken}` } });
+      const response = await checkedFetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${userToken}` } });
       // biome-ignore lint/suspicious/noExplicitAny: response JSON
       return { status: response.status, json: (await response.json()) as any };
     };
@@ -140,7 +141,7 @@ describe("npm start: the whole product locally", () => {
     const unknown = await get("/v1/nothing-here");
     expect(unknown.status).toBe(404);
     // no Stripe keys: billing routes say so and how to fix it
-    const subscribe = await fetch(`http://127.0.0.1:${port}/v1/billing/subscribe`, {
+    const subscribe = await checkedFetch(`http://127.0.0.1:${port}/v1/billing/subscribe`, {
       method: "POST",
       headers: { authorization: `Bearer ${userToken}`, "content-type": "application/json" },
       body: JSON.stringify({ plan: "pro", interval: "month" }),
@@ -160,7 +161,7 @@ describe("npm start: the whole product locally", () => {
   });
 
   it("honours AUTH_JWT_SECRET from the environment", async () => {
-    const credits = (token: string) => fetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    const credits = (token: string) => checkedFetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
     const ours = await credits(await userToken("jwt-user"));
     expect(ours.status).toBe(200);
     expect(await ours.json()).toMatchObject({ userId: "jwt-user" });
@@ -180,7 +181,7 @@ describe("npm start: the whole product locally", () => {
     }
     const token = await userToken(userId);
     const history = async () => {
-      const response = await fetch(`http://127.0.0.1:${port}/v1/credits/history`, { headers: { authorization: `Bearer ${token}` } });
+      const response = await checkedFetch(`http://127.0.0.1:${port}/v1/credits/history`, { headers: { authorization: `Bearer ${token}` } });
       return ((await response.json()) as { entries: { reason: string }[] }).entries.map((entry) => entry.reason);
     };
     let reasons = await history();
@@ -190,7 +191,7 @@ describe("npm start: the whole product locally", () => {
       reasons = await history();
     }
     expect(reasons).toContain("allowance");
-    const credits = await fetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    const credits = await checkedFetch(`http://127.0.0.1:${port}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
     expect(Date.parse(((await credits.json()) as { nextGrantAt: string }).nextGrantAt)).toBeGreaterThan(Date.now());
   });
 
@@ -230,7 +231,7 @@ describe("npm start: data kept on disk between runs (the default)", () => {
   }
 
   const credits = async (base: string, token: string) => {
-    const response = await fetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
+    const response = await checkedFetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(200);
     return (await response.json()) as Record<string, unknown>;
   };
@@ -308,7 +309,7 @@ describe("npm start: Stripe events that cannot be applied are parked, then appli
   // biome-ignore lint/suspicious/noExplicitAny: Stripe events are arbitrary JSON
   async function send(base: string, event: any): Promise<{ status: number; outcome: string }> {
     const payload = JSON.stringify(event);
-    const response = await fetch(`${base}/v1/stripe/webhook`, {
+    const response = await checkedFetch(`${base}/v1/stripe/webhook`, {
       method: "POST",
       headers: { "content-type": "application/json", "stripe-signature": signatureFor(payload, { secret: WEBHOOK_SECRET }) },
       body: payload,
@@ -317,7 +318,7 @@ describe("npm start: Stripe events that cannot be applied are parked, then appli
   }
 
   async function balance(base: string, userId: string): Promise<number> {
-    const response = await fetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${await userToken(userId)}` } });
+    const response = await checkedFetch(`${base}/v1/credits`, { headers: { authorization: `Bearer ${await userToken(userId)}` } });
     expect(response.status).toBe(200);
     const body = (await response.json()) as Record<string, unknown>;
     expect(JSON.stringify(body)).not.toMatch(/parked/i); // nothing about parked events reaches users

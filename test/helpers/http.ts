@@ -9,6 +9,7 @@ import type { AppDeps } from "../../lib/runtime.js";
 import { invoke, type EventOptions } from "./events.js";
 import { useFixture } from "./fixture.js";
 import { ledgerFixture } from "./ledger.js";
+import { checkResponse } from "./openapi.js";
 import { TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "./tokens.js";
 
 export const APP_URL = "https://app.example.com";
@@ -29,16 +30,21 @@ export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
   return { ...fx, deps, call: routeCaller(deps) };
 }
 
-/** `call(route, event)`: runs a function's route with `deps` through the real middy stack (its handler built once). */
+/**
+ * `call(route, event)`: runs a function's route with `deps` through the real middy stack (its
+ * handler built once); every answer is checked against the OpenAPI document (test/helpers/openapi.ts).
+ */
 export function routeCaller<D extends AppDeps>(deps: D) {
   const handlers = new Map<Route<D>, ReturnType<typeof httpHandler<D>>>();
-  return (route: Route<D>, event: EventOptions) => {
+  return async (route: Route<D>, event: EventOptions) => {
     let handler = handlers.get(route);
     if (!handler) {
       handler = httpHandler(route, deps);
       handlers.set(route, handler);
     }
-    return invoke(handler, event);
+    const answer = await invoke(handler, event);
+    checkResponse(event.routeKey, { status: answer.status, headers: answer.headers, body: answer.json });
+    return answer;
   };
 }
 

@@ -277,7 +277,9 @@ describe("gate auth", () => {
       expect((await invoke(fns.gate.handler, { routeKey, body: {} })).status, routeKey).toBe(401);
     }
     for (const routeKey of FUNCTIONS.credits.routes) {
-      expect((await invoke(fns.credits.handler, { routeKey })).status, routeKey).toBe(401);
+      // the credits reader also serves the public OpenAPI document: only that route needs no token
+      const expected = routeKey === "GET /v1/openapi.json" ? 200 : 401;
+      expect((await invoke(fns.credits.handler, { routeKey })).status, routeKey).toBe(expected);
       expect((await invoke(fns.gate.handler, { routeKey })).status, routeKey).toBe(404);
     }
   });

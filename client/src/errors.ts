@@ -1,0 +1,57 @@
+/**
+ * What a refused call throws: the API's error body (`{"error": {code, message, ...details}}`) as
+ * an Error. 402 INSUFFICIENT_CREDITS has its own class, so a chat backend can tell "top up" apart
+ * from a failure with `instanceof`.
+ */
+export class CreditgateError extends Error {
+  constructor(
+    /** the HTTP status */
+    readonly status: number,
+    /** the contract's code: VALIDATION_FAILED, CONFLICT, NOT_FOUND, … (see openapi.json) */
+    readonly code: string,
+    message: string,
+    /** the error's other fields (`field`, `reason`, `retryable`, …) */
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+
+  /** A 409 the server marks `retryable: true`: nothing was written, the same request may be sent again. */
+  get retryable(): boolean {
+    return this.details.retryable === true;
+  }
+}
+
+/** 402 INSUFFICIENT_CREDITS: the most the call can cost (`required`) is more than the user has `available`. */
+export class InsufficientCreditsError extends CreditgateError {
+  readonly required: number;
+  readonly balance: number;
+  readonly available: number;
+
+  constructor(message: string, details: { required: number; balance: number; available: number }) {
+    super(402, "INSUFFICIENT_CREDITS", message, details);
+    this.required = details.required;
+    this.balance = details.balance;
+    this.available = details.available;
+  }
+}
+
+/** The error for a non-2xx answer; a body that is not the contract's (a proxy's 502 page) keeps the status. */
+export function errorFromResponse(status: number, body: unknown): CreditgateError {
+  const error = (body as { error?: unknown } | null)?.error;
+  if (typeof error !== "object" || error === null) {
+    return new CreditgateError(status, status >= 500 ? "INTERNAL" : "HTTP_ERROR", `HTTP ${status}`);
+  }
+  // a rest copy: the details are the body's own fields, never a prototype's
+  const { code, message, ...details } = error as { code?: unknown; message?: unknown } & Record<string, unknown>;
+  const text = typeof message === "string" ? message : `HTTP ${status}`;
+  if (status === 402 && code === "INSUFFICIENT_CREDITS") {
+    return new InsufficientCreditsError(text, {
+      required: Number(details.required),
+      balance: Number(details.balance),
+      available: Number(details.available),
+    });
+  }
+  return new CreditgateError(status, typeof code === "string" ? code : "HTTP_ERROR", text, details);
+}

@@ -1,0 +1,30 @@
+/**
+ * @creditgate/client: the creditgate HTTP API, typed from its OpenAPI document (openapi.json, through
+ * openapi-typescript and openapi-fetch). createUserClient for the signed-in user's app,
+ * createGateClient (authorize, settle, release, meter) for the chat backend.
+ */
+export { CreditgateError, InsufficientCreditsError } from "./errors.js";
+export {
+  type Authorization,
+  type AuthorizeRequest,
+  createGateClient,
+  type GateClient,
+  type Hold,
+  type HoldOutcome,
+  type MeterRequest,
+  type MeterResult,
+  type Usage,
+} from "./gate.js";
+export type { ConnectionOptions } from "./http.js";
+export { isRetryable, type RetryOptions, withRetry } from "./retry.js";
+export {
+  type Balance,
+  type ChangePlanRequest,
+  type CheckoutRequest,
+  createUserClient,
+  type HistoryEntry,
+  type HistoryPage,
+  type SubscribeRequest,
+  type UserClient,
+} from "./user.js";
+export type { components, paths } from "./generated/openapi.js";

@@ -1,0 +1,110 @@
+import * as z from "zod/mini";
+import "../zod-locale.js";
+import { PLAN_IDS } from "../catalog.js";
+
+/**
+ * Every success body the API answers with, as zod schemas: the source of the OpenAPI document's
+ * response schemas (lib/openapi/). The functions annotate each route's result with the type these
+ * infer (functions/*.ts), so the compiler refuses a result that lacks or mistypes a documented
+ * field; the tests check every response they receive against the document (test/helpers/openapi.ts),
+ * which refuses a field the document does not name (the objects are strict in the document).
+ */
+
+const credits = z.number().check(z.int());
+const isoTime = z.iso.datetime();
+const plan = z.enum(PLAN_IDS);
+
+export const authorizeResponse = z.object({
+  /** opaque; pass it to settle or release */
+  holdId: z.string(),
+  reserved: credits,
+  balance: credits,
+  available: credits,
+  plan,
+});
+
+export const holdOutcomeResponse = z.object({
+  holdId: z.string(),
+  status: z.enum(["settled", "released", "expired"]),
+  charged: credits,
+  released: credits,
+  balance: credits,
+});
+
+export const balanceResponse = z.object({
+  userId: z.string(),
+  plan,
+  interval: z.enum(["month", "year"]),
+  balance: credits,
+  available: credits,
+  held: credits,
+  allowance: credits,
+  purchased: credits,
+  monthlyAllowance: credits,
+  nextGrantAt: z.nullable(isoTime),
+  subscription: z.nullable(
+    z.object({
+      id: z.string(),
+      status: z.string(),
+      priceId: z.string(),
+      cancelAtPeriodEnd: z.boolean(),
+      periodStart: isoTime,
+      periodEnd: isoTime,
+    }),
+  ),
+  paymentFailedAt: z.nullable(isoTime),
+});
+
+export const historyEntryResponse = z.object({
+  /** the entry's idempotency key, derived from the business fact */
+  key: z.string(),
+  amount: credits,
+  balanceAfter: credits,
+  /** signup, allowance, invoice, pack, upgrade, admin, settle, refund, dispute, reinstate, expire */
+  reason: z.string(),
+  createdAt: isoTime,
+  refs: z.record(z.string(), z.union([z.string(), z.number()])),
+});
+
+export const historyResponse = z.object({
+  entries: z.array(historyEntryResponse),
+  /** pass it back as `cursor` for the next (older) page; null on the last page */
+  nextCursor: z.nullable(z.string()),
+});
+
+export const checkoutResponse = z.object({ checkoutUrl: z.string() });
+
+export const portalResponse = z.object({ portalUrl: z.string() });
+
+export const changePlanResponse = z.object({
+  status: z.enum(["upgraded", "downgraded"]),
+  plan,
+  creditsAdded: credits,
+});
+
+export const cancelResponse = z.object({
+  status: z.enum(["scheduled_cancel", "already_free"]),
+  effectiveAt: z.nullable(isoTime),
+  message: z.optional(z.string()),
+});
+
+export const webhookResponse = z.object({
+  received: z.literal(true),
+  eventId: z.string(),
+  type: z.string(),
+  /** what applying it did, or `duplicate` for an event applied before */
+  outcome: z.string(),
+});
+
+/** The document itself: an OpenAPI 3.1 object (its own schema is the OpenAPI specification's). */
+export const openApiDocumentResponse = z.looseObject({ openapi: z.string() });
+
+export type AuthorizeResponse = z.infer<typeof authorizeResponse>;
+export type HoldOutcomeResponse = z.infer<typeof holdOutcomeResponse>;
+export type BalanceResponse = z.infer<typeof balanceResponse>;
+export type HistoryResponse = z.infer<typeof historyResponse>;
+export type CheckoutResponse = z.infer<typeof checkoutResponse>;
+export type PortalResponse = z.infer<typeof portalResponse>;
+export type ChangePlanResponse = z.infer<typeof changePlanResponse>;
+export type CancelResponse = z.infer<typeof cancelResponse>;
+export type WebhookResponse = z.infer<typeof webhookResponse>;

@@ -1,0 +1,172 @@
+import type * as z from "zod/mini";
+import { changePlanBody, emptyBody, packCheckoutBody, stripeEventEnvelope, subscribeBody } from "../billing/schemas.js";
+import type { ErrorName } from "../http/error-schemas.js";
+import {
+  authorizeResponse,
+  balanceResponse,
+  cancelResponse,
+  changePlanResponse,
+  checkoutResponse,
+  historyResponse,
+  holdOutcomeResponse,
+  openApiDocumentResponse,
+  portalResponse,
+  webhookResponse,
+} from "../http/responses.js";
+import { authorizeBody, historyQuery, releaseBody, settleBody } from "../http/schemas.js";
+
+/** Who may call an operation: a user JWT, a service JWT with scope `gate`, Stripe's signature, or anyone. */
+export type Caller = "user" | "service" | "stripe" | "public";
+
+/** One route as the document describes it; every schema is the one the code validates or answers with. */
+export interface Operation {
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: "gate" | "credits" | "billing" | "stripe" | "meta";
+  caller: Caller;
+  /** the body schema the handler parses; `required: false` when no body is accepted as well */
+  body?: { schema: z.ZodMiniType; required: boolean };
+  /** the query schema the handler parses (a strict object: each property is one parameter) */
+  query?: z.ZodMiniType;
+  response: z.ZodMiniType;
+  /** what the 200 may be cached for; everything else is `no-store` */
+  cacheControl?: string;
+  /** the errors this route answers with, besides the ones every caller of its kind may get */
+  errors: ErrorName[];
+}
+
+/** The Cache-Control of the document itself: public, it changes only with a deployment. */
+export const OPENAPI_CACHE_CONTROL = "public, max-age=300";
+export const OPENAPI_ROUTE = "GET /v1/openapi.json";
+
+/**
+ * Errors any caller of a kind may get: bad input, bad token, wrong token kind, an outage, and the
+ * 404 every function answers for a route it does not serve (lib/http/router.ts, checked first).
+ */
+export const CALLER_ERRORS: Record<Caller, ErrorName[]> = {
+  user: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "INTERNAL", "UPSTREAM_ERROR"],
+  service: ["VALIDATION_FAILED", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND", "INTERNAL", "UPSTREAM_ERROR"],
+  stripe: ["VALIDATION_FAILED", "NOT_FOUND", "INTERNAL"],
+  public: ["VALIDATION_FAILED", "NOT_FOUND", "INTERNAL"],
+};
+
+/** The billing routes that change what a user pays: Stripe may be missing, slow or busy. */
+const BILLING_WRITE_ERRORS: ErrorName[] = ["CONFLICT", "STRIPE_NOT_CONFIGURED"];
+
+/** Every route of lib/routes.ts, keyed by its route key (a test keeps the two tables equal). */
+export const OPERATIONS: Record<string, Operation> = {
+  "POST /v1/gate/authorize": {
+    operationId: "authorize",
+    summary: "Reserve the most a chat call can cost, before calling the model",
+    description:
+      "Idempotent by `requestId`: the same request again answers with the same hold, so retry with the same requestId on a network error, a 5xx or a 409 with `retryable: true`.",
+    tag: "gate",
+    caller: "service",
+    body: { schema: authorizeBody, required: true },
+    response: authorizeResponse,
+    errors: ["UNKNOWN_MODEL", "INSUFFICIENT_CREDITS", "CONFLICT", "RATE_LIMITED"],
+  },
+  "POST /v1/gate/settle": {
+    operationId: "settle",
+    summary: "Charge a hold for the tokens the call used and release the rest",
+    description: "Idempotent by `holdId`: it answers the hold's first outcome forever after, so retry until it answers.",
+    tag: "gate",
+    caller: "service",
+    body: { schema: settleBody, required: true },
+    response: holdOutcomeResponse,
+    errors: ["NOT_FOUND", "CONFLICT"],
+  },
+  "POST /v1/gate/release": {
+    operationId: "release",
+    summary: "Release a hold without charging (the call failed)",
+    description: "Idempotent by `holdId`: it answers the hold's first outcome forever after.",
+    tag: "gate",
+    caller: "service",
+    body: { schema: releaseBody, required: true },
+    response: holdOutcomeResponse,
+    errors: ["NOT_FOUND", "CONFLICT"],
+  },
+  "GET /v1/credits": {
+    operationId: "getCredits",
+    summary: "The signed-in user's balances, plan and subscription",
+    tag: "credits",
+    caller: "user",
+    response: balanceResponse,
+    errors: [],
+  },
+  "GET /v1/credits/history": {
+    operationId: "getCreditHistory",
+    summary: "The user's ledger entries, newest first, in pages",
+    tag: "credits",
+    caller: "user",
+    query: historyQuery,
+    response: historyResponse,
+    errors: [],
+  },
+  "POST /v1/billing/subscribe": {
+    operationId: "subscribe",
+    summary: "Start a Stripe Checkout for a paid plan (empty body: pro, monthly)",
+    tag: "billing",
+    caller: "user",
+    body: { schema: subscribeBody, required: false },
+    response: checkoutResponse,
+    errors: BILLING_WRITE_ERRORS,
+  },
+  "POST /v1/billing/checkout": {
+    operationId: "checkout",
+    summary: "Start a Stripe Checkout for a credit pack",
+    tag: "billing",
+    caller: "user",
+    body: { schema: packCheckoutBody, required: true },
+    response: checkoutResponse,
+    errors: BILLING_WRITE_ERRORS,
+  },
+  "POST /v1/billing/portal": {
+    operationId: "portal",
+    summary: "Open the Stripe billing portal",
+    tag: "billing",
+    caller: "user",
+    body: { schema: emptyBody, required: false },
+    response: portalResponse,
+    errors: ["NO_BILLING_ACCOUNT", "STRIPE_NOT_CONFIGURED"],
+  },
+  "POST /v1/billing/change-plan": {
+    operationId: "changePlan",
+    summary: "Upgrade (now, prorated, with a credit top-up) or downgrade (at renewal) the subscription",
+    tag: "billing",
+    caller: "user",
+    body: { schema: changePlanBody, required: true },
+    response: changePlanResponse,
+    errors: [...BILLING_WRITE_ERRORS, "PAYMENT_FAILED"],
+  },
+  "POST /v1/billing/cancel": {
+    operationId: "cancel",
+    summary: "Cancel the subscription at the end of the paid period",
+    tag: "billing",
+    caller: "user",
+    body: { schema: emptyBody, required: false },
+    response: cancelResponse,
+    errors: BILLING_WRITE_ERRORS,
+  },
+  "POST /v1/stripe/webhook": {
+    operationId: "stripeWebhook",
+    summary: "Stripe's events, verified by the Stripe-Signature header over the exact raw body",
+    description:
+      "Called by Stripe, not by clients. An event that cannot be applied now is parked (200) or answered 503 so that Stripe retries it.",
+    tag: "stripe",
+    caller: "stripe",
+    body: { schema: stripeEventEnvelope, required: true },
+    response: webhookResponse,
+    errors: ["STRIPE_NOT_CONFIGURED", "RETRY_LATER"],
+  },
+  [OPENAPI_ROUTE]: {
+    operationId: "getOpenApiDocument",
+    summary: "This document",
+    tag: "meta",
+    caller: "public",
+    response: openApiDocumentResponse,
+    cacheControl: OPENAPI_CACHE_CONTROL,
+    errors: [],
+  },
+};
