@@ -226,7 +226,10 @@ const onInvoicePaid: Handler = async (deps, event) => {
       logger.error("annual invoice line without its period", { invoice: invoice.id });
       return MALFORMED;
     }
-    const share = yearStart === undefined ? undefined : { anchor: yearStart * 1000, fromMonth: 1, monthly: credits };
+    const share =
+      yearStart === undefined
+        ? undefined
+        : { anchor: yearStart * 1000, fromMonth: 1, monthly: credits, ...(details.subscription ? { subscription: details.subscription } : {}) };
     const result = await grantPurchase(
       deps,
       {

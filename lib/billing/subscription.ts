@@ -236,7 +236,7 @@ export interface YearLeft {
 /**
  * The annual years a state `next` of the account's current subscription shows were left before
  * their end, and when:
- * - any paid year of the account (`years`) that `next`'s period starts strictly inside of: left
+ * - any paid year of this subscription (`years`) that `next`'s period starts strictly inside of: left
  *   at that start at the latest — also when `next` is stale (a switch's own event retried after
  *   a later switch's was applied still tells when the year was left; the earliest end wins);
  * and when `next` is newer than `current`:
@@ -260,7 +260,7 @@ export function annualYearLeft(
   const left: YearLeft[] = [];
   // every paid year this period starts inside of (a stale state too: a switch whose own event came
   // after a later switch's still tells when the year was left; an earlier end wins)
-  for (const anchor of yearsLeftBy(years, next.periodStart)) left.push({ anchor, endedAt: next.periodStart });
+  for (const anchor of yearsLeftBy(years, next.id, next.periodStart)) left.push({ anchor, endedAt: next.periodStart });
   if (hasEnded(current.status) || !isNewer(next, current)) return left;
   const samePeriod = next.periodStart === current.periodStart;
   if (annual(current) && !samePeriod && next.periodStart > current.periodStart && next.periodStart < current.periodEnd) {

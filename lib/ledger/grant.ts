@@ -59,6 +59,8 @@ const grantInputSchema = z.object({
       anchor: z.number().check(z.int(), z.minimum(0)),
       fromMonth: z.number().check(z.int(), z.minimum(1)),
       monthly: z.number().check(z.int(), z.minimum(-1_000_000_000), z.maximum(1_000_000_000)),
+      /** the subscription whose annual period the year is (the annual invoice's) */
+      subscription: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
     }),
   ),
 });
@@ -101,10 +103,13 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     // passed over unpaid): those months are settled with it, once (lib/ledger/paid-year.ts).
     const recorded =
       paidShare &&
-      recordPayment(account.paidYears, { anchor: account.periodAnchor, lastGranted: account.periodIndex }, paidShare.anchor, {
-        payment: grant.key,
-        ...paidShare,
-      });
+      recordPayment(
+        account.paidYears,
+        { anchor: account.periodAnchor, lastGranted: account.periodIndex },
+        paidShare.anchor,
+        { payment: grant.key, fromMonth: paidShare.fromMonth, monthly: paidShare.monthly },
+        paidShare.subscription,
+      );
     const paidYears = recorded?.years;
     const facts: CreditFact[] = [fact];
     if (paidShare && recorded && recorded.credits !== 0) {

@@ -45,6 +45,11 @@ export interface PaidYear {
    * cancellation) while this month was in progress: no later month grants from it.
    */
   endedAfter?: number;
+  /**
+   * The Stripe subscription whose annual period this year is (from its annual invoice): only that
+   * subscription's periods can show it was left (a user may have two subscriptions at once).
+   */
+  subscription?: string;
 }
 
 /**
@@ -172,18 +177,27 @@ export function endYear(years: readonly PaidYear[] | undefined, anchor: number, 
     return next;
   });
   const lastMonth = Math.min(reached, afterMonth);
-  const ended: PaidYear = { anchor: existing?.anchor ?? anchor, shares, endedAfter: afterMonth, ...(lastMonth > 0 ? { lastMonth } : {}) };
+  const ended: PaidYear = {
+    ...existing,
+    anchor: existing?.anchor ?? anchor,
+    shares,
+    endedAfter: afterMonth,
+    ...(lastMonth > 0 ? { lastMonth } : {}),
+  };
+  if (lastMonth <= 0) delete ended.lastMonth;
   return { years: withYear(current, existing, ended), credits, monthsGranted, monthsUndone };
 }
 
 /**
- * The years (their anchors) that a subscription period starting at `periodStart` shows were left
- * before their end: those it starts strictly inside of (a portal switch restarts the billing
- * cycle; a renewal starts where the year ends, and a year's own period where it starts).
+ * The years (their anchors) of subscription `subscription` that its period starting at
+ * `periodStart` shows were left before their end: those it starts strictly inside of (a portal
+ * switch restarts the billing cycle; a renewal starts where the year ends, and a year's own period
+ * where it starts). Another subscription's periods say nothing about a year (a user may have two).
  */
-export function yearsLeftBy(years: readonly PaidYear[] | undefined, periodStart: number): number[] {
+export function yearsLeftBy(years: readonly PaidYear[] | undefined, subscription: string, periodStart: number): number[] {
   return (years ?? [])
     .filter((year) => {
+      if (year.subscription !== subscription) return false;
       const yearEnd = periodStartOf(year.anchor, LAST_SCHEDULED_ANNUAL_MONTH + 1, { kind: "calendarMonth" });
       return periodStart > year.anchor + ANCHOR_TOLERANCE_MS && periodStart < yearEnd - ANCHOR_TOLERANCE_MS;
     })
@@ -213,6 +227,7 @@ export function recordPayment(
   schedule: { anchor: number; lastGranted: number },
   anchor: number,
   share: Pick<PaidShare, "payment" | "fromMonth" | "monthly">,
+  subscription?: string,
 ): RecordedPayment | undefined {
   if (shareOf(years, anchor, share.payment)) return undefined;
   const reached = monthReached(schedule, years, anchor);
@@ -229,6 +244,7 @@ export function recordPayment(
     shares: [...(existing?.shares ?? []), added],
     ...(lastMonth > 0 ? { lastMonth } : {}),
     ...(existing?.endedAfter !== undefined ? { endedAfter: existing.endedAfter } : {}),
+    ...((existing?.subscription ?? subscription) ? { subscription: existing?.subscription ?? subscription } : {}),
   };
   return { years: withYear(years, existing, year), monthsPassed, credits };
 }

@@ -69,7 +69,7 @@ describe("an annual year left early", () => {
   });
 
   it("any state of the subscription, stale ones too, whose period starts inside a paid year ends that year there at the latest (RT7-3)", () => {
-    const years = [{ anchor: START, shares: [] }];
+    const years = [{ anchor: START, shares: [], subscription: "sub_1" }];
     const switchedAt = START + 120 * DAY;
     const staleMonthly = { ...annual, priceId: "price_pro_monthly", periodStart: switchedAt, periodEnd: switchedAt + 31 * DAY, lastEventAt: switchedAt };
     const recorded = { ...annual, periodStart: switchedAt + 2 * DAY, periodEnd: switchedAt + 367 * DAY, lastEventAt: switchedAt + 2 * DAY };
@@ -77,5 +77,8 @@ describe("an annual year left early", () => {
     // a renewal starts where the year ends, and a year's own period where it starts: neither ends it
     expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }), years)).toEqual([]);
     expect(annualYearLeft(deps, annual, later({}), years)).toEqual([]);
+    // another subscription's periods say nothing about this year (RT8-1, RT8-2: a promoted or a current one)
+    const other = { ...staleMonthly, id: "sub_2" };
+    expect(annualYearLeft(deps, { ...recorded, id: "sub_2" }, other, years)).toEqual([]);
   });
 });
