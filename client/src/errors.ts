@@ -37,6 +37,29 @@ export class InsufficientCreditsError extends CreditgateError {
   }
 }
 
+/**
+ * meter(): the model call ran but its settle failed (refused, or retries ran out). The hold is still
+ * open: settle it later with `holdId` and `result`'s usage (a settle after the hold expired still
+ * charges), or release it. Carries the settle's own status, code and details; `cause` is its error.
+ */
+export class SettleFailedError<R = unknown> extends CreditgateError {
+  constructor(
+    readonly holdId: string,
+    /** what the model call returned */
+    readonly result: R,
+    cause: unknown,
+  ) {
+    const refused = cause instanceof CreditgateError ? cause : undefined;
+    super(
+      refused?.status ?? 0,
+      refused?.code ?? "NETWORK_ERROR",
+      `settle of ${holdId} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { ...refused?.details, holdId },
+    );
+    this.cause = cause;
+  }
+}
+
 /** The error for a non-2xx answer; a body that is not the contract's (a proxy's 502 page) keeps the status. */
 export function errorFromResponse(status: number, body: unknown): CreditgateError {
   const error = (body as { error?: unknown } | null)?.error;

@@ -1,3 +1,4 @@
+import { SettleFailedError } from "./errors.js";
 import { type ConnectionOptions, connect, unwrap } from "./http.js";
 import type { components } from "./generated/openapi.js";
 import { type RetryOptions, withRetry } from "./retry.js";
@@ -49,7 +50,9 @@ export function createGateClient(options: ConnectionOptions & { retry?: RetryOpt
    * Authorizes, runs `run` (the model call), then settles with the usage it returns; if `run`
    * throws, the hold is released and the error rethrown. A 402 is thrown as InsufficientCreditsError
    * before `run` is called. If the release itself fails, `run`'s error is still the one thrown: the
-   * hold is then released by the server when it expires.
+   * hold is then released by the server when it expires. If the settle fails after `run` returned
+   * (refused, or its retries ran out), a SettleFailedError names the hold and carries the result:
+   * the call ran, so the hold is not released; settle it later (a late settle still charges).
    */
   async function meter<R extends Usage>(request: MeterRequest, run: (hold: Hold) => Promise<R>): Promise<MeterResult<R>> {
     const requestId = request.requestId ?? crypto.randomUUID();
@@ -61,7 +64,13 @@ export function createGateClient(options: ConnectionOptions & { retry?: RetryOpt
       await release({ holdId: hold.holdId }).catch(() => undefined);
       throw error;
     }
-    const settlement = await settle({ holdId: hold.holdId, inputTokens: result.inputTokens, outputTokens: result.outputTokens });
+    let settlement: HoldOutcome;
+    try {
+      settlement = await settle({ holdId: hold.holdId, inputTokens: result.inputTokens, outputTokens: result.outputTokens });
+    } catch (error) {
+      // The call ran: releasing would give it away. Name the hold, so the caller can settle it later.
+      throw new SettleFailedError(hold.holdId, result, error);
+    }
     return { result, hold, settlement };
   }
 

@@ -3,7 +3,7 @@
  * openapi-typescript and openapi-fetch). createUserClient for the signed-in user's app,
  * createGateClient (authorize, settle, release, meter) for the chat backend.
  */
-export { CreditgateError, InsufficientCreditsError } from "./errors.js";
+export { CreditgateError, InsufficientCreditsError, SettleFailedError } from "./errors.js";
 export {
   type Authorization,
   type AuthorizeRequest,

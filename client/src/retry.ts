@@ -31,7 +31,10 @@ export function isRetryable(error: unknown): boolean {
  * openapi-fetch has no retry, and a retry library would not know which of our answers are safe to retry.
  */
 export async function withRetry<T>(attempt: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
-  const { attempts, baseDelayMs, maxDelayMs } = { ...DEFAULTS, ...options };
+  // an option given as undefined (`attempts: config.retries`, unset) keeps its default
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as RetryOptions;
+  const { attempts, baseDelayMs, maxDelayMs } = { ...DEFAULTS, ...given };
+  if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`retry attempts must be a whole number ≥ 1, not ${attempts}`);
   for (let tried = 1; ; tried++) {
     try {
       return await attempt();

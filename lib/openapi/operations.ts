@@ -153,12 +153,12 @@ export const OPERATIONS: Record<string, Operation> = {
     operationId: "stripeWebhook",
     summary: "Stripe's events, verified by the Stripe-Signature header over the exact raw body",
     description:
-      "Called by Stripe, not by clients. An event that cannot be applied now is parked (200) or answered 503 so that Stripe retries it.",
+      "Called by Stripe, not by clients. An event that cannot be applied now is parked (200), or answered 503 (or 502 when Stripe's own API failed while applying it) so that Stripe retries it.",
     tag: "stripe",
     caller: "stripe",
     body: { schema: stripeEventEnvelope, required: true },
     response: webhookResponse,
-    errors: ["STRIPE_NOT_CONFIGURED", "RETRY_LATER"],
+    errors: ["STRIPE_NOT_CONFIGURED", "RETRY_LATER", "UPSTREAM_ERROR"],
   },
   [OPENAPI_ROUTE]: {
     operationId: "getOpenApiDocument",

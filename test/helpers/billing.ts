@@ -1,3 +1,4 @@
+import { checkResponse } from "./openapi.js";
 import { afterAll, afterEach, beforeEach, vi } from "vitest";
 import { catalog } from "../../lib/catalog.js";
 import {
@@ -107,7 +108,7 @@ export async function billingFixture(options: { stripeRetries?: number; stripeTi
   const webhookHandler = rawBodyHandler(webhook.route, deps);
 
   /** POSTs an event to the webhook, signed like Stripe signs it (unless told otherwise). */
-  const deliver = (event: Json | string, opts: DeliverOptions = {}) => {
+  const deliver = async (event: Json | string, opts: DeliverOptions = {}) => {
     const payload = typeof event === "string" ? event : JSON.stringify(event, null, 2);
     const signature =
       opts.signature ??
@@ -115,12 +116,15 @@ export async function billingFixture(options: { stripeRetries?: number; stripeTi
         ...(opts.secret ? { secret: opts.secret } : {}),
         ...(opts.timestamp !== undefined ? { timestamp: opts.timestamp } : {}),
       });
-    return invoke(webhookHandler, {
+    const answer = await invoke(webhookHandler, {
       routeKey: "POST /v1/stripe/webhook",
       body: payload,
       ...(opts.base64 ? { base64: true } : {}),
       headers: { "stripe-signature": signature, "content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0" },
     });
+    // every webhook answer is checked against the OpenAPI document too, like every routeCaller answer
+    checkResponse("POST /v1/stripe/webhook", { status: answer.status, headers: answer.headers, body: answer.json });
+    return answer;
   };
 
   /** A signed-in user calling a billing route. */

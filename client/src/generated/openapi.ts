@@ -193,7 +193,7 @@ export interface paths {
         put?: never;
         /**
          * Stripe's events, verified by the Stripe-Signature header over the exact raw body
-         * @description Called by Stripe, not by clients. An event that cannot be applied now is parked (200) or answered 503 so that Stripe retries it.
+         * @description Called by Stripe, not by clients. An event that cannot be applied now is parked (200), or answered 503 (or 502 when Stripe's own API failed while applying it) so that Stripe retries it.
          */
         post: operations["stripeWebhook"];
         delete?: never;
@@ -418,7 +418,6 @@ export interface components {
             };
         };
         StripeWebhookRequest: {
-            /** Format: starts_with */
             id: string;
             type: string;
             created: number;
@@ -1469,6 +1468,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description UPSTREAM_ERROR: The payment provider or the token issuer's keys did not answer; retry. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpstreamErrorError"];
                 };
             };
             /**
