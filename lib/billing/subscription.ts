@@ -1,7 +1,7 @@
 import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import type { SubscriptionState } from "../ledger/account.js";
-import { type PaidYear, yearsLeftBy } from "../ledger/paid-year.js";
+import { type PaidYear, yearOf, yearsLeftBy } from "../ledger/paid-year.js";
 import { changePlanSchedule, endAnnualYear, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
@@ -198,6 +198,9 @@ export async function applySubscription(
       lastEventAt: next.lastEventAt,
       detectedAt: extra?.detectedAt ?? at,
     };
+    // Another subscription than the current one (an extra, an ended one, a new one) ends its own
+    // years too, before its state is written (see annualYearLeft).
+    await endLeftYears(deps, account, extra && endedAt === undefined ? extraState(next.id, extra) : undefined, next);
     if ((endedAt !== undefined && next.lastEventAt <= endedAt) || (extra && !isNewer(next, extraState(next.id, extra)))) {
       outcome = "stale";
     } else if (hasEnded(next.status)) {
@@ -234,40 +237,47 @@ export interface YearLeft {
 }
 
 /**
- * The annual years a state `next` of the account's current subscription shows were left before
- * their end, and when:
- * - any paid year of this subscription (`years`) that `next`'s period starts strictly inside of: left
- *   at that start at the latest — also when `next` is stale (a switch's own event retried after
- *   a later switch's was applied still tells when the year was left; the earliest end wins);
- * and when `next` is newer than `current`:
+ * The annual years a state `next` of a subscription shows were left before their end, and when
+ * (`previous`: the state of that subscription the account knew, if any):
+ * - any paid year of this subscription (`years`, matched by the year's `subscription`) that
+ *   `next`'s period starts strictly inside of: left at that start at the latest — also when
+ *   `next` is stale, or its subscription is no longer (or not) the current one (a switch's own
+ *   event retried after a later switch's, or after a new subscription, still tells when the year
+ *   was left; the earliest end wins);
+ * and when `next` is newer than `previous`:
  * - a switch out of the year (the portal restarts the billing cycle: to monthly, or to another
- *   annual period): `next`'s period starts inside `current`'s annual one, so that year ended at
+ *   annual period): `next`'s period starts inside `previous`'s annual one, so that year ended at
  *   that start — whatever happened since (a later cancellation's event may bring the switch);
  * - a cancellation: the annual period it was canceled in ends at the cancellation (the event's
  *   time): `next`'s own period when it is annual (a renewal or a switch not applied yet is its own
- *   year), else `current`'s when `next` is still in it.
+ *   year), else `previous`'s when `next` is still in it. Without a known previous state (a
+ *   subscription never recorded), only a year recorded as its own.
  * A renewal (the new period starts where the year ends), a plan change within the year (same
  * period), and a subscription that stops being live in its period without ending (unpaid, paused:
  * it may be paid and resume the same year) leave nothing.
  */
 export function annualYearLeft(
   deps: Pick<BillingDeps, "prices">,
-  current: SubscriptionState,
+  previous: SubscriptionState | undefined,
   next: SubscriptionState,
   years?: readonly PaidYear[],
 ): YearLeft[] {
   const annual = (state: SubscriptionState) => deps.prices.planOfPrice(state.priceId)?.interval === "year";
   const left: YearLeft[] = [];
-  // every paid year this period starts inside of (a stale state too: a switch whose own event came
-  // after a later switch's still tells when the year was left; an earlier end wins)
   for (const anchor of yearsLeftBy(years, next.id, next.periodStart)) left.push({ anchor, endedAt: next.periodStart });
-  if (hasEnded(current.status) || !isNewer(next, current)) return left;
-  const samePeriod = next.periodStart === current.periodStart;
-  if (annual(current) && !samePeriod && next.periodStart > current.periodStart && next.periodStart < current.periodEnd) {
-    left.push({ anchor: current.periodStart, endedAt: next.periodStart });
+  if (!previous) {
+    if (hasEnded(next.status) && annual(next) && yearOf(years, next.periodStart)?.subscription === next.id) {
+      left.push({ anchor: next.periodStart, endedAt: Math.max(next.periodStart, next.lastEventAt) });
+    }
+    return left;
+  }
+  if (hasEnded(previous.status) || !isNewer(next, previous)) return left;
+  const samePeriod = next.periodStart === previous.periodStart;
+  if (annual(previous) && !samePeriod && next.periodStart > previous.periodStart && next.periodStart < previous.periodEnd) {
+    left.push({ anchor: previous.periodStart, endedAt: next.periodStart });
   }
   if (hasEnded(next.status)) {
-    const anchor = annual(next) ? next.periodStart : annual(current) && samePeriod ? current.periodStart : undefined;
+    const anchor = annual(next) ? next.periodStart : annual(previous) && samePeriod ? previous.periodStart : undefined;
     if (anchor !== undefined) left.push({ anchor, endedAt: Math.max(anchor, next.lastEventAt) });
   }
   return left;
@@ -277,9 +287,14 @@ export function annualYearLeft(
  * Ends the annual years `next` leaves (see `annualYearLeft`), then moves the clawbacks of each
  * year's refunded or disputed payments to what their facts say now that it has no more months.
  */
-async function endLeftYears(deps: BillingDeps, account: BillingAccount, current: SubscriptionState, next: SubscriptionState): Promise<void> {
+async function endLeftYears(
+  deps: BillingDeps,
+  account: BillingAccount,
+  previous: SubscriptionState | undefined,
+  next: SubscriptionState,
+): Promise<void> {
   const userId = account.userId;
-  for (const left of annualYearLeft(deps, current, next, account.paidYears)) {
+  for (const left of annualYearLeft(deps, previous, next, account.paidYears)) {
     const ended = await endAnnualYear(deps.ledger, { userId, ...left });
     await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
   }

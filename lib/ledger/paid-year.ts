@@ -236,8 +236,10 @@ export function recordPayment(
   const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: credits, withheld: 0 };
   // the year that starts at this instant, or within the tolerance (the same year, seen through
   // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
-  // its line's); a year starting further away is another year, however close
-  const existing = yearOf(years, anchor);
+  // its line's); a year starting further away is another year, however close — and so is another
+  // subscription's year, however close (two subscriptions of one user started seconds apart)
+  const near = yearOf(years, anchor);
+  const existing = near && subscription && near.subscription && near.subscription !== subscription && near.anchor !== anchor ? undefined : near;
   const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
   const year: PaidYear = {
     anchor: existing?.anchor ?? anchor,

@@ -77,6 +77,10 @@ describe("an annual year left early", () => {
     // a renewal starts where the year ends, and a year's own period where it starts: neither ends it
     expect(annualYearLeft(deps, annual, later({ periodStart: END, periodEnd: END + 365 * DAY }), years)).toEqual([]);
     expect(annualYearLeft(deps, annual, later({}), years)).toEqual([]);
+    // a subscription whose state the account does not know (an ended one, RT9-1) still ends its own years
+    expect(annualYearLeft(deps, undefined, staleMonthly, years)).toEqual([{ anchor: START, endedAt: switchedAt }]);
+    expect(annualYearLeft(deps, undefined, later({ status: "canceled" }), years)).toEqual([{ anchor: START, endedAt: START + 100 * DAY }]);
+    expect(annualYearLeft(deps, undefined, later({ status: "canceled", id: "sub_9" }), years)).toEqual([]);
     // another subscription's periods say nothing about this year (RT8-1, RT8-2: a promoted or a current one)
     const other = { ...staleMonthly, id: "sub_2" };
     expect(annualYearLeft(deps, { ...recorded, id: "sub_2" }, other, years)).toEqual([]);
