@@ -167,7 +167,8 @@ export async function applySubscription(
         // An annual year this state leaves is ended before the state is written: a crash in between
         // leaves the event without its receipt, and its redelivery (still newer than the recorded
         // state) ends it again, which changes nothing the second time.
-        if (current) await endLeftYears(deps, account, current, next);
+        // (with no current subscription, a first-heard state still ends a year recorded as its own)
+        await endLeftYears(deps, account, current, next);
         if (current && successor) {
           const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
             ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
@@ -295,7 +296,7 @@ async function endLeftYears(
 ): Promise<void> {
   const userId = account.userId;
   for (const left of annualYearLeft(deps, previous, next, account.paidYears)) {
-    const ended = await endAnnualYear(deps.ledger, { userId, ...left });
+    const ended = await endAnnualYear(deps.ledger, { userId, ...left, subscription: next.id });
     await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
   }
 }

@@ -98,6 +98,15 @@ export function yearOf(years: readonly PaidYear[] | undefined, anchor: number): 
   return near[0];
 }
 
+/**
+ * The year at `anchor` (as `yearOf`) unless it is another subscription's year starting a few
+ * seconds away: two subscriptions of one user started seconds apart have two years.
+ */
+export function ownYear(years: readonly PaidYear[] | undefined, anchor: number, subscription: string | undefined): PaidYear | undefined {
+  const near = yearOf(years, anchor);
+  return near && subscription && near.subscription && near.subscription !== subscription && near.anchor !== anchor ? undefined : near;
+}
+
 export function shareOf(years: readonly PaidYear[] | undefined, anchor: number, payment: string): PaidShare | undefined {
   return yearOf(years, anchor)?.shares.find((share) => share.payment === payment);
 }
@@ -145,24 +154,28 @@ export interface EndedYear {
  * A year not recorded yet is recorded ended (a payment arriving later settles only months up to
  * the end). `undefined` when the year ended there or earlier already, or ends after its last month.
  */
-export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number): EndedYear | undefined {
-  const found = yearOf(years, anchor);
+export function endYear(years: readonly PaidYear[] | undefined, anchor: number, afterMonth: number, subscription?: string): EndedYear | undefined {
+  const found = ownYear(years, anchor, subscription);
   if (afterMonth >= LAST_SCHEDULED_ANNUAL_MONTH || (found?.endedAfter !== undefined && found.endedAfter <= afterMonth)) return undefined;
   let current: readonly PaidYear[] = years ?? [];
   let credits = 0;
   let monthsGranted = 0;
-  for (let month = (found?.lastMonth ?? 0) + 1; month <= afterMonth; month++) {
-    const grant = monthGrant(current, anchor, month);
+  // another subscription's year seconds away is not this one: this one is recorded at its own anchor
+  const yearAnchor = found?.anchor ?? anchor;
+  for (let month = (found?.lastMonth ?? 0) + 1; found && month <= afterMonth; month++) {
+    const grant = monthGrant(current, yearAnchor, month);
     if (!grant) {
-      current = withMonthPassedOver(current, anchor, afterMonth);
+      current = withMonthPassedOver(current, yearAnchor, afterMonth);
       break;
     }
     credits += grant.amount;
     monthsGranted += 1;
     current = grant.years;
   }
-  const existing = yearOf(current, anchor);
-  const reached = existing?.lastMonth ?? 0;
+  const existing = found ? yearOf(current, yearAnchor) : undefined;
+  // a year not recorded yet (nobody paid for it yet) passed its months up to the end unpaid: its
+  // payment, if it comes, settles them
+  const reached = existing ? (existing.lastMonth ?? 0) : afterMonth;
   let monthsUndone = 0;
   const shares = (existing?.shares ?? []).map((share) => {
     const months = Math.max(0, reached - Math.max(afterMonth + 1, share.fromMonth) + 1);
@@ -183,6 +196,7 @@ export function endYear(years: readonly PaidYear[] | undefined, anchor: number, 
     shares,
     endedAfter: afterMonth,
     ...(lastMonth > 0 ? { lastMonth } : {}),
+    ...(!existing?.subscription && subscription ? { subscription } : {}),
   };
   if (lastMonth <= 0) delete ended.lastMonth;
   return { years: withYear(current, existing, ended), credits, monthsGranted, monthsUndone };
@@ -230,7 +244,10 @@ export function recordPayment(
   subscription?: string,
 ): RecordedPayment | undefined {
   if (shareOf(years, anchor, share.payment)) return undefined;
-  const reached = monthReached(schedule, years, anchor);
+  // how far its own year got (another subscription's year seconds away says nothing of it: then
+  // only a schedule anchored exactly at this year does)
+  const foreign = yearOf(years, anchor) !== ownYear(years, anchor, subscription);
+  const reached = foreign ? (schedule.anchor === anchor ? Math.min(LAST_SCHEDULED_ANNUAL_MONTH, schedule.lastGranted) : 0) : monthReached(schedule, years, anchor);
   const monthsPassed = Math.max(0, reached - share.fromMonth + 1);
   const credits = monthsPassed === 0 ? 0 : monthsPassed * share.monthly; // never -0 (a credit share with no month passed)
   const added: PaidShare = { payment: share.payment, fromMonth: share.fromMonth, monthly: share.monthly, granted: credits, withheld: 0 };
@@ -238,8 +255,7 @@ export function recordPayment(
   // another object's clock: an upgrade's anchor is the subscription's start, the annual invoice's
   // its line's); a year starting further away is another year, however close — and so is another
   // subscription's year, however close (two subscriptions of one user started seconds apart)
-  const near = yearOf(years, anchor);
-  const existing = near && subscription && near.subscription && near.subscription !== subscription && near.anchor !== anchor ? undefined : near;
+  const existing = ownYear(years, anchor, subscription);
   const lastMonth = Math.max(existing?.lastMonth ?? 0, monthsPassed > 0 ? reached : 0);
   const year: PaidYear = {
     anchor: existing?.anchor ?? anchor,

@@ -16,6 +16,8 @@ const yearEndSchema = z.object({
   anchor: z.number().check(z.int(), z.minimum(0)),
   /** when Stripe stopped billing it (epoch ms): the switch's new period start, or the cancellation */
   endedAt: z.number().check(z.int(), z.minimum(0)),
+  /** the subscription whose year it is: another subscription's year starting seconds away is not ended */
+  subscription: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
 });
 export type YearEnd = z.infer<typeof yearEndSchema>;
 
@@ -39,11 +41,11 @@ export interface YearEndResult {
  * settles its charge again afterwards (lib/billing/refunds.ts, `settleYearEndClaws`).
  */
 export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<YearEndResult> {
-  const { userId, anchor, endedAt } = parseInput(yearEndSchema, input);
+  const { userId, anchor, endedAt, subscription } = parseInput(yearEndSchema, input);
   const endedAfter = periodIndexAt(anchor, endedAt, { kind: "calendarMonth" });
   return untilSettled(async () => {
     const account = await ensureAccountOnce(deps, userId);
-    const ended = endYear(account.paidYears, anchor, endedAfter);
+    const ended = endYear(account.paidYears, anchor, endedAfter, subscription);
     if (!ended) return { endedAfter, credits: 0 };
     // Always an entry (of 0 credits when nothing is undone): it moves the account's `seq`, so a
     // month grant that read the account before the end fails its commit and is decided again
