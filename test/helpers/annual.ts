@@ -167,3 +167,38 @@ export function annualCancellation(fx: BillingFixture, sub: Sub, canceledAt: num
     },
   };
 }
+
+/**
+ * A second live plus annual subscription of `sub`'s user from `start` (seconds), reported and
+ * recorded as an extra one (its customer.subscription.created delivered at `start` + 5 s): its
+ * id, object and a paid annual invoice (`paid`, not delivered).
+ */
+export async function extraAnnualSubscription(fx: BillingFixture, sub: Sub, start: number) {
+  const id = uniqueStripeId("sub");
+  const invoiceId = uniqueStripeId("in");
+  const object = subscriptionObject({
+    id,
+    customer: sub.customer,
+    price: "price_plus_yearly",
+    userId: sub.userId,
+    periodStart: start,
+    periodEnd: start + YEAR,
+    latestInvoice: invoiceId,
+  });
+  fx.stripe.subscriptions.set(id, object);
+  fx.clock.value = (start + 5) * 1000;
+  expect((await fx.deliver(stripeEvent("customer.subscription.created", { created: start, object }))).json.outcome).toBe(
+    "subscription_second_live_subscription",
+  );
+  const paid = invoicePaid({
+    invoiceId,
+    customer: sub.customer,
+    subscriptionId: id,
+    userId: sub.userId,
+    price: "price_plus_yearly",
+    amountPaid: 19_000,
+    created: start + 1,
+    linePeriod: { start, end: start + YEAR },
+  });
+  return { id, invoiceId, object, paid };
+}

@@ -1,9 +1,10 @@
+import { extraAnnualSubscription } from "../helpers/annual.js";
 import { describe, expect, it } from "vitest";
 import { auditAccount } from "../../lib/ledger/index.js";
 import { yearOf } from "../../lib/ledger/paid-year.js";
-import { invoicePaid, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { stripeEvent, subscriptionObject, } from "../helpers/stripe-events.js";
 import { balanceOf, DAY, months, PLUS, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
@@ -32,32 +33,7 @@ const fx = useBillingFixture();
 async function run(offsetSeconds: number, invoiceFirst: boolean) {
   const a: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
   const bStart = T0 + offsetSeconds;
-  const bId = uniqueStripeId("sub");
-  const bInvoice = uniqueStripeId("in");
-  const b = subscriptionObject({
-    id: bId,
-    customer: a.customer,
-    price: "price_plus_yearly",
-    userId: a.userId,
-    periodStart: bStart,
-    periodEnd: bStart + YEAR,
-    latestInvoice: bInvoice,
-  });
-  fx.stripe.subscriptions.set(bId, b);
-  fx.clock.value = (bStart + 5) * 1000;
-  expect((await fx.deliver(stripeEvent("customer.subscription.created", { created: bStart, object: b }))).json.outcome).toBe(
-    "subscription_second_live_subscription",
-  );
-  const paid = invoicePaid({
-    invoiceId: bInvoice,
-    customer: a.customer,
-    subscriptionId: bId,
-    userId: a.userId,
-    price: "price_plus_yearly",
-    amountPaid: 19_000,
-    created: bStart + 1,
-    linePeriod: { start: bStart, end: bStart + YEAR },
-  });
+  const { id: bId, paid } = await extraAnnualSubscription(fx, a, bStart);
   const canceled = subscriptionObject({
     id: bId,
     customer: a.customer,

@@ -1,9 +1,10 @@
+import { extraAnnualSubscription } from "../helpers/annual.js";
 import { describe, expect, it } from "vitest";
 import { auditAccount, grantAllowanceIfDue } from "../../lib/ledger/index.js";
 import { yearOf } from "../../lib/ledger/paid-year.js";
-import { invoicePaid, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
+import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
+import { stripeEvent, subscriptionObject, } from "../helpers/stripe-events.js";
 import { balanceOf, DAY, monthStart, PLUS, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
@@ -38,32 +39,7 @@ const CANCELED_AT = SWITCH_AT + 2 * DAY; // 12 April 12:00
 
 async function run(switchLate: boolean) {
   const a: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "month", amountPaid: 4_900 });
-  const bId = uniqueStripeId("sub");
-  const bInvoice = uniqueStripeId("in");
-  const b = subscriptionObject({
-    id: bId,
-    customer: a.customer,
-    price: "price_plus_yearly",
-    userId: a.userId,
-    periodStart: B_START,
-    periodEnd: B_START + YEAR,
-    latestInvoice: bInvoice,
-  });
-  fx.stripe.subscriptions.set(bId, b);
-  fx.clock.value = (B_START + 5) * 1000;
-  expect((await fx.deliver(stripeEvent("customer.subscription.created", { created: B_START, object: b }))).json.outcome).toBe(
-    "subscription_second_live_subscription",
-  );
-  const paid = invoicePaid({
-    invoiceId: bInvoice,
-    customer: a.customer,
-    subscriptionId: bId,
-    userId: a.userId,
-    price: "price_plus_yearly",
-    amountPaid: 19_000,
-    created: B_START + 1,
-    linePeriod: { start: B_START, end: B_START + YEAR },
-  });
+  const { id: bId, invoiceId: bInvoice, object: b, paid } = await extraAnnualSubscription(fx, a, B_START);
   expect((await fx.deliver(paid)).json.outcome).toBe("allowance_granted");
   const bSub: Sub = { ...a, subscriptionId: bId, invoiceId: bInvoice, subscription: b };
   const sw = portalSwitch(bSub, {
