@@ -202,3 +202,11 @@ export async function extraAnnualSubscription(fx: BillingFixture, sub: Sub, star
   });
   return { id, invoiceId, object, paid };
 }
+
+/** A portal switch of a pro annual subscription (its year from T0) to pro monthly at `at` (seconds), the unused year credited back. */
+export const annualToMonthly = (sub: Sub, at: number, credit = 32_000) =>
+  portalSwitch(sub, { at, price: "price_pro_monthly", periodEnd: at + 31 * DAY, oldPrice: "price_pro_yearly", credit, fullPrice: 4_900, creditPeriodEnd: T0 + YEAR });
+
+/** A portal switch from pro monthly (its period from `monthlyFrom`) back to a new pro annual period at `at` (seconds). */
+export const monthlyToAnnual = (sub: Sub, at: number, monthlyFrom: number, credit = 4_500) =>
+  portalSwitch(sub, { at, price: "price_pro_yearly", periodEnd: at + YEAR, oldPrice: "price_pro_monthly", credit, fullPrice: 49_000, creditPeriodEnd: monthlyFrom + 31 * DAY });

@@ -6,7 +6,7 @@ import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
 import { refundEvent } from "../helpers/stripe-reversals.js";
-import { annualCancellation, balanceOf, DAY, months, monthStart, PRO, portalSwitch, YEAR } from "../helpers/annual.js";
+import { annualCancellation, annualToMonthly, balanceOf, DAY, months, monthStart, PRO, } from "../helpers/annual.js";
 
 /**
  * An annual year ended early — an immediate cancellation; a portal switch to monthly whose invoice
@@ -75,15 +75,7 @@ async function run(scenario: Scenario, order: Order): Promise<number> {
     const refunded = chargeRefunded({ ...charge, customer: sub.customer, amount: PAID, refunded: scenario.refundedCents, created: refundedAt });
     expect((await fx.deliver(refunded)).status).toBe(200);
   };
-  const toMonthly = portalSwitch(sub, {
-    at: canceledAt,
-    price: "price_pro_monthly",
-    periodEnd: canceledAt + 31 * DAY,
-    oldPrice: "price_pro_yearly",
-    credit: 30_000,
-    fullPrice: 4_900,
-    creditPeriodEnd: T0 + YEAR,
-  });
+  const toMonthly = annualToMonthly(sub, canceledAt, 30_000);
   const deliverSwitch = async () => {
     expect((await fx.deliver(toMonthly.updated)).status).toBe(200);
     expect((await fx.deliver(toMonthly.paid)).json.outcome).toBe("allowance_granted");

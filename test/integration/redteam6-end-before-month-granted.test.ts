@@ -3,7 +3,7 @@ import { auditAccount } from "../../lib/ledger/index.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { annualToMonthly, balanceOf, DAY, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 6 (commit 169fdfd), RT6-2: the month in progress at a year's end "stays"
@@ -44,15 +44,7 @@ async function run(kind: "cancel" | "switch", late: boolean) {
     periodStart: T0,
     periodEnd: T0 + YEAR,
   });
-  const sw = portalSwitch(sub, {
-    at: ENDED_AT,
-    price: "price_pro_monthly",
-    periodEnd: ENDED_AT + 31 * DAY,
-    oldPrice: "price_pro_yearly",
-    credit: 80_000,
-    fullPrice: 4_900,
-    creditPeriodEnd: T0 + YEAR,
-  });
+  const sw = annualToMonthly(sub, ENDED_AT, 80_000);
   const deliverEnd = async (at: number) => {
     fx.clock.value = at * 1000;
     if (kind === "cancel") {

@@ -5,7 +5,7 @@ import { yearOf } from "../../lib/ledger/paid-year.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { annualToMonthly, balanceOf, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 6 (commit 169fdfd), RT6-3: a year's end that undoes nothing is lost to a
@@ -52,15 +52,7 @@ async function run(kind: "cancel" | "switch", interleaved: boolean) {
     periodStart: T0,
     periodEnd: T0 + YEAR,
   });
-  const sw = portalSwitch(sub, {
-    at: ENDED_AT,
-    price: "price_pro_monthly",
-    periodEnd: ENDED_AT + 31 * DAY,
-    oldPrice: "price_pro_yearly",
-    credit: 100_000,
-    fullPrice: 4_900,
-    creditPeriodEnd: T0 + YEAR,
-  });
+  const sw = annualToMonthly(sub, ENDED_AT, 100_000);
   const deliverEnd = async () => {
     if (kind === "cancel") {
       fx.stripe.subscriptions.set(sub.subscriptionId, canceled);

@@ -3,7 +3,7 @@ import { auditAccount } from "../../lib/ledger/index.js";
 import { yearOf } from "../../lib/ledger/paid-year.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { annualToMonthly, balanceOf, DAY, monthlyToAnnual, months, monthStart, PRO, type Sub, } from "../helpers/annual.js";
 
 /**
  * Red team round 7 (commit dd28f88), RT7-3: annual → monthly → annual in the portal, a few days
@@ -39,24 +39,8 @@ const ANNUAL_AT = monthStart(4) + 22 * 3_600; // 2 May 10:00 UTC: month 4 of the
 async function run(monthlyLate: boolean) {
   const sub: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
   expect(await months(fx, sub.userId, 1, 3)).toEqual([PRO, PRO, PRO]);
-  const toMonthly = portalSwitch(sub, {
-    at: MONTHLY_AT,
-    price: "price_pro_monthly",
-    periodEnd: MONTHLY_AT + 31 * DAY,
-    oldPrice: "price_pro_yearly",
-    credit: 32_000,
-    fullPrice: 4_900,
-    creditPeriodEnd: T0 + YEAR,
-  });
-  const toAnnual = portalSwitch(sub, {
-    at: ANNUAL_AT,
-    price: "price_pro_yearly",
-    periodEnd: ANNUAL_AT + YEAR,
-    oldPrice: "price_pro_monthly",
-    credit: 4_500,
-    fullPrice: 49_000,
-    creditPeriodEnd: MONTHLY_AT + 31 * DAY,
-  });
+  const toMonthly = annualToMonthly(sub, MONTHLY_AT);
+  const toAnnual = monthlyToAnnual(sub, ANNUAL_AT, MONTHLY_AT);
   if (!monthlyLate) {
     fx.stripe.subscriptions.set(sub.subscriptionId, toMonthly.switched);
     fx.clock.value = (MONTHLY_AT + 5) * 1000;

@@ -4,7 +4,7 @@ import { yearOf } from "../../lib/ledger/paid-year.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { balanceOf, DAY, monthlyToAnnual, months, monthStart, portalSwitch, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 7 (commit dd28f88), RT7-1: a portal switch to another annual period seen only in
@@ -116,15 +116,7 @@ const M_CANCELED_AT = monthStart(2) + 20 * DAY + 22 * 3_600; // 22 March 10:00 U
 
 async function runFromMonthly(updateLate: boolean) {
   const sub: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "month", amountPaid: 4_900 });
-  const sw = portalSwitch(sub, {
-    at: M_SWITCH_AT,
-    price: "price_pro_yearly",
-    periodEnd: M_SWITCH_AT + YEAR,
-    oldPrice: "price_pro_monthly",
-    credit: 1_800,
-    fullPrice: 49_000,
-    creditPeriodEnd: T0 + 31 * DAY,
-  });
+  const sw = monthlyToAnnual(sub, M_SWITCH_AT, T0, 1_800);
   fx.stripe.subscriptions.set(sub.subscriptionId, sw.switched);
   if (!updateLate) {
     fx.clock.value = (M_SWITCH_AT + 5) * 1000;

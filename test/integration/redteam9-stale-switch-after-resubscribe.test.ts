@@ -4,7 +4,7 @@ import { yearOf } from "../../lib/ledger/paid-year.js";
 import { invoicePaid, subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
 import { captureLogs } from "../helpers/logs.js";
 import { stripeEvent, subscriptionObject, uniqueStripeId } from "../helpers/stripe-events.js";
-import { balanceOf, DAY, months, monthStart, PRO, portalSwitch, type Sub, YEAR } from "../helpers/annual.js";
+import { annualToMonthly, balanceOf, DAY, monthlyToAnnual, months, monthStart, PRO, type Sub, YEAR } from "../helpers/annual.js";
 
 /**
  * Red team round 9 (commit 9c0b108), RT9-1: a switch's update retried after the subscription was
@@ -45,24 +45,8 @@ const RESUBSCRIBED_AT = ANNUAL_AT + 2 * 3_600; // 2 May 12:00
 async function run(resubscribe: boolean) {
   const sub: Sub = await subscribeAndPay(fx, { plan: "pro", interval: "year", amountPaid: 49_000 });
   expect(await months(fx, sub.userId, 1, 3)).toEqual([PRO, PRO, PRO]);
-  const toMonthly = portalSwitch(sub, {
-    at: MONTHLY_AT,
-    price: "price_pro_monthly",
-    periodEnd: MONTHLY_AT + 31 * DAY,
-    oldPrice: "price_pro_yearly",
-    credit: 32_000,
-    fullPrice: 4_900,
-    creditPeriodEnd: T0 + YEAR,
-  });
-  const toAnnual = portalSwitch(sub, {
-    at: ANNUAL_AT,
-    price: "price_pro_yearly",
-    periodEnd: ANNUAL_AT + YEAR,
-    oldPrice: "price_pro_monthly",
-    credit: 4_500,
-    fullPrice: 49_000,
-    creditPeriodEnd: MONTHLY_AT + 31 * DAY,
-  });
+  const toMonthly = annualToMonthly(sub, MONTHLY_AT);
+  const toAnnual = monthlyToAnnual(sub, ANNUAL_AT, MONTHLY_AT);
   // the monthly switch's update is retried by Stripe; its invoice.paid arrives on time
   fx.clock.value = (MONTHLY_AT + 6) * 1000;
   expect((await fx.deliver(toMonthly.paid)).json.outcome).toBe("allowance_granted");
