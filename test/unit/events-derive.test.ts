@@ -92,7 +92,7 @@ describe("balance crossings", () => {
         const first = images[0] as AccountImage;
         const startsOk = levelOf(first.available, first.plan) === "ok";
         const lowOrRecovered = types(crossings).filter((type) => type !== "credits.depleted");
-        lowOrRecovered.forEach((type, index) => expect(type).toBe((index % 2 === 0) === startsOk ? "credits.low" : "credits.recovered"));
+        expect(lowOrRecovered).toEqual(lowOrRecovered.map((_, index) => ((index % 2 === 0) === startsOk ? "credits.low" : "credits.recovered")));
       }),
     );
   });
