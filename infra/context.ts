@@ -10,6 +10,7 @@ export const SECRET_NAME_CONTEXT: Record<SecretName, string> = {
   AUTH_JWT_SECRET: "jwtSecretName",
   STRIPE_SECRET_KEY: "stripeSecretKeyName",
   STRIPE_WEBHOOK_SECRET: "stripeWebhookSecretName",
+  APP_WEBHOOK_SECRET: "appWebhookSecretName",
 };
 
 type Lookup = (key: string) => unknown;
