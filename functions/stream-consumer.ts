@@ -15,5 +15,5 @@ export const handler = middy<DynamoDBStreamEvent, void>()
   .use(injectLambdaContext(logger))
   .handler(async (event) => {
     const { events, queued } = await consume(event.Records);
-    if (events.length > 0) logger.info("stream batch", { records: event.Records.length, events: events.length, queued, ids: events.map((e) => e.id) });
+    if (events.length > 0) logger.debug("stream batch", { records: event.Records.length, events: events.length, queued, ids: events.map((e) => e.id) });
   });

@@ -16,6 +16,8 @@ export const handler = middy<SQSEvent, SQSBatchResponse>()
   .handler(async (event) => {
     const { keep, results } = await deliver(event.Records);
     const counts = Object.fromEntries(["delivered", "retrying", "dead_lettered", "dropped"].map((result) => [result, results.filter((r) => r === result).length]));
-    logger.info("webhook deliveries", { counts });
+    // every delivery failed or given up on is worth a line; a clean batch only at debug
+    if (keep.length > 0 || counts.dead_lettered) logger.warn("webhook deliveries failed", { counts });
+    else logger.debug("webhook deliveries", { counts });
     return { batchItemFailures: keep.map((itemIdentifier) => ({ itemIdentifier })) };
   });
