@@ -42,7 +42,7 @@ const dataDir = resolve(process.env.CREDITGATE_DATA_DIR || ".local");
 const sweepEverySeconds = Number(process.env.SWEEP_INTERVAL_SECONDS ?? 60);
 /** A fixed default so `npm run ops` finds the running local table without being told. */
 const dynamoPort = Number(process.env.DYNAMODB_LOCAL_PORT ?? 8000);
-/** The SQS stand-in's port: fixed too, for `npm run ops -- webhooks …`. */
+/** The SQS stand-in's port: fixed too, for `npm run ops -- webhooks …` (0: any free port). */
 const sqsPort = Number(process.env.SQS_LOCAL_PORT ?? 9324);
 
 function fail(message: string): never {
@@ -107,7 +107,7 @@ process.on("SIGTERM", stop);
 async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) fail(`PORT must be a port number, got ${process.env.PORT}`);
   for (const [name, candidate] of [["PORT", port], ["DYNAMODB_LOCAL_PORT", dynamoPort], ["SQS_LOCAL_PORT", sqsPort]] as const) {
-    if (!(await isPortFree(candidate))) {
+    if (candidate !== 0 && !(await isPortFree(candidate))) {
       fail(`port ${candidate} is already in use (is creditgate already running?). Stop whatever uses it, or run: ${name}=<another port> npm start`);
     }
   }
