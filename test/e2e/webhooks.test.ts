@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
 import { startLocalStack, stopLocalStack, until } from "../helpers/e2e.js";
+import { webhookBodyErrors } from "../helpers/openapi.js";
 import { WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { serviceToken, TEST_SECRET } from "../helpers/tokens.js";
 import { newWebhookSecret, type ReceivedEvent, startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook-receiver.js";
@@ -90,6 +91,8 @@ describe("webhooks from npm start", () => {
     expect(ordered.map((event) => event.data.seq)).toEqual([...ordered.map((event) => event.data.seq)].sort((a, b) => a - b));
     expect(receiver.deliveries.filter((event) => event.data.userId === userId)).toHaveLength(expected.length); // once each
     expect(receiver.invalid).toBe(0);
+    // each body is what the OpenAPI document's `webhooks` says of its type
+    for (const event of events) expect(webhookBodyErrors(event), event.type).toEqual([]);
     const of = (type: string) => events.find((event) => event.type === type) as ReceivedEvent;
     expect(of("credits.granted").data).toMatchObject({ reason: "pack", amount: 50_000 });
     expect(of("plan.changed").data).toMatchObject({ from: { plan: "free", interval: "month" }, to: { plan: "pro", interval: "month" } });
