@@ -9,7 +9,7 @@
 /** Adapters of the ports: the DynamoDB implementations of the stores. */
 const ADAPTER = "^lib/.+/dynamo-[^/]+\\.ts$";
 /** The per-process wiring in lib/: the deps every function builds at cold start. */
-const RUNTIME = ["^lib/runtime\\.ts$", "^lib/billing/runtime\\.ts$"];
+const RUNTIME = ["^lib/runtime\\.ts$", "^lib/billing/runtime\\.ts$", "^lib/events/runtime\\.ts$"];
 /** What may build an adapter: the runtime modules, infra (CDK, local stack, ops CLI), tests. */
 const WIRING = [...RUNTIME, "^infra/", "^test/"];
 

@@ -10,6 +10,7 @@ export const SECRET_NAME_CONTEXT: Record<SecretName, string> = {
   AUTH_JWT_SECRET: "jwtSecretName",
   STRIPE_SECRET_KEY: "stripeSecretKeyName",
   STRIPE_WEBHOOK_SECRET: "stripeWebhookSecretName",
+  APP_WEBHOOK_SECRET: "appWebhookSecretName",
 };
 
 type Lookup = (key: string) => unknown;
@@ -70,6 +71,7 @@ export function stackPropsFromContext(
   const serviceAudience = pick("authServiceAudience", "AUTH_SERVICE_AUDIENCE");
   const jwksUrl = pick("authJwksUrl", "AUTH_JWKS_URL");
   const alarmEmail = pick("alarmEmail");
+  const webhookUrl = pick("webhookUrl", "APP_WEBHOOK_URL");
 
   return {
     props: {
@@ -80,6 +82,7 @@ export function stackPropsFromContext(
       ...(authorizeRateLimitPerMinute !== undefined ? { authorizeRateLimitPerMinute } : {}),
       ...(holdTtlSeconds !== undefined ? { holdTtlSeconds } : {}),
       ...(alarmEmail ? { alarmEmail } : {}),
+      ...(webhookUrl ? { webhookUrl } : {}),
       ...(rateLimit !== undefined || burstLimit !== undefined
         ? { apiThrottle: { rateLimit: rateLimit ?? 100, burstLimit: burstLimit ?? 200 } }
         : {}),

@@ -12,6 +12,7 @@ import type { FunctionName, SecretName } from "../lib/routes.js";
 import { Alarms } from "./constructs/alarms.js";
 import { addFunctions } from "./constructs/functions.js";
 import { addHttpApi } from "./constructs/http-api.js";
+import { addWebhookEvents, type WebhookEvents } from "./constructs/events.js";
 import { addSchedules } from "./constructs/schedule.js";
 import { StackSecrets } from "./constructs/secrets.js";
 import { addLedgerTable } from "./constructs/table.js";
@@ -34,6 +35,8 @@ export interface CreditgateStackProps extends StackProps {
   secretNames?: Partial<Record<SecretName, string>>;
   /** subscribed (email) to the alarm topic */
   alarmEmail?: string;
+  /** the app's webhook endpoint (https); unset: no event is queued or sent (docs/webhooks.md) */
+  webhookUrl?: string;
   /** HTTP API default-stage throttling (requests per second, burst) */
   apiThrottle?: { rateLimit: number; burstLimit: number };
   logRetention?: logs.RetentionDays;
@@ -56,6 +59,7 @@ export class CreditgateStack extends Stack {
   readonly api: HttpApi;
   readonly alarmTopic: sns.Topic;
   readonly sweepDlq: sqs.Queue;
+  readonly webhooks: WebhookEvents;
 
   constructor(scope: Construct, id: string, props: CreditgateStackProps) {
     super(scope, id, props);
@@ -69,6 +73,12 @@ export class CreditgateStack extends Stack {
     const secrets = new StackSecrets(this, props.secretNames);
     this.secrets = secrets.all;
     this.functions = addFunctions(this, { ledger, secrets, alarms }, { ...props, logRetention, projectRoot: props.projectRoot ?? ROOT });
+
+    this.webhooks = addWebhookEvents(
+      this,
+      { ledger, secrets, alarms },
+      { ...(props.webhookUrl ? { webhookUrl: props.webhookUrl } : {}), logRetention, projectRoot: props.projectRoot ?? ROOT },
+    );
 
     const http = addHttpApi(this, this.functions, {
       appUrl: props.appUrl,
@@ -96,6 +106,8 @@ export class CreditgateStack extends Stack {
 
     new CfnOutput(this, "ApiUrl", { value: this.api.apiEndpoint, description: "HTTP API base URL (routes start with /v1)" });
     new CfnOutput(this, "TableName", { value: this.table.tableName });
+    new CfnOutput(this, "WebhookDlqUrl", { value: this.webhooks.dlq.queueUrl, description: "events given up on: npm run ops -- webhooks failed" });
+    new CfnOutput(this, "WebhookQueueUrl", { value: this.webhooks.queue.queueUrl, description: "events waiting for delivery" });
     new CfnOutput(this, "AlarmTopicArn", { value: this.alarmTopic.topicArn, description: "subscribe to get alarms" });
     secrets.addOutputs();
   }

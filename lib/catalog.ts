@@ -5,9 +5,19 @@ import "./zod-locale.js";
  * The product catalog: plans, packs and model rates in one typed, validated place. Stripe price ids
  * are not here: they come from config (lib/config), and prices are mapped to plans only through it.
  */
+/**
+ * Where a plan's `credits.low` webhook fires (lib/events): a share of the plan's monthly allowance,
+ * or a fixed number of credits.
+ */
+const lowThresholdSchema = z.union([
+  z.object({ percentOfAllowance: z.number().check(z.positive(), z.maximum(100)) }),
+  z.object({ credits: z.number().check(z.int(), z.positive()) }),
+]);
+
 const planSchema = z.object({
   rank: z.number().check(z.int(), z.minimum(0)),
   monthlyAllowance: z.number().check(z.int(), z.positive()),
+  lowThreshold: lowThresholdSchema,
   allowancePolicy: z.enum(["accumulate", "reset"]),
   paid: z.boolean(),
   intervals: z.array(z.enum(["month", "year"])),
@@ -30,9 +40,9 @@ const rawCatalog = {
   signupBonus: 10_000,
   freePeriodDays: 30,
   plans: {
-    free: { rank: 0, monthlyAllowance: 10_000, allowancePolicy: "accumulate", paid: false, intervals: [] },
-    plus: { rank: 1, monthlyAllowance: 40_000, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
-    pro: { rank: 2, monthlyAllowance: 100_000, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
+    free: { rank: 0, monthlyAllowance: 10_000, lowThreshold: { percentOfAllowance: 20 }, allowancePolicy: "accumulate", paid: false, intervals: [] },
+    plus: { rank: 1, monthlyAllowance: 40_000, lowThreshold: { percentOfAllowance: 10 }, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
+    pro: { rank: 2, monthlyAllowance: 100_000, lowThreshold: { credits: 10_000 }, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
   },
   packs: {
     starter: { credits: 50_000 },
@@ -54,6 +64,7 @@ const rawCatalog = {
 
 export type Catalog = z.infer<typeof catalogSchema>;
 export type PlanDefinition = z.infer<typeof planSchema>;
+export type LowThreshold = z.infer<typeof lowThresholdSchema>;
 export type PlanId = keyof typeof rawCatalog.plans;
 export type PackId = keyof typeof rawCatalog.packs;
 export type ModelId = keyof typeof rawCatalog.models;

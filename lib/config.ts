@@ -85,6 +85,20 @@ const schema = z.object({
   STRIPE_SECRET_KEY: optionalText(),
   STRIPE_WEBHOOK_SECRET: optionalText(),
   STRIPE_API_BASE: blankAsUnset(z.optional(httpUrl())),
+  /** the app's webhook endpoint (lib/events); unset: no event is queued or sent */
+  APP_WEBHOOK_URL: blankAsUnset(z.optional(httpUrl({ httpsUnlessLoopback: true }))),
+  /** its Standard Webhooks signing secret, whsec_ and base64 */
+  APP_WEBHOOK_SECRET: blankAsUnset(z.optional(z.string().check(z.regex(/^whsec_[A-Za-z0-9+/]{16,}={0,2}$/, "must be a Standard Webhooks secret (whsec_ and base64)")))),
+  /** the delivery queue and its dead-letter queue (SQS queue URLs) */
+  WEBHOOK_QUEUE_URL: blankAsUnset(z.optional(httpUrl())),
+  WEBHOOK_DLQ_URL: blankAsUnset(z.optional(httpUrl())),
+  /** another SQS endpoint: the local stand-in (infra/local/sqs-local.ts) */
+  SQS_ENDPOINT: blankAsUnset(z.optional(httpUrl())),
+  WEBHOOK_TIMEOUT_SECONDS: wholeNumber(10, 1, 60),
+  /** the first retry's wait; each next one doubles (lib/events/retry.ts) */
+  WEBHOOK_RETRY_BASE_SECONDS: wholeNumber(10, 1, 3_600),
+  /** how long a failing delivery is retried before it is dead-lettered (default 3 days) */
+  WEBHOOK_GIVE_UP_AFTER_SECONDS: wholeNumber(3 * 86_400, 10, 13 * 86_400),
   ...priceShape,
 });
 
@@ -96,11 +110,22 @@ const schema = z.object({
  * without them an event that needs them stays parked. Checked even when single variables are bad, so every problem is
  * named at once.
  */
-export type ConfigProfile = "api" | "webhook" | "sweep";
+export type ConfigProfile = "api" | "webhook" | "sweep" | "stream" | "deliver";
+
+/**
+ * The event functions (lib/events): with an endpoint set, the stream consumer needs the queue to
+ * hand events to, the deliverer the secret to sign with and the dead-letter queue to give up into.
+ */
+function eventChecks(set: (name: string) => boolean, profile: ConfigProfile): string[] {
+  if (!set("APP_WEBHOOK_URL")) return [];
+  const needed = profile === "stream" ? ["WEBHOOK_QUEUE_URL"] : ["APP_WEBHOOK_SECRET", "WEBHOOK_DLQ_URL"];
+  return needed.filter((name) => !set(name)).map((name) => `${name} is required when APP_WEBHOOK_URL is set`);
+}
 
 function profileChecks(env: Record<string, string | undefined>, profile: ConfigProfile): string[] {
-  if (profile !== "api") return [];
   const set = (name: string) => unsetIfBlank(env[name]) !== undefined;
+  if (profile === "stream" || profile === "deliver") return eventChecks(set, profile);
+  if (profile !== "api") return [];
   return [
     ...(set("APP_URL") ? [] : ["APP_URL is required"]),
     ...(set("AUTH_JWT_SECRET") || set("AUTH_JWKS_URL") ? [] : ["AUTH_JWT_SECRET or AUTH_JWKS_URL is required (one of them)"]),

@@ -3,7 +3,7 @@
  * the local server (`npm start`) and the tests all read, so a route exists everywhere or nowhere.
  */
 export type TableAccess = "read" | "readWrite";
-export type SecretName = "AUTH_JWT_SECRET" | "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET";
+export type SecretName = "AUTH_JWT_SECRET" | "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET" | "APP_WEBHOOK_SECRET";
 
 export interface FunctionSpec {
   /** path of the handler file from the repo root; it exports `handler` */
@@ -98,3 +98,38 @@ export function routeTable(): Map<string, FunctionName> {
   }
   return table;
 }
+
+/**
+ * The functions of the outgoing webhooks (lib/events), which serve no route and touch no table
+ * item: the stream consumer reads the table's change stream (its event source mapping grants
+ * that) and queues events; the deliverer takes them off the queue and posts them to the app.
+ * `npm start` runs both in process (infra/local/events.ts), the CDK stack as Lambdas
+ * (infra/constructs/events.ts).
+ */
+export interface EventFunctionSpec {
+  entry: string;
+  trigger: "stream" | "queue";
+  secrets: SecretName[];
+  timeoutSeconds: number;
+  memoryMb: number;
+}
+
+export const EVENT_FUNCTIONS = {
+  streamConsumer: {
+    entry: "functions/stream-consumer.ts",
+    trigger: "stream",
+    secrets: [],
+    timeoutSeconds: 30,
+    memoryMb: 256,
+  },
+  webhookDeliverer: {
+    entry: "functions/webhook-deliverer.ts",
+    trigger: "queue",
+    secrets: ["APP_WEBHOOK_SECRET"],
+    // a batch of 10 posted concurrently, each with its own timeout (WEBHOOK_TIMEOUT_SECONDS ≤ 60)
+    timeoutSeconds: 90,
+    memoryMb: 256,
+  },
+} as const satisfies Record<string, EventFunctionSpec>;
+
+export type EventFunctionName = keyof typeof EVENT_FUNCTIONS;

@@ -11,6 +11,7 @@ export const SECRET_ENV_NAMES = [
   "AUTH_JWT_SECRET",
   "STRIPE_SECRET_KEY",
   "STRIPE_WEBHOOK_SECRET",
+  "APP_WEBHOOK_SECRET",
 ] as const satisfies readonly SecretName[];
 
 /**

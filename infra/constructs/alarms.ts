@@ -8,7 +8,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { BILLING_METRICS } from "../../lib/billing/metrics.js";
-import type { FunctionName } from "../../lib/routes.js";
+import type { EventFunctionName, FunctionName } from "../../lib/routes.js";
 import type { HouseFunction } from "../house-function.js";
 import { METRICS_NAMESPACE, pascal, SERVICE_NAME } from "./common.js";
 import type { WebhookRoute } from "./http-api.js";
@@ -92,7 +92,7 @@ export class Alarms {
   }
 
   /** A function's "<Name>ErrorsAlarm" and "<Name>ThrottlesAlarm". */
-  functionAlarms(name: FunctionName, { fn }: HouseFunction): void {
+  functionAlarms(name: FunctionName | EventFunctionName, { fn }: HouseFunction): void {
     this.whenAny(
       `${pascal(name)}ErrorsAlarm`,
       `creditgate ${name}: the function failed (unhandled error or timeout)`,
@@ -177,5 +177,32 @@ export class Alarms {
       "creditgate billing: a Stripe event was parked (not applied); see the webhook's ERROR log 'stripe event parked', fix the cause, then `npm run ops -- events replay --all`",
       this.emfCount(BILLING_METRICS.parkedStripeEvents, Duration.minutes(5)),
     );
+  }
+
+  /**
+   * Outgoing webhooks: an event given up on (WebhookDlq), a stream batch the consumer could not
+   * process (WebhookStreamFailures), and a consumer falling behind the stream (its IteratorAge
+   * above 5 minutes in 2 of 3 periods: events reach the app late, and past 24 hours are lost).
+   */
+  webhooks({ dlq, streamFailures, iteratorAge }: { dlq: sqs.IQueue; streamFailures: sqs.IQueue; iteratorAge: cloudwatch.IMetric }): void {
+    this.whenAny(
+      "WebhookDlqAlarm",
+      "creditgate webhooks: events could not be delivered for 3 days and are in WebhookDlq; fix the endpoint, then `npm run ops -- webhooks failed` and `webhooks redrive --all`",
+      dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: "Maximum" }),
+    );
+    this.whenAny(
+      "WebhookStreamFailuresAlarm",
+      "creditgate webhooks: the stream consumer failed a batch after its retries; its stream position is in WebhookStreamFailures (see the consumer's logs)",
+      streamFailures.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: "Maximum" }),
+    );
+    this.add("StreamConsumerIteratorAgeAlarm", {
+      alarmDescription: "creditgate webhooks: the stream consumer is more than 5 minutes behind the table's stream",
+      metric: iteratorAge,
+      threshold: 5 * 60 * 1000,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
   }
 }

@@ -20,6 +20,8 @@ export function addLedgerTable(scope: Construct): LedgerTable {
     sortKey: attribute(tableDefinition.sortKey),
     timeToLiveAttribute: tableDefinition.ttlAttribute,
     billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+    // the change stream the webhook events are derived from (infra/constructs/events.ts)
+    stream: dynamodb.StreamViewType[tableDefinition.streamViewType],
     pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
     deletionProtection: true,
     // The ledger is the money: it outlives the stack.

@@ -6,6 +6,8 @@ import { SignJWT } from "jose";
 export interface DevSecrets {
   AUTH_JWT_SECRET: string;
   STRIPE_WEBHOOK_SECRET: string;
+  /** signs the outgoing webhooks (lib/events); `npm run webhook:listen` verifies with it */
+  APP_WEBHOOK_SECRET: string;
 }
 
 /**
@@ -18,6 +20,8 @@ export function devSecrets(env: NodeJS.ProcessEnv, file: string | undefined): De
   const generated: DevSecrets = {
     AUTH_JWT_SECRET: stored.AUTH_JWT_SECRET ?? randomBytes(32).toString("hex"),
     STRIPE_WEBHOOK_SECRET: stored.STRIPE_WEBHOOK_SECRET ?? `whsec_${randomBytes(24).toString("hex")}`,
+    // Standard Webhooks: whsec_ and the key in base64
+    APP_WEBHOOK_SECRET: stored.APP_WEBHOOK_SECRET ?? `whsec_${randomBytes(24).toString("base64")}`,
   };
   if (file) {
     mkdirSync(dirname(file), { recursive: true });
@@ -26,6 +30,7 @@ export function devSecrets(env: NodeJS.ProcessEnv, file: string | undefined): De
   return {
     AUTH_JWT_SECRET: env.AUTH_JWT_SECRET || generated.AUTH_JWT_SECRET,
     STRIPE_WEBHOOK_SECRET: env.STRIPE_WEBHOOK_SECRET || generated.STRIPE_WEBHOOK_SECRET,
+    APP_WEBHOOK_SECRET: env.APP_WEBHOOK_SECRET || generated.APP_WEBHOOK_SECRET,
   };
 }
 

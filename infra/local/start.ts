@@ -7,6 +7,11 @@
  *   npm start -- --in-memory       nothing written to disk
  *   PORT=8080 npm start            another port (default 3001)
  *   CREDITGATE_DATA_DIR=dir npm start   another data folder
+ *   APP_WEBHOOK_URL= npm start     no outgoing webhooks (default: npm run webhook:listen's address)
+ *
+ * Outgoing webhooks run as deployed, in process: the table's stream is polled and handed to the
+ * stream consumer, which queues events on the SQS stand-in (port SQS_LOCAL_PORT, default 9324, so
+ * `npm run ops -- webhooks …` finds it); the deliverer posts them, signed, to APP_WEBHOOK_URL.
  */
 import { createServer, type Server } from "node:http";
 import { resolve } from "node:path";
@@ -18,11 +23,15 @@ import { AppError, NotFoundError } from "../../lib/errors.js";
 import { errorResponse } from "../../lib/http/error-response.js";
 import { createTable } from "../../lib/ledger/create-table.js";
 import { withInvocationLogger } from "../../lib/logger.js";
-import { FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
+import { EVENT_FUNCTIONS, type EventFunctionName, FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
+import { sqsClient } from "../../lib/events/runtime.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
 import { devPrices } from "./dev-prices.js";
 import { devSecrets, devToken } from "./dev-secrets.js";
 import { isPortFree, JavaMissingError, type LocalDynamo, startDynamoDbLocal } from "./dynamodb-local.js";
+import { type LocalEvents, type QueueHandler, type StreamHandler, startLocalEvents } from "./events.js";
+import { LOCAL_WEBHOOK_QUEUES, type LocalSqs, startLocalSqs } from "./sqs-local.js";
+import { WEBHOOK_LISTEN_URL } from "./webhook-listen.js";
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
 
@@ -33,6 +42,8 @@ const dataDir = resolve(process.env.CREDITGATE_DATA_DIR || ".local");
 const sweepEverySeconds = Number(process.env.SWEEP_INTERVAL_SECONDS ?? 60);
 /** A fixed default so `npm run ops` finds the running local table without being told. */
 const dynamoPort = Number(process.env.DYNAMODB_LOCAL_PORT ?? 8000);
+/** The SQS stand-in's port: fixed too, for `npm run ops -- webhooks …` (0: any free port). */
+const sqsPort = Number(process.env.SQS_LOCAL_PORT ?? 9324);
 
 function fail(message: string): never {
   console.error(`\ncreditgate: ${message}\n`);
@@ -67,7 +78,7 @@ async function loadHandlers(): Promise<Map<FunctionName, Handler | Error>> {
 }
 
 /** What a Ctrl-C or SIGTERM must stop, filled in as each part starts. */
-const running: { dynamo?: Promise<LocalDynamo | undefined>; server?: Server; sweepTimer?: NodeJS.Timeout } = {};
+const running: { dynamo?: Promise<LocalDynamo | undefined>; server?: Server; sweepTimer?: NodeJS.Timeout; sqs?: LocalSqs; events?: LocalEvents } = {};
 const starting = new AbortController();
 let stopping = false;
 
@@ -80,6 +91,8 @@ async function stop(): Promise<void> {
   stopping = true;
   starting.abort(); // a DynamoDB Local still starting kills its Java process and rejects
   clearInterval(running.sweepTimer);
+  await running.events?.stop().catch(() => undefined);
+  await running.sqs?.stop().catch(() => undefined);
   if (running.server?.listening) {
     running.server.closeAllConnections();
     await new Promise((done) => running.server?.close(done));
@@ -93,8 +106,8 @@ process.on("SIGTERM", stop);
 
 async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) fail(`PORT must be a port number, got ${process.env.PORT}`);
-  for (const [name, candidate] of [["PORT", port], ["DYNAMODB_LOCAL_PORT", dynamoPort]] as const) {
-    if (!(await isPortFree(candidate))) {
+  for (const [name, candidate] of [["PORT", port], ["DYNAMODB_LOCAL_PORT", dynamoPort], ["SQS_LOCAL_PORT", sqsPort]] as const) {
+    if (candidate !== 0 && !(await isPortFree(candidate))) {
       fail(`port ${candidate} is already in use (is creditgate already running?). Stop whatever uses it, or run: ${name}=<another port> npm start`);
     }
   }
@@ -119,7 +132,16 @@ async function main(): Promise<void> {
 async function serve(dynamo: LocalDynamo): Promise<void> {
   const webhookSecretGiven = Boolean(process.env.STRIPE_WEBHOOK_SECRET);
   const secrets = devSecrets(process.env, inMemory ? undefined : resolve(dataDir, "dev-secrets.json"));
+  const sqs = await startLocalSqs({ port: sqsPort, queues: LOCAL_WEBHOOK_QUEUES });
+  running.sqs = sqs;
   Object.assign(process.env, {
+    SQS_ENDPOINT: sqs.endpoint,
+    WEBHOOK_QUEUE_URL: sqs.queueUrl("creditgate-webhooks"),
+    WEBHOOK_DLQ_URL: sqs.queueUrl("creditgate-webhooks-dlq"),
+    // set but blank: webhooks off; unset: to `npm run webhook:listen`
+    APP_WEBHOOK_URL: process.env.APP_WEBHOOK_URL ?? WEBHOOK_LISTEN_URL,
+    // a failing endpoint is retried sooner than when deployed (the first wait 2 s, not 10 s)
+    WEBHOOK_RETRY_BASE_SECONDS: process.env.WEBHOOK_RETRY_BASE_SECONDS ?? "2",
     TABLE_NAME: process.env.TABLE_NAME ?? "creditgate-local",
     DYNAMODB_ENDPOINT: dynamo.endpoint,
     AWS_REGION: process.env.AWS_REGION ?? "local",
@@ -167,6 +189,8 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
     server.listen(port, "127.0.0.1", () => resolveListen());
   });
 
+  running.events = await startWebhookEvents(dynamo);
+
   const sweep = handlers.get("monthlyGrantSweep");
   running.sweepTimer = setInterval(async () => {
     if (typeof sweep !== "function") return;
@@ -191,6 +215,7 @@ creditgate is running at ${base}
   Stripe          ${stripe}
   Webhook         POST ${base}/v1/stripe/webhook (${webhook.secret})
                   try: ${webhook.command}
+  Events          ${process.env.APP_WEBHOOK_URL ? `signed webhooks to ${process.env.APP_WEBHOOK_URL}; see them: ${listenCommand()}` : "off (APP_WEBHOOK_URL is blank)"}
 
 Dev tokens (valid 24 hours):
   user     (sub dev-user)   ${userToken}
@@ -203,6 +228,34 @@ curl -s ${base}/v1/credits -H 'authorization: Bearer ${userToken}'; echo
 
 Ctrl-C stops everything.
 `);
+}
+
+/** The event functions (functions/stream-consumer.ts, functions/webhook-deliverer.ts) behind the local stream and queue pollers. */
+async function startWebhookEvents(dynamo: LocalDynamo): Promise<LocalEvents> {
+  const load = async <T>(name: EventFunctionName): Promise<T> => {
+    const module = (await import(pathToFileURL(resolve(EVENT_FUNCTIONS[name].entry)).href)) as { handler: Handler };
+    return ((event: unknown) => {
+      const context = localContext(name, EVENT_FUNCTIONS[name].timeoutSeconds * 1000);
+      return withInvocationLogger(context, () => module.handler(event, context));
+    }) as T;
+  };
+  return startLocalEvents({
+    dynamoEndpoint: dynamo.endpoint,
+    tableName: process.env.TABLE_NAME as string,
+    consume: await load<StreamHandler>("streamConsumer"),
+    deliver: {
+      handler: await load<QueueHandler>("webhookDeliverer"),
+      sqs: sqsClient({ SQS_ENDPOINT: process.env.SQS_ENDPOINT, AWS_REGION: "local" }),
+      queueUrl: process.env.WEBHOOK_QUEUE_URL as string,
+    },
+  });
+}
+
+/** `npm run webhook:listen` as it must be typed to find this run's signing secret. */
+function listenCommand(): string {
+  if (process.env.APP_WEBHOOK_URL !== WEBHOOK_LISTEN_URL) return "your endpoint's logs";
+  if (inMemory) return `APP_WEBHOOK_SECRET=${shellWord(process.env.APP_WEBHOOK_SECRET as string)} npm run webhook:listen`;
+  return `${process.env.CREDITGATE_DATA_DIR ? `CREDITGATE_DATA_DIR=${shellWord(dataDir)} ` : ""}npm run webhook:listen`;
 }
 
 /** Quotes a value for a POSIX shell command line (only when it needs it). */

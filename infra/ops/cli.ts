@@ -10,6 +10,7 @@
  *   audit <userId> | audit --all                balance vs ledger; exits 1 on any drift
  *   export <userId> | export --all [--out file.csv]
  *   events list|show|replay|dismiss …           parked Stripe events (infra/ops/events.ts)
+ *   webhooks failed|redrive|send-test …         outgoing webhooks: the DLQ, the endpoint (infra/ops/webhooks.ts)
  *   --progress-every N                          progress line on stderr every N accounts (default 500)
  */
 import { createWriteStream } from "node:fs";
@@ -33,8 +34,9 @@ import type { LedgerEntry } from "../../lib/ledger/account.js";
 import { isMain } from "../local/is-main.js";
 import { billingDepsFromEnv, runEventsCommand } from "./events.js";
 import type { OpsIo } from "./io.js";
+import { runWebhooksCommand, webhookQueuesFromEnv } from "./webhooks.js";
 
-const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export|events> …  (see infra/ops/cli.ts)`;
+const USAGE = `usage: npm run ops -- <show|ledger|grant|deduct|audit|export|events|webhooks> …  (see infra/ops/cli.ts)`;
 
 function connect(env: NodeJS.ProcessEnv): { deps: LedgerDeps; client: DynamoDBClient; tableName: string } {
   const tableName = env.TABLE_NAME || "creditgate-local";
@@ -179,6 +181,14 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
           billingDepsFromEnv(env, deps, client, tableName),
           io,
         );
+      case "webhooks": {
+        const queues = webhookQueuesFromEnv(env);
+        try {
+          return await runWebhooksCommand({ sub: userId, eventId: amountText, all: values.all ?? false, limit: Number(values.limit) }, queues, env, io);
+        } finally {
+          queues.client.destroy();
+        }
+      }
       default:
         io.err(USAGE);
         return 2;

@@ -32,6 +32,8 @@ export async function createTable(
     new CreateTableCommand({
       TableName: tableName,
       BillingMode: "PAY_PER_REQUEST",
+      // the change stream the webhook events are derived from (lib/events), as the CDK stack has it
+      StreamSpecification: { StreamEnabled: true, StreamViewType: definition.streamViewType },
       AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({
         AttributeName,
         AttributeType: AttributeType as "S" | "N",

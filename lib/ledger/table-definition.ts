@@ -45,6 +45,8 @@ export const SCHEDULE_SHARDS = 8;
 export type AttributeKind = "S" | "N";
 
 export interface TableDefinition {
+  /** the change stream's view: old and new images, so a consumer judges each transition on its own (lib/events) */
+  streamViewType: "NEW_AND_OLD_IMAGES";
   partitionKey: { name: string; type: AttributeKind };
   sortKey: { name: string; type: AttributeKind };
   ttlAttribute: string;
@@ -57,6 +59,7 @@ export interface TableDefinition {
 }
 
 export const tableDefinition: TableDefinition = {
+  streamViewType: "NEW_AND_OLD_IMAGES",
   partitionKey: { name: TABLE_KEYS.partitionKey, type: "S" },
   sortKey: { name: TABLE_KEYS.sortKey, type: "S" },
   ttlAttribute: TABLE_KEYS.ttlAttribute,

@@ -3,6 +3,7 @@ import "../zod-locale.js";
 import { ERRORS, type ErrorName } from "../http/error-schemas.js";
 import packageJson from "../../package.json" with { type: "json" };
 import { type Caller, CALLER_ERRORS, type Operation, OPERATIONS } from "./operations.js";
+import { webhookOperations } from "./webhooks.js";
 
 /**
  * The OpenAPI 3.1 document, generated from the zod schemas the handlers validate with and answer
@@ -137,8 +138,10 @@ export function openApiDocument(version: string = packageJson.version): OpenApiD
       { name: "billing", description: "Stripe Checkout, portal and subscription changes (user token)." },
       { name: "stripe", description: "Stripe's webhook (Stripe-Signature)." },
       { name: "meta", description: "This document." },
+      { name: "webhooks", description: "What creditgate POSTs to the app's endpoint (APP_WEBHOOK_URL), signed with Standard Webhooks." },
     ],
     paths,
+    webhooks: webhookOperations(),
     components: {
       securitySchemes: {
         userJwt: {

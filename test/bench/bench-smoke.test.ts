@@ -55,6 +55,15 @@ describe("npm run bench -- --quick", () => {
     expect(results.naive.requestsByCommand).toEqual({ GetItem: 2, Query: 1, UpdateItem: 2 });
     expect(results.naive.requestsPerChat).toBe(5);
     expect(results.steadyStateByCommand).toEqual({ TransactWriteItems: 1, UpdateItem: 1 });
+    // Events on (the bench's tables are made by lib/ledger/create-table.ts, which enables the
+    // stream the webhooks are derived from): a chat's requests and write units are the committed
+    // full run's, measured before the stream existed — the hot path gained no write.
+    const committedResults = JSON.parse(before.committed[0] as string);
+    const chatOps = (units: { operations: { operation: string; requests: number; write: number }[] }) =>
+      units.operations.filter((row) => ["authorize (steady state)", "settle, fast path"].includes(row.operation)).map(({ operation, requests, write }) => ({ operation, requests, write }));
+    expect(chatOps(results.units)).toHaveLength(2);
+    expect(chatOps(results.units)).toEqual(chatOps(committedResults.units));
+    expect(results.requestsPerChat.steadyState).toBe(committedResults.requestsPerChat.steadyState);
     // A reason says what this run measured; a target the design cannot meet is dropped with the run's ceiling.
     const why = (prefix: string) => results.targets.find((target: { target: string }) => target.target.startsWith(prefix))?.why;
     const dropped = (prefix: string) => results.droppedTargets.find((target: { target: string }) => target.target.startsWith(prefix));

@@ -22,7 +22,8 @@ function startStack(
   args = ["--in-memory"],
 ): { child: ChildProcess; output: () => string; errors: () => string } {
   const child = spawn(node, ["--import", "tsx", "infra/local/start.ts", ...args], {
-    env: { ...process.env, ...env },
+    // the SQS stand-in on any free port (several stacks run at once), no outgoing webhooks (test/e2e/webhooks.test.ts has them)
+    env: { ...process.env, SQS_LOCAL_PORT: "0", APP_WEBHOOK_URL: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

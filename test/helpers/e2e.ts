@@ -6,7 +6,8 @@ import { checkResponse } from "./openapi.js";
 /** `npm start` (infra/local/start.ts) as a child process, in memory, on the given ports. */
 export function startLocalStack(env: Record<string, string>): { child: ChildProcess; output: () => string; errors: () => string } {
   const child = spawn(process.execPath, ["--import", "tsx", "infra/local/start.ts", "--in-memory"], {
-    env: { ...process.env, ...env },
+    // unless a test asks for them: the SQS stand-in on any free port, and no outgoing webhooks
+    env: { ...process.env, SQS_LOCAL_PORT: "0", APP_WEBHOOK_URL: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -15,7 +15,7 @@ const DOCUMENT_ID = "https://creditgate.invalid/openapi.json";
 // allowUnionTypes: `"type": ["string", "number"]` is plain JSON Schema (and OpenAPI 3.1), not a mistake to flag
 const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
 // the document's own keywords (openapi, info, paths…) are not JSON Schema: the schemas inside it are
-for (const keyword of ["openapi", "info", "servers", "tags", "paths", "components"]) ajv.addKeyword(keyword);
+for (const keyword of ["openapi", "info", "servers", "tags", "paths", "components", "webhooks"]) ajv.addKeyword(keyword);
 addFormats.default(ajv);
 ajv.addSchema({ ...document, $id: DOCUMENT_ID });
 
@@ -74,4 +74,11 @@ export function checkResponse(routeKey: string, response: CheckedResponse): void
       throw new ResponseContractError(`${where}: Cache-Control is ${response.headers["cache-control"]}, the document says ${declared}`);
     }
   }
+}
+
+/** The errors of a webhook body against the document's `webhooks` entry for its type (empty: it conforms). */
+export function webhookBodyErrors(body: { type: string }): string[] {
+  const location = ["webhooks", body.type, "post", "requestBody", "content", "application/json", "schema"].map(pointer).join("/");
+  const validate = ajv.compile({ $ref: `${DOCUMENT_ID}#/${location}` });
+  return validate(body) ? [] : (validate.errors ?? []).map((error) => `${error.instancePath} ${error.message}`);
 }

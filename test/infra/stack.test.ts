@@ -3,7 +3,7 @@ import { Template } from "aws-cdk-lib/assertions";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tableDefinition } from "../../lib/ledger/table-definition.js";
-import { FUNCTIONS, type FunctionName, routeTable } from "../../lib/routes.js";
+import { EVENT_FUNCTIONS, FUNCTIONS, type FunctionName, routeTable } from "../../lib/routes.js";
 import { SECRET_PLACEHOLDER_KEY } from "../../lib/secrets.js";
 import { stackPropsFromContext } from "../../infra/context.js";
 import { METRICS_NAMESPACE, SERVICE_NAME } from "../../infra/stack.js";
@@ -176,8 +176,8 @@ describe("DynamoDB table", () => {
 });
 
 describe("functions", () => {
-  it("are exactly one per lib/routes.ts entry (no hidden helper Lambdas)", () => {
-    expect(ofType("AWS::Lambda::Function")).toHaveLength(FUNCTION_NAMES.length);
+  it("are exactly one per lib/routes.ts entry, FUNCTIONS and EVENT_FUNCTIONS (no hidden helper Lambdas)", () => {
+    expect(ofType("AWS::Lambda::Function")).toHaveLength(FUNCTION_NAMES.length + Object.keys(EVENT_FUNCTIONS).length);
   });
 
   it.each(FUNCTION_NAMES)("%s: nodejs24.x on arm64, ESM handler, memory/timeout from its spec, own log group", (name) => {
@@ -317,7 +317,8 @@ describe("secrets", () => {
 
   it("are created with a placeholder marker, never a plain SecretString", () => {
     const secrets = ofType("AWS::SecretsManager::Secret");
-    expect(secrets).toHaveLength(3);
+    // the three of the functions of lib/routes.ts FUNCTIONS and the webhook signing secret (APP_WEBHOOK_SECRET)
+    expect(secrets).toHaveLength(4);
     for (const [, secret] of secrets) {
       expect(secret.Properties.SecretString).toBeUndefined();
       expect(JSON.parse(secret.Properties.GenerateSecretString.SecretStringTemplate)).toHaveProperty(SECRET_PLACEHOLDER_KEY);
@@ -344,7 +345,7 @@ describe("sweep schedule", () => {
     expect(refsIn(invokeConfigs[0].DestinationConfig.OnFailure.Destination)).toEqual([dlqId]);
 
     expect(resources[dlqId].Properties.SqsManagedSseEnabled).toBe(true);
-    const queuePolicy = only("AWS::SQS::QueuePolicy");
+    const queuePolicy = ofType("AWS::SQS::QueuePolicy").find(([, policy]) => refsIn(policy.Properties.Queues).includes(dlqId))?.[1];
     expect(queuePolicy.Properties.PolicyDocument.Statement).toEqual(
       expect.arrayContaining([expect.objectContaining({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } })]),
     );
@@ -448,9 +449,15 @@ describe("cdk-nag (AwsSolutions)", () => {
     walk(synth.stack);
     expect(acknowledged.map(([id]) => id.replace(/^annotation::/i, "")).sort()).toEqual([
       "AwsSolutions-APIG4",
+      // the stream consumer's dynamodb:ListStreams (no resource-level permission exists for it)
+      "AwsSolutions-IAM5[Resource::*]",
       "AwsSolutions-SMG4",
       "AwsSolutions-SMG4",
       "AwsSolutions-SMG4",
+      "AwsSolutions-SMG4",
+      "AwsSolutions-SQS3",
+      // the webhook DLQ and the stream consumer's on-failure queue are dead-letter queues themselves
+      "AwsSolutions-SQS3",
       "AwsSolutions-SQS3",
     ]);
     for (const [, reason] of acknowledged) expect(reason.length).toBeGreaterThanOrEqual(40);

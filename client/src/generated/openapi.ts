@@ -220,7 +220,168 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "credits.low": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.low
+         * @description available fell below the plan's low threshold (lib/catalog.ts lowThreshold); once per crossing. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_credits_low"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "credits.depleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.depleted
+         * @description available fell below the cheapest possible call; once per crossing. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_credits_depleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "credits.recovered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.recovered
+         * @description available is back at or above the low threshold after credits.low or credits.depleted. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_credits_recovered"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "credits.granted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.granted
+         * @description credits were added: the allowance, an invoice, a pack, an upgrade top-up or an operator. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_credits_granted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "credits.clawed_back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credits.clawed_back
+         * @description credits were taken back after a refund or a dispute. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_credits_clawed_back"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "plan.changed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * plan.changed
+         * @description the account's plan or billing interval changed. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_plan_changed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "subscription.payment_failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * subscription.payment_failed
+         * @description a subscription payment failed. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_subscription_payment_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "subscription.canceled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * subscription.canceled
+         * @description the subscription was canceled (ended). Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_subscription_canceled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         AuthorizeRequest: {
@@ -1539,6 +1700,396 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["InternalError"];
                 };
+            };
+        };
+    };
+    webhook_credits_low: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "credits.low";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description credits the next chat may spend (balance minus open holds) */
+                        available: number;
+                        /** @description the threshold crossed, in credits */
+                        threshold: number;
+                        /** @enum {string} */
+                        plan: "free" | "plus" | "pro";
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_credits_depleted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "credits.depleted";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description credits the next chat may spend (balance minus open holds) */
+                        available: number;
+                        /** @description the threshold crossed, in credits */
+                        threshold: number;
+                        /** @enum {string} */
+                        plan: "free" | "plus" | "pro";
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_credits_recovered: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "credits.recovered";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description credits the next chat may spend (balance minus open holds) */
+                        available: number;
+                        /** @description the threshold crossed, in credits */
+                        threshold: number;
+                        /** @enum {string} */
+                        plan: "free" | "plus" | "pro";
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_credits_granted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "credits.granted";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        amount: number;
+                        /** @enum {string} */
+                        reason: "allowance" | "invoice" | "pack" | "top_up" | "admin";
+                        balanceAfter: number;
+                        /** @description the ledger entry's idempotency key */
+                        entryKey: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_credits_clawed_back: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "credits.clawed_back";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description credits taken (positive) */
+                        amount: number;
+                        /** @enum {string} */
+                        reason: "refund" | "dispute";
+                        balanceAfter: number;
+                        entryKey: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_plan_changed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "plan.changed";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        from: {
+                            /** @enum {string} */
+                            plan: "free" | "plus" | "pro";
+                            /** @enum {string} */
+                            interval: "month" | "year";
+                        };
+                        to: {
+                            /** @enum {string} */
+                            plan: "free" | "plus" | "pro";
+                            /** @enum {string} */
+                            interval: "month" | "year";
+                        };
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_subscription_payment_failed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "subscription.payment_failed";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        subscriptionId: string | null;
+                        /** Format: date-time */
+                        failedAt: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_subscription_canceled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "subscription.canceled";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        subscriptionId: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

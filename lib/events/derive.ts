@@ -1,0 +1,113 @@
+import { createHash } from "node:crypto";
+import { type Catalog, catalog as defaultCatalog } from "../catalog.js";
+import type { LedgerEntry } from "../ledger/account.js";
+import type { AccountImage, EventPlace, GrantReason, TableChange, WebhookEvent } from "./model.js";
+import { CHEAPEST_CALL, crossingsBetween, levelOf, lowThresholdOf } from "./thresholds.js";
+
+/**
+ * The events a batch of table changes means: a pure function of the changes, so a batch the
+ * stream delivers again yields the same events with the same ids (the app recognises a
+ * redelivery by the id; docs/webhooks.md). Ids are derived from the fact, never drawn:
+ * a ledger entry's event from (user, entry seq), a payment failure from its time, a cancellation
+ * from the subscription, an account transition from the stream record that carries it.
+ */
+
+/** `evt_` and 32 hex digits of a SHA-256 of the fact's parts (a separator no part can forge: each is JSON). */
+export function eventId(...parts: (string | number)[]): string {
+  return `evt_${createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 32)}`;
+}
+
+/** Ledger reasons that credit the user, as the event names them (`upgrade` is the upgrade top-up). */
+const GRANT_REASONS: ReadonlyMap<string, GrantReason> = new Map([
+  ["allowance", "allowance"],
+  ["invoice", "invoice"],
+  ["pack", "pack"],
+  ["upgrade", "top_up"],
+  ["admin", "admin"],
+]);
+const CLAWBACK_REASONS: ReadonlyMap<string, "refund" | "dispute"> = new Map([
+  ["refund", "refund"],
+  ["dispute", "dispute"],
+]);
+
+function entryEvents(change: Extract<TableChange, { kind: "entry" }>): WebhookEvent[] {
+  const entry: LedgerEntry = change.entry;
+  const place: EventPlace = { userId: entry.userId, seq: entry.seq, position: change.position };
+  const timestamp = new Date(change.at).toISOString();
+  const granted = GRANT_REASONS.get(entry.reason);
+  if (granted && entry.amount > 0) {
+    return [
+      {
+        id: eventId("credits.granted", entry.userId, entry.seq),
+        type: "credits.granted",
+        timestamp,
+        data: { ...place, amount: entry.amount, reason: granted, balanceAfter: entry.balanceAfter, entryKey: entry.key },
+      },
+    ];
+  }
+  const clawedBack = CLAWBACK_REASONS.get(entry.reason);
+  if (clawedBack && entry.amount < 0) {
+    return [
+      {
+        id: eventId("credits.clawed_back", entry.userId, entry.seq),
+        type: "credits.clawed_back",
+        timestamp,
+        data: { ...place, amount: -entry.amount, reason: clawedBack, balanceAfter: entry.balanceAfter, entryKey: entry.key },
+      },
+    ];
+  }
+  return [];
+}
+
+function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalog: Catalog): WebhookEvent[] {
+  const { before, after, position } = change;
+  const place: EventPlace = { userId: after.userId, seq: after.seq, position };
+  const timestamp = new Date(change.at).toISOString();
+  const events: WebhookEvent[] = [];
+
+  // A plan change comes first: the crossings after it are judged on the new plan's threshold.
+  if (before && (before.plan !== after.plan || before.interval !== after.interval)) {
+    events.push({
+      id: eventId("plan.changed", after.userId, position),
+      type: "plan.changed",
+      timestamp,
+      data: { ...place, from: { plan: before.plan, interval: before.interval }, to: { plan: after.plan, interval: after.interval } },
+    });
+  }
+  // A new account (no old image) starts from "ok": created already below a threshold is a crossing.
+  const levelBefore = before ? levelOf(before.available, before.plan, catalog) : "ok";
+  for (const type of crossingsBetween(levelBefore, levelOf(after.available, after.plan, catalog))) {
+    const threshold = type === "credits.depleted" ? CHEAPEST_CALL : lowThresholdOf(after.plan, catalog);
+    events.push({
+      id: eventId(type, after.userId, position),
+      type,
+      timestamp,
+      data: { ...place, available: after.available, threshold, plan: after.plan },
+    });
+  }
+  if (after.paymentFailedAt !== undefined && after.paymentFailedAt !== before?.paymentFailedAt) {
+    events.push({
+      id: eventId("subscription.payment_failed", after.userId, after.paymentFailedAt),
+      type: "subscription.payment_failed",
+      timestamp,
+      data: { ...place, subscriptionId: after.subscription?.id ?? null, failedAt: new Date(after.paymentFailedAt).toISOString() },
+    });
+  }
+  if (after.subscription?.status === "canceled" && !wasCanceled(before, after.subscription.id)) {
+    events.push({
+      id: eventId("subscription.canceled", after.userId, after.subscription.id),
+      type: "subscription.canceled",
+      timestamp,
+      data: { ...place, subscriptionId: after.subscription.id },
+    });
+  }
+  return events;
+}
+
+const wasCanceled = (before: AccountImage | undefined, subscriptionId: string): boolean =>
+  before?.subscription?.id === subscriptionId && before.subscription.status === "canceled";
+
+/** Every event of a batch of changes, in the batch's order (and within one change, the order they happened). */
+export function deriveEvents(changes: readonly TableChange[], catalog: Catalog = defaultCatalog): WebhookEvent[] {
+  return changes.flatMap((change) => (change.kind === "entry" ? entryEvents(change) : accountEvents(change, catalog)));
+}

@@ -1,0 +1,70 @@
+import type { BillingInterval, PlanId } from "../catalog.js";
+import type { AccountRecord, LedgerEntry } from "../ledger/account.js";
+
+/**
+ * The events creditgate tells the app about (signed webhooks, docs/webhooks.md), and what they
+ * are derived from: the table's change stream, read as changes of the ledger's model. Nothing here
+ * knows DynamoDB; lib/events/dynamo-stream-records.ts turns stream records into `TableChange`s.
+ */
+
+export const EVENT_TYPES = [
+  "credits.low",
+  "credits.depleted",
+  "credits.recovered",
+  "credits.granted",
+  "credits.clawed_back",
+  "plan.changed",
+  "subscription.payment_failed",
+  "subscription.canceled",
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** The test event `ops webhooks send-test` sends: never derived from the stream. */
+export const TEST_EVENT_TYPE = "webhook.test";
+
+/** The account fields an event is judged on (the account item's old or new image). */
+export type AccountImage = Pick<AccountRecord, "userId" | "plan" | "interval" | "balance" | "available" | "seq"> &
+  Partial<Pick<AccountRecord, "subscription" | "paymentFailedAt">>;
+
+/**
+ * One change of the table, in stream order. `position` is the stream record's sequence number
+ * (decimal digits): the same record redelivered has the same position, so everything derived
+ * from it has the same id. `at` is the record's approximate creation time (epoch ms).
+ */
+export type TableChange =
+  | { kind: "account"; position: string; at: number; before?: AccountImage; after: AccountImage }
+  | { kind: "entry"; position: string; at: number; entry: LedgerEntry };
+
+/** What every event's data carries: whose, and where in that user's history (ordering, docs/webhooks.md). */
+export interface EventPlace {
+  userId: string;
+  /** the account's seq (count of ledger entries) the event happened at: per user, order by it, then by `position` */
+  seq: number;
+  /** the change stream position it was derived from (decimal digits, compare as integers) */
+  position: string;
+}
+
+export type GrantReason = "allowance" | "invoice" | "pack" | "top_up" | "admin";
+
+export type EventData = {
+  "credits.low": EventPlace & { available: number; threshold: number; plan: PlanId };
+  "credits.depleted": EventPlace & { available: number; threshold: number; plan: PlanId };
+  "credits.recovered": EventPlace & { available: number; threshold: number; plan: PlanId };
+  "credits.granted": EventPlace & { amount: number; reason: GrantReason; balanceAfter: number; entryKey: string };
+  "credits.clawed_back": EventPlace & { amount: number; reason: "refund" | "dispute"; balanceAfter: number; entryKey: string };
+  "plan.changed": EventPlace & { from: { plan: PlanId; interval: BillingInterval }; to: { plan: PlanId; interval: BillingInterval } };
+  "subscription.payment_failed": EventPlace & { subscriptionId: string | null; failedAt: string };
+  "subscription.canceled": EventPlace & { subscriptionId: string };
+};
+
+/** One event, as the app receives it (the webhook's JSON body; its `id` is also the webhook-id header). */
+export type WebhookEvent = {
+  [T in EventType]: {
+    /** stable: derived from the fact, so every redelivery of one fact carries the same id */
+    id: string;
+    type: T;
+    /** when the change happened (the stream record's time), ISO 8601 */
+    timestamp: string;
+    data: EventData[T];
+  };
+}[EventType];

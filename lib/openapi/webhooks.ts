@@ -1,0 +1,102 @@
+import { PLAN_IDS } from "../catalog.js";
+import { EVENT_TYPES, type EventType } from "../events/model.js";
+
+/**
+ * The outgoing webhooks (lib/events) in the OpenAPI document's `webhooks`: one operation per
+ * event type, the body the app receives and the Standard Webhooks headers it verifies.
+ */
+type JsonSchema = Record<string, unknown>;
+
+const integer = { type: "integer" } as const;
+const text = { type: "string" } as const;
+const plan = { type: "string", enum: PLAN_IDS } as const;
+const interval = { type: "string", enum: ["month", "year"] } as const;
+
+const place: Record<string, JsonSchema> = {
+  userId: { ...text, description: "whose account" },
+  seq: { ...integer, description: "the account's seq (count of ledger entries) at the event: per user, order by seq, then position" },
+  position: { type: "string", pattern: "^[0-9]+$", description: "the change stream position it was derived from (compare as integers)" },
+};
+
+const balance: Record<string, JsonSchema> = {
+  available: { ...integer, description: "credits the next chat may spend (balance minus open holds)" },
+  threshold: { ...integer, description: "the threshold crossed, in credits" },
+  plan,
+};
+
+const DATA: Record<EventType, { description: string; properties: Record<string, JsonSchema> }> = {
+  "credits.low": { description: "available fell below the plan's low threshold (lib/catalog.ts lowThreshold); once per crossing", properties: balance },
+  "credits.depleted": { description: "available fell below the cheapest possible call; once per crossing", properties: balance },
+  "credits.recovered": { description: "available is back at or above the low threshold after credits.low or credits.depleted", properties: balance },
+  "credits.granted": {
+    description: "credits were added: the allowance, an invoice, a pack, an upgrade top-up or an operator",
+    properties: {
+      amount: integer,
+      reason: { type: "string", enum: ["allowance", "invoice", "pack", "top_up", "admin"] },
+      balanceAfter: integer,
+      entryKey: { ...text, description: "the ledger entry's idempotency key" },
+    },
+  },
+  "credits.clawed_back": {
+    description: "credits were taken back after a refund or a dispute",
+    properties: { amount: { ...integer, description: "credits taken (positive)" }, reason: { type: "string", enum: ["refund", "dispute"] }, balanceAfter: integer, entryKey: text },
+  },
+  "plan.changed": {
+    description: "the account's plan or billing interval changed",
+    properties: {
+      from: { type: "object", required: ["plan", "interval"], properties: { plan, interval } },
+      to: { type: "object", required: ["plan", "interval"], properties: { plan, interval } },
+    },
+  },
+  "subscription.payment_failed": {
+    description: "a subscription payment failed",
+    properties: { subscriptionId: { type: ["string", "null"] }, failedAt: { type: "string", format: "date-time" } },
+  },
+  "subscription.canceled": { description: "the subscription was canceled (ended)", properties: { subscriptionId: text } },
+};
+
+const header = (description: string, schema: JsonSchema = text) => ({ name: "", in: "header", required: true, description, schema });
+
+/** `webhooks` of the document: what creditgate POSTs to APP_WEBHOOK_URL. */
+export function webhookOperations(): Record<string, JsonSchema> {
+  const parameters = [
+    { ...header("the event's id: the same on every redelivery of one fact"), name: "webhook-id" },
+    { ...header("when this attempt was signed, epoch seconds", { type: "string", pattern: "^[0-9]+$" }), name: "webhook-timestamp" },
+    { ...header("Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret"), name: "webhook-signature" },
+  ];
+  return Object.fromEntries(
+    EVENT_TYPES.map((type) => {
+      const data = DATA[type];
+      return [
+        type,
+        {
+          post: {
+            operationId: `webhook_${type.replace(/\W/g, "_")}`,
+            summary: type,
+            description: `${data.description}. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.`,
+            tags: ["webhooks"],
+            parameters,
+            requestBody: {
+              required: true,
+              content: {
+                "application/json": {
+                  schema: {
+                    type: "object",
+                    required: ["id", "type", "timestamp", "data"],
+                    properties: {
+                      id: { type: "string", pattern: "^evt_[0-9a-f]{32}$" },
+                      type: { type: "string", const: type },
+                      timestamp: { type: "string", format: "date-time" },
+                      data: { type: "object", required: ["userId", "seq", "position", ...Object.keys(data.properties)], properties: { ...place, ...data.properties } },
+                    },
+                  },
+                },
+              },
+            },
+            responses: { "200": { description: "any 2xx: delivered; anything else, or no answer within the timeout: retried" } },
+          },
+        },
+      ];
+    }),
+  );
+}
