@@ -98,7 +98,9 @@ const schema = z.object({
   /** the first retry's wait; each next one doubles (lib/events/retry.ts) */
   WEBHOOK_RETRY_BASE_SECONDS: wholeNumber(10, 1, 3_600),
   /** how long a failing delivery is retried before it is dead-lettered (default 3 days) */
-  WEBHOOK_GIVE_UP_AFTER_SECONDS: wholeNumber(3 * 86_400, 10, 13 * 86_400),
+  // at most 3 days: the delivery queue keeps a message 4 days and dead-letters it after 60 receives
+  // (infra/constructs/events.ts); a longer window would let SQS delete a message still retrying
+  WEBHOOK_GIVE_UP_AFTER_SECONDS: wholeNumber(3 * 86_400, 10, 3 * 86_400),
   ...priceShape,
 });
 

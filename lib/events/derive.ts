@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { type Catalog, catalog as defaultCatalog } from "../catalog.js";
+import { ownValue } from "../own-keys.js";
 import type { LedgerEntry } from "../ledger/account.js";
 import type { AccountImage, EventPlace, GrantReason, TableChange, WebhookEvent } from "./model.js";
 import { CHEAPEST_CALL, crossingsBetween, levelOf, lowThresholdOf } from "./thresholds.js";
@@ -24,6 +25,7 @@ const GRANT_REASONS: ReadonlyMap<string, GrantReason> = new Map([
   ["pack", "pack"],
   ["upgrade", "top_up"],
   ["admin", "admin"],
+  ["reinstate", "reinstate"],
 ]);
 const CLAWBACK_REASONS: ReadonlyMap<string, "refund" | "dispute"> = new Map([
   ["refund", "refund"],
@@ -32,7 +34,7 @@ const CLAWBACK_REASONS: ReadonlyMap<string, "refund" | "dispute"> = new Map([
 
 function entryEvents(change: Extract<TableChange, { kind: "entry" }>): WebhookEvent[] {
   const entry: LedgerEntry = change.entry;
-  const place: EventPlace = { userId: entry.userId, seq: entry.seq, position: change.position };
+  const place: EventPlace = { userId: entry.userId, seq: entry.seq, position: change.position, order: 0 };
   const timestamp = new Date(change.at).toISOString();
   const granted = GRANT_REASONS.get(entry.reason);
   if (granted && entry.amount > 0) {
@@ -61,7 +63,10 @@ function entryEvents(change: Extract<TableChange, { kind: "entry" }>): WebhookEv
 
 function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalog: Catalog): WebhookEvent[] {
   const { before, after, position } = change;
-  const place: EventPlace = { userId: after.userId, seq: after.seq, position };
+  const at = { userId: after.userId, seq: after.seq, position };
+  // each event of this one change gets the next `order`, so (seq, position, order) orders them all
+  let order = 0;
+  const place = (): EventPlace => ({ ...at, order: order++ });
   const timestamp = new Date(change.at).toISOString();
   const events: WebhookEvent[] = [];
 
@@ -71,7 +76,7 @@ function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalo
       id: eventId("plan.changed", after.userId, position),
       type: "plan.changed",
       timestamp,
-      data: { ...place, from: { plan: before.plan, interval: before.interval }, to: { plan: after.plan, interval: after.interval } },
+      data: { ...place(), from: { plan: before.plan, interval: before.interval }, to: { plan: after.plan, interval: after.interval } },
     });
   }
   // A new account (no old image) starts from "ok": created already below a threshold is a crossing.
@@ -82,7 +87,7 @@ function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalo
       id: eventId(type, after.userId, position),
       type,
       timestamp,
-      data: { ...place, available: after.available, threshold, plan: after.plan },
+      data: { ...place(), available: after.available, threshold, plan: after.plan },
     });
   }
   if (after.paymentFailedAt !== undefined && after.paymentFailedAt !== before?.paymentFailedAt) {
@@ -90,15 +95,22 @@ function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalo
       id: eventId("subscription.payment_failed", after.userId, after.paymentFailedAt),
       type: "subscription.payment_failed",
       timestamp,
-      data: { ...place, subscriptionId: after.subscription?.id ?? null, failedAt: new Date(after.paymentFailedAt).toISOString() },
+      data: { ...place(), subscriptionId: after.subscription?.id ?? null, failedAt: new Date(after.paymentFailedAt).toISOString() },
     });
   }
-  if (after.subscription?.status === "canceled" && !wasCanceled(before, after.subscription.id)) {
+  // the current subscription canceled, or (one write) ended while another took its place: it is
+  // then remembered in endedSubscriptions, never seen as `canceled` itself
+  const replaced = before?.subscription && before.subscription.id !== after.subscription?.id ? before.subscription : undefined;
+  const ended = [
+    ...(after.subscription?.status === "canceled" && !wasCanceled(before, after.subscription.id) ? [after.subscription.id] : []),
+    ...(replaced && replaced.status !== "canceled" && ownValue(after.endedSubscriptions, replaced.id) !== undefined ? [replaced.id] : []),
+  ];
+  for (const subscriptionId of ended) {
     events.push({
-      id: eventId("subscription.canceled", after.userId, after.subscription.id),
+      id: eventId("subscription.canceled", after.userId, subscriptionId),
       type: "subscription.canceled",
       timestamp,
-      data: { ...place, subscriptionId: after.subscription.id },
+      data: { ...place(), subscriptionId },
     });
   }
   return events;

@@ -37,6 +37,8 @@ function accountImage(item: Record<string, unknown>): AccountImage {
     seq: fields.seq ?? 0,
     ...(fields.subscription ? { subscription: fields.subscription } : {}),
     ...(fields.paymentFailedAt !== undefined ? { paymentFailedAt: fields.paymentFailedAt } : {}),
+    // a billing attribute (its keys are Stripe subscription ids, decoded by readItem)
+    ...(readItem(image(item)).endedSubscriptions ? { endedSubscriptions: readItem(image(item)).endedSubscriptions } : {}),
   };
 }
 

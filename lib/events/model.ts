@@ -24,7 +24,10 @@ export const TEST_EVENT_TYPE = "webhook.test";
 
 /** The account fields an event is judged on (the account item's old or new image). */
 export type AccountImage = Pick<AccountRecord, "userId" | "plan" | "interval" | "balance" | "available" | "seq"> &
-  Partial<Pick<AccountRecord, "subscription" | "paymentFailedAt">>;
+  Partial<Pick<AccountRecord, "subscription" | "paymentFailedAt">> & {
+    /** subscription id → when it ended, for subscriptions that ended while not (or no longer) the current one (billing's `endedSubscriptions`) */
+    endedSubscriptions?: Readonly<Record<string, number>>;
+  };
 
 /**
  * One change of the table, in stream order. `position` is the stream record's sequence number
@@ -42,9 +45,12 @@ export interface EventPlace {
   seq: number;
   /** the change stream position it was derived from (decimal digits, compare as integers) */
   position: string;
+  /** the event's place among those one change yields (0, 1, …): orders e.g. credits.low before credits.depleted of one write */
+  order: number;
 }
 
-export type GrantReason = "allowance" | "invoice" | "pack" | "top_up" | "admin";
+/** `reinstate`: credits a clawback took, given back (a dispute won, a refund that failed) */
+export type GrantReason = "allowance" | "invoice" | "pack" | "top_up" | "admin" | "reinstate";
 
 export type EventData = {
   "credits.low": EventPlace & { available: number; threshold: number; plan: PlanId };

@@ -18,6 +18,7 @@ export async function createTable(
   client: DynamoDBClient,
   tableName: string,
   definition: TableDefinition = tableDefinition,
+  options: { stream?: boolean } = {},
 ): Promise<void> {
   const attributes = new Map<string, string>();
   const remember = (key: { name: string; type: string }) => attributes.set(key.name, key.type);
@@ -33,7 +34,7 @@ export async function createTable(
       TableName: tableName,
       BillingMode: "PAY_PER_REQUEST",
       // the change stream the webhook events are derived from (lib/events), as the CDK stack has it
-      StreamSpecification: { StreamEnabled: true, StreamViewType: definition.streamViewType },
+      ...(options.stream === false ? {} : { StreamSpecification: { StreamEnabled: true, StreamViewType: definition.streamViewType } }),
       AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({
         AttributeName,
         AttributeType: AttributeType as "S" | "N",

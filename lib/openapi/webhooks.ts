@@ -14,8 +14,9 @@ const interval = { type: "string", enum: ["month", "year"] } as const;
 
 const place: Record<string, JsonSchema> = {
   userId: { ...text, description: "whose account" },
-  seq: { ...integer, description: "the account's seq (count of ledger entries) at the event: per user, order by seq, then position" },
+  seq: { ...integer, description: "the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order" },
   position: { type: "string", pattern: "^[0-9]+$", description: "the change stream position it was derived from (compare as integers)" },
+  order: { ...integer, description: "the event's place among those one change yields (0, 1, …): order by seq, position, then order" },
 };
 
 const balance: Record<string, JsonSchema> = {
@@ -32,7 +33,7 @@ const DATA: Record<EventType, { description: string; properties: Record<string, 
     description: "credits were added: the allowance, an invoice, a pack, an upgrade top-up or an operator",
     properties: {
       amount: integer,
-      reason: { type: "string", enum: ["allowance", "invoice", "pack", "top_up", "admin"] },
+      reason: { type: "string", enum: ["allowance", "invoice", "pack", "top_up", "admin", "reinstate"] },
       balanceAfter: integer,
       entryKey: { ...text, description: "the ledger entry's idempotency key" },
     },
@@ -87,7 +88,7 @@ export function webhookOperations(): Record<string, JsonSchema> {
                       id: { type: "string", pattern: "^evt_[0-9a-f]{32}$" },
                       type: { type: "string", const: type },
                       timestamp: { type: "string", format: "date-time" },
-                      data: { type: "object", required: ["userId", "seq", "position", ...Object.keys(data.properties)], properties: { ...place, ...data.properties } },
+                      data: { type: "object", required: ["userId", "seq", "position", "order", ...Object.keys(data.properties)], properties: { ...place, ...data.properties } },
                     },
                   },
                 },

@@ -9,11 +9,16 @@ export function localClient(overrides: DynamoDBClientConfig = {}): DynamoDBClien
   return localDynamoClient(inject("dynamoEndpoint"), overrides);
 }
 
-/** A fresh table (from the shared definition) for one test file; deleted when the file ends. */
-export async function freshTable(prefix = "t"): Promise<{ client: DynamoDBClient; tableName: string }> {
+/**
+ * A fresh table (from the shared definition) for one test file; deleted when the file ends. Without
+ * its change stream unless asked (`stream: true`, the webhook tests): DynamoDB Local keeps working
+ * on every stream-enabled table in the background, and a full run creates hundreds of tables (with
+ * streams on all of them, the whole suite ran two to four times slower).
+ */
+export async function freshTable(prefix = "t", options: { stream?: boolean } = {}): Promise<{ client: DynamoDBClient; tableName: string }> {
   const client = localClient();
   const tableName = `${prefix}-${randomUUID().slice(0, 8)}`;
-  await createTable(client, tableName);
+  await createTable(client, tableName, undefined, { stream: options.stream ?? false });
   afterAll(async () => {
     await client.send(new DeleteTableCommand({ TableName: tableName })).catch(() => undefined);
     client.destroy();

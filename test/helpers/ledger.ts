@@ -24,8 +24,8 @@ export class TestClock {
 }
 
 /** Ledger deps over a fresh DynamoDB Local table, with a request counter and a test clock. */
-export async function ledgerFixture(overrides: Partial<LedgerDeps> = {}) {
-  const { client, tableName } = await freshTable("ledger");
+export async function ledgerFixture(overrides: Partial<LedgerDeps> = {}, table: { stream?: boolean } = {}) {
+  const { client, tableName } = await freshTable("ledger", table);
   const requests = countRequests(client);
   const clock = new TestClock();
   const deps: LedgerDeps = {
@@ -46,8 +46,8 @@ export type LedgerFixture = Awaited<ReturnType<typeof ledgerFixture>>;
  * The ledger fixture of a test file (or describe block), made once before its tests. The clock is
  * not put back between tests: each test moves it only forward, from where the last one left it.
  */
-export const useLedgerFixture = (overrides: Partial<LedgerDeps> = {}): LedgerFixture =>
-  useFixture("useLedgerFixture", () => ledgerFixture(overrides));
+export const useLedgerFixture = (overrides: Partial<LedgerDeps> = {}, table: { stream?: boolean } = {}): LedgerFixture =>
+  useFixture("useLedgerFixture", () => ledgerFixture(overrides, table));
 
 let counter = 0;
 export const uniqueUser = (label = "user") => `${label}-${process.pid}-${++counter}`;

@@ -13,7 +13,7 @@ let failing = true;
 const secret = newWebhookSecret();
 
 beforeAll(async () => {
-  fx = await ledgerFixture();
+  fx = await ledgerFixture({}, { stream: true });
   receiver = await startWebhookReceiver({ secret, respond: () => (failing ? 500 : 204) });
   pipeline = await startEventsPipeline({ tableName: fx.tableName, endpoint: { url: receiver.url, secret }, env: { WEBHOOK_GIVE_UP_AFTER_SECONDS: "10" } });
 });

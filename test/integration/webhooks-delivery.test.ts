@@ -9,7 +9,7 @@ import { newWebhookSecret, startWebhookReceiver, type WebhookReceiver } from "..
  * change stream → the consumer → the SQS stand-in → the deliverer → a receiver on 127.0.0.1 that
  * verifies each delivery with the standardwebhooks library.
  */
-const fx = useLedgerFixture();
+const fx = useLedgerFixture({}, { stream: true });
 let pipeline: EventsPipeline | undefined;
 let receiver: WebhookReceiver | undefined;
 afterEach(async () => {

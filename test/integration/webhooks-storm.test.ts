@@ -14,7 +14,7 @@ import { newWebhookSecret, type ReceivedEvent, startWebhookReceiver, type Webhoo
  * and counts the threshold crossings with its own constants. Every expected event must arrive at
  * least once, each crossing under exactly one id, nothing unexpected. All on 127.0.0.1.
  */
-const fx = useLedgerFixture();
+const fx = useLedgerFixture({}, { stream: true });
 let pipeline: EventsPipeline | undefined;
 let receiver: WebhookReceiver | undefined;
 afterAll(async () => {

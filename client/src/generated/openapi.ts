@@ -1728,10 +1728,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         /** @description credits the next chat may spend (balance minus open holds) */
                         available: number;
                         /** @description the threshold crossed, in credits */
@@ -1777,10 +1779,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         /** @description credits the next chat may spend (balance minus open holds) */
                         available: number;
                         /** @description the threshold crossed, in credits */
@@ -1826,10 +1830,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         /** @description credits the next chat may spend (balance minus open holds) */
                         available: number;
                         /** @description the threshold crossed, in credits */
@@ -1875,13 +1881,15 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         amount: number;
                         /** @enum {string} */
-                        reason: "allowance" | "invoice" | "pack" | "top_up" | "admin";
+                        reason: "allowance" | "invoice" | "pack" | "top_up" | "admin" | "reinstate";
                         balanceAfter: number;
                         /** @description the ledger entry's idempotency key */
                         entryKey: string;
@@ -1924,10 +1932,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         /** @description credits taken (positive) */
                         amount: number;
                         /** @enum {string} */
@@ -1973,10 +1983,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         from: {
                             /** @enum {string} */
                             plan: "free" | "plus" | "pro";
@@ -2028,10 +2040,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         subscriptionId: string | null;
                         /** Format: date-time */
                         failedAt: string;
@@ -2074,10 +2088,12 @@ export interface operations {
                     data: {
                         /** @description whose account */
                         userId: string;
-                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position */
+                        /** @description the account's seq (count of ledger entries) at the event: per user, order by seq, then position, then order */
                         seq: number;
                         /** @description the change stream position it was derived from (compare as integers) */
                         position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
                         subscriptionId: string;
                     };
                 };
