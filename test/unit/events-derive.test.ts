@@ -1,37 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { catalog, PLAN_IDS, type PlanId, validateCatalog } from "../../lib/catalog.js";
-import type { LedgerEntry } from "../../lib/ledger/account.js";
 import { deriveEvents } from "../../lib/events/derive.js";
-import type { AccountImage, TableChange, WebhookEvent } from "../../lib/events/model.js";
+import { account, change, entryChange, types } from "../helpers/table-changes.js";
+import type { AccountImage, } from "../../lib/events/model.js";
 import { CHEAPEST_CALL, crossingsBetween, levelOf, lowThresholdOf } from "../../lib/events/thresholds.js";
 import { PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 
-const account = (available: number, overrides: Partial<AccountImage> = {}): AccountImage => ({
-  userId: "u1",
-  plan: "free",
-  interval: "month",
-  balance: available,
-  available,
-  seq: 1,
-  ...overrides,
-});
-
-let position = 1000n;
-const change = (before: AccountImage | undefined, after: AccountImage): TableChange => {
-  position += 1n;
-  return { kind: "account", position: String(position), at: 1_700_000_000_000, ...(before ? { before } : {}), after };
-};
-const entryChange = (entry: Partial<LedgerEntry>): TableChange => {
-  position += 1n;
-  return {
-    kind: "entry",
-    position: String(position),
-    at: 1_700_000_000_000,
-    entry: { userId: "u1", key: "k", amount: 0, balanceAfter: 0, seq: 1, reason: "settle", bucket: "allowance", refs: {}, createdAt: 0, ...entry },
-  };
-};
-const types = (events: WebhookEvent[]) => events.map((event) => event.type);
 
 describe("low thresholds (lib/catalog.ts lowThreshold)", () => {
   it("is a share of the monthly allowance or an absolute amount, never below the cheapest call", () => {

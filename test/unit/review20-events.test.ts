@@ -1,40 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../lib/config.js";
 import { deriveEvents } from "../../lib/events/derive.js";
-import type { AccountImage, TableChange, WebhookEvent } from "../../lib/events/model.js";
+import { account, change, entryChange, types } from "../helpers/table-changes.js";
 import { DEFAULT_RETRY_POLICY, nextRetry } from "../../lib/events/retry.js";
-import type { LedgerEntry } from "../../lib/ledger/account.js";
 
 /**
  * Review of issue 20 (outgoing webhooks): failing tests for defects found in the derivation and
  * the retry configuration. Pure: no DynamoDB, no queue.
  */
 
-const account = (available: number, overrides: Partial<AccountImage> = {}): AccountImage => ({
-  userId: "u1",
-  plan: "free",
-  interval: "month",
-  balance: available,
-  available,
-  seq: 1,
-  ...overrides,
-});
-
-let position = 5000n;
-const change = (before: AccountImage | undefined, after: AccountImage): TableChange => {
-  position += 1n;
-  return { kind: "account", position: String(position), at: 1_700_000_000_000, ...(before ? { before } : {}), after };
-};
-const entryChange = (entry: Partial<LedgerEntry>): TableChange => {
-  position += 1n;
-  return {
-    kind: "entry",
-    position: String(position),
-    at: 1_700_000_000_000,
-    entry: { userId: "u1", key: "k", amount: 0, balanceAfter: 0, seq: 1, reason: "settle", bucket: "allowance", refs: {}, createdAt: 0, ...entry },
-  };
-};
-const types = (events: WebhookEvent[]) => events.map((event) => event.type);
 
 describe("review20: derivation", () => {
   it("a won dispute / failed refund that gives credits back (reason reinstate) is reported, like the clawback it undoes", () => {
