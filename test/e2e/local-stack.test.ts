@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -9,41 +9,13 @@ import { findFreePort } from "../../infra/local/dynamodb-local.js";
 import { runOps } from "../../infra/ops/cli.js";
 import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { DAY_MS } from "../../lib/periods.js";
-import { checkedFetch } from "../helpers/e2e.js";
+import { checkedFetch, startLocalStack, until } from "../helpers/e2e.js";
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { signatureFor, uniqueStripeId, WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { checkoutSession, invoice, invoiceLine, officialEvent, olderApiInvoice, without } from "../helpers/stripe-official.js";
 import { TEST_SECRET, userToken } from "../helpers/tokens.js";
 
 const node = process.execPath; // Node 24, as npm scripts run it
-
-function startStack(
-  env: Record<string, string>,
-  args = ["--in-memory"],
-): { child: ChildProcess; output: () => string; errors: () => string } {
-  const child = spawn(node, ["--import", "tsx", "infra/local/start.ts", ...args], {
-    // the SQS stand-in on any free port (several stacks run at once), no outgoing webhooks (test/e2e/webhooks.test.ts has them)
-    env: { ...process.env, SQS_LOCAL_PORT: "0", APP_WEBHOOK_URL: "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  return { child, output: () => out, errors: () => err };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((resolve) => {
@@ -65,12 +37,12 @@ function portOpen(port: number): Promise<boolean> {
 describe("npm start: the whole product locally", () => {
   let port: number;
   let dynamoPort: number;
-  let stack: ReturnType<typeof startStack>;
+  let stack: ReturnType<typeof startLocalStack>;
 
   beforeAll(async () => {
     port = await findFreePort();
     dynamoPort = await findFreePort();
-    stack = startStack({
+    stack = startLocalStack({
       PORT: String(port),
       DYNAMODB_LOCAL_PORT: String(dynamoPort),
       // unset: in memory the stack generates a webhook secret that nothing else can read
@@ -218,7 +190,7 @@ describe("npm start: data kept on disk between runs (the default)", () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   async function run(vars: Record<string, string>, work: (base: string, userToken: string) => Promise<void>): Promise<void> {
-    const stack = startStack(vars, []);
+    const stack = startLocalStack(vars, []);
     try {
       await until(() => stack.output().includes("Ctrl-C stops everything.") || stack.child.exitCode !== null, "the start banner");
       expect(stack.errors()).toBe("");
@@ -277,7 +249,7 @@ describe("npm start: Stripe events that cannot be applied are parked, then appli
   async function run(prices: Record<string, string>, work: (base: string, dynamoPort: number) => Promise<void>): Promise<void> {
     const port = await findFreePort();
     const dynamoPort = await findFreePort();
-    const stack = startStack(
+    const stack = startLocalStack(
       {
         PORT: String(port),
         DYNAMODB_LOCAL_PORT: String(dynamoPort),
@@ -437,7 +409,7 @@ describe("npm start: a signal during start-up", () => {
 
   it.each(["SIGTERM", "SIGINT"] as const)("%s before the server listens still stops DynamoDB Local (no orphan Java)", async (signal) => {
     const dynamoPort = await findFreePort();
-    const stack = startStack({ PORT: String(await findFreePort()), DYNAMODB_LOCAL_PORT: String(dynamoPort) });
+    const stack = startLocalStack({ PORT: String(await findFreePort()), DYNAMODB_LOCAL_PORT: String(dynamoPort) });
     // the moment Java exists: DynamoDB Local is still booting and nothing listens yet
     await until(() => javaOn(dynamoPort) !== "" || stack.child.exitCode !== null, "DynamoDB Local's Java process", 30_000);
     stack.child.kill(signal);
@@ -454,7 +426,7 @@ describe("npm start: clear messages instead of stack traces", () => {
     const blocker = createServer().listen(0, "127.0.0.1");
     await new Promise((resolve) => blocker.once("listening", resolve));
     const taken = (blocker.address() as { port: number }).port;
-    const stack = startStack({ PORT: String(taken), DYNAMODB_LOCAL_PORT: String(await findFreePort()) });
+    const stack = startLocalStack({ PORT: String(taken), DYNAMODB_LOCAL_PORT: String(await findFreePort()) });
     expect(await exited(stack.child)).toBe(1);
     expect(stack.errors()).toContain(`port ${taken} is already in use`);
     expect(stack.errors()).not.toMatch(/\n\s+at /); // no stack trace
@@ -462,7 +434,7 @@ describe("npm start: clear messages instead of stack traces", () => {
   }, 60_000);
 
   it("says how to install Java when it is missing", async () => {
-    const stack = startStack({ PATH: "/nonexistent", PORT: String(await findFreePort()), DYNAMODB_LOCAL_PORT: String(await findFreePort()) });
+    const stack = startLocalStack({ PATH: "/nonexistent", PORT: String(await findFreePort()), DYNAMODB_LOCAL_PORT: String(await findFreePort()) });
     expect(await exited(stack.child)).toBe(1);
     expect(stack.errors()).toContain("Java was not found");
     expect(stack.errors()).toContain("apt-get install -y openjdk-17-jre-headless");

@@ -3,9 +3,12 @@ import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { checkResponse } from "./openapi.js";
 
-/** `npm start` (infra/local/start.ts) as a child process, in memory, on the given ports. */
-export function startLocalStack(env: Record<string, string>): { child: ChildProcess; output: () => string; errors: () => string } {
-  const child = spawn(process.execPath, ["--import", "tsx", "infra/local/start.ts", "--in-memory"], {
+/** `npm start` (infra/local/start.ts) as a child process, in memory unless `args` say otherwise, on the given ports. */
+export function startLocalStack(
+  env: Record<string, string>,
+  args = ["--in-memory"],
+): { child: ChildProcess; output: () => string; errors: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", "infra/local/start.ts", ...args], {
     // unless a test asks for them: the SQS stand-in on any free port, and no outgoing webhooks
     env: { ...process.env, SQS_LOCAL_PORT: "0", APP_WEBHOOK_URL: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
