@@ -81,17 +81,36 @@ type ClawTrigger = ClawFact | { kind: "year_end"; chargeId: string; paymentInten
 const isReversal = (trigger: ClawTrigger) => trigger.kind === "refund_reversed" || trigger.kind === "dispute_reversed";
 
 /**
+ * Compare-and-swap on a charge's record (retried when another writer got there first): `change`
+ * decides the next record from the stored one, or `undefined` when there is nothing to write.
+ * Returns the record as written, or as stored when nothing was written (`undefined`: none).
+ */
+async function updateClaw(
+  deps: BillingDeps,
+  chargeId: string,
+  change: (stored: ClawRecord | undefined) => Promise<Omit<ClawRecord, "version"> | undefined>,
+): Promise<ClawRecord | undefined> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const stored = await deps.store.getClaw(chargeId);
+    const next = await change(stored);
+    if (!next) return stored;
+    const version = stored?.version ?? 0;
+    const written: ClawRecord = { ...next, version: version + 1 };
+    if (await deps.store.putClaw(written, version)) return written;
+  }
+  throw new BusyError();
+}
+
+/**
  * Records the fact in the charge's claw record (created on its first fact) and lists its ledger
- * key there, before anything can be written under that key. Compare-and-swap on the version;
- * a fact already recorded changes nothing.
+ * key there, before anything can be written under that key. A fact already recorded changes nothing.
  */
 async function recordFact(deps: BillingDeps, purchase: PurchaseRecord, fact: ClawFact, key: string): Promise<void> {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const stored = await deps.store.getClaw(fact.chargeId);
+  await updateClaw(deps, fact.chargeId, async (stored) => {
     // listed on the account before its record exists, so the end of an annual year finds every
     // charge whose clawbacks counted that year's months (see settleYearEndClaws)
     if (!stored && purchase.share) await deps.store.linkClawCharge(purchase.userId, fact.chargeId);
-    const claw: ClawRecord = stored ?? {
+    const claw: Omit<ClawRecord, "version"> = stored ?? {
       chargeId: fact.chargeId,
       userId: purchase.userId,
       purchaseId: purchase.id,
@@ -100,15 +119,12 @@ async function recordFact(deps: BillingDeps, purchase: PurchaseRecord, fact: Cla
       refundedCents: 0,
       disputes: {},
       claws: {},
-      version: 0,
     };
     const next = withMoneyFact(claw, fact);
     const listed = claw.claws[key] !== undefined;
-    if (stored && listed && next === claw) return;
-    const claws = listed ? claw.claws : { ...claw.claws, [key]: deps.ledger.now() };
-    if (await deps.store.putClaw({ ...next, claws, version: claw.version + 1 }, claw.version)) return;
-  }
-  throw new BusyError();
+    if (stored && listed && next === claw) return undefined;
+    return { ...next, claws: listed ? claw.claws : { ...claw.claws, [key]: deps.ledger.now() } };
+  });
 }
 
 function adjustmentEntry(fact: ClawTrigger, key: string, amount: number, purchase: PurchaseRecord): NonNullable<ChargeAdjustment["entry"]> {
@@ -228,15 +244,12 @@ export async function applyWaitingClaws(deps: BillingDeps, purchaseId: string): 
   return facts.length;
 }
 
-/** Lists a ledger key on a charge's record (compare-and-swap on its version), before anything is written under it. */
+/** Lists a ledger key on a charge's existing record, before anything is written under it; false when the charge has no record. */
 async function listClawKey(deps: BillingDeps, chargeId: string, key: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const claw = await deps.store.getClaw(chargeId);
-    if (!claw) return false;
-    if (claw.claws[key] !== undefined) return true;
-    if (await deps.store.putClaw({ ...claw, claws: { ...claw.claws, [key]: deps.ledger.now() }, version: claw.version + 1 }, claw.version)) return true;
-  }
-  throw new BusyError();
+  const claw = await updateClaw(deps, chargeId, async (stored) =>
+    stored && stored.claws[key] === undefined ? { ...stored, claws: { ...stored.claws, [key]: deps.ledger.now() } } : undefined,
+  );
+  return claw !== undefined;
 }
 
 /**

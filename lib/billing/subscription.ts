@@ -159,31 +159,26 @@ export async function applySubscription(
     const current = account.subscription;
     if (!current || current.id === next.id) {
       const successor = current && !isLive(next.status) ? promotableExtra(deps, account) : undefined;
-      if (current && !isNewer(next, current)) {
-        // a stale state can still show a year left before the one recorded (see annualYearLeft)
-        await endLeftYears(deps, account, current, next);
-        outcome = "stale";
-      } else {
-        // An annual year this state leaves is ended before the state is written: a crash in between
-        // leaves the event without its receipt, and its redelivery (still newer than the recorded
-        // state) ends it again, which changes nothing the second time.
-        // (with no current subscription, a first-heard state still ends a year recorded as its own)
-        await endLeftYears(deps, account, current, next);
-        if (current && successor) {
-          const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
-            ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
-            fromExtra: successor.id,
+      // An annual year this state leaves is ended before the state is written: a crash in between
+      // leaves the event without its receipt, and its redelivery ends it again, which changes
+      // nothing the second time. A stale state too can show a year left before the one recorded,
+      // and with no current subscription a first-heard state ends a year recorded as its own.
+      await endLeftYears(deps, account, current, next);
+      if (current && !isNewer(next, current)) outcome = "stale";
+      else if (current && successor) {
+        const promoted = await deps.store.replaceSubscription(userId, extraState(successor.id, successor.extra), rev, {
+          ...(hasEnded(next.status) ? { ended: { id: next.id, lastEventAt: next.lastEventAt } } : {}),
+          fromExtra: successor.id,
+        });
+        if (promoted) {
+          logger.warn("current subscription ended; another live subscription of the user took its place", {
+            userId,
+            ended: next.id,
+            promoted: successor.id,
           });
-          if (promoted) {
-            logger.warn("current subscription ended; another live subscription of the user took its place", {
-              userId,
-              ended: next.id,
-              promoted: successor.id,
-            });
-            outcome = "promoted";
-          }
-        } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
-      }
+          outcome = "promoted";
+        }
+      } else if (await deps.store.replaceSubscription(userId, next, rev)) outcome = "applied";
       continue;
     }
     const extra = ownValue(account.extraSubscriptions, next.id);

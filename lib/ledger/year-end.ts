@@ -24,8 +24,6 @@ export type YearEnd = z.infer<typeof yearEndSchema>;
 export interface YearEndResult {
   /** the month in progress at the end: the last one the year grants */
   endedAfter: number;
-  /** what settling the months up to the end and undoing those after it moved (0: nothing, or the end was recorded already) */
-  credits: number;
 }
 
 /**
@@ -46,7 +44,7 @@ export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<Y
   return untilSettled(async () => {
     const account = await ensureAccountOnce(deps, userId);
     const ended = endYear(account.paidYears, anchor, endedAfter, subscription);
-    if (!ended) return { endedAfter, credits: 0 };
+    if (!ended) return { endedAfter };
     // Always an entry (of 0 credits when nothing is undone): it moves the account's `seq`, so a
     // month grant that read the account before the end fails its commit and is decided again
     // from the ended year, instead of writing back its copy of the years without the end.
@@ -71,6 +69,6 @@ export async function endAnnualYear(deps: LedgerDeps, input: YearEnd): Promise<Y
         credits: ended.credits,
       });
     }
-    return { endedAfter, credits: ended.credits };
+    return { endedAfter };
   });
 }
