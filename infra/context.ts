@@ -11,6 +11,7 @@ export const SECRET_NAME_CONTEXT: Record<SecretName, string> = {
   STRIPE_SECRET_KEY: "stripeSecretKeyName",
   STRIPE_WEBHOOK_SECRET: "stripeWebhookSecretName",
   APP_WEBHOOK_SECRET: "appWebhookSecretName",
+  UPSTREAM_API_KEY: "upstreamApiKeySecretName",
 };
 
 type Lookup = (key: string) => unknown;
@@ -72,6 +73,8 @@ export function stackPropsFromContext(
   const jwksUrl = pick("authJwksUrl", "AUTH_JWKS_URL");
   const alarmEmail = pick("alarmEmail");
   const webhookUrl = pick("webhookUrl", "APP_WEBHOOK_URL");
+  const upstreamBaseUrl = pick("upstreamBaseUrl", "UPSTREAM_BASE_URL");
+  const proxyMaxOutputTokens = whole("proxyMaxOutputTokens", pick("proxyMaxOutputTokens", "PROXY_MAX_OUTPUT_TOKENS"));
 
   return {
     props: {
@@ -83,6 +86,8 @@ export function stackPropsFromContext(
       ...(holdTtlSeconds !== undefined ? { holdTtlSeconds } : {}),
       ...(alarmEmail ? { alarmEmail } : {}),
       ...(webhookUrl ? { webhookUrl } : {}),
+      ...(upstreamBaseUrl ? { upstreamBaseUrl } : {}),
+      ...(proxyMaxOutputTokens !== undefined ? { proxyMaxOutputTokens } : {}),
       ...(rateLimit !== undefined || burstLimit !== undefined
         ? { apiThrottle: { rateLimit: rateLimit ?? 100, burstLimit: burstLimit ?? 200 } }
         : {}),

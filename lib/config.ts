@@ -1,6 +1,10 @@
 import * as z from "zod/mini";
 import "./zod-locale.js";
 import { LEDGER_DEFAULTS } from "./ledger/deps.js";
+import { MAX_OUTPUT_TOKENS } from "./pricing.js";
+
+/** OpenRouter's OpenAI-compatible API: the catalog's model ids are its ids. */
+export const DEFAULT_UPSTREAM_BASE_URL = "https://openrouter.ai/api/v1";
 
 /**
  * Every environment variable the functions read, validated once at cold start. To add one, add a
@@ -101,6 +105,14 @@ const schema = z.object({
   // at most 3 days: the delivery queue keeps a message 4 days and dead-letters it after 60 receives
   // (infra/constructs/events.ts); a longer window would let SQS delete a message still retrying
   WEBHOOK_GIVE_UP_AFTER_SECONDS: wholeNumber(3 * 86_400, 10, 3 * 86_400),
+  /** the metered proxy's model provider: an OpenAI-compatible API (lib/proxy) */
+  UPSTREAM_BASE_URL: blankAsUnset(
+    z.pipe(z.optional(httpUrl({ httpsUnlessLoopback: true })), z.transform((value) => value ?? DEFAULT_UPSTREAM_BASE_URL)),
+  ),
+  /** its API key (a secret: UPSTREAM_API_KEY_ARN when deployed) */
+  UPSTREAM_API_KEY: optionalText(),
+  /** the output limit written into a proxied request that names none, so its hold is a true upper bound */
+  PROXY_MAX_OUTPUT_TOKENS: wholeNumber(4_096, 1, MAX_OUTPUT_TOKENS),
   ...priceShape,
 });
 
@@ -112,7 +124,7 @@ const schema = z.object({
  * without them an event that needs them stays parked. Checked even when single variables are bad, so every problem is
  * named at once.
  */
-export type ConfigProfile = "api" | "webhook" | "sweep" | "stream" | "deliver";
+export type ConfigProfile = "api" | "webhook" | "sweep" | "stream" | "deliver" | "proxy";
 
 /**
  * The event functions (lib/events): with an endpoint set, the stream consumer needs the queue to
@@ -127,11 +139,15 @@ function eventChecks(set: (name: string) => boolean, profile: ConfigProfile): st
 function profileChecks(env: Record<string, string | undefined>, profile: ConfigProfile): string[] {
   const set = (name: string) => unsetIfBlank(env[name]) !== undefined;
   if (profile === "stream" || profile === "deliver") return eventChecks(set, profile);
+  const auth = set("AUTH_JWT_SECRET") || set("AUTH_JWKS_URL") ? [] : ["AUTH_JWT_SECRET or AUTH_JWKS_URL is required (one of them)"];
+  if (profile === "proxy") {
+    // A provider on this machine (the local stand-in) needs no key; any other does.
+    const base = unsetIfBlank(env.UPSTREAM_BASE_URL);
+    const local = typeof base === "string" && URL.canParse(base) && isLoopback(new URL(base));
+    return [...auth, ...(set("UPSTREAM_API_KEY") || local ? [] : ["UPSTREAM_API_KEY is required (the model provider's API key)"])];
+  }
   if (profile !== "api") return [];
-  return [
-    ...(set("APP_URL") ? [] : ["APP_URL is required"]),
-    ...(set("AUTH_JWT_SECRET") || set("AUTH_JWKS_URL") ? [] : ["AUTH_JWT_SECRET or AUTH_JWKS_URL is required (one of them)"]),
-  ];
+  return [...(set("APP_URL") ? [] : ["APP_URL is required"]), ...auth];
 }
 
 export type Config = z.infer<typeof schema>;

@@ -3,7 +3,7 @@
  * the local server (`npm start`) and the tests all read, so a route exists everywhere or nowhere.
  */
 export type TableAccess = "read" | "readWrite";
-export type SecretName = "AUTH_JWT_SECRET" | "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET" | "APP_WEBHOOK_SECRET";
+export type SecretName = "AUTH_JWT_SECRET" | "STRIPE_SECRET_KEY" | "STRIPE_WEBHOOK_SECRET" | "APP_WEBHOOK_SECRET" | "UPSTREAM_API_KEY";
 
 export interface FunctionSpec {
   /** path of the handler file from the repo root; it exports `handler` */
@@ -133,3 +133,21 @@ export const EVENT_FUNCTIONS = {
 } as const satisfies Record<string, EventFunctionSpec>;
 
 export type EventFunctionName = keyof typeof EVENT_FUNCTIONS;
+
+/**
+ * The metered chat proxy (lib/proxy): its own function, because API Gateway HTTP APIs buffer
+ * responses and a chat stream must not be. Deployed behind a Lambda Function URL with response
+ * streaming (infra/constructs/proxy.ts); `npm start` serves its paths streaming on the local port
+ * (infra/local/proxy-server.ts). It verifies tokens itself, as every function does.
+ */
+export const PROXY_FUNCTION = {
+  entry: "functions/chat-proxy.ts",
+  /** "METHOD /path" it answers; anything else is a 404 in OpenAI's error shape */
+  paths: ["POST /v1/chat/completions", "GET /v1/models"],
+  table: "readWrite",
+  secrets: ["AUTH_JWT_SECRET", "UPSTREAM_API_KEY"],
+  // a long answer streams for minutes; holds live 15 (LEDGER_DEFAULTS.holdTtlMs), so one is never
+  // expired by the sweep while its call can still be running
+  timeoutSeconds: 600,
+  memoryMb: 1024,
+} as const satisfies Omit<FunctionSpec, "routes" | "auth"> & { paths: readonly string[] };

@@ -38,16 +38,21 @@ export function ledgerDeps(cfg: Config, client: DynamoDBClient): LedgerDeps {
   };
 }
 
+/** The token verifier every function that takes requests uses, from the AUTH_* settings. */
+export function authenticatorOf(cfg: Config): Authenticator {
+  return createAuthenticator({
+    jwtSecret: cfg.AUTH_JWT_SECRET,
+    jwksUrl: cfg.AUTH_JWKS_URL,
+    issuer: cfg.AUTH_ISSUER,
+    audience: cfg.AUTH_AUDIENCE,
+    serviceAudience: cfg.AUTH_SERVICE_AUDIENCE,
+  });
+}
+
 export function buildAppDeps(cfg: Config, client: DynamoDBClient = dynamoClient(cfg)): AppDeps {
   return {
     ledger: ledgerDeps(cfg, client),
-    auth: createAuthenticator({
-      jwtSecret: cfg.AUTH_JWT_SECRET,
-      jwksUrl: cfg.AUTH_JWKS_URL,
-      issuer: cfg.AUTH_ISSUER,
-      audience: cfg.AUTH_AUDIENCE,
-      serviceAudience: cfg.AUTH_SERVICE_AUDIENCE,
-    }),
+    auth: authenticatorOf(cfg),
     // The "api" config profile guarantees APP_URL; loadConfig refuses an api config without it.
     corsOrigin: new URL(cfg.APP_URL ?? "invalid:").origin,
   };

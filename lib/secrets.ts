@@ -12,6 +12,7 @@ export const SECRET_ENV_NAMES = [
   "STRIPE_SECRET_KEY",
   "STRIPE_WEBHOOK_SECRET",
   "APP_WEBHOOK_SECRET",
+  "UPSTREAM_API_KEY",
 ] as const satisfies readonly SecretName[];
 
 /**

@@ -8,12 +8,12 @@ const TEXT_TYPES = /^(application\/(json|x-www-form-urlencoded|.*\+json)|text\/)
 
 export class PayloadTooLargeError extends Error {}
 
-export async function readBody(request: IncomingMessage): Promise<Buffer> {
+export async function readBody(request: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new PayloadTooLargeError("payload too large");
+    if (size > maxBytes) throw new PayloadTooLargeError("payload too large");
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);

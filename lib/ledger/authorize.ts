@@ -38,13 +38,26 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
   };
 }
 
+export interface AuthorizeOptions {
+  /**
+   * What a second authorize of an open hold's requestId gets: the gate API answers with the same
+   * hold (a retried authorize is idempotent); the proxy refuses it with 409 REQUEST_IN_PROGRESS,
+   * since its retry would run the LLM call a second time on the one hold.
+   */
+  openHold: "reuse" | "refuse";
+}
+
 /**
  * Reserves the most a chat can cost (input tokens + max output tokens at the model's rate) before
  * the LLM call. Steady state is one conditional UpdateItem whose condition is the admission rules
  * (lib/ledger/admission.ts). When it is refused, the same rules evaluated on the returned old item
  * say why, without another read.
  */
-export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Promise<AuthorizeResult> {
+export async function authorizeChat(
+  deps: LedgerDeps,
+  input: AuthorizeInput,
+  options: AuthorizeOptions = { openHold: "reuse" },
+): Promise<AuthorizeResult> {
   const request = parseInput(authorizeInputSchema, input);
   const model = requireModel(request.model);
   const reserved = costOfCall(model, request.inputTokens, request.maxOutputTokens, "maxOutputTokens");
@@ -83,6 +96,9 @@ export async function authorizeChat(deps: LedgerDeps, input: AuthorizeInput): Pr
       }
       case "hasNoSuchHold": {
         const existing = ownValue(account?.holds, request.requestId);
+        if (options.openHold === "refuse") {
+          throw new ConflictError("A request with this id is still in progress", "REQUEST_IN_PROGRESS", { field: "requestId" });
+        }
         if (existing?.model !== model || existing.reserved !== reserved) {
           throw new ConflictError("requestId was already used for a different request", "CONFLICT", { field: "requestId" });
         }

@@ -1,10 +1,10 @@
 export type { AccountRecord, HoldRecord } from "./account.js";
-export { type AuthorizeInput, type AuthorizeResult, authorizeChat } from "./authorize.js";
+export { type AuthorizeInput, type AuthorizeOptions, type AuthorizeResult, authorizeChat } from "./authorize.js";
 export { LEDGER_DEFAULTS, type LedgerDeps } from "./deps.js";
 export { ensureAccount } from "./ensure-account.js";
 export { clawBack, type GrantInput, type GrantResult, grantAllowanceIfDue, grantCredits } from "./grant.js";
 export { auditAccount, balanceView, getBalance, listHistory, peekBalance } from "./queries.js";
-export { type HoldOutcome, releaseExpiredHolds, releaseHold, settleChat } from "./settle.js";
+export { type HoldOutcome, releaseExpiredHolds, releaseHold, settleChat, type UsageRefs } from "./settle.js";
 export type { LedgerStore } from "./store.js";
 export { changePlanSchedule, type PlanChange, scheduleFor } from "./plan-schedule.js";
 export { endAnnualYear, type YearEnd, type YearEndResult } from "./year-end.js";

@@ -61,6 +61,7 @@ function settleCommit(
   now: number,
   tokens: { inputTokens: number; outputTokens: number },
   late: boolean,
+  usageRefs: UsageRefs = {},
 ): AccountCommit {
   const reserved = late ? 0 : ref.reserved;
   const released = Math.max(0, reserved - cost);
@@ -83,6 +84,7 @@ function settleCommit(
           reserved,
           released,
           requestId: ref.requestId,
+          ...usageRefs,
           ...(late ? { late: "settled after the hold expired" } : {}),
         },
         createdAt: now,
@@ -100,6 +102,17 @@ function settleCommit(
 export type SettleInput = z.infer<typeof settleInputSchema>;
 
 /**
+ * What else a settle entry records about the usage it charged, beside the token counts: the proxy
+ * (lib/proxy) records cached and reasoning tokens and whether the usage was reported or estimated.
+ * Recorded only; the charge is priced from the token counts alone.
+ */
+export interface UsageRefs {
+  usage?: "reported" | "estimated";
+  cachedInputTokens?: number;
+  reasoningTokens?: number;
+}
+
+/**
  * Charges a chat's actual cost and releases the rest of its hold, exactly once (docs/invariants.md, invariant 5).
  *
  * Fast path (steady state): one transaction built from the hold id alone, conditioned on the
@@ -110,7 +123,7 @@ export type SettleInput = z.infer<typeof settleInputSchema>;
  * expired still records the true usage (it may take the balance negative, which the gate then
  * refuses until repaid).
  */
-export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<HoldOutcome> {
+export async function settleChat(deps: LedgerDeps, input: SettleInput, usageRefs: UsageRefs = {}): Promise<HoldOutcome> {
   const request = parseInput(settleInputSchema, input);
   const ref = holdRef(request.holdId);
   checkTokenCounts(request.inputTokens, request.outputTokens); // validate before any I/O
@@ -121,14 +134,14 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
   let known: AccountRecord | undefined; // the state a refused write returned, saving a read
   return untilSettled(async () => {
     if (late) {
-      const result = await lateSettle(deps, request.holdId, ref, tokens, late.account, late.model);
+      const result = await lateSettle(deps, request.holdId, ref, tokens, late.account, late.model, usageRefs);
       if (result === undefined) late = undefined;
       return result;
     }
     if (fastPath) {
       fastPath = false;
       const cost = costOfCall(ref.model, tokens.inputTokens, tokens.outputTokens);
-      const commit = settleCommit(ref, ref.model, cost, deps.now(), tokens, false);
+      const commit = settleCommit(ref, ref.model, cost, deps.now(), tokens, false, usageRefs);
       const outcome = await deps.store.commit(commit);
       if (outcome.kind === "committed") return settledOutcome(request.holdId, commit.entries[0] as LedgerEntry);
       if (outcome.kind === "duplicate") return firstOutcome(deps, request.holdId, ref);
@@ -137,7 +150,7 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
     const account = known ?? (await deps.store.getAccount(ref.userId));
     known = undefined;
     const hold = ownValue(account?.holds, ref.requestId);
-    if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens);
+    if (account && isSameHold(hold, ref)) return settleViaOutbox(deps, request.holdId, ref, hold, tokens, usageRefs);
     const ending = await firstEnding(deps, request.holdId, ref);
     if (ending?.outcome.status === "expired" && ending.marker?.model && ending.marker.releasedByCallerAt === undefined && account) {
       late = { account, model: ending.marker.model };
@@ -148,7 +161,13 @@ export async function settleChat(deps: LedgerDeps, input: SettleInput): Promise<
   });
 }
 
-function settleRefs(ref: HoldRef, hold: Pick<HoldRecord, "reserved" | "model">, cost: number, tokens: { inputTokens: number; outputTokens: number }) {
+function settleRefs(
+  ref: HoldRef,
+  hold: Pick<HoldRecord, "reserved" | "model">,
+  cost: number,
+  tokens: { inputTokens: number; outputTokens: number },
+  usageRefs: UsageRefs,
+) {
   return {
     model: hold.model,
     inputTokens: tokens.inputTokens,
@@ -156,6 +175,7 @@ function settleRefs(ref: HoldRef, hold: Pick<HoldRecord, "reserved" | "model">, 
     reserved: hold.reserved,
     released: Math.max(0, hold.reserved - cost),
     requestId: ref.requestId,
+    ...usageRefs,
   };
 }
 
@@ -166,13 +186,14 @@ async function settleViaOutbox(
   ref: HoldRef,
   hold: HoldRecord,
   tokens: { inputTokens: number; outputTokens: number },
+  usageRefs: UsageRefs,
 ): Promise<HoldOutcome | undefined> {
   const cost = costOfCall(hold.model, tokens.inputTokens, tokens.outputTokens);
   const applied = await deps.store.settleToOutbox({
     hold: { ...ref, reserved: hold.reserved, model: hold.model },
     key: settleKey(ref),
     cost,
-    refs: settleRefs(ref, hold, cost, tokens),
+    refs: settleRefs(ref, hold, cost, tokens, usageRefs),
     now: deps.now(),
     holdShard: shardOf(ref.userId),
   });
@@ -192,9 +213,10 @@ async function lateSettle(
   tokens: { inputTokens: number; outputTokens: number },
   account: AccountRecord,
   model: string,
+  usageRefs: UsageRefs,
 ): Promise<HoldOutcome | undefined> {
   const at = { ...ref, seq: account.seq, balance: account.balance };
-  const commit = settleCommit(at, model, costOfCall(model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true);
+  const commit = settleCommit(at, model, costOfCall(model, tokens.inputTokens, tokens.outputTokens), deps.now(), tokens, true, usageRefs);
   // ...and only while the caller has not released it since (a release after expiry stands)
   const outcome = await deps.store.commit({ ...commit, markerNotReleased: ref });
   if (outcome.kind === "committed") return settledOutcome(holdId, commit.entries[0] as LedgerEntry);

@@ -1,0 +1,22 @@
+/**
+ * Where the proxy writes its answer, as it goes: Lambda's response stream behind a Function URL
+ * (functions/chat-proxy.ts) or a Node HTTP response locally (infra/local/proxy-server.ts). A port,
+ * so the use case is the same in both and in tests.
+ */
+export interface ResponseSink {
+  /** Sends the status and headers; called once, before the first write. */
+  start(status: number, headers: Record<string, string>): void;
+  /** Sends a piece of the body; resolves when it may take more (or the client is gone). */
+  write(text: string): Promise<void>;
+  /** Ends the body. */
+  end(): Promise<void>;
+  /** True once the client went away: writes are dropped from then on. */
+  readonly clientGone: boolean;
+}
+
+/** A whole JSON answer on a sink. */
+export async function sendJson(sink: ResponseSink, status: number, body: unknown, headers: Record<string, string> = {}): Promise<void> {
+  sink.start(status, { "content-type": "application/json", "cache-control": "no-store", ...headers });
+  await sink.write(JSON.stringify(body));
+  await sink.end();
+}

@@ -1,0 +1,96 @@
+import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { type CallUsage, reportedUsage } from "./usage.js";
+
+/**
+ * Reads an upstream's chat completion stream (OpenAI's SSE: `data: {chunk}` events, then
+ * `data: [DONE]`) and hands each event on as it arrives, learning on the way what the call used.
+ * eventsource-parser does the SSE framing; this decides, per event, what the client sees.
+ */
+export interface RelayState {
+  /** data events seen so far */
+  events: number;
+  /** the usage the stream reported (its last chunk, when include_usage is on) */
+  usage?: CallUsage;
+  /** the text the model produced, for the estimate when no usage comes */
+  produced: string[];
+  /** the upstream sent `data: [DONE]` */
+  done: boolean;
+  /** an `{"error":…}` event the upstream sent in the stream */
+  error?: unknown;
+}
+
+export function newRelayState(): RelayState {
+  return { events: 0, produced: [], done: false };
+}
+
+type Delta = { content?: unknown; reasoning?: unknown; reasoning_content?: unknown; refusal?: unknown; tool_calls?: unknown };
+
+/** Every piece of text a chunk's choices add (content, reasoning, refusals, tool call names and arguments). */
+function producedText(chunk: Record<string, unknown>, into: string[]): void {
+  if (!Array.isArray(chunk.choices)) return;
+  for (const choice of chunk.choices as { delta?: Delta; message?: Delta }[]) {
+    const delta = choice?.delta ?? choice?.message;
+    if (typeof delta !== "object" || delta === null) continue;
+    for (const text of [delta.content, delta.reasoning, delta.reasoning_content, delta.refusal]) if (typeof text === "string") into.push(text);
+    if (!Array.isArray(delta.tool_calls)) continue;
+    for (const call of delta.tool_calls as { function?: { name?: unknown; arguments?: unknown } }[]) {
+      for (const text of [call?.function?.name, call?.function?.arguments]) if (typeof text === "string") into.push(text);
+    }
+  }
+}
+
+/**
+ * What one upstream event becomes for the client (undefined: nothing). Usage was asked for
+ * upstream whether or not the client asked; a client that did not gets no usage chunk and no
+ * `usage` field, as if the proxy were not there.
+ */
+export function relayEvent(event: EventSourceMessage, state: RelayState, clientWantsUsage: boolean): string | undefined {
+  if (event.data === "[DONE]") {
+    state.done = true;
+    return "data: [DONE]\n\n";
+  }
+  state.events += 1;
+  let chunk: unknown;
+  try {
+    chunk = JSON.parse(event.data);
+  } catch {
+    return frame(event); // not ours to judge: passed on as sent
+  }
+  if (typeof chunk !== "object" || chunk === null || Array.isArray(chunk)) return frame(event);
+  const fields = chunk as Record<string, unknown>;
+  if (fields.error !== undefined) state.error = fields.error;
+  producedText(fields, state.produced);
+  if (!("usage" in fields)) return frame(event);
+  const usage = reportedUsage(fields.usage);
+  if (usage) state.usage = usage;
+  if (clientWantsUsage) return frame(event);
+  const choices = Array.isArray(fields.choices) ? fields.choices : [];
+  if (choices.length === 0 && fields.error === undefined) return undefined; // the usage-only chunk
+  const { usage: _usage, ...rest } = fields;
+  return frame({ ...event, data: JSON.stringify(rest) });
+}
+
+function frame(event: EventSourceMessage): string {
+  const lines = [];
+  if (event.event) lines.push(`event: ${event.event}`);
+  if (event.id) lines.push(`id: ${event.id}`);
+  for (const line of event.data.split("\n")) lines.push(`data: ${line}`);
+  return `${lines.join("\n")}\n\n`;
+}
+
+/**
+ * Feeds an upstream body through the parser, calling `onEvent` for each event in order (awaited,
+ * so a slow client slows the read rather than piling up). Throws when the body breaks off.
+ */
+export async function readEvents(body: ReadableStream<Uint8Array>, onEvent: (event: EventSourceMessage) => Promise<void>): Promise<void> {
+  const queue: EventSourceMessage[] = [];
+  // 1 MiB per event: far above any chunk, and a bound on what a broken upstream can make us hold
+  const parser = createParser({ onEvent: (event) => queue.push(event), maxBufferSize: 1024 * 1024 });
+  const decoder = new TextDecoder();
+  for await (const bytes of body) {
+    parser.feed(decoder.decode(bytes, { stream: true }));
+    while (queue.length) await onEvent(queue.shift() as EventSourceMessage);
+  }
+  parser.feed(decoder.decode());
+  while (queue.length) await onEvent(queue.shift() as EventSourceMessage);
+}
