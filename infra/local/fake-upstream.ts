@@ -160,6 +160,7 @@ export async function startFakeUpstream(options: { port?: number; apiKey?: strin
     for (const [index, token] of tokens.entries()) {
       if (index > 0) await wait(scenario.tokenDelayMs ?? 0);
       if (scenario.cutAfterChunks !== undefined && index >= scenario.cutAfterChunks) {
+        await wait(20); // what was written reaches the client first, as over a real network
         response.socket?.destroy(); // mid-stream, no [DONE], no usage
         return;
       }

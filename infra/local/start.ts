@@ -8,10 +8,15 @@
  *   PORT=8080 npm start            another port (default 3001)
  *   CREDITGATE_DATA_DIR=dir npm start   another data folder
  *   APP_WEBHOOK_URL= npm start     no outgoing webhooks (default: npm run webhook:listen's address)
+ *   UPSTREAM_BASE_URL=… UPSTREAM_API_KEY=… npm start   the chat proxy's real provider (default: a local stand-in)
  *
  * Outgoing webhooks run as deployed, in process: the table's stream is polled and handed to the
  * stream consumer, which queues events on the SQS stand-in (port SQS_LOCAL_PORT, default 9324, so
  * `npm run ops -- webhooks …` finds it); the deliverer posts them, signed, to APP_WEBHOOK_URL.
+ *
+ * The metered chat proxy (lib/proxy) answers its paths (POST /v1/chat/completions, GET /v1/models)
+ * on the same port, streaming as its Function URL does (infra/local/proxy-server.ts). Without an
+ * UPSTREAM_BASE_URL it talks to a loopback provider stand-in (infra/local/fake-upstream.ts).
  */
 import { createServer, type Server } from "node:http";
 import { resolve } from "node:path";
@@ -31,6 +36,9 @@ import { devSecrets, devToken } from "./dev-secrets.js";
 import { isPortFree, JavaMissingError, type LocalDynamo, startDynamoDbLocal } from "./dynamodb-local.js";
 import { type LocalEvents, type QueueHandler, type StreamHandler, startLocalEvents } from "./events.js";
 import { LOCAL_WEBHOOK_QUEUES, type LocalSqs, startLocalSqs } from "./sqs-local.js";
+import { type FakeUpstream, startFakeUpstream } from "./fake-upstream.js";
+import { PROXY_ROUTE_KEYS, serveProxyLocally } from "./proxy-server.js";
+import type { ProxyDeps } from "../../lib/proxy/deps.js";
 import { WEBHOOK_LISTEN_URL } from "./webhook-listen.js";
 
 type Handler = (event: unknown, context: Context) => Promise<unknown>;
@@ -78,7 +86,14 @@ async function loadHandlers(): Promise<Map<FunctionName, Handler | Error>> {
 }
 
 /** What a Ctrl-C or SIGTERM must stop, filled in as each part starts. */
-const running: { dynamo?: Promise<LocalDynamo | undefined>; server?: Server; sweepTimer?: NodeJS.Timeout; sqs?: LocalSqs; events?: LocalEvents } = {};
+const running: {
+  dynamo?: Promise<LocalDynamo | undefined>;
+  server?: Server;
+  sweepTimer?: NodeJS.Timeout;
+  sqs?: LocalSqs;
+  events?: LocalEvents;
+  upstream?: FakeUpstream;
+} = {};
 const starting = new AbortController();
 let stopping = false;
 
@@ -93,6 +108,7 @@ async function stop(): Promise<void> {
   clearInterval(running.sweepTimer);
   await running.events?.stop().catch(() => undefined);
   await running.sqs?.stop().catch(() => undefined);
+  await running.upstream?.close().catch(() => undefined);
   if (running.server?.listening) {
     running.server.closeAllConnections();
     await new Promise((done) => running.server?.close(done));
@@ -155,11 +171,16 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
   await ensureTable(dynamo.endpoint, process.env.TABLE_NAME as string);
   const handlers = await loadHandlers();
   const routes = routeTable();
+  const proxy = await loadProxy();
 
   const server = createServer(async (request, response) => {
     try {
       const path = new URL(request.url ?? "/", "http://localhost").pathname;
       const routeKey = `${(request.method ?? "GET").toUpperCase()} ${path}`;
+      if (PROXY_ROUTE_KEYS.has(routeKey)) {
+        if (proxy instanceof Error) return writeResult(response, errorResponse(new AppError(503, "INTERNAL", `the chat proxy is not running locally: ${proxy.message}`)));
+        return await serveProxyLocally(proxy, request, response);
+      }
       const name = routes.get(routeKey);
       const handler = name ? handlers.get(name) : undefined;
       if (!name || !handler) return writeResult(response, errorResponse(new NotFoundError(`No route ${routeKey}`)));
@@ -175,6 +196,7 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
       const tooLarge = error instanceof PayloadTooLargeError;
       if (!tooLarge) console.error("creditgate: local API error", error);
       // anything else is the contract's bare 500 INTERNAL (errorResponse says nothing about a non-AppError)
+      if (response.headersSent) return void response.destroy(); // a stream already under way
       writeResult(response, errorResponse(tooLarge ? new AppError(413, "VALIDATION_FAILED", "Request body too large") : error));
     }
   });
@@ -216,6 +238,7 @@ creditgate is running at ${base}
   Webhook         POST ${base}/v1/stripe/webhook (${webhook.secret})
                   try: ${webhook.command}
   Events          ${process.env.APP_WEBHOOK_URL ? `signed webhooks to ${process.env.APP_WEBHOOK_URL}; see them: ${listenCommand()}` : "off (APP_WEBHOOK_URL is blank)"}
+  Chat proxy      OpenAI-compatible, streaming: baseURL ${base}/v1 (${proxy instanceof Error ? `not running: ${proxy.message}` : running.upstream ? "model provider: a local stand-in; set UPSTREAM_BASE_URL and UPSTREAM_API_KEY for a real one" : `model provider ${process.env.UPSTREAM_BASE_URL}`})
 
 Dev tokens (valid 24 hours):
   user     (sub dev-user)   ${userToken}
@@ -226,8 +249,29 @@ HOLD=$(curl -s -X POST ${base}/v1/gate/authorize -H 'authorization: Bearer ${ser
 curl -s -X POST ${base}/v1/gate/settle -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"holdId":"'$HOLD'","inputTokens":1200,"outputTokens":350}'; echo
 curl -s ${base}/v1/credits -H 'authorization: Bearer ${userToken}'; echo
 
+Chat through the metered proxy (a streamed answer, charged by its usage):
+curl -sN ${base}/v1/chat/completions -H 'authorization: Bearer ${userToken}' -H 'content-type: application/json' -d '{"model":"anthropic/claude-sonnet-4.5","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+
 Ctrl-C stops everything.
 `);
+}
+
+/**
+ * The chat proxy's deps, or why it cannot run (it must not take the other functions down). With
+ * no UPSTREAM_BASE_URL, a provider stand-in on loopback answers in its place.
+ */
+async function loadProxy(): Promise<ProxyDeps | Error> {
+  try {
+    if (!process.env.UPSTREAM_BASE_URL) {
+      running.upstream = await startFakeUpstream();
+      process.env.UPSTREAM_BASE_URL = running.upstream.baseUrl;
+    }
+    const { proxyDeps } = await import("../../lib/proxy/runtime.js");
+    return proxyDeps();
+  } catch (error) {
+    console.error(`creditgate: the chat proxy failed to load: ${(error as Error).message}`);
+    return error as Error;
+  }
 }
 
 /** The event functions (functions/stream-consumer.ts, functions/webhook-deliverer.ts) behind the local stream and queue pollers. */

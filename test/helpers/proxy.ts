@@ -64,3 +64,36 @@ export const useProxyFixture = (options: Parameters<typeof proxyFixture>[0] = {}
 /** What the catalog charges for a usage report. */
 export const priced = (model: string, usage: { prompt_tokens: number; completion_tokens: number }) =>
   costOfCall(model, usage.prompt_tokens, usage.completion_tokens);
+
+/** A ResponseSink that keeps what it is given, for calling the proxy's use case directly. */
+export function memorySink(options: { goneAfterWrites?: number } = {}) {
+  const sink = {
+    status: 0,
+    headers: {} as Record<string, string>,
+    written: [] as string[],
+    ended: false,
+    clientGone: false,
+    start(status: number, headers: Record<string, string>) {
+      sink.status = status;
+      sink.headers = headers;
+    },
+    async write(text: string) {
+      if (sink.clientGone) return;
+      sink.written.push(text);
+      if (options.goneAfterWrites !== undefined && sink.written.length >= options.goneAfterWrites) sink.clientGone = true;
+    },
+    async end() {
+      sink.ended = true;
+    },
+    body: () => sink.written.join(""),
+    json: () => JSON.parse(sink.written.join("")) as Record<string, unknown>,
+  };
+  return sink;
+}
+
+/** The `data:` payloads of an SSE body, in order. */
+export const sseData = (body: string) =>
+  body
+    .split("\n\n")
+    .filter((frame) => frame.startsWith("data: "))
+    .map((frame) => frame.slice("data: ".length));
