@@ -12,8 +12,10 @@ import type { FunctionName, SecretName } from "../lib/routes.js";
 import { Alarms } from "./constructs/alarms.js";
 import { addFunctions } from "./constructs/functions.js";
 import { addHttpApi } from "./constructs/http-api.js";
+import { addChatProxy, type ChatProxy } from "./constructs/proxy.js";
 import { addWebhookEvents, type WebhookEvents } from "./constructs/events.js";
 import { addSchedules } from "./constructs/schedule.js";
+import type { ProxyFunctionName } from "./constructs/common.js";
 import { StackSecrets } from "./constructs/secrets.js";
 import { addLedgerTable } from "./constructs/table.js";
 import type { HouseFunction } from "./house-function.js";
@@ -39,16 +41,21 @@ export interface CreditgateStackProps extends StackProps {
   webhookUrl?: string;
   /** HTTP API default-stage throttling (requests per second, burst) */
   apiThrottle?: { rateLimit: number; burstLimit: number };
+  /** the chat proxy's model provider, an OpenAI-compatible API (UPSTREAM_BASE_URL; default lib/config's, OpenRouter) */
+  upstreamBaseUrl?: string;
+  /** the output limit the chat proxy writes into a request that names none (PROXY_MAX_OUTPUT_TOKENS; default 4096) */
+  proxyMaxOutputTokens?: number;
   logRetention?: logs.RetentionDays;
   /** Tests only: handler files replacing lib/routes.ts entries (they must lie under projectRoot). */
-  entries?: Partial<Record<FunctionName, string>>;
+  entries?: Partial<Record<FunctionName | ProxyFunctionName, string>>;
   /** where package-lock.json lives (default: this repository) */
   projectRoot?: string;
 }
 
 /**
  * creditgate in one stack: the table, one Lambda per entry of lib/routes.ts FUNCTIONS, the HTTP
- * API with exactly those routes, the sweep's schedule, secrets, least-privilege roles and alarms.
+ * API with exactly those routes, the sweep's schedule, the outgoing webhooks, the chat proxy on
+ * its own Function URL, secrets, least-privilege roles and alarms.
  * Each part is in infra/constructs/ and adds its resources to this stack, under the ids (and so
  * the logical ids) they have always had.
  */
@@ -60,6 +67,7 @@ export class CreditgateStack extends Stack {
   readonly alarmTopic: sns.Topic;
   readonly sweepDlq: sqs.Queue;
   readonly webhooks: WebhookEvents;
+  readonly proxy: ChatProxy;
 
   constructor(scope: Construct, id: string, props: CreditgateStackProps) {
     super(scope, id, props);
@@ -78,6 +86,22 @@ export class CreditgateStack extends Stack {
       this,
       { ledger, secrets, alarms },
       { ...(props.webhookUrl ? { webhookUrl: props.webhookUrl } : {}), logRetention, projectRoot: props.projectRoot ?? ROOT },
+    );
+
+    this.proxy = addChatProxy(
+      this,
+      { ledger, secrets, alarms },
+      {
+        appUrl: props.appUrl,
+        ...(props.auth ? { auth: props.auth } : {}),
+        ...(props.authorizeRateLimitPerMinute !== undefined ? { authorizeRateLimitPerMinute: props.authorizeRateLimitPerMinute } : {}),
+        ...(props.holdTtlSeconds !== undefined ? { holdTtlSeconds: props.holdTtlSeconds } : {}),
+        ...(props.upstreamBaseUrl !== undefined ? { upstreamBaseUrl: props.upstreamBaseUrl } : {}),
+        ...(props.proxyMaxOutputTokens !== undefined ? { maxOutputTokens: props.proxyMaxOutputTokens } : {}),
+        ...(props.entries?.chatProxy ? { entry: props.entries.chatProxy } : {}),
+        logRetention,
+        projectRoot: props.projectRoot ?? ROOT,
+      },
     );
 
     const http = addHttpApi(this, this.functions, {
@@ -105,6 +129,10 @@ export class CreditgateStack extends Stack {
     secrets.acknowledgeNoRotation();
 
     new CfnOutput(this, "ApiUrl", { value: this.api.apiEndpoint, description: "HTTP API base URL (routes start with /v1)" });
+    new CfnOutput(this, "ProxyUrl", {
+      value: this.proxy.url.url,
+      description: "chat proxy Function URL (streaming, OpenAI-compatible): POST <ProxyUrl>v1/chat/completions, GET <ProxyUrl>v1/models",
+    });
     new CfnOutput(this, "TableName", { value: this.table.tableName });
     new CfnOutput(this, "WebhookDlqUrl", { value: this.webhooks.dlq.queueUrl, description: "events given up on: npm run ops -- webhooks failed" });
     new CfnOutput(this, "WebhookQueueUrl", { value: this.webhooks.queue.queueUrl, description: "events waiting for delivery" });

@@ -10,7 +10,7 @@ import type { Construct } from "constructs";
 import { BILLING_METRICS } from "../../lib/billing/metrics.js";
 import type { EventFunctionName, FunctionName } from "../../lib/routes.js";
 import type { HouseFunction } from "../house-function.js";
-import { METRICS_NAMESPACE, pascal, SERVICE_NAME } from "./common.js";
+import { METRICS_NAMESPACE, pascal, type ProxyFunctionName, SERVICE_NAME } from "./common.js";
 import type { WebhookRoute } from "./http-api.js";
 
 /**
@@ -92,7 +92,7 @@ export class Alarms {
   }
 
   /** A function's "<Name>ErrorsAlarm" and "<Name>ThrottlesAlarm". */
-  functionAlarms(name: FunctionName | EventFunctionName, { fn }: HouseFunction): void {
+  functionAlarms(name: FunctionName | EventFunctionName | ProxyFunctionName, { fn }: HouseFunction): void {
     this.whenAny(
       `${pascal(name)}ErrorsAlarm`,
       `creditgate ${name}: the function failed (unhandled error or timeout)`,

@@ -34,5 +34,9 @@ export function acknowledge(scope: Construct, finding: { id: string; reason: str
   Validations.of(scope).acknowledge(finding);
 }
 
+/** The chat proxy's construct id (lib/routes.ts PROXY_FUNCTION; infra/constructs/proxy.ts). */
+export const PROXY_NAME = "chatProxy";
+export type ProxyFunctionName = typeof PROXY_NAME;
+
 /** The entries of lib/routes.ts FUNCTIONS, in their order. */
 export const specs = () => Object.entries(FUNCTIONS) as [FunctionName, FunctionSpec][];

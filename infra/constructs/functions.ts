@@ -45,21 +45,31 @@ export interface FunctionsConfig {
   projectRoot: string;
 }
 
-/**
- * The environment every function validates at cold start (lib/config.ts), by share: checked here
- * too, so the synth fails on a value the functions would refuse, naming it.
- */
-function environmentShares(scope: Construct, config: FunctionsConfig) {
-  const ledgerEnv = {
+/** The ledger's settings, for every function that authorizes or settles (the API functions, the proxy). */
+export function ledgerEnvOf(config: { authorizeRateLimitPerMinute?: number; holdTtlSeconds?: number }): Record<string, string> {
+  return {
     AUTHORIZE_RATE_LIMIT_PER_MINUTE: String(config.authorizeRateLimitPerMinute ?? 600),
     HOLD_TTL_SECONDS: String(config.holdTtlSeconds ?? 900),
   };
-  const authEnv: Record<string, string> = {
+}
+
+/** The token verifier's settings (lib/runtime.ts authenticatorOf), for every function that takes requests. */
+export function authEnvOf(config: { auth?: { issuer?: string; audience?: string; serviceAudience?: string; jwksUrl?: string } }): Record<string, string> {
+  return {
     ...(config.auth?.issuer ? { AUTH_ISSUER: config.auth.issuer } : {}),
     ...(config.auth?.audience ? { AUTH_AUDIENCE: config.auth.audience } : {}),
     ...(config.auth?.serviceAudience ? { AUTH_SERVICE_AUDIENCE: config.auth.serviceAudience } : {}),
     ...(config.auth?.jwksUrl ? { AUTH_JWKS_URL: config.auth.jwksUrl } : {}),
   };
+}
+
+/**
+ * The environment every function validates at cold start (lib/config.ts), by share: checked here
+ * too, so the synth fails on a value the functions would refuse, naming it.
+ */
+function environmentShares(scope: Construct, config: FunctionsConfig) {
+  const ledgerEnv = ledgerEnvOf(config);
+  const authEnv = authEnvOf(config);
   const priceEnv: Record<string, string> = Object.fromEntries(
     STRIPE_PRICE_VARS.flatMap((name) => (config.prices?.[name] ? [[name, config.prices[name]]] : [])),
   );

@@ -1,11 +1,10 @@
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Config } from "../config.js";
 import { config } from "../config.js";
 import { authenticatorOf, dynamoClient, ledgerDeps } from "../runtime.js";
 import type { ProxyDeps } from "./deps.js";
 
 /** The proxy's deps from a validated config (profile "proxy"). */
-export function buildProxyDeps(cfg: Config, client: DynamoDBClient = dynamoClient(cfg)): ProxyDeps {
+export function buildProxyDeps(cfg: Config, client: ReturnType<typeof dynamoClient> = dynamoClient(cfg)): ProxyDeps {
   return {
     ledger: ledgerDeps(cfg, client),
     auth: authenticatorOf(cfg),

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { devPrices } from "../../infra/local/dev-prices.js";
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
@@ -68,7 +69,7 @@ describe("npm start: the whole product locally", () => {
     expect(banner).toContain(`creditgate is running at http://127.0.0.1:${port}`);
     const flow = banner
       .split("\n")
-      .filter((line) => line.startsWith("HOLD=") || line.startsWith("curl "))
+      .filter((line) => (line.startsWith("HOLD=") || line.startsWith("curl ")) && !line.includes("/v1/chat/completions"))
       .join("\n");
     expect(flow.split("\n")).toHaveLength(3);
     // plain POSIX sh (dash on Debian), not bash: nothing bash-only such as $RANDOM
@@ -140,6 +141,32 @@ describe("npm start: the whole product locally", () => {
     expect(await ours.json()).toMatchObject({ userId: "jwt-user" });
     // and only it: a token signed with any other secret is refused
     expect((await credits(await userToken("jwt-user", { secret: "another-secret-0123456789abcdef0123456789" }))).status).toBe(401);
+  });
+
+  it("serves the metered chat proxy streaming: the README's three lines of the openai SDK, charged in the ledger", async () => {
+    expect(stack.output()).toContain(`Chat proxy      OpenAI-compatible, streaming: baseURL http://127.0.0.1:${port}/v1 (model provider: a local stand-in`);
+    const userId = `proxy-e2e-${process.pid}`;
+    const token = await userToken(userId);
+    // the README's "Use it from the OpenAI SDK", word for word but the URL and token
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: token });
+    const stream = await client.chat.completions.create({ model: "anthropic/claude-sonnet-4.5", messages: [{ role: "user", content: "Hello!" }], stream: true });
+    let text = "";
+    let pieces = 0;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      pieces += 1;
+    }
+    expect(text).toBe("This is creditgate's local stand-in model. You said: Hello!");
+    expect(pieces).toBeGreaterThan(5);
+    const history = await checkedFetch(`http://127.0.0.1:${port}/v1/credits/history`, { headers: { authorization: `Bearer ${token}` } });
+    const entries = ((await history.json()) as { entries: { reason: string; amount: number }[] }).entries;
+    expect(entries.filter((entry) => entry.reason === "settle")).toHaveLength(1);
+    expect(entries.find((entry) => entry.reason === "settle")?.amount).toBeLessThan(0);
+    // and the banner's curl line streams, as printed (it runs after the tests that count dev-user's credits)
+    const line = stack.output().split("\n").find((candidate) => candidate.startsWith("curl -sN") && candidate.includes("/v1/chat/completions"));
+    const run = spawnSync("sh", ["-c", line as string], { encoding: "utf8", timeout: 30_000 });
+    expect(run.stdout).toContain('"content":" Hello"');
+    expect(run.stdout.trim().endsWith("data: [DONE]")).toBe(true);
   });
 
   it("runs the sweep on its timer: a due free allowance is granted without any request", async () => {

@@ -47,7 +47,7 @@ describe("with a JWKS URL (OIDC issuer)", () => {
 describe("with a secret imported by name", () => {
   it("creates no secret for it, passes its name and grants GetSecretValue on that name's ARNs only", () => {
     const created = Object.values(resources).filter((r) => r.Type === "AWS::SecretsManager::Secret");
-    expect(created).toHaveLength(2); // only the Stripe webhook secret and the outgoing webhooks' signing secret are still created
+    expect(created).toHaveLength(3); // only the Stripe webhook secret, the outgoing webhooks' signing secret and the chat proxy's upstream key are still created
     expect(env("subscribe").STRIPE_SECRET_KEY_ARN).toBe("prod/creditgate/stripe-secret-key");
     const [statement] = secretStatements("subscribe");
     expect(statement.Action).toBe("secretsmanager:GetSecretValue");
