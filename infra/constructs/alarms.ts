@@ -8,6 +8,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { BILLING_METRICS } from "../../lib/billing/metrics.js";
+import { PROXY_METRICS } from "../../lib/proxy/metrics.js";
 import type { EventFunctionName, FunctionName } from "../../lib/routes.js";
 import type { HouseFunction } from "../house-function.js";
 import { METRICS_NAMESPACE, pascal, type ProxyFunctionName, SERVICE_NAME } from "./common.js";
@@ -158,6 +159,17 @@ export class Alarms {
       "SweepFailedAlarm",
       "creditgate sweep: accounts failed to grant or release (EMF SweepFailed; see the sweep's logs)",
       this.emfCount("SweepFailed", Duration.minutes(15)),
+    );
+  }
+
+  /** The chat proxy's money alarm (lib/proxy/metrics.ts): a finished call it could not charge. */
+  proxySettles(): void {
+    // The user got the answer and was not charged (the hold expires and the sweep releases it);
+    // the operator still pays the provider. The ERROR log 'proxy settle failed' names the request.
+    this.whenAny(
+      "ProxySettleFailedAlarm",
+      "creditgate chat proxy: a finished call could not be charged (its hold will expire uncharged); see the proxy's ERROR log 'proxy settle failed'",
+      this.emfCount(PROXY_METRICS.settleFailed, Duration.minutes(5)),
     );
   }
 

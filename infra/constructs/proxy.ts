@@ -150,5 +150,6 @@ export function addChatProxy(
   });
 
   alarms.functionAlarms(PROXY_NAME, proxy);
+  alarms.proxySettles();
   return { function: proxy, url };
 }

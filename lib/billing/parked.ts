@@ -1,7 +1,8 @@
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
 import { applyStripeEvent, isParkedOutcome, PARKED_PREFIX, type StripeEventEnvelope } from "./events.js";
-import { BILLING_METRICS, countMetric } from "./metrics.js";
+import { countMetric } from "../metrics.js";
+import { BILLING_METRICS } from "./metrics.js";
 import type { ParkedEvent } from "./model.js";
 
 /** Resolved and dismissed events are kept this long for the record, then TTL removes them; parked ones never expire. */

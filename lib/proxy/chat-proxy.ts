@@ -2,9 +2,11 @@ import { randomUUID } from "node:crypto";
 import { NotFoundError, UpstreamError, ValidationError } from "../errors.js";
 import { authorizeChat, releaseHold, settleChat } from "../ledger/index.js";
 import { logger } from "../logger.js";
+import { countMetric } from "../metrics.js";
 import { MAX_INPUT_TOKENS, requireModel } from "../pricing.js";
 import { clientWantsUsage, outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "./chat-request.js";
 import type { ProxyDeps, ProxyRequest } from "./deps.js";
+import { PROXY_METRICS } from "./metrics.js";
 import { listModels } from "./models.js";
 import { toOpenAIError, upstreamErrorBody } from "./openai-error.js";
 import { payerOf } from "./payer.js";
@@ -237,6 +239,7 @@ function estimate(call: OpenCall, producedText: string): CallUsage {
  * logged, and the hold expires and is released by the sweep (docs/proxy.md, "When settling fails").
  */
 async function settle(deps: ProxyDeps, call: OpenCall, usage: CallUsage): Promise<void> {
+  if (usage.source === "estimated") countMetric(PROXY_METRICS.estimatedUsage);
   try {
     await settleChat(
       deps.ledger,
@@ -248,6 +251,7 @@ async function settle(deps: ProxyDeps, call: OpenCall, usage: CallUsage): Promis
       },
     );
   } catch (error) {
+    countMetric(PROXY_METRICS.settleFailed);
     logger.error("proxy settle failed; the hold will expire and the sweep release it", { requestId: call.requestId, error: (error as Error).message });
   }
 }

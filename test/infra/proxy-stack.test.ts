@@ -236,6 +236,15 @@ describe("alarms", () => {
     expect(found[0]).toMatchObject({ Threshold: 1, ComparisonOperator: "GreaterThanOrEqualToThreshold", TreatMissingData: "notBreaching" });
     expect(found[0].AlarmActions).toEqual([{ Ref: idOf(synth.stack.alarmTopic) }]);
   });
+
+  it("alarms on any finished call the proxy could not charge (ProxySettleFailed)", () => {
+    const found = ofType("AWS::CloudWatch::Alarm")
+      .map(([, a]) => a.Properties)
+      .filter((a) => a.Namespace === "creditgate" && a.MetricName === "ProxySettleFailed");
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ Threshold: 1, ComparisonOperator: "GreaterThanOrEqualToThreshold" });
+    expect(found[0].AlarmActions).toEqual([{ Ref: idOf(synth.stack.alarmTopic) }]);
+  });
 });
 
 describe("cdk-nag (AwsSolutions)", () => {
