@@ -16,6 +16,8 @@ export interface UpstreamScenario {
   reply?: string;
   /** wait before the first chunk / between chunks (ms) */
   firstTokenDelayMs?: number;
+  /** and, before the first chunk, until this settles (a test's barrier) */
+  startWhen?: Promise<unknown>;
   tokenDelayMs?: number;
   /** stream without the usage chunk even when it was asked for (providers that ignore include_usage) */
   omitUsage?: boolean;
@@ -128,6 +130,7 @@ export async function startFakeUpstream(options: { port?: number; apiKey?: strin
     const model = String(body.model);
     if (body.stream !== true) {
       await wait(scenario.firstTokenDelayMs ?? 0);
+      await scenario.startWhen;
       response.writeHead(200, { "content-type": "application/json" });
       response.end(
         JSON.stringify({
@@ -148,6 +151,7 @@ export async function startFakeUpstream(options: { port?: number; apiKey?: strin
     response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     response.flushHeaders();
     await wait(scenario.firstTokenDelayMs ?? 0);
+    await scenario.startWhen;
     const write = (text: string) => {
       if (!response.destroyed) response.write(text);
     };

@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
-import { authorizeInputSchema, releaseInputSchema, settleInputSchema } from "../ledger/validation.js";
+import { authorizeInputSchema, gateRequestIdSchema, releaseInputSchema, settleInputSchema } from "../ledger/validation.js";
 import { MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS } from "../pricing.js";
 
 /**
@@ -12,6 +12,7 @@ const tokenCount = (max: number) => z.number().check(z.int(), z.minimum(0), z.ma
 /** The gate's bodies: the ledger's own inputs (lib/ledger/validation.ts), strict, with bounded token counts. */
 export const authorizeBody = z.strictObject({
   ...authorizeInputSchema.shape,
+  requestId: gateRequestIdSchema,
   inputTokens: tokenCount(MAX_INPUT_TOKENS),
   maxOutputTokens: tokenCount(MAX_OUTPUT_TOKENS),
 });

@@ -16,6 +16,16 @@ export const userIdSchema = z
 export const requestIdSchema = z
   .string()
   .check(z.minLength(1), z.maxLength(128), z.regex(ID_PATTERN, "may contain letters, digits and ._@|:+=-"));
+/**
+ * RequestIds the metered chat proxy (lib/proxy) gives its holds: `proxy:` and the client's
+ * X-Request-Id. The gate API may not use the prefix, so a gate caller can never reach (and
+ * release) a proxy call's open hold by naming its requestId.
+ */
+export const PROXY_REQUEST_ID_PREFIX = "proxy:";
+/** A requestId as the gate API takes it: any but the proxy's. */
+export const gateRequestIdSchema = requestIdSchema.check(
+  z.regex(/^(?!proxy:)/, "may not start with proxy: (the chat proxy's requestIds)"),
+);
 export const entryKeySchema = z
   .string()
   .check(z.minLength(1), z.maxLength(200), z.regex(/^[A-Za-z0-9._:#|@+=-]+$/, "may contain letters, digits and ._:#|@+=-"));

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { NotFoundError, UpstreamError, ValidationError } from "../errors.js";
 import { authorizeChat, releaseHold, settleChat } from "../ledger/index.js";
+import { PROXY_REQUEST_ID_PREFIX } from "../ledger/validation.js";
 import { logger } from "../logger.js";
 import { countMetric } from "../metrics.js";
 import { MAX_INPUT_TOKENS, requireModel } from "../pricing.js";
@@ -22,8 +23,8 @@ import { reportedUsage } from "./usage.js";
  * authorize/settle loop in one place (docs/proxy.md lists how every kind of ending is charged).
  */
 
-/** Proxy requestIds live apart from the gate API's, so neither can collide with the other's holds. */
-const REQUEST_ID_PREFIX = "proxy:";
+/** Proxy requestIds live apart from the gate API's (which refuses the prefix), so the gate can never reach a proxy call's hold. */
+const REQUEST_ID_PREFIX = PROXY_REQUEST_ID_PREFIX;
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._@|:+=-]{1,120}$/;
 
 function clientRequestIdOf(headers: ProxyRequest["headers"]): string {
@@ -44,8 +45,12 @@ interface OpenCall {
   maxOutputTokens: number;
 }
 
-/** Upstream statuses that are about the proxy's own credentials, not the client's request. */
-const PROXY_CREDENTIAL_STATUSES = new Set([401, 403]);
+/**
+ * Upstream statuses about the proxy's own provider account, not the client's request: its key
+ * refused (401, 403) or its balance out (402, OpenRouter's). Passed on, they would tell the user
+ * their token is bad or their credits are gone: they are a 502 instead.
+ */
+const PROXY_ACCOUNT_STATUSES = new Set([401, 402, 403]);
 
 export async function serveProxyRequest(deps: ProxyDeps, request: ProxyRequest, sink: ResponseSink): Promise<void> {
   const tracked = trackStart(sink);
@@ -118,7 +123,7 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
   }
   const answerHeaders = { "x-request-id": clientRequestId };
   if (!response.ok || !response.body) return passUpstreamRefusal(deps, call, response, sink, answerHeaders);
-  if (parsed.request.stream) return streamThrough(deps, call, response.body, sink, answerHeaders, clientWantsUsage(parsed.request));
+  if (parsed.request.stream) return streamThrough(deps, call, response.body, sink, { headers: answerHeaders, wantsUsage: clientWantsUsage(parsed.request), signal });
   return answerWhole(deps, call, response, sink, answerHeaders);
 }
 
@@ -126,14 +131,14 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
 async function passUpstreamRefusal(deps: ProxyDeps, call: OpenCall, response: Response, sink: ResponseSink, headers: Record<string, string>) {
   await release(deps, call, `upstream ${response.status}`);
   const text = await response.text().catch(() => "");
-  const status = PROXY_CREDENTIAL_STATUSES.has(response.status) || response.status < 400 ? 502 : response.status;
+  const status = PROXY_ACCOUNT_STATUSES.has(response.status) || response.status < 400 ? 502 : response.status;
   if (status !== response.status) logger.error("upstream refused the proxy", { status: response.status });
   const retryAfter = response.headers.get("retry-after");
   const body = status === response.status ? upstreamErrorBody(status, text) : upstreamErrorBody(502, "");
   await sendJson(sink, status, body, { ...headers, ...(retryAfter ? { "retry-after": retryAfter } : {}) });
 }
 
-/** A stream's first event was an error: the call failed before any token, like a refusal. */
+/** A stream's error came before it said anything: the call failed before any token, like a refusal. */
 class FailedBeforeFirstToken extends Error {
   constructor(readonly upstreamError: unknown) {
     super("the upstream stream failed before its first token");
@@ -147,49 +152,76 @@ const CUT_EVENT = `data: ${JSON.stringify({
   error: { message: "The model provider's stream broke off; the answer is incomplete", type: "server_error", code: "upstream_stream_cut", param: null },
 })}\n\n`;
 
+/** How long the end of an answer may wait on a client that does not read, once it is charged. */
+const END_WAIT_MS = 2_000;
+
+/** Resolves when `signal` aborts (the call's deadline). */
+const whenAborted = (signal: AbortSignal) =>
+  new Promise<"deadline">((resolve) => {
+    if (signal.aborted) resolve("deadline");
+    else signal.addEventListener("abort", () => resolve("deadline"), { once: true });
+  });
+
 async function streamThrough(
   deps: ProxyDeps,
   call: OpenCall,
   body: ReadableStream<Uint8Array>,
   sink: ResponseSink,
-  headers: Record<string, string>,
-  wantsUsage: boolean,
+  options: { headers: Record<string, string>; wantsUsage: boolean; signal: AbortSignal },
 ): Promise<void> {
+  const { headers, wantsUsage, signal } = options;
+  const deadline = whenAborted(signal);
   const state = newRelayState();
-  let started = false;
+  // Until the stream says something (OpenAI opens with a role-only chunk), its events wait here:
+  // an error before any token is then still a refusal with its own status, charged nothing.
+  let held: string[] | undefined = [];
+  /** the client stopped reading until the deadline: it is written no more, like a client gone */
+  let stalled = false;
+  const send = async (text: string) => {
+    if (sink.clientGone || stalled) return;
+    if ((await Promise.race([sink.write(text).then(() => "written" as const), deadline])) === "deadline") stalled = true;
+  };
   let broke: unknown;
   try {
     await readEvents(body, async (event) => {
       const text = relayEvent(event, state, wantsUsage);
-      if (!started) {
-        if (state.error !== undefined) throw new FailedBeforeFirstToken(state.error);
+      if (held !== undefined) {
+        if (state.error !== undefined && !state.said) throw new FailedBeforeFirstToken(state.error);
+        if (text !== undefined) held.push(text);
+        if (!state.said) return;
         sink.start(200, { ...SSE_HEADERS, ...headers });
-        started = true;
+        const waiting = held;
+        held = undefined;
+        for (const earlier of waiting) await send(earlier);
+        return;
       }
       // A client that left is not written to; the upstream is still read to its end for its usage.
-      if (text !== undefined && !sink.clientGone) await sink.write(text);
+      if (text !== undefined) await send(text);
     });
+    // A stream that ends without [DONE] or usage ended mid-answer, however cleanly it closed.
+    if (!state.done && !state.usage) broke = new Error("the stream ended without [DONE]");
   } catch (error) {
     broke = error;
   }
-  if (!started) {
-    await release(deps, call, broke instanceof FailedBeforeFirstToken ? "upstream error event" : "upstream stream empty");
+  if (held !== undefined) {
+    await release(deps, call, broke instanceof FailedBeforeFirstToken ? "upstream error event" : "upstream stream said nothing");
     const status = broke instanceof FailedBeforeFirstToken ? statusOfStreamError(broke.upstreamError) : 502;
     const detail = broke instanceof FailedBeforeFirstToken ? JSON.stringify({ error: broke.upstreamError }) : "";
     return sendJson(sink, status, upstreamErrorBody(status, detail), headers);
   }
   if (broke !== undefined) {
     logger.warn("upstream stream broke off", { requestId: call.requestId, error: (broke as Error).message });
-    if (!sink.clientGone) await sink.write(CUT_EVENT);
+    await send(CUT_EVENT);
   }
+  // Charged first: a client that does not read must not keep the call from being settled.
   await settle(deps, call, state.usage ?? estimate(call, state.produced.join("")));
-  await sink.end();
+  await Promise.race([sink.end(), new Promise((resolve) => setTimeout(resolve, END_WAIT_MS).unref())]);
 }
 
 /** An in-stream error's status: its numeric code when it has one (OpenRouter's), else 502. */
 function statusOfStreamError(error: unknown): number {
   const code = typeof error === "object" && error !== null ? Number((error as { code?: unknown }).code) : Number.NaN;
-  return Number.isInteger(code) && code >= 400 && code <= 599 && !PROXY_CREDENTIAL_STATUSES.has(code) ? code : 502;
+  return Number.isInteger(code) && code >= 400 && code <= 599 && !PROXY_ACCOUNT_STATUSES.has(code) ? code : 502;
 }
 
 async function answerWhole(deps: ProxyDeps, call: OpenCall, response: Response, sink: ResponseSink, headers: Record<string, string>): Promise<void> {
@@ -209,6 +241,12 @@ async function answerWhole(deps: ProxyDeps, call: OpenCall, response: Response, 
     answer = undefined;
   }
   const fields = typeof answer === "object" && answer !== null ? (answer as Record<string, unknown>) : {};
+  if (fields.error !== undefined && !Array.isArray(fields.choices)) {
+    // the provider's error in a 200 body: a failure before any token, as a stream's error event is
+    await release(deps, call, "upstream error body");
+    const status = statusOfStreamError(fields.error);
+    return sendJson(sink, status, upstreamErrorBody(status, JSON.stringify({ error: fields.error })), headers);
+  }
   const produced: string[] = [];
   if (Array.isArray(fields.choices)) {
     for (const choice of fields.choices as { message?: { content?: unknown; reasoning?: unknown; refusal?: unknown } }[]) {

@@ -42,6 +42,46 @@ export const chatRequestSchema = z.looseObject({
 
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
+/**
+ * The fields the proxy forwards: OpenAI's chat completion parameters whose cost the hold bounds.
+ * Anything else is refused by name (400), never forwarded: a provider may read a field to run
+ * another model (OpenRouter's `models` fallbacks, `route`), bill outside the token usage (its
+ * `plugins` web search, `web_search_options`, OpenAI's `service_tier`), add to the prompt after
+ * the hold (`plugins`, `prediction`) or produce what the text bound cannot count (`audio`,
+ * `modalities`, `reasoning` budgets).
+ */
+export const FORWARDED_FIELDS = new Set([
+  "model",
+  "messages",
+  "stream",
+  "stream_options",
+  "max_tokens",
+  "max_completion_tokens",
+  "n",
+  "temperature",
+  "top_p",
+  "frequency_penalty",
+  "presence_penalty",
+  "stop",
+  "seed",
+  "logit_bias",
+  "logprobs",
+  "top_logprobs",
+  "response_format",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "functions",
+  "function_call",
+  "user",
+  "safety_identifier",
+  "prompt_cache_key",
+  "metadata",
+  "store",
+  "reasoning_effort",
+  "verbosity",
+]);
+
 /** A body of the proxy, parsed: what the client sent (to forward) and what was checked (to price). */
 export interface ParsedChatRequest {
   /** the client's JSON as parsed, forwarded with the proxy's changes only (`upstreamBody`) */
@@ -70,6 +110,10 @@ export function parseChatRequest(text: string): ParsedChatRequest {
     throw new ValidationError("body: not valid JSON", "body");
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ValidationError("body: must be a JSON object", "body");
+  const unknown = Object.keys(raw).find((field) => !FORWARDED_FIELDS.has(field));
+  if (unknown !== undefined) {
+    throw new ValidationError(`${unknown.slice(0, 60)}: not accepted by this proxy (it cannot bound what it costs)`, unknown.slice(0, 60));
+  }
   const request = parseInput(chatRequestSchema, raw, { part: "body" });
   for (const [index, entry] of request.messages.entries()) {
     if (!Array.isArray(entry.content)) continue;
@@ -83,16 +127,29 @@ export function parseChatRequest(text: string): ParsedChatRequest {
   return { raw: raw as Record<string, unknown>, request };
 }
 
-/** The texts of a request the bound counts (lib/proxy/token-bound.ts). */
+/** Every key and string value inside `value`, depth first: all of it is text a provider may put in the prompt. */
+function collectStrings(value: unknown, into: string[]): void {
+  if (typeof value === "string") into.push(value);
+  else if (Array.isArray(value)) for (const item of value) collectStrings(item, into);
+  else if (typeof value === "object" && value !== null) {
+    for (const [key, inner] of Object.entries(value)) {
+      into.push(key);
+      collectStrings(inner, into);
+    }
+  }
+}
+
+/**
+ * The texts of a request the bound counts (lib/proxy/token-bound.ts): every string of each
+ * message, keys included (its role, name, content parts, tool calls of any kind, a legacy
+ * `function_call`, whatever a provider puts in the prompt), and the tool definitions, `tool_choice`
+ * and `response_format` as JSON. Counting every string rather than known fields means a field
+ * added to the message format later is held, not carried free.
+ */
 export function promptText(request: ChatRequest): PromptText {
   const messages = request.messages.map((entry) => {
-    const texts: string[] = [entry.role];
-    if (entry.name) texts.push(entry.name);
-    if (typeof entry.content === "string") texts.push(entry.content);
-    else for (const part of entry.content ?? []) texts.push(part.text ?? part.refusal ?? "");
-    if (entry.refusal) texts.push(entry.refusal);
-    for (const call of entry.tool_calls ?? []) texts.push(call.function?.name ?? "", call.function?.arguments ?? "");
-    if (entry.tool_call_id) texts.push(entry.tool_call_id);
+    const texts: string[] = [];
+    collectStrings(entry, texts);
     return texts;
   });
   // Sent once, formatted by the provider: counted as their JSON, which is at least as long.

@@ -15,12 +15,18 @@ export interface RelayState {
   produced: string[];
   /** the upstream sent `data: [DONE]` */
   done: boolean;
+  /**
+   * the stream has said something: a token (content, reasoning, a tool call, a refusal), a
+   * finish reason, usage or [DONE]. Until then (OpenAI's opening role-only chunk) an error is a
+   * failure before the first token.
+   */
+  said: boolean;
   /** an `{"error":…}` event the upstream sent in the stream */
   error?: unknown;
 }
 
 export function newRelayState(): RelayState {
-  return { events: 0, produced: [], done: false };
+  return { events: 0, produced: [], done: false, said: false };
 }
 
 type Delta = { content?: unknown; reasoning?: unknown; reasoning_content?: unknown; refusal?: unknown; tool_calls?: unknown };
@@ -45,8 +51,10 @@ function producedText(chunk: Record<string, unknown>, into: string[]): void {
  * `usage` field, as if the proxy were not there.
  */
 export function relayEvent(event: EventSourceMessage, state: RelayState, clientWantsUsage: boolean): string | undefined {
+  if (state.done) return undefined; // nothing after the end is part of the answer
   if (event.data === "[DONE]") {
     state.done = true;
+    state.said = true;
     return "data: [DONE]\n\n";
   }
   state.events += 1;
@@ -59,16 +67,24 @@ export function relayEvent(event: EventSourceMessage, state: RelayState, clientW
   if (typeof chunk !== "object" || chunk === null || Array.isArray(chunk)) return frame(event);
   const fields = chunk as Record<string, unknown>;
   if (fields.error !== undefined) state.error = fields.error;
+  const before = state.produced.length;
   producedText(fields, state.produced);
+  if (state.produced.slice(before).some((text) => text.length > 0) || hasFinishReason(fields)) state.said = true;
   if (!("usage" in fields)) return frame(event);
   const usage = reportedUsage(fields.usage);
-  if (usage) state.usage = usage;
+  if (usage) {
+    state.usage = usage;
+    state.said = true;
+  }
   if (clientWantsUsage) return frame(event);
   const choices = Array.isArray(fields.choices) ? fields.choices : [];
   if (choices.length === 0 && fields.error === undefined) return undefined; // the usage-only chunk
   const { usage: _usage, ...rest } = fields;
   return frame({ ...event, data: JSON.stringify(rest) });
 }
+
+const hasFinishReason = (chunk: Record<string, unknown>) =>
+  Array.isArray(chunk.choices) && (chunk.choices as { finish_reason?: unknown }[]).some((choice) => typeof choice?.finish_reason === "string");
 
 function frame(event: EventSourceMessage): string {
   const lines = [];

@@ -26,8 +26,12 @@ afterAll(() => fx.close());
 const CHATS = 100;
 const AFFORDABLE = 20;
 const MAX_TOKENS = 30_000;
-/** every admitted stream waits this long before its first token, so all 100 authorizes are decided while the 20 holds are open */
-const FIRST_TOKEN_DELAY_MS = 4_000;
+/**
+ * Every admitted stream waits for its first token until all the refusals are in (or this long,
+ * after which a count above 20 fails the test): so every authorize is decided while the 20 holds
+ * are open, however slow the machine.
+ */
+const BARRIER_TIMEOUT_MS = 30_000;
 const REPLY = Array.from({ length: 30 }, (_, index) => `token${index}`).join(" ");
 
 /** of the admitted streams: every 5th the provider cuts (by arrival), and the first ABORTS others their clients abort */
@@ -46,13 +50,19 @@ describe("proxy storm", () => {
     await fx.setBalance(userId, AFFORDABLE * hold + hold - 1);
 
     const callsBefore = fx.upstream.calls.length;
+    let refusals = 0;
+    let openBarrier: () => void = () => undefined;
+    const barrier = new Promise<void>((resolve) => {
+      openBarrier = resolve;
+      setTimeout(resolve, BARRIER_TIMEOUT_MS).unref();
+    });
     const cut = new Set<number>();
     const aborted = new Set<number>();
     fx.upstream.scenario((request) => {
       const index = Number(String((request.messages as { content: string }[])[0]?.content).split(" ")[1]);
       const cutThis = (fx.upstream.calls.length - callsBefore) % 5 === 2;
       if (cutThis) cut.add(index);
-      return { reply: REPLY, firstTokenDelayMs: FIRST_TOKEN_DELAY_MS, tokenDelayMs: 3, ...(cutThis ? { cutAfterChunks: 6 } : {}) };
+      return { reply: REPLY, startWhen: barrier, tokenDelayMs: 3, ...(cutThis ? { cutAfterChunks: 6 } : {}) };
     });
     const token = await userToken(userId);
     const started = Date.now();
@@ -81,6 +91,8 @@ describe("proxy storm", () => {
           return { index, admitted: true, seen };
         } catch (error) {
           refusedAt.push(Date.now() - started);
+          refusals += 1;
+          if (refusals === CHATS - AFFORDABLE) openBarrier();
           return { index, admitted: false, status: (error as { status?: number }).status, seen: "" };
         }
       }),
@@ -89,8 +101,8 @@ describe("proxy storm", () => {
     const admitted = outcomes.filter((outcome) => outcome.admitted);
     expect(admitted).toHaveLength(AFFORDABLE);
     expect(outcomes.filter((outcome) => !outcome.admitted).every((outcome) => outcome.status === 402)).toBe(true);
-    // every refusal was decided while the 20 holds were all still open (no settle had freed credits)
-    expect(Math.max(...refusedAt)).toBeLessThan(FIRST_TOKEN_DELAY_MS);
+    // every refusal was decided while the 20 holds were all still open (the barrier: no token, so no settle, before)
+    expect(Math.max(...refusedAt)).toBeLessThan(BARRIER_TIMEOUT_MS);
     const calls = fx.upstream.calls.slice(callsBefore);
     expect(calls).toHaveLength(AFFORDABLE);
 

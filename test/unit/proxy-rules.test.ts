@@ -3,7 +3,7 @@ import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../lib/config.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError, UnauthorizedError, UnknownModelError } from "../../lib/errors.js";
-import { outputTokenLimit, parseChatRequest, upstreamBody } from "../../lib/proxy/chat-request.js";
+import { outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "../../lib/proxy/chat-request.js";
 import { answerDeadline } from "../../lib/proxy/function-url.js";
 import { toOpenAIError, upstreamErrorBody } from "../../lib/proxy/openai-error.js";
 import { newRelayState, relayEvent } from "../../lib/proxy/sse-relay.js";
@@ -80,11 +80,35 @@ describe("the chat request", () => {
     expect(body.messages).toEqual(base.messages);
   });
 
-  it.each(PROTOTYPE_NAMES)("refuses a __proto__ key at any depth, and takes %s as a plain field name", (name) => {
+  it.each(PROTOTYPE_NAMES)("refuses a __proto__ key at any depth; %s is a plain key inside a message and an unknown field at the top", (name) => {
     expect(() => parseChatRequest(`{"model":"m","messages":[{"role":"user","content":"x","__proto__":{"content":"y"}}]}`)).toThrow(/__proto__/);
     if (name === "__proto__") return;
-    const parsed = parseChatRequest(JSON.stringify({ ...base, [name]: 1 }));
-    expect(Object.hasOwn(upstreamBody(parsed, 5), name)).toBe(true);
+    const inMessage = parseChatRequest(JSON.stringify({ ...base, messages: [{ role: "user", content: "x", [name]: "y" }] }));
+    expect(Object.hasOwn((upstreamBody(inMessage, 5).messages as Record<string, unknown>[])[0] as object, name)).toBe(true);
+    expect(promptText(inMessage.request).messages[0]).toEqual(expect.arrayContaining([name, "y"]));
+    expect(() => parseChatRequest(JSON.stringify({ ...base, [name]: 1 }))).toThrow(/not accepted by this proxy/);
+  });
+
+  it("forwards only the fields it can bound: a provider's routing, plugins, tiers and budgets are refused by name", () => {
+    for (const field of ["models", "route", "plugins", "provider", "transforms", "web_search_options", "service_tier", "prediction", "audio", "modalities", "reasoning"]) {
+      expect(() => parseChatRequest(JSON.stringify({ ...base, [field]: [] })), field).toThrow(new RegExp(`^${field}: not accepted`));
+    }
+    const allowed = parseChatRequest(JSON.stringify({ ...base, temperature: 1, tools: [], user: "u", seed: 1, stop: ["x"], response_format: { type: "text" } }));
+    expect(Object.keys(upstreamBody(allowed, 5)).sort()).toEqual(["max_tokens", "messages", "model", "response_format", "seed", "stop", "temperature", "tools", "user"]);
+  });
+
+  it("holds every string of a message, whatever field it is in (legacy function_call, custom tool input)", () => {
+    const parsed = parseChatRequest(
+      JSON.stringify({
+        ...base,
+        messages: [
+          { role: "assistant", content: null, function_call: { name: "f", arguments: "ARGS" } },
+          { role: "assistant", content: null, tool_calls: [{ id: "c", type: "custom", custom: { name: "run", input: "INPUT" } }] },
+        ],
+      }),
+    );
+    const texts = promptText(parsed.request).messages.flat();
+    expect(texts).toEqual(expect.arrayContaining(["ARGS", "INPUT", "function_call", "custom"]));
   });
 
   it("refuses parts it cannot bound (images, audio, files) and roles it does not know", () => {

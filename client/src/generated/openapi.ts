@@ -386,7 +386,7 @@ export interface components {
     schemas: {
         AuthorizeRequest: {
             userId: string;
-            requestId: string;
+            requestId: string & (unknown & unknown);
             model: string;
             inputTokens: number;
             maxOutputTokens: number;
