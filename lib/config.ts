@@ -96,6 +96,8 @@ const schema = z.object({
   /** the delivery queue and its dead-letter queue (SQS queue URLs) */
   WEBHOOK_QUEUE_URL: blankAsUnset(z.optional(httpUrl())),
   WEBHOOK_DLQ_URL: blankAsUnset(z.optional(httpUrl())),
+  /** auto top-up's job queue (lib/topup): the stream consumer sends crossings to it; unset: no auto top-up runs */
+  TOPUP_QUEUE_URL: blankAsUnset(z.optional(httpUrl())),
   /** another SQS endpoint: the local stand-in (infra/local/sqs-local.ts) */
   SQS_ENDPOINT: blankAsUnset(z.optional(httpUrl())),
   WEBHOOK_TIMEOUT_SECONDS: wholeNumber(10, 1, 60),
@@ -124,7 +126,7 @@ const schema = z.object({
  * without them an event that needs them stays parked. Checked even when single variables are bad, so every problem is
  * named at once.
  */
-export type ConfigProfile = "api" | "webhook" | "sweep" | "stream" | "deliver" | "proxy";
+export type ConfigProfile = "api" | "webhook" | "sweep" | "stream" | "deliver" | "proxy" | "topup";
 
 /**
  * The event functions (lib/events): with an endpoint set, the stream consumer needs the queue to

@@ -44,7 +44,15 @@ export const FUNCTIONS = {
   subscribe: {
     entry: "functions/subscribe.ts",
     // everything that changes what a user pays: the one billing function that writes on request
-    routes: ["POST /v1/billing/subscribe", "POST /v1/billing/checkout", "POST /v1/billing/change-plan", "POST /v1/billing/cancel"],
+    routes: [
+      "POST /v1/billing/subscribe",
+      "POST /v1/billing/checkout",
+      "POST /v1/billing/change-plan",
+      "POST /v1/billing/cancel",
+      "GET /v1/billing/auto-topup",
+      "PUT /v1/billing/auto-topup",
+      "POST /v1/billing/payment-method",
+    ],
     auth: "jwt",
     table: "readWrite",
     secrets: ["AUTH_JWT_SECRET", "STRIPE_SECRET_KEY"],
@@ -151,3 +159,20 @@ export const PROXY_FUNCTION = {
   timeoutSeconds: 600,
   memoryMb: 1024,
 } as const satisfies Omit<FunctionSpec, "routes" | "auth"> & { paths: readonly string[] };
+
+/**
+ * Auto top-up's function (lib/topup): it takes the threshold crossings the stream consumer queues
+ * (its own SQS queue), charges the user's saved card through a one-off Stripe invoice and writes
+ * the top-up's state. `npm start` runs it in process on the SQS stand-in (infra/local/events.ts);
+ * the CDK stack as a Lambda with an SQS event source (infra/constructs/auto-top-up.ts).
+ */
+export const TOPUP_FUNCTION = {
+  entry: "functions/auto-topup.ts",
+  trigger: "queue",
+  table: "readWrite",
+  // it charges saved cards (the pack price ids come with the key, as for the webhook)
+  secrets: ["STRIPE_SECRET_KEY"],
+  // a batch of jobs one after another, each a few Stripe calls (10 s timeout, 2 SDK retries each)
+  timeoutSeconds: 120,
+  memoryMb: 512,
+} as const satisfies Omit<EventFunctionSpec, "trigger"> & { trigger: "queue"; table: TableAccess };

@@ -45,13 +45,25 @@ export interface LocalEventsOptions {
   tableName: string;
   consume: StreamHandler;
   /** unset: no deliverer (nothing is queued without an endpoint either) */
-  deliver?: { handler: QueueHandler; sqs: SQSClient; queueUrl: string; workers?: number };
+  deliver?: LocalQueueConsumer;
+  /** unset: no auto top-up (functions/auto-topup.ts on its queue) */
+  topUp?: LocalQueueConsumer;
   /** "now": only changes after the start (npm start); "oldest": everything the stream still holds */
   from?: "now" | "oldest";
   /** stream records per batch, as the event source mapping's batch size */
   batchSize?: number;
   pollMs?: number;
   onError?: (what: string, error: unknown) => void;
+}
+
+/** A queue and the handler its event source mapping would invoke. */
+export interface LocalQueueConsumer {
+  handler: QueueHandler;
+  sqs: SQSClient;
+  queueUrl: string;
+  workers?: number;
+  /** named in the errors it logs */
+  name?: string;
 }
 
 export interface LocalEvents {
@@ -170,15 +182,16 @@ export async function startLocalEvents(options: LocalEventsOptions): Promise<Loc
   })();
 
   const workers: Promise<void>[] = [];
-  const deliver = options.deliver;
-  if (deliver) {
-    for (let worker = 0; worker < (deliver.workers ?? 4); worker++) {
+  for (const consumer of [options.deliver, options.topUp]) {
+    if (!consumer) continue;
+    const name = consumer.name ?? "queue consumer";
+    for (let worker = 0; worker < (consumer.workers ?? 4); worker++) {
       workers.push(
         (async () => {
           while (running) {
             try {
-              const received = await deliver.sqs.send(
-                new ReceiveMessageCommand({ QueueUrl: deliver.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ["All"], MessageAttributeNames: ["All"] }),
+              const received = await consumer.sqs.send(
+                new ReceiveMessageCommand({ QueueUrl: consumer.queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ["All"], MessageAttributeNames: ["All"] }),
               );
               const messages = received.Messages ?? [];
               if (messages.length === 0) continue;
@@ -194,21 +207,21 @@ export async function startLocalEvents(options: LocalEventsOptions): Promise<Loc
               } as unknown as SQSEvent;
               let keep: Set<string>;
               try {
-                const response = await deliver.handler(event);
+                const response = await consumer.handler(event);
                 keep = new Set((response?.batchItemFailures ?? []).map((failure) => failure.itemIdentifier));
               } catch (error) {
                 // a thrown invocation keeps the whole batch: it comes back after the visibility timeout
-                onError("webhook deliverer failed", error);
+                onError(`${name} failed`, error);
                 continue;
               }
               const done = messages.filter((message) => !keep.has(message.MessageId ?? ""));
               if (done.length > 0) {
-                await deliver.sqs.send(
-                  new DeleteMessageBatchCommand({ QueueUrl: deliver.queueUrl, Entries: done.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })) }),
+                await consumer.sqs.send(
+                  new DeleteMessageBatchCommand({ QueueUrl: consumer.queueUrl, Entries: done.map((message, index) => ({ Id: String(index), ReceiptHandle: message.ReceiptHandle })) }),
                 );
               }
             } catch (error) {
-              if (running) onError("queue poller failed", error);
+              if (running) onError(`${name}'s queue poller failed`, error);
               await pause(500);
             }
           }

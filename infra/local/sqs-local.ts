@@ -223,4 +223,7 @@ export async function startLocalSqs(options: { port?: number; queues: LocalQueue
 export const LOCAL_WEBHOOK_QUEUES: LocalQueueDefinition[] = [
   { name: "creditgate-webhooks", visibilityTimeoutSeconds: 30, redrive: { deadLetterQueue: "creditgate-webhooks-dlq", maxReceiveCount: 60 } },
   { name: "creditgate-webhooks-dlq" },
+  // auto top-up's jobs (lib/topup): a failed one comes back after 30 s, 10 times, then dead-letters
+  { name: "creditgate-topups", visibilityTimeoutSeconds: 30, redrive: { deadLetterQueue: "creditgate-topups-dlq", maxReceiveCount: 10 } },
+  { name: "creditgate-topups-dlq" },
 ];

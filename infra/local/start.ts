@@ -28,7 +28,7 @@ import { AppError, NotFoundError } from "../../lib/errors.js";
 import { errorResponse } from "../../lib/http/error-response.js";
 import { createTable } from "../../lib/ledger/create-table.js";
 import { withInvocationLogger } from "../../lib/logger.js";
-import { EVENT_FUNCTIONS, type EventFunctionName, FUNCTIONS, type FunctionName, type FunctionSpec, routeTable } from "../../lib/routes.js";
+import { EVENT_FUNCTIONS, type EventFunctionName, FUNCTIONS, type FunctionName, type FunctionSpec, routeTable, TOPUP_FUNCTION } from "../../lib/routes.js";
 import { sqsClient } from "../../lib/events/runtime.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent, writeResult } from "./api-gateway.js";
 import { devPrices } from "./dev-prices.js";
@@ -154,6 +154,8 @@ async function serve(dynamo: LocalDynamo): Promise<void> {
     SQS_ENDPOINT: sqs.endpoint,
     WEBHOOK_QUEUE_URL: sqs.queueUrl("creditgate-webhooks"),
     WEBHOOK_DLQ_URL: sqs.queueUrl("creditgate-webhooks-dlq"),
+    // auto top-up's jobs, from the stream consumer to functions/auto-topup.ts
+    TOPUP_QUEUE_URL: sqs.queueUrl("creditgate-topups"),
     // set but blank: webhooks off; unset: to `npm run webhook:listen`
     APP_WEBHOOK_URL: process.env.APP_WEBHOOK_URL ?? WEBHOOK_LISTEN_URL,
     // a failing endpoint is retried sooner than when deployed (the first wait 2 s, not 10 s)
@@ -283,14 +285,23 @@ async function startWebhookEvents(dynamo: LocalDynamo): Promise<LocalEvents> {
       return withInvocationLogger(context, () => module.handler(event, context));
     }) as T;
   };
+  const sqs = sqsClient({ SQS_ENDPOINT: process.env.SQS_ENDPOINT, AWS_REGION: "local" });
+  const topUp = (await import(pathToFileURL(resolve(TOPUP_FUNCTION.entry)).href)) as { handler: Handler };
   return startLocalEvents({
     dynamoEndpoint: dynamo.endpoint,
     tableName: process.env.TABLE_NAME as string,
     consume: await load<StreamHandler>("streamConsumer"),
-    deliver: {
-      handler: await load<QueueHandler>("webhookDeliverer"),
-      sqs: sqsClient({ SQS_ENDPOINT: process.env.SQS_ENDPOINT, AWS_REGION: "local" }),
-      queueUrl: process.env.WEBHOOK_QUEUE_URL as string,
+    deliver: { name: "webhook deliverer", handler: await load<QueueHandler>("webhookDeliverer"), sqs, queueUrl: process.env.WEBHOOK_QUEUE_URL as string },
+    topUp: {
+      name: "auto top-up",
+      // one worker: a user's jobs one after another, as the function takes a batch
+      workers: 1,
+      handler: ((event) => {
+        const context = localContext("autoTopUp", TOPUP_FUNCTION.timeoutSeconds * 1000);
+        return withInvocationLogger(context, () => topUp.handler(event, context));
+      }) as QueueHandler,
+      sqs,
+      queueUrl: process.env.TOPUP_QUEUE_URL as string,
     },
   });
 }

@@ -10,6 +10,7 @@ import {
   replayParkedEvents,
   stripeClient,
 } from "../../lib/billing/index.js";
+import { createDynamoTopUpStore } from "../../lib/topup/dynamo-topup-store.js";
 import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { STRIPE_PRICE_VARS } from "../../lib/config.js";
 import { AppError, NotFoundError } from "../../lib/errors.js";
@@ -32,6 +33,7 @@ export function billingDepsFromEnv(env: NodeJS.ProcessEnv, ledger: LedgerDeps, c
   return {
     ledger,
     store: createDynamoBillingStore(client, tableName),
+    topUps: createDynamoTopUpStore(client, tableName),
     stripe: env.STRIPE_SECRET_KEY
       ? createStripePort(stripeClient(env.STRIPE_SECRET_KEY, { ...(env.STRIPE_API_BASE ? { apiBase: env.STRIPE_API_BASE } : {}), maxNetworkRetries: 2 }))
       : undefined,

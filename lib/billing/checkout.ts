@@ -119,7 +119,8 @@ const checkoutSession =
         client_reference_id: account.userId,
         line_items: [{ price, quantity: 1 }],
         metadata,
-        ...(kind === "subscription" ? { subscription_data: { metadata } } : { payment_intent_data: { metadata } }),
+        // a pack's card is saved for off-session charges: auto top-up (lib/topup) charges it later
+        ...(kind === "subscription" ? { subscription_data: { metadata } } : { payment_intent_data: { metadata, setup_future_usage: "off_session" } }),
         success_url: successUrl(deps, kind),
         cancel_url: appLink(deps, "billing/cancel"),
         expires_at: Math.floor(expiresAt / 1000),

@@ -2,12 +2,15 @@ import { StripeNotConfiguredError } from "../errors.js";
 import type { LedgerDeps } from "../ledger/deps.js";
 import type { PriceBook } from "./prices.js";
 import type { BillingStore } from "./store.js";
+import type { TopUpStore } from "../topup/store.js";
 import type { StripePort } from "./stripe-port.js";
 
 /** What every billing use case needs; built once per container (lib/runtime). */
 export interface BillingDeps {
   ledger: LedgerDeps;
   store: BillingStore;
+  /** auto top-up's settings and state (lib/topup) */
+  topUps: TopUpStore;
   /** undefined when STRIPE_SECRET_KEY is not set: Stripe calls answer 503 STRIPE_NOT_CONFIGURED */
   stripe: StripePort | undefined;
   prices: PriceBook;

@@ -1,5 +1,6 @@
 import type * as z from "zod/mini";
 import { isPackId, type PackId, type PlanId, planOf } from "../catalog.js";
+import { topUpPaid } from "../topup/paid.js";
 import { clawBack, ensureAccount, grantCredits } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import { ownValue } from "../own-keys.js";
@@ -206,6 +207,10 @@ const onInvoicePaid: Handler = async (deps, event) => {
   await ensureAccount(deps.ledger, userId);
   await deps.store.clearPaymentFailed(userId, eventTime(event));
   const reason = invoice.billing_reason ?? "";
+  if (!details.subscription) {
+    const pack = await onPackInvoicePaid(deps, userId, invoice);
+    if (pack) return pack;
+  }
 
   const line = subscriptionLines(invoice)
     .map((candidate) => ({ ...candidate, plan: deps.prices.planOfPrice(candidate.price) }))
@@ -278,6 +283,36 @@ const onInvoicePaid: Handler = async (deps, event) => {
   }
   return "ignored_billing_reason";
 };
+
+/**
+ * A paid one-off invoice that sold one configured pack (auto top-up's, lib/topup, or one made in
+ * the Dashboard with a pack's price): the pack is granted once per invoice, as a purchase its
+ * refunds and disputes take back from, like a pack bought by checkout. Undefined when the invoice
+ * sold no pack (or more than one kind of line). An auto top-up invoice also ends its top-up as
+ * succeeded, if the function that charged it died before recording that.
+ */
+async function onPackInvoicePaid(deps: BillingDeps, userId: string, invoice: StripeInvoice): Promise<string | undefined> {
+  const prices = subscriptionLines(invoice).map((line) => line.price);
+  const packs = [...new Set(prices.map((price) => deps.prices.packOfPrice(price)))];
+  const pack = packs.length === 1 ? packs[0] : undefined;
+  const definition = pack ? ownValue(deps.ledger.catalog.packs, pack) : undefined;
+  if (!pack || !definition || prices.length !== 1) return undefined;
+  const topUpSeq = Number(invoice.metadata?.autoTopUp);
+  const result = await grantPurchase(
+    deps,
+    {
+      userId,
+      key: `pack#${invoice.id}`,
+      amount: definition.credits,
+      bucket: "purchased",
+      reason: "pack",
+      refs: { invoice: invoice.id, pack, ...(Number.isSafeInteger(topUpSeq) && topUpSeq > 0 ? { autoTopUp: topUpSeq } : {}) },
+    },
+    { id: invoice.id, amountCents: invoice.amount_paid },
+  );
+  if (Number.isSafeInteger(topUpSeq) && topUpSeq > 0) await topUpPaid(deps, userId, topUpSeq, invoice.id);
+  return result.applied ? "pack_granted" : "pack_already_granted";
+}
 
 /** What `invoice.paid` of an upgrade's proration invoice answers. */
 const topUpOutcome = (topUp: UpgradeTopUpResult) =>

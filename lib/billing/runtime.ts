@@ -5,6 +5,7 @@ import { type AppDeps, buildAppDeps, dynamoClient, ledgerDeps, sweepLedgerDeps }
 import type { ScheduleStore } from "../sweep/schedule-store.js";
 import { BILLING_DEFAULTS, type BillingDeps } from "./deps.js";
 import { createDynamoBillingStore } from "./dynamo-billing-store.js";
+import { createDynamoTopUpStore } from "../topup/dynamo-topup-store.js";
 import { priceBookFromConfig } from "./prices.js";
 import { createStripePort, stripeClient } from "./stripe-port.js";
 
@@ -21,6 +22,7 @@ export function billingDeps(cfg: Config, ledger: LedgerDeps, client: DynamoDBCli
   return {
     ledger,
     store: createDynamoBillingStore(client, cfg.TABLE_NAME),
+    topUps: createDynamoTopUpStore(client, cfg.TABLE_NAME),
     stripe: cfg.STRIPE_SECRET_KEY
       ? createStripePort(stripeClient(cfg.STRIPE_SECRET_KEY, { apiBase: cfg.STRIPE_API_BASE, maxNetworkRetries: 2 }))
       : undefined,
@@ -59,6 +61,21 @@ export function webhookDeps(): { billing: BillingDeps } {
     webhookCached = { billing: billingDeps(cfg, ledgerDeps(cfg, client), client) };
   }
   return webhookCached;
+}
+
+let topUpCached: { billing: BillingDeps } | undefined;
+
+/**
+ * Auto top-up's deps (functions/auto-topup.ts), from the "topup" config profile: the table, the
+ * Stripe key and the pack price ids; no JWT secret, no APP_URL (it answers no request).
+ */
+export function topUpDeps(): { billing: BillingDeps } {
+  if (!topUpCached) {
+    const cfg = config("topup");
+    const client = dynamoClient(cfg);
+    topUpCached = { billing: billingDeps(cfg, ledgerDeps(cfg, client), client) };
+  }
+  return topUpCached;
 }
 
 /** What the scheduled sweep works with: the ledger's due indexes, and billing for the parked Stripe events it retries. */

@@ -13,6 +13,17 @@ export const subscribeBody = z.pipe(
 
 export const packCheckoutBody = z.strictObject({ pack: z.enum(PACK_IDS) });
 
+/**
+ * PUT /v1/billing/auto-topup: the whole setting, every field (a PUT replaces it). The limits keep
+ * a typo from becoming a runaway: at most 100 top-ups a month, a threshold below 100 million.
+ */
+export const autoTopUpBody = z.strictObject({
+  enabled: z.boolean(),
+  threshold: z.number().check(z.int(), z.minimum(1), z.maximum(100_000_000)),
+  pack: z.enum(PACK_IDS),
+  monthlyLimit: z.number().check(z.int(), z.minimum(1), z.maximum(100)),
+});
+
 export const changePlanBody = z.strictObject({ plan: z.enum(PLAN_IDS) });
 
 /** portal and cancel take no input: no body, or an empty object. */

@@ -119,6 +119,8 @@ export const invoiceSchema = z.looseObject({
   billing_reason: z.nullish(z.string()),
   status: z.nullish(z.string()),
   amount_paid: z.number().check(z.int()),
+  /** an invoice's own metadata: a one-off invoice's (auto top-up writes `autoTopUp`, its sequence number) */
+  metadata: z.nullish(metadataSchema),
   parent: z.nullish(
     z.looseObject({
       subscription_details: z.nullish(z.looseObject({ subscription: idOrObject, metadata: metadataSchema })),

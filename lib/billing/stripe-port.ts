@@ -30,13 +30,54 @@ export interface StripePort {
   invoiceForPaymentIntent(paymentIntentId: string): Promise<string | undefined>;
   /** The price ids a Checkout Session sold (its line items); undefined when Stripe has no such session. */
   checkoutSessionPrices(sessionId: string): Promise<string[] | undefined>;
+  /** The card an off-session charge uses: the customer's default for invoices, else its newest saved card. */
+  savedPaymentMethod(customer: string): Promise<string | undefined>;
+  /**
+   * A one-off invoice for one price, charged to `paymentMethod`, finalized (open). Three calls
+   * (create, add the item, finalize), each with its own key from `intent`: a retry after a crash
+   * gets the same invoice, never a second one.
+   */
+  createOneOffInvoice(
+    input: { customer: string; paymentMethod: string; price: string; metadata: Record<string, string> },
+    intent: string,
+  ): Promise<InvoiceView>;
+  /** Pays an open invoice off-session: the paid invoice, or PaymentFailedError / PaymentActionRequiredError. */
+  payInvoice(id: string, paymentMethod: string, intent: string): Promise<InvoiceView>;
+  retrieveInvoice(id: string): Promise<InvoiceView | undefined>;
+  voidInvoice(id: string, intent: string): Promise<InvoiceView>;
 }
+
+/** What billing reads of an invoice it made. */
+export interface InvoiceView {
+  id: string;
+  status: string;
+  /** the page where the customer pays or confirms it (set once finalized) */
+  hostedUrl?: string;
+  amountDue: number;
+}
+
+const invoiceView = (invoice: Stripe.Invoice): InvoiceView => ({
+  id: invoice.id as string,
+  status: invoice.status ?? "draft",
+  ...(invoice.hosted_invoice_url ? { hostedUrl: invoice.hosted_invoice_url } : {}),
+  amountDue: invoice.amount_due,
+});
 
 export class PaymentFailedError extends AppError {
   constructor(message = "The payment was declined; update the payment method in the billing portal") {
     super(402, "PAYMENT_FAILED", message);
   }
 }
+
+/** An off-session payment the bank wants the customer to confirm (3-D Secure): only they can, on the invoice's page. */
+export class PaymentActionRequiredError extends AppError {
+  constructor() {
+    super(402, "PAYMENT_ACTION_REQUIRED", "The payment needs the customer's confirmation");
+  }
+}
+
+/** Stripe's codes for a payment that needs the customer (an off-session charge cannot complete it). */
+const ACTION_REQUIRED_CODES = new Set(["authentication_required", "invoice_payment_intent_requires_action"]);
 
 export interface StripeClientOptions {
   /** e.g. http://127.0.0.1:12111 for a local Stripe-compatible server (STRIPE_API_BASE) */
@@ -75,6 +116,7 @@ function mapStripeError(operation: string, error: unknown): never {
   if (error instanceof AppError) throw error;
   if (error instanceof Stripe.errors.StripeCardError) {
     logger.info("stripe declined a payment", { operation, code: error.code, declineCode: error.decline_code });
+    if (error.code && ACTION_REQUIRED_CODES.has(error.code)) throw new PaymentActionRequiredError();
     throw new PaymentFailedError();
   }
   const stripeError = error instanceof Stripe.errors.StripeError ? error : undefined;
@@ -182,6 +224,53 @@ export function createStripePort(client: Stripe): StripePort {
           throw error;
         }
       }),
+
+    savedPaymentMethod: (customer) =>
+      call("customers.retrieve", async () => {
+        const found = await client.customers.retrieve(customer);
+        const preferred = "deleted" in found && found.deleted ? undefined : idOf((found as Stripe.Customer).invoice_settings?.default_payment_method);
+        if (preferred) return preferred;
+        const page = await client.customers.listPaymentMethods(customer, { type: "card", limit: 1 });
+        return page.data[0]?.id;
+      }),
+
+    createOneOffInvoice: ({ customer, paymentMethod, price, metadata }, intent) =>
+      call("invoices.create", async () => {
+        const params: Stripe.InvoiceCreateParams = {
+          customer,
+          collection_method: "charge_automatically",
+          auto_advance: false,
+          // only the item added below: never another pending item of the customer's
+          pending_invoice_items_behavior: "exclude",
+          default_payment_method: paymentMethod,
+          metadata,
+        };
+        const draft = await client.invoices.create(params, { idempotencyKey: idempotencyKey(`${intent}:invoice`, params) });
+        const id = draft.id as string;
+        const item: Stripe.InvoiceItemCreateParams = { customer, invoice: id, pricing: { price }, metadata };
+        await client.invoiceItems.create(item, { idempotencyKey: idempotencyKey(`${intent}:item`, item) });
+        const finalized = await client.invoices.finalizeInvoice(id, { auto_advance: false }, { idempotencyKey: idempotencyKey(`${intent}:finalize`, { id }) });
+        return invoiceView(finalized);
+      }),
+
+    payInvoice: (id, paymentMethod, intent) =>
+      call("invoices.pay", async () => {
+        const params = { off_session: true, payment_method: paymentMethod };
+        return invoiceView(await client.invoices.pay(id, params, { idempotencyKey: idempotencyKey(intent, { id, ...params }) }));
+      }),
+
+    retrieveInvoice: (id) =>
+      call("invoices.retrieve", async () => {
+        try {
+          return invoiceView(await client.invoices.retrieve(id));
+        } catch (error) {
+          if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return undefined;
+          throw error;
+        }
+      }),
+
+    voidInvoice: (id, intent) =>
+      call("invoices.voidInvoice", async () => invoiceView(await client.invoices.voidInvoice(id, {}, { idempotencyKey: idempotencyKey(intent, { id }) }))),
   };
 }
 

@@ -39,6 +39,8 @@ function accountImage(item: Record<string, unknown>): AccountImage {
     ...(fields.paymentFailedAt !== undefined ? { paymentFailedAt: fields.paymentFailedAt } : {}),
     // a billing attribute (its keys are Stripe subscription ids, decoded by readItem)
     ...(readItem(image(item)).endedSubscriptions ? { endedSubscriptions: readItem(image(item)).endedSubscriptions } : {}),
+    // auto top-up's attribute (lib/topup/dynamo-topup-store.ts)
+    ...(typeof readItem(image(item)).autoTopUpBelow === "number" ? { autoTopUpBelow: readItem(image(item)).autoTopUpBelow } : {}),
   };
 }
 

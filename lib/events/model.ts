@@ -27,6 +27,8 @@ export type AccountImage = Pick<AccountRecord, "userId" | "plan" | "interval" | 
   Partial<Pick<AccountRecord, "subscription" | "paymentFailedAt">> & {
     /** subscription id → when it ended, for subscriptions that ended while not (or no longer) the current one (billing's `endedSubscriptions`) */
     endedSubscriptions?: Readonly<Record<string, number>>;
+    /** auto top-up's threshold while it is on (lib/topup): a fall of `available` below it starts a top-up */
+    autoTopUpBelow?: number;
   };
 
 /**

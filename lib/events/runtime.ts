@@ -9,6 +9,7 @@ import { publishTableChanges } from "./publish.js";
 import type { QueuedDelivery } from "./queue.js";
 import { DEFAULT_RETRY_POLICY } from "./retry.js";
 import { sqsDeliveryQueue, sqsEventQueue } from "./sqs-queues.js";
+import { sqsTopUpQueue } from "../topup/queue.js";
 
 // The deliverer's signing secret arrives as APP_WEBHOOK_SECRET_ARN when deployed (lib/secrets.ts).
 await loadSecretsIntoEnv();
@@ -31,7 +32,8 @@ export type StreamConsumer = (records: readonly StreamRecordLike[]) => Promise<{
 /** The stream consumer: records → events → the delivery queue; without an endpoint nothing is queued. */
 export function buildStreamConsumer(cfg: Config, client: SQSClient = sqsClient(cfg)): StreamConsumer {
   const queue = cfg.APP_WEBHOOK_URL && cfg.WEBHOOK_QUEUE_URL ? sqsEventQueue(client, cfg.WEBHOOK_QUEUE_URL) : undefined;
-  return (records) => publishTableChanges({ queue, catalog }, tableChangesOf(records));
+  const topUps = cfg.TOPUP_QUEUE_URL ? sqsTopUpQueue(client, cfg.TOPUP_QUEUE_URL) : undefined;
+  return (records) => publishTableChanges({ queue, topUps, catalog }, tableChangesOf(records));
 }
 
 export function buildDeliverDeps(cfg: Config, client: SQSClient = sqsClient(cfg), post: HttpPost = fetchPost): DeliverDeps {

@@ -18,6 +18,8 @@ export const CONFLICT_REASONS = [
   "NO_SUBSCRIPTION",
   "SAME_PLAN",
   "PERIOD_RENEWING",
+  "PAYMENT_METHOD_REQUIRED",
+  "PACK_NOT_SOLD",
 ] as const;
 
 function errorBody<C extends string, D extends Record<string, z.core.SomeType>>(code: C, details: D) {

@@ -76,6 +76,33 @@ export const checkoutResponse = z.object({ checkoutUrl: z.string() });
 
 export const portalResponse = z.object({ portalUrl: z.string() });
 
+/** Auto top-up's settings and where the user's top-ups stand (lib/topup/settings.ts `viewOf`). */
+export const autoTopUpResponse = z.object({
+  enabled: z.boolean(),
+  threshold: z.nullable(credits),
+  pack: z.nullable(z.string()),
+  monthlyLimit: z.nullable(z.number().check(z.int())),
+  /** top-ups started this calendar month (UTC); declined ones do not count */
+  startedThisMonth: z.number().check(z.int()),
+  failuresInARow: z.number().check(z.int()),
+  /** this many failures in a row turn auto top-up off until the user turns it on again */
+  failureLimit: z.number().check(z.int()),
+  /** why it is off when the user did not turn it off */
+  disabledReason: z.nullable(z.enum(["failures"])),
+  /** a top-up is being charged now */
+  inFlight: z.boolean(),
+  lastAttempt: z.nullable(
+    z.object({
+      at: isoTime,
+      outcome: z.enum(["succeeded", "action_required", "declined", "no_payment_method"]),
+      pack: z.string(),
+      invoiceId: z.nullable(z.string()),
+      /** action_required: the invoice page where the customer confirms the payment */
+      actionUrl: z.nullable(z.string()),
+    }),
+  ),
+});
+
 export const changePlanResponse = z.object({
   status: z.enum(["upgraded", "downgraded"]),
   plan,
@@ -105,6 +132,7 @@ export type BalanceResponse = z.infer<typeof balanceResponse>;
 export type HistoryResponse = z.infer<typeof historyResponse>;
 export type CheckoutResponse = z.infer<typeof checkoutResponse>;
 export type PortalResponse = z.infer<typeof portalResponse>;
+export type AutoTopUpResponse = z.infer<typeof autoTopUpResponse>;
 export type ChangePlanResponse = z.infer<typeof changePlanResponse>;
 export type CancelResponse = z.infer<typeof cancelResponse>;
 export type WebhookResponse = z.infer<typeof webhookResponse>;

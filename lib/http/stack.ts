@@ -37,7 +37,7 @@ export function httpHandler<D extends { corsOrigin: string }>(route: Route<D>, d
       httpCors({
         origins: [deps.corsOrigin],
         headers: "authorization,content-type",
-        methods: "GET,POST,OPTIONS",
+        methods: "GET,POST,PUT,OPTIONS",
         maxAge: 600,
         disableBeforePreflightResponse: false,
       }),

@@ -1,8 +1,9 @@
 import type * as z from "zod/mini";
-import { changePlanBody, emptyBody, packCheckoutBody, stripeEventEnvelope, subscribeBody } from "../billing/schemas.js";
+import { autoTopUpBody, changePlanBody, emptyBody, packCheckoutBody, stripeEventEnvelope, subscribeBody } from "../billing/schemas.js";
 import type { ErrorName } from "../http/error-schemas.js";
 import {
   authorizeResponse,
+  autoTopUpResponse,
   balanceResponse,
   cancelResponse,
   changePlanResponse,
@@ -130,6 +131,34 @@ export const OPERATIONS: Record<string, Operation> = {
     body: { schema: emptyBody, required: false },
     response: portalResponse,
     errors: ["NO_BILLING_ACCOUNT", "STRIPE_NOT_CONFIGURED"],
+  },
+  "GET /v1/billing/auto-topup": {
+    operationId: "getAutoTopUp",
+    summary: "Auto top-up's settings, and where the user's top-ups stand",
+    tag: "billing",
+    caller: "user",
+    response: autoTopUpResponse,
+    errors: [],
+  },
+  "PUT /v1/billing/auto-topup": {
+    operationId: "putAutoTopUp",
+    summary: "Turn auto top-up on or off: buy `pack` with the saved card whenever available credits fall below `threshold`, at most `monthlyLimit` times a month",
+    description:
+      "Turning it on needs a saved card (409 PAYMENT_METHOD_REQUIRED: buy a pack, or POST /v1/billing/payment-method) and the pack's price configured (409 PACK_NOT_SOLD). Turning it on again clears the failures that turned it off.",
+    tag: "billing",
+    caller: "user",
+    body: { schema: autoTopUpBody, required: true },
+    response: autoTopUpResponse,
+    errors: BILLING_WRITE_ERRORS,
+  },
+  "POST /v1/billing/payment-method": {
+    operationId: "paymentMethod",
+    summary: "Start a Stripe Checkout in setup mode that saves a card for auto top-up, buying nothing",
+    tag: "billing",
+    caller: "user",
+    body: { schema: emptyBody, required: false },
+    response: checkoutResponse,
+    errors: ["STRIPE_NOT_CONFIGURED"],
   },
   "POST /v1/billing/change-plan": {
     operationId: "changePlan",

@@ -2,6 +2,7 @@ import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { catalog } from "../../lib/catalog.js";
 import { BILLING_DEFAULTS, type BillingDeps, createPriceBook, createStripePort, stripeClient } from "../../lib/billing/index.js";
+import { createDynamoTopUpStore } from "../../lib/topup/dynamo-topup-store.js";
 import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import { rawBodyHandler } from "../../lib/http/raw-stack.js";
 import type { LedgerDeps } from "../../lib/ledger/index.js";
@@ -31,6 +32,7 @@ export async function webhookUnits(client: DynamoDBClient, tableName: string, le
     const billing: BillingDeps = {
       ledger,
       store: createDynamoBillingStore(client, tableName),
+      topUps: createDynamoTopUpStore(client, tableName),
       stripe: createStripePort(stripeClient("sk_test_creditgate_bench", { apiBase: stripe.url, maxNetworkRetries: 0, timeoutMs: 5_000 })),
       prices: createPriceBook(TEST_PRICES, catalog),
       appUrl: "https://app.example.com",

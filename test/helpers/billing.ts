@@ -9,6 +9,7 @@ import {
   createStripePort,
   stripeClient,
 } from "../../lib/billing/index.js";
+import { createDynamoTopUpStore } from "../../lib/topup/dynamo-topup-store.js";
 import { createDynamoBillingStore } from "../../lib/billing/dynamo-billing-store.js";
 import type { BillingAppDeps } from "../../lib/billing/runtime.js";
 import { ensureAccount } from "../../lib/ledger/index.js";
@@ -78,6 +79,7 @@ export async function billingFixture(options: { stripeRetries?: number; stripeTi
   const billing: BillingDeps = {
     ledger: app.deps.ledger,
     store: createDynamoBillingStore(app.client, app.tableName),
+    topUps: createDynamoTopUpStore(app.client, app.tableName),
     stripe: createStripePort(
       stripeClient(STRIPE_TEST_KEY, {
         apiBase: stripe.url,

@@ -287,3 +287,178 @@ export function refund(input: {
     status: input.status,
   });
 }
+
+/** A line's `parent` in full, as the current API sends it: the details its `type` names, the other null. */
+function fullLineParent(parent: Json): Json {
+  if (!parent) return null;
+  if (parent.type === "invoice_item_details") {
+    const details = parent.invoice_item_details ?? {};
+    return {
+      type: "invoice_item_details",
+      invoice_item_details: {
+        invoice_item: details.invoice_item ?? null,
+        proration: details.proration ?? false,
+        proration_details: details.proration_details ?? { credited_items: null },
+        subscription: details.subscription ?? null,
+      },
+      subscription_item_details: null,
+    };
+  }
+  const details = parent.subscription_item_details ?? {};
+  return {
+    type: "subscription_item_details",
+    invoice_item_details: null,
+    subscription_item_details: {
+      invoice_item: details.invoice_item ?? null,
+      proration: details.proration ?? false,
+      proration_details: details.proration_details ?? { credited_items: null },
+      subscription: details.subscription ?? null,
+      subscription_item: details.subscription_item ?? null,
+    },
+  };
+}
+
+/** An invoice's `parent` in full: null (a one-off invoice), or the details its `type` names and the others null. */
+function fullInvoiceParent(parent: Json): Json {
+  if (!parent) return null;
+  return {
+    type: parent.type,
+    quote_details: parent.quote_details ?? null,
+    subscription_details: parent.subscription_details ?? null,
+  };
+}
+
+/**
+ * Stripe's official invoice carrying an invoice the loopback Stripe server stored
+ * (`server.invoices.get(id)`: a one-off invoice of `POST /v1/invoices`, or a proration invoice):
+ * every value the server stored replaces the official one (a field the official invoice lacks is an
+ * error, as in `replace`), the official example's incidental values that would contradict it
+ * (totals, overpayment, shipping, finalization error, due date) are replaced too. Lines are built
+ * from the official line like `invoiceLine` (the one addition: `pricing.price_details`), `parent`s
+ * filled in full (the details the `type` names, the others null).
+ */
+export function officialInvoiceOf(stored: Json): Json {
+  const base = official("invoice");
+  const [baseLine] = base.lines.data;
+  const { lines, parent, ...rest } = structuredClone(stored);
+  const data = (lines?.data ?? []).map((line: Json) => {
+    const { pricing, parent: lineParent, ...lineRest } = line;
+    const replaced = replace(baseLine, {
+      currency: rest.currency ?? "usd",
+      description: null,
+      metadata: {},
+      quantity: 1,
+      subtotal: lineRest.amount,
+      discount_amounts: [],
+      ...lineRest,
+    });
+    return { ...replaced, pricing: { ...baseLine.pricing, ...pricing }, parent: fullLineParent(lineParent) };
+  });
+  const total = data.reduce((sum: number, line: Json) => sum + line.amount, 0);
+  const amountDue = rest.amount_due ?? total;
+  const amountPaid = rest.amount_paid ?? 0;
+  const invoice = replace(base, {
+    subtotal: total,
+    subtotal_excluding_tax: total,
+    total,
+    total_excluding_tax: total,
+    amount_remaining: rest.status === "paid" ? 0 : amountDue - amountPaid,
+    amount_overpaid: 0,
+    shipping_cost: null,
+    last_finalization_error: null,
+    from_invoice: null,
+    due_date: null,
+    next_payment_attempt: null,
+    webhooks_delivered_at: null,
+    subscription: null,
+    ...rest,
+    lines: { data, has_more: false, url: `/v1/invoices/${rest.id}/lines` },
+  });
+  return { ...invoice, parent: fullInvoiceParent(parent) };
+}
+
+/**
+ * An auto top-up invoice (a one-off invoice of one credit pack, charged off-session) as Stripe
+ * sends it, from the official invoice: `parent: null`, one invoice-item line for the pack's price.
+ */
+export function topUpInvoice(input: {
+  id?: string;
+  customer: string;
+  price: string;
+  amount: number;
+  status?: "paid" | "open" | "void";
+  metadata?: Record<string, string>;
+  paymentMethod?: string | null;
+  /** epoch seconds */
+  created?: number;
+  hostedInvoiceUrl?: string | null;
+}): Json {
+  const id = input.id ?? uniqueStripeId("in");
+  const created = input.created ?? Math.floor(Date.now() / 1000);
+  const status = input.status ?? "paid";
+  return officialInvoiceOf({
+    id,
+    object: "invoice",
+    customer: input.customer,
+    status,
+    billing_reason: "manual",
+    collection_method: "charge_automatically",
+    auto_advance: false,
+    currency: "usd",
+    default_payment_method: input.paymentMethod ?? null,
+    metadata: input.metadata ?? {},
+    parent: null,
+    amount_due: input.amount,
+    amount_paid: status === "paid" ? input.amount : 0,
+    amount_remaining: status === "open" ? input.amount : 0,
+    attempt_count: status === "void" ? 0 : 1,
+    attempted: status !== "void",
+    hosted_invoice_url: input.hostedInvoiceUrl ?? `https://invoice.stripe.test/i/${id}`,
+    created,
+    effective_at: created,
+    period_start: created,
+    period_end: created,
+    status_transitions: {
+      finalized_at: created,
+      marked_uncollectible_at: null,
+      paid_at: status === "paid" ? created : null,
+      voided_at: status === "void" ? created : null,
+    },
+    lines: {
+      data: [
+        {
+          id: uniqueStripeId("il"),
+          object: "line_item",
+          invoice: id,
+          amount: input.amount,
+          currency: "usd",
+          quantity: 1,
+          period: { start: created, end: created },
+          metadata: input.metadata ?? {},
+          pricing: {
+            type: "price_details",
+            price_details: { price: input.price, product: `prod_${input.price}` },
+            unit_amount_decimal: String(input.amount),
+          },
+          parent: {
+            type: "invoice_item_details",
+            invoice_item_details: { invoice_item: uniqueStripeId("ii"), proration: false },
+          },
+        },
+      ],
+    },
+  });
+}
+
+/**
+ * The event Stripe sends about an invoice (`invoice.paid` unless told): an envelope like
+ * `officialEvent`'s, pending one webhook, its object `officialInvoiceOf(invoice)` — pass the
+ * loopback server's stored invoice (`server.invoices.get(id)`) or a `topUpInvoice(...)`.
+ */
+export function invoiceEvent(invoice: Json, options: { type?: string; created?: number; id?: string } = {}): Json {
+  const event = officialEvent(options.type ?? "invoice.paid", officialInvoiceOf(invoice), {
+    ...(options.created !== undefined ? { created: options.created } : {}),
+    ...(options.id !== undefined ? { id: options.id } : {}),
+  });
+  return { ...event, pending_webhooks: 1, request: { id: null, idempotency_key: null } };
+}

@@ -148,6 +148,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/auto-topup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Auto top-up's settings, and where the user's top-ups stand */
+        get: operations["getAutoTopUp"];
+        /**
+         * Turn auto top-up on or off: buy `pack` with the saved card whenever available credits fall below `threshold`, at most `monthlyLimit` times a month
+         * @description Turning it on needs a saved card (409 PAYMENT_METHOD_REQUIRED: buy a pack, or POST /v1/billing/payment-method) and the pack's price configured (409 PACK_NOT_SOLD). Turning it on again clears the failures that turned it off.
+         */
+        put: operations["putAutoTopUp"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/payment-method": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a Stripe Checkout in setup mode that saves a card for auto top-up, buying nothing */
+        post: operations["paymentMethod"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/change-plan": {
         parameters: {
             query?: never;
@@ -431,7 +469,7 @@ export interface components {
                 message: string;
                 retryable?: boolean;
                 /** @enum {string} */
-                reason?: "TOO_MANY_OPEN_HOLDS" | "SUBSCRIPTION_EXISTS" | "SUBSCRIPTION_NOT_SETTLED" | "CHECKOUT_PENDING" | "NO_SUBSCRIPTION" | "SAME_PLAN" | "PERIOD_RENEWING";
+                reason?: "TOO_MANY_OPEN_HOLDS" | "SUBSCRIPTION_EXISTS" | "SUBSCRIPTION_NOT_SETTLED" | "CHECKOUT_PENDING" | "NO_SUBSCRIPTION" | "SAME_PLAN" | "PERIOD_RENEWING" | "PAYMENT_METHOD_REQUIRED" | "PACK_NOT_SOLD";
                 field?: string;
                 status?: string;
                 checkoutUrl?: string;
@@ -445,6 +483,26 @@ export interface components {
                 code: "FORBIDDEN";
                 message: string;
             };
+        };
+        GetAutoTopUpResponse: {
+            enabled: boolean;
+            threshold: number | null;
+            pack: string | null;
+            monthlyLimit: number | null;
+            startedThisMonth: number;
+            failuresInARow: number;
+            failureLimit: number;
+            disabledReason: "failures" | null;
+            inFlight: boolean;
+            lastAttempt: {
+                /** Format: date-time */
+                at: string;
+                /** @enum {string} */
+                outcome: "succeeded" | "action_required" | "declined" | "no_payment_method";
+                pack: string;
+                invoiceId: string | null;
+                actionUrl: string | null;
+            } | null;
         };
         GetCreditHistoryResponse: {
             entries: {
@@ -528,9 +586,40 @@ export interface components {
                 message: string;
             };
         };
+        PaymentMethodRequest: Record<string, never>;
+        PaymentMethodResponse: {
+            checkoutUrl: string;
+        };
         PortalRequest: Record<string, never>;
         PortalResponse: {
             portalUrl: string;
+        };
+        PutAutoTopUpRequest: {
+            enabled: boolean;
+            threshold: number;
+            /** @enum {string} */
+            pack: "starter" | "pro" | "enterprise";
+            monthlyLimit: number;
+        };
+        PutAutoTopUpResponse: {
+            enabled: boolean;
+            threshold: number | null;
+            pack: string | null;
+            monthlyLimit: number | null;
+            startedThisMonth: number;
+            failuresInARow: number;
+            failureLimit: number;
+            disabledReason: "failures" | null;
+            inFlight: boolean;
+            lastAttempt: {
+                /** Format: date-time */
+                at: string;
+                /** @enum {string} */
+                outcome: "succeeded" | "action_required" | "declined" | "no_payment_method";
+                pack: string;
+                invoiceId: string | null;
+                actionUrl: string | null;
+            } | null;
         };
         RateLimitedError: {
             error: {
@@ -1345,6 +1434,266 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["NoBillingAccountError"];
+                };
+            };
+            /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description UPSTREAM_ERROR: The payment provider or the token issuer's keys did not answer; retry. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpstreamErrorError"];
+                };
+            };
+            /** @description STRIPE_NOT_CONFIGURED: Stripe is not configured on this deployment; the message names what is missing. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StripeNotConfiguredError"];
+                };
+            };
+        };
+    };
+    getAutoTopUp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (GET /v1/billing/auto-topup) */
+            200: {
+                headers: {
+                    "Cache-Control"?: "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GetAutoTopUpResponse"];
+                };
+            };
+            /** @description VALIDATION_FAILED: The body, query or a header is invalid; `field` names the first wrong field (an unknown field by its name). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description UNAUTHORIZED: Missing or invalid bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description FORBIDDEN: The token may not call this route (a user token on the gate, a service token on a user route). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description UPSTREAM_ERROR: The payment provider or the token issuer's keys did not answer; retry. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpstreamErrorError"];
+                };
+            };
+        };
+    };
+    putAutoTopUp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PutAutoTopUpRequest"];
+            };
+        };
+        responses: {
+            /** @description OK (PUT /v1/billing/auto-topup) */
+            200: {
+                headers: {
+                    "Cache-Control"?: "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PutAutoTopUpResponse"];
+                };
+            };
+            /** @description VALIDATION_FAILED: The body, query or a header is invalid; `field` names the first wrong field (an unknown field by its name). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description UNAUTHORIZED: Missing or invalid bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description FORBIDDEN: The token may not call this route (a user token on the gate, a service token on a user route). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description CONFLICT: The request conflicts with the account's state (`reason`). With `retryable: true` nothing was written and the same request may be retried (with the same requestId or holdId). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
+                };
+            };
+            /** @description UPSTREAM_ERROR: The payment provider or the token issuer's keys did not answer; retry. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpstreamErrorError"];
+                };
+            };
+            /** @description STRIPE_NOT_CONFIGURED: Stripe is not configured on this deployment; the message names what is missing. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StripeNotConfiguredError"];
+                };
+            };
+        };
+    };
+    paymentMethod: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PaymentMethodRequest"];
+            };
+        };
+        responses: {
+            /** @description OK (POST /v1/billing/payment-method) */
+            200: {
+                headers: {
+                    "Cache-Control"?: "no-store";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentMethodResponse"];
+                };
+            };
+            /** @description VALIDATION_FAILED: The body, query or a header is invalid; `field` names the first wrong field (an unknown field by its name). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description UNAUTHORIZED: Missing or invalid bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description FORBIDDEN: The token may not call this route (a user token on the gate, a service token on a user route). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
                 };
             };
             /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */

@@ -1,0 +1,69 @@
+import { type DynamoDBClient, GetItemCommand, TransactionCanceledException, TransactWriteItemsCommand, type TransactWriteItem } from "@aws-sdk/client-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
+import { readItem } from "../dynamo/items.js";
+import { accountKey, userPk } from "../ledger/table-definition.js";
+import type { AutoTopUpState } from "./model.js";
+import type { StoredTopUp, TopUpStore } from "./store.js";
+
+/**
+ * Auto top-up's items in the single table:
+ *
+ * | pk         | sk          | what                                                                 |
+ * | ---------- | ----------- | -------------------------------------------------------------------- |
+ * | `U#<user>` | `AUTOTOPUP` | `state` (settings, the month's count, failures, in flight, last attempt) and `version` |
+ * | `U#<user>` | `ACCOUNT`   | `autoTopUpBelow`: the threshold while enabled, for the change stream |
+ *
+ * The state holds only ids the code made or Stripe returned and catalog pack ids as values, never
+ * as keys, so it is stored as a plain map.
+ */
+export const TOP_UP_SK = "AUTOTOPUP";
+const topUpKey = (userId: string) => ({ pk: userPk(userId), sk: TOP_UP_SK });
+
+export function createDynamoTopUpStore(client: DynamoDBClient, tableName: string): TopUpStore {
+  return {
+    async get(userId) {
+      const { Item } = await client.send(new GetItemCommand({ TableName: tableName, Key: marshall(topUpKey(userId)), ConsistentRead: true }));
+      if (!Item) return undefined;
+      const item = readItem(Item) as { state: AutoTopUpState; version: number };
+      return { state: item.state, version: item.version } satisfies StoredTopUp;
+    },
+
+    async save(userId, state, expectedVersion, accountThreshold) {
+      const put: TransactWriteItem = {
+        Put: {
+          TableName: tableName,
+          Item: marshall({ ...topUpKey(userId), userId, state, version: expectedVersion + 1 }, { removeUndefinedValues: true }),
+          ConditionExpression: expectedVersion === 0 ? "attribute_not_exists(pk)" : "version = :version",
+          ...(expectedVersion === 0 ? {} : { ExpressionAttributeValues: marshall({ ":version": expectedVersion }) }),
+        },
+      };
+      const account: TransactWriteItem[] =
+        accountThreshold === undefined
+          ? []
+          : [
+              {
+                Update: {
+                  TableName: tableName,
+                  Key: marshall(accountKey(userId)),
+                  ConditionExpression: "attribute_exists(pk)",
+                  ...(accountThreshold === null
+                    ? { UpdateExpression: "REMOVE autoTopUpBelow" }
+                    : { UpdateExpression: "SET autoTopUpBelow = :threshold", ExpressionAttributeValues: marshall({ ":threshold": accountThreshold }) }),
+                },
+              },
+            ];
+      try {
+        await client.send(new TransactWriteItemsCommand({ TransactItems: [put, ...account] }));
+        return true;
+      } catch (error) {
+        // the version moved (or the item appeared): another write won; the caller reads again
+        if (error instanceof TransactionCanceledException && error.CancellationReasons?.some((reason) => reason.Code === "ConditionalCheckFailed" || reason.Code === "TransactionConflict")) {
+          // but a missing account is not a conflict: the caller made sure it exists
+          if (error.CancellationReasons?.[1]?.Code === "ConditionalCheckFailed") throw new Error(`auto top-up: no account ${userId}`);
+          return false;
+        }
+        throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import type { PackId } from "../catalog.js";
+
+/**
+ * Auto top-up: when a user's available credits fall below their threshold, creditgate charges
+ * their saved card off-session for a credit pack, through a one-off Stripe invoice; the credits
+ * come only from that invoice's `invoice.paid` (docs/auto-top-up.md). One item per user holds the
+ * settings the user chose and the state of their top-ups.
+ */
+
+/** What the user chooses (PUT /v1/billing/auto-topup). */
+export interface AutoTopUpSettings {
+  enabled: boolean;
+  /** credits: a top-up starts when `available` falls below this */
+  threshold: number;
+  /** the pack each top-up buys (the catalog's; its Stripe price from configuration) */
+  pack: PackId;
+  /** at most this many top-ups per calendar month (UTC) */
+  monthlyLimit: number;
+}
+
+/** How an attempt ended. */
+export type TopUpOutcome =
+  /** the invoice was paid; its credits come from `invoice.paid` */
+  | "succeeded"
+  /** the card needs the customer (3-D Secure): the invoice stays open at `actionUrl` */
+  | "action_required"
+  /** the card was declined */
+  | "declined"
+  /** the customer has no saved card to charge */
+  | "no_payment_method";
+
+export interface TopUpAttempt {
+  /** the top-up's sequence number (its Stripe idempotency keys are made from it) */
+  seq: number;
+  at: number;
+  outcome: TopUpOutcome;
+  invoiceId?: string;
+  /** the hosted invoice page where the customer confirms the payment (action_required) */
+  actionUrl?: string;
+  pack: PackId;
+}
+
+/** A top-up under way: what its Stripe calls send, fixed when it began, so a retry sends the same. */
+export interface TopUpInFlight {
+  seq: number;
+  /** the stream position of the threshold crossing that started it */
+  crossing: string;
+  startedAt: number;
+  pack: PackId;
+  price: string;
+  customer: string;
+  paymentMethod: string;
+  /** set once the invoice exists: a retry pays that invoice, never a new one */
+  invoiceId?: string;
+}
+
+export interface AutoTopUpState {
+  settings: AutoTopUpSettings;
+  /** the last top-up's sequence number (0: none yet) */
+  seq: number;
+  /** "YYYY-MM" (UTC) of `startedThisMonth` */
+  month: string;
+  /** top-ups started this month, not counting declined ones (they spent nothing) */
+  startedThisMonth: number;
+  failuresInARow: number;
+  /** why auto top-up is off when the user did not turn it off */
+  disabledReason?: "failures";
+  inFlight?: TopUpInFlight;
+  /** the newest threshold crossing a top-up was started (or refused) for: each crossing is used once */
+  lastCrossing?: string;
+  lastAttempt?: TopUpAttempt;
+  updatedAt: number;
+}
+
+/** A job from the change stream: the user's available credits crossed below their threshold. */
+export interface TopUpJob {
+  userId: string;
+  /** the stream record's position (decimal digits): the crossing's identity */
+  crossing: string;
+}
+
+/** Consecutive failures after which auto top-up turns itself off until the user turns it on again. */
+export const TOP_UP_FAILURE_LIMIT = 3;
+/** A top-up in flight this long without an outcome (its function died, Stripe was down) is resumed by the next job. */
+export const STALE_IN_FLIGHT_MS = 60 * 60_000;

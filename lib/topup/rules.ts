@@ -1,0 +1,164 @@
+import {
+  type AutoTopUpSettings,
+  type AutoTopUpState,
+  STALE_IN_FLIGHT_MS,
+  TOP_UP_FAILURE_LIMIT,
+  type TopUpAttempt,
+  type TopUpInFlight,
+  type TopUpJob,
+  type TopUpOutcome,
+} from "./model.js";
+
+/**
+ * Auto top-up's rules, each a pure function of the state: whether a threshold crossing starts a
+ * top-up, and what an attempt's outcome does to the state. The use cases (lib/topup/run.ts,
+ * lib/topup/settings.ts, the webhook) read the state, call a rule, and write its result only if
+ * the state is still the one they read (compare-and-swap), so a rule always decides on what is
+ * written.
+ */
+
+/** The calendar month (UTC) of an instant, "YYYY-MM": the monthly limit's period. */
+export const monthOf = (at: number): string => new Date(at).toISOString().slice(0, 7);
+
+/** Top-ups started in the month of `now` (a new month starts from none). */
+export const startedIn = (state: AutoTopUpState, now: number): number => (state.month === monthOf(now) ? state.startedThisMonth : 0);
+
+/** Stream positions are decimal digit strings of any length: compared as integers. */
+export const isLaterCrossing = (a: string, b: string | undefined): boolean => b === undefined || BigInt(a) > BigInt(b);
+
+/** Why a crossing starts no top-up. */
+export type StartRefusal =
+  /** auto top-up is off (by the user, or after TOP_UP_FAILURE_LIMIT failures in a row) */
+  | "disabled"
+  /** this crossing (or a later one) was already used */
+  | "seenCrossing"
+  /** another top-up is under way */
+  | "inFlight"
+  /** the month's limit of top-ups is reached */
+  | "monthlyLimit"
+  /** credits arrived since: available is not below the threshold any more */
+  | "notBelowThreshold";
+
+export type StartDecision =
+  | { kind: "start" }
+  /** the top-up this job started (its retry), or one left in flight too long: carry it on, with its own keys */
+  | { kind: "resume"; inFlight: TopUpInFlight }
+  | { kind: "refuse"; reason: StartRefusal };
+
+/** Whether a threshold crossing starts a top-up now: the one decision every job goes through. */
+export function decideStart(state: AutoTopUpState | undefined, job: TopUpJob, available: number, now: number): StartDecision {
+  if (!state?.settings.enabled) return { kind: "refuse", reason: "disabled" };
+  const inFlight = state.inFlight;
+  if (inFlight && (inFlight.crossing === job.crossing || now - inFlight.startedAt >= STALE_IN_FLIGHT_MS)) return { kind: "resume", inFlight };
+  if (!isLaterCrossing(job.crossing, state.lastCrossing)) return { kind: "refuse", reason: "seenCrossing" };
+  if (inFlight) return { kind: "refuse", reason: "inFlight" };
+  if (startedIn(state, now) >= state.settings.monthlyLimit) return { kind: "refuse", reason: "monthlyLimit" };
+  if (available >= state.settings.threshold) return { kind: "refuse", reason: "notBelowThreshold" };
+  return { kind: "start" };
+}
+
+/** The state with a crossing marked used (a refusal for the month's limit uses it up: no retry of it later). */
+export const useCrossing = (state: AutoTopUpState, crossing: string, now: number): AutoTopUpState => ({ ...state, lastCrossing: crossing, updatedAt: now });
+
+/** The state once a top-up began: in flight, counted against the month, its crossing used. */
+export function begin(state: AutoTopUpState, job: TopUpJob, charge: Omit<TopUpInFlight, "seq" | "crossing" | "startedAt">, now: number): AutoTopUpState {
+  const seq = state.seq + 1;
+  return {
+    ...state,
+    seq,
+    month: monthOf(now),
+    startedThisMonth: startedIn(state, now) + 1,
+    inFlight: { ...charge, seq, crossing: job.crossing, startedAt: now },
+    lastCrossing: job.crossing,
+    updatedAt: now,
+  };
+}
+
+/** A failure counts toward TOP_UP_FAILURE_LIMIT; at the limit auto top-up turns itself off. */
+function failed(state: AutoTopUpState): AutoTopUpState {
+  const failuresInARow = state.failuresInARow + 1;
+  if (failuresInARow < TOP_UP_FAILURE_LIMIT) return { ...state, failuresInARow };
+  return { ...state, failuresInARow, settings: { ...state.settings, enabled: false }, disabledReason: "failures" };
+}
+
+/** A crossing that could not even begin: the customer has no saved card. A failure, with no charge and no month's count. */
+export function noPaymentMethod(state: AutoTopUpState, job: TopUpJob, now: number): AutoTopUpState {
+  const seq = state.seq + 1;
+  const attempt: TopUpAttempt = { seq, at: now, outcome: "no_payment_method", pack: state.settings.pack };
+  return failed({ ...state, seq, lastCrossing: job.crossing, lastAttempt: attempt, updatedAt: now });
+}
+
+/** The result of charging a top-up in flight. */
+export interface ChargeResult {
+  outcome: Exclude<TopUpOutcome, "no_payment_method">;
+  invoiceId: string;
+  actionUrl?: string;
+}
+
+/**
+ * The state after the top-up `seq` ended with `result`; unchanged when `seq` is not the one in
+ * flight (an outcome recorded already, by the webhook or an earlier retry).
+ * - succeeded: failures reset (its credits come from `invoice.paid`);
+ * - action_required: a failure; the invoice stays open and counted in the month (the customer may still pay it);
+ * - declined: a failure; nothing was spent, so it does not count in the month.
+ */
+export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeResult, now: number): AutoTopUpState {
+  const inFlight = state.inFlight;
+  if (inFlight?.seq !== seq) return state;
+  const { inFlight: _done, ...rest } = state;
+  const attempt: TopUpAttempt = {
+    seq,
+    at: now,
+    outcome: result.outcome,
+    invoiceId: result.invoiceId,
+    pack: inFlight.pack,
+    ...(result.actionUrl ? { actionUrl: result.actionUrl } : {}),
+  };
+  const ended: AutoTopUpState = { ...rest, lastAttempt: attempt, updatedAt: now };
+  if (result.outcome === "succeeded") return { ...ended, failuresInARow: 0 };
+  if (result.outcome === "action_required") return failed(ended);
+  const sameMonth = state.month === monthOf(inFlight.startedAt);
+  return failed({ ...ended, startedThisMonth: sameMonth ? Math.max(0, state.startedThisMonth - 1) : state.startedThisMonth });
+}
+
+/**
+ * The state once `invoice.paid` reports the top-up `seq` paid: as a success when it was still in
+ * flight (the function died between the charge and its record), or when the customer confirmed
+ * an invoice that needed them (its failure is then forgiven). Anything else is unchanged.
+ */
+export function afterPaid(state: AutoTopUpState, seq: number, invoiceId: string, now: number): AutoTopUpState {
+  if (state.inFlight?.seq === seq) return afterCharge(state, seq, { outcome: "succeeded", invoiceId }, now);
+  const last = state.lastAttempt;
+  if (last?.seq !== seq || last.outcome !== "action_required") return state;
+  return { ...state, failuresInARow: 0, lastAttempt: { ...last, outcome: "succeeded", at: now }, updatedAt: now };
+}
+
+/** A new item's state, before any settings. */
+export const emptyState = (settings: AutoTopUpSettings, now: number): AutoTopUpState => ({
+  settings,
+  seq: 0,
+  month: monthOf(now),
+  startedThisMonth: 0,
+  failuresInARow: 0,
+  updatedAt: now,
+});
+
+/**
+ * The state with the user's settings. Turning auto top-up on again clears the failures that
+ * turned it off: the user says the card is fixed. The month's count and a top-up in flight stay.
+ */
+export function withSettings(state: AutoTopUpState | undefined, settings: AutoTopUpSettings, now: number): AutoTopUpState {
+  const current = state ?? emptyState(settings, now);
+  const reenabled = settings.enabled && !current.settings.enabled;
+  const { disabledReason: _reason, ...rest } = current;
+  return {
+    ...(reenabled ? rest : current),
+    settings,
+    ...(reenabled ? { failuresInARow: 0 } : {}),
+    updatedAt: now,
+  };
+}
+
+/** The threshold the account item carries for the change stream to see crossings (undefined: off). */
+export const accountThreshold = (state: AutoTopUpState | undefined): number | undefined =>
+  state?.settings.enabled ? state.settings.threshold : undefined;

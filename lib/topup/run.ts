@@ -1,0 +1,112 @@
+import { UpstreamError } from "../errors.js";
+import { logger } from "../logger.js";
+import type { BillingDeps } from "../billing/deps.js";
+import type { BillingAccount } from "../billing/model.js";
+import { PaymentActionRequiredError, PaymentFailedError, type StripePort } from "../billing/stripe-port.js";
+import type { TopUpInFlight, TopUpJob } from "./model.js";
+import { afterCharge, begin, type ChargeResult, decideStart, noPaymentMethod, type StartDecision, useCrossing } from "./rules.js";
+import { updateTopUp } from "./update.js";
+
+/** What a job did. */
+export type TopUpRun =
+  | { kind: "refused"; reason: string }
+  | { kind: "charged"; seq: number; result: ChargeResult }
+  | { kind: "no_payment_method" };
+
+/**
+ * One threshold crossing, from the change stream (functions/auto-topup.ts): decide whether it
+ * starts a top-up (`decideStart`), mark it in flight with everything its Stripe calls will send,
+ * charge, and record the outcome. Stripe failures that may have acted (5xx, timeouts) throw: the
+ * queue delivers the job again, which resumes the same top-up under the same idempotency keys,
+ * so a retry never charges twice.
+ */
+export async function runAutoTopUp(deps: BillingDeps, job: TopUpJob): Promise<TopUpRun> {
+  const account = (await deps.ledger.store.getAccount(job.userId)) as BillingAccount | undefined;
+  if (!account) return { kind: "refused", reason: "noAccount" };
+  const now = deps.ledger.now();
+  let card: { customer: string; paymentMethod: string } | undefined | "none";
+
+  const started = await updateTopUp<{ decision: StartDecision; inFlight?: TopUpInFlight } | { decision: "noCard" }>(deps, job.userId, async (current) => {
+    const state = current?.state;
+    const decision = decideStart(state, job, account.available, now);
+    if (decision.kind === "resume") return { result: { decision, inFlight: decision.inFlight } };
+    if (!state || decision.kind === "refuse") {
+      // a month's limit uses the crossing up (it would be refused again); nothing else is written
+      if (state && decision.kind === "refuse" && decision.reason === "monthlyLimit") return { state: useCrossing(state, job.crossing, now), result: { decision } };
+      return { result: { decision } };
+    }
+    card ??= await savedCard(deps, account);
+    if (card === "none") return { state: noPaymentMethod(state, job, now), result: { decision: "noCard" } };
+    const price = deps.prices.packPrice(state.settings.pack);
+    if (!price) return { result: { decision: { kind: "refuse", reason: "disabled" } } }; // the price left the configuration
+    const next = begin(state, job, { pack: state.settings.pack, price, ...card }, now);
+    return { state: next, result: { decision, inFlight: next.inFlight as TopUpInFlight } };
+  });
+
+  if (started.decision === "noCard") {
+    logger.warn("auto top-up: no saved card", { userId: job.userId });
+    return { kind: "no_payment_method" };
+  }
+  if (started.decision.kind === "refuse") return { kind: "refused", reason: started.decision.reason };
+  const inFlight = started.inFlight as TopUpInFlight;
+  const result = await charge(deps, job.userId, inFlight);
+  await updateTopUp(deps, job.userId, (current) => (current ? { state: afterCharge(current.state, inFlight.seq, result, deps.ledger.now()), result: true } : { result: false }));
+  logger.info("auto top-up charged", { userId: job.userId, seq: inFlight.seq, outcome: result.outcome, invoice: result.invoiceId });
+  return { kind: "charged", seq: inFlight.seq, result };
+}
+
+async function savedCard(deps: BillingDeps, account: BillingAccount): Promise<{ customer: string; paymentMethod: string } | "none"> {
+  const stripe = deps.stripe;
+  if (!stripe || !account.stripeCustomerId) return "none";
+  const paymentMethod = await stripe.savedPaymentMethod(account.stripeCustomerId);
+  return paymentMethod ? { customer: account.stripeCustomerId, paymentMethod } : "none";
+}
+
+/**
+ * The Stripe side of one top-up: its invoice (made once: its id is recorded before paying, and
+ * every call's key is made from the top-up's sequence number), then an off-session payment.
+ */
+async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight): Promise<ChargeResult> {
+  const stripe = deps.stripe as StripePort;
+  const intent = `creditgate:topup:${userId}:${inFlight.seq}`;
+  let invoice = inFlight.invoiceId ? await stripe.retrieveInvoice(inFlight.invoiceId) : undefined;
+  if (!invoice) {
+    invoice = await stripe.createOneOffInvoice(
+      {
+        customer: inFlight.customer,
+        paymentMethod: inFlight.paymentMethod,
+        price: inFlight.price,
+        metadata: { userId, autoTopUp: String(inFlight.seq), pack: inFlight.pack },
+      },
+      intent,
+    );
+    const invoiceId = invoice.id;
+    await updateTopUp(deps, userId, (current) =>
+      current?.state.inFlight?.seq === inFlight.seq
+        ? { state: { ...current.state, inFlight: { ...current.state.inFlight, invoiceId } }, result: true }
+        : { result: false },
+    );
+  }
+  if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
+  if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
+  try {
+    const paid = await stripe.payInvoice(invoice.id, inFlight.paymentMethod, `${intent}:pay`);
+    return { outcome: paid.status === "paid" ? "succeeded" : "declined", invoiceId: invoice.id };
+  } catch (error) {
+    if (error instanceof PaymentActionRequiredError) {
+      // only the customer can confirm it: on the invoice's page, which stays open for them
+      const current = await stripe.retrieveInvoice(invoice.id);
+      const actionUrl = current?.hostedUrl ?? invoice.hostedUrl;
+      return { outcome: "action_required", invoiceId: invoice.id, ...(actionUrl ? { actionUrl } : {}) };
+    }
+    if (error instanceof PaymentFailedError) {
+      // declined: the invoice is voided so nothing can collect it later by surprise
+      await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((voidError: unknown) => {
+        if (!(voidError instanceof UpstreamError)) throw voidError;
+        logger.warn("auto top-up: a declined invoice could not be voided", { userId, invoice: invoice?.id });
+      });
+      return { outcome: "declined", invoiceId: invoice.id };
+    }
+    throw error;
+  }
+}

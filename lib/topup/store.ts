@@ -1,0 +1,18 @@
+import type { AutoTopUpState } from "./model.js";
+
+/** The user's auto top-up item, read and written whole under a version (compare-and-swap). */
+export interface StoredTopUp {
+  state: AutoTopUpState;
+  version: number;
+}
+
+export interface TopUpStore {
+  get(userId: string): Promise<StoredTopUp | undefined>;
+  /**
+   * Writes `state` if the stored version is still `expectedVersion` (0: no item yet); false when
+   * another write came first. With `accountThreshold`, the account item's copy of the threshold
+   * (what the change stream compares `available` with; null removes it) is written in the same
+   * transaction, and the account must exist.
+   */
+  save(userId: string, state: AutoTopUpState, expectedVersion: number, accountThreshold?: number | null): Promise<boolean>;
+}

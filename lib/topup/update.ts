@@ -1,0 +1,28 @@
+import { untilSettled } from "../ledger/retry.js";
+import type { BillingDeps } from "../billing/deps.js";
+import type { AutoTopUpState } from "./model.js";
+import { accountThreshold } from "./rules.js";
+import type { StoredTopUp } from "./store.js";
+
+/**
+ * The one compare-and-swap loop over a user's auto top-up item: read it, let `change` decide the
+ * next state (a rule of lib/topup/rules.ts), write that only if nothing was written since, and
+ * go again when something was. `change` returns undefined to write nothing. The account's copy
+ * of the threshold is written in the same transaction whenever the state changes it.
+ */
+export async function updateTopUp<T>(
+  deps: Pick<BillingDeps, "topUps">,
+  userId: string,
+  change: (current: StoredTopUp | undefined) => Promise<{ state: AutoTopUpState; result: T } | { result: T } | undefined> | { state: AutoTopUpState; result: T } | { result: T } | undefined,
+): Promise<T> {
+  return untilSettled(async () => {
+    const current = await deps.topUps.get(userId);
+    const decided = await change(current);
+    if (decided === undefined) return undefined;
+    if (!("state" in decided)) return { value: decided.result };
+    const before = accountThreshold(current?.state);
+    const after = accountThreshold(decided.state);
+    const saved = await deps.topUps.save(userId, decided.state, current?.version ?? 0, before === after ? undefined : (after ?? null));
+    return saved ? { value: decided.result } : undefined;
+  }).then((settled) => settled.value);
+}
