@@ -72,8 +72,10 @@ export interface DeliverOptions {
  * reads an environment pointed at both); `call` runs a function's route with the fixture's deps
  * through the real middy stack, and `deliver` signs and posts a webhook event.
  */
-export async function billingFixture(options: { stripeRetries?: number; stripeTimeoutMs?: number; billing?: Partial<BillingDeps> } = {}) {
-  const app = await appFixture();
+export async function billingFixture(
+  options: { stripeRetries?: number; stripeTimeoutMs?: number; billing?: Partial<BillingDeps>; stream?: boolean } = {},
+) {
+  const app = await appFixture({}, { stream: options.stream ?? false });
   const stripe = await startStripeServer({ unitAmounts: TEST_PRICE_AMOUNTS });
   afterAll(() => stripe.close());
   const billing: BillingDeps = {

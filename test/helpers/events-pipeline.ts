@@ -4,6 +4,8 @@ import { loadConfig } from "../../lib/config.js";
 import { buildDeliverDeps, buildDeliverer, buildStreamConsumer, sqsClient } from "../../lib/events/runtime.js";
 import { type LocalEvents, startLocalEvents } from "../../infra/local/events.js";
 import { LOCAL_WEBHOOK_QUEUES, type LocalSqs, startLocalSqs } from "../../infra/local/sqs-local.js";
+import type { BillingDeps } from "../../lib/billing/deps.js";
+import { runTopUpJobs } from "../../lib/topup/consume.js";
 
 /**
  * The whole webhook pipeline over a test's table, as `npm start` runs it: the stream poller and
@@ -25,10 +27,13 @@ export async function startEventsPipeline(options: {
   endpoint?: { url: string; secret: string };
   env?: Record<string, string>;
   workers?: number;
+  /** auto top-up's deps: crossings go to its queue and are run as functions/auto-topup.ts runs them */
+  topUps?: BillingDeps;
 }): Promise<EventsPipeline> {
   const sqs = await startLocalSqs({ queues: LOCAL_WEBHOOK_QUEUES });
   const queueUrl = sqs.queueUrl("creditgate-webhooks");
   const dlqUrl = sqs.queueUrl("creditgate-webhooks-dlq");
+  const topUpQueueUrl = sqs.queueUrl("creditgate-topups");
   const cfg = loadConfig(
     {
       TABLE_NAME: options.tableName,
@@ -39,6 +44,7 @@ export async function startEventsPipeline(options: {
       ...(options.endpoint ? { APP_WEBHOOK_URL: options.endpoint.url, APP_WEBHOOK_SECRET: options.endpoint.secret } : {}),
       WEBHOOK_RETRY_BASE_SECONDS: "1",
       WEBHOOK_TIMEOUT_SECONDS: "2",
+      ...(options.topUps ? { TOPUP_QUEUE_URL: topUpQueueUrl } : {}),
       ...options.env,
     },
     "deliver",
@@ -59,6 +65,20 @@ export async function startEventsPipeline(options: {
         return { batchItemFailures: keep.map((itemIdentifier) => ({ itemIdentifier })) };
       },
     },
+    ...(options.topUps
+      ? {
+          topUp: {
+            name: "auto top-up",
+            sqs: client,
+            queueUrl: topUpQueueUrl,
+            workers: 1,
+            handler: async (event) => {
+              const { retry } = await runTopUpJobs(options.topUps as BillingDeps, event.Records);
+              return { batchItemFailures: retry.map((itemIdentifier) => ({ itemIdentifier })) };
+            },
+          },
+        }
+      : {}),
     pollMs: 100,
   });
   const depth = async (url: string) => {

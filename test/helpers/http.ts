@@ -20,8 +20,8 @@ export { OPUS, SONNET } from "./ledger.js";
  * with issuer and audience, and a `call(route, event)` that runs a function's route through the
  * real middy stack.
  */
-export async function appFixture(ledger: Partial<LedgerDeps> = {}) {
-  const fx = await ledgerFixture(ledger);
+export async function appFixture(ledger: Partial<LedgerDeps> = {}, table: { stream?: boolean } = {}) {
+  const fx = await ledgerFixture(ledger, table);
   const deps: AppDeps = {
     ledger: fx.deps,
     auth: createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE }),

@@ -1,0 +1,291 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { catalog } from "../../lib/catalog.js";
+import { auditAccount, getBalance, grantCredits } from "../../lib/ledger/index.js";
+import { TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
+import { runAutoTopUp } from "../../lib/topup/run.js";
+import { customerOf, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
+import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers/events-pipeline.js";
+import { uniqueUser } from "../helpers/ledger.js";
+import { invoiceEvent } from "../helpers/stripe-official.js";
+
+/**
+ * Auto top-up against DynamoDB Local and the loopback Stripe server (the real SDK): the API that
+ * turns it on, each way a charge can end (paid, needs the customer, declined, Stripe failing, Stripe
+ * acting without answering), credits only from `invoice.paid`, and — through the change stream, the
+ * top-up queue and the job runner as `npm start` wires them — the peers' runaway bugs as
+ * regression tests: many settles crossing at once, a card that always declines, a threshold one
+ * pack cannot lift, the monthly limit.
+ */
+const fx = useBillingFixture({ stream: true });
+const STARTER = catalog.packs.starter?.credits as number;
+const SIGNUP = catalog.signupBonus;
+
+let pipeline: EventsPipeline;
+beforeAll(async () => {
+  pipeline = await startEventsPipeline({ tableName: fx.tableName, topUps: fx.billing });
+});
+afterAll(() => pipeline.stop());
+
+/** A user with a Stripe customer and a saved card, as a pack checkout leaves them. */
+async function userWithCard(label: string) {
+  const userId = uniqueUser(label);
+  const customer = await customerOf(fx, userId);
+  fx.stripe.savePaymentMethod(customer, { default: true });
+  return { userId, customer };
+}
+
+const settings = (extra: Partial<{ enabled: boolean; threshold: number; pack: string; monthlyLimit: number }> = {}) => ({
+  enabled: true,
+  threshold: 5_000,
+  pack: "starter",
+  monthlyLimit: 5,
+  ...extra,
+});
+
+async function putAutoTopUp(userId: string, body: unknown) {
+  return fx.asUser(fx.fns.subscribe.route, userId, "PUT /v1/billing/auto-topup", body);
+}
+
+async function topUpState(userId: string) {
+  return (await fx.billing.topUps.get(userId))?.state;
+}
+
+/** Moves a user's available credits to `available` (an admin adjustment, as spending would). */
+async function setAvailable(userId: string, available: number, key: string) {
+  const balance = await getBalance(fx.deps.ledger, userId);
+  await grantCredits(fx.deps.ledger, { userId, amount: available - balance.available, bucket: "allowance", reason: "admin", key });
+}
+
+/** The `invoice.paid` Stripe sends for an invoice the loopback server holds, delivered signed. */
+async function deliverPaid(invoiceId: string) {
+  const stored = fx.stripe.invoices.get(invoiceId);
+  if (!stored) throw new Error(`no invoice ${invoiceId}`);
+  return fx.deliver(invoiceEvent(stored));
+}
+
+const packGrants = async (userId: string) => (await fx.deps.ledger.store.allEntries(userId)).filter((entry) => entry.reason === "pack");
+
+describe("turning it on", () => {
+  it("needs a saved card: 409 PAYMENT_METHOD_REQUIRED, and POST /v1/billing/payment-method starts a setup Checkout", async () => {
+    const userId = uniqueUser("topup-nocard");
+    await customerOf(fx, userId);
+    const refused = await putAutoTopUp(userId, settings());
+    expect(refused.status).toBe(409);
+    expect(refused.json.error.reason).toBe("PAYMENT_METHOD_REQUIRED");
+    const setup = await fx.asUser(fx.fns.subscribe.route, userId, "POST /v1/billing/payment-method");
+    expect(setup.status).toBe(200);
+    expect(setup.json.checkoutUrl).toMatch(/^https?:\/\//);
+    const session = fx.stripe.requestsTo("/v1/checkout/sessions", "POST").at(-1);
+    expect(session?.body.mode).toBe("setup");
+    // still off: nothing was written
+    expect((await fx.asUser(fx.fns.subscribe.route, userId, "GET /v1/billing/auto-topup")).json.enabled).toBe(false);
+  });
+
+  it("with a card: on, shown by GET; the account carries the threshold for the change stream", async () => {
+    const { userId } = await userWithCard("topup-on");
+    const answer = await putAutoTopUp(userId, settings({ threshold: 2_000 }));
+    expect(answer.status).toBe(200);
+    expect(answer.json).toMatchObject({ enabled: true, threshold: 2_000, pack: "starter", monthlyLimit: 5, failuresInARow: 0, inFlight: false, lastAttempt: null });
+    const account = (await fx.deps.ledger.store.getAccount(userId)) as unknown as { autoTopUpBelow?: number };
+    expect(account.autoTopUpBelow).toBe(2_000);
+    await putAutoTopUp(userId, settings({ enabled: false, threshold: 2_000 }));
+    const off = (await fx.deps.ledger.store.getAccount(userId)) as unknown as { autoTopUpBelow?: number };
+    expect(off.autoTopUpBelow).toBeUndefined();
+  });
+
+  it("refuses what is not a setting: unknown packs, a zero threshold, a limit of 0 or above 100, unknown fields", async () => {
+    const { userId } = await userWithCard("topup-bad");
+    for (const body of [settings({ pack: "gold" }), settings({ threshold: 0 }), settings({ monthlyLimit: 0 }), settings({ monthlyLimit: 101 }), { ...settings(), extra: 1 }, { enabled: true }]) {
+      expect((await putAutoTopUp(userId, body)).status, JSON.stringify(body)).toBe(400);
+    }
+  });
+});
+
+describe("one top-up, each way its charge can end (jobs run directly)", () => {
+  /** A user on, below the threshold, and a job for a crossing. */
+  async function below(label: string, extra: Parameters<typeof settings>[0] = {}) {
+    const user = await userWithCard(label);
+    expect((await putAutoTopUp(user.userId, settings(extra))).status).toBe(200);
+    await setAvailable(user.userId, 1_000, `${label}-spend`);
+    return user;
+  }
+
+  it("paid: one invoice for the pack's price, charged once; the credits come from invoice.paid, once", async () => {
+    const { userId, customer } = await below("topup-paid");
+    const run = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(run).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    // biome-ignore lint/suspicious/noExplicitAny: a Stripe invoice as the server holds it
+    const invoice = fx.stripe.invoicesOf(customer)[0] as any;
+    expect(invoice?.lines.data[0].pricing.price_details.price).toBe(TEST_PRICES.STRIPE_PRICE_PACK_STARTER);
+    expect(invoice?.metadata).toMatchObject({ userId, autoTopUp: "1", pack: "starter" });
+    // no credit before Stripe says paid
+    expect(await packGrants(userId)).toEqual([]);
+    expect((await deliverPaid(invoice?.id)).json.outcome).toBe("pack_granted");
+    expect((await deliverPaid(invoice?.id)).status).toBe(200); // a redelivery grants nothing more
+    const grants = await packGrants(userId);
+    expect(grants.map((entry) => entry.amount)).toEqual([STARTER]);
+    expect((await getBalance(fx.deps.ledger, userId)).available).toBe(1_000 + STARTER);
+    const state = await topUpState(userId);
+    expect(state).toMatchObject({ seq: 1, startedThisMonth: 1, failuresInARow: 0, lastAttempt: { outcome: "succeeded", invoiceId: invoice?.id } });
+    expect(state?.inFlight).toBeUndefined();
+    // the same crossing again (a redelivered job) is used up: no second charge
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toEqual({ kind: "refused", reason: "seenCrossing" });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    expect((await auditAccount(fx.deps.ledger, userId)).ok).toBe(true);
+  });
+
+  it("needs the customer (3-D Secure): stopped with the invoice page to confirm on, a failure; paid later there, credited then", async () => {
+    const { userId, customer } = await below("topup-3ds");
+    fx.stripe.setPayOutcome("requires_action", { customer, times: 1 });
+    const run = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(run).toMatchObject({ kind: "charged", result: { outcome: "action_required" } });
+    const state = await topUpState(userId);
+    expect(state?.lastAttempt?.outcome).toBe("action_required");
+    expect(state?.lastAttempt?.actionUrl).toMatch(/\/hosted\/invoices\//);
+    expect(state?.failuresInARow).toBe(1);
+    expect(fx.stripe.chargesOf(customer)).toBe(0);
+    expect(await packGrants(userId)).toEqual([]);
+    // the customer confirms on the hosted page: Stripe sends invoice.paid, the pack is granted
+    const invoiceId = state?.lastAttempt?.invoiceId as string;
+    fx.stripe.markInvoicePaid(invoiceId);
+    await deliverPaid(invoiceId);
+    expect((await packGrants(userId)).map((entry) => entry.amount)).toEqual([STARTER]);
+    expect(await topUpState(userId)).toMatchObject({ failuresInARow: 0, lastAttempt: { outcome: "succeeded" } });
+  });
+
+  it("declined: a failure, the invoice voided, no credit, and not counted in the month", async () => {
+    const { userId, customer } = await below("topup-declined");
+    fx.stripe.setPayOutcome("card_declined", { customer, times: 1 });
+    const run = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(run).toMatchObject({ kind: "charged", result: { outcome: "declined" } });
+    const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
+    expect(fx.stripe.invoices.get(invoiceId)?.status).toBe("void");
+    expect(await topUpState(userId)).toMatchObject({ failuresInARow: 1, startedThisMonth: 0, lastAttempt: { outcome: "declined" } });
+    expect(await packGrants(userId)).toEqual([]);
+  });
+
+  it("Stripe failing (5xx): the job throws to be tried again, and the retry charges once under the same keys", async () => {
+    const { userId, customer } = await below("topup-5xx");
+    fx.stripe.setPayOutcome("server_error", { customer, times: 1 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    expect(await topUpState(userId)).toMatchObject({ inFlight: { seq: 1 } });
+    const retried = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(retried).toMatchObject({ kind: "charged", seq: 1, result: { outcome: "succeeded" } });
+    expect(fx.stripe.invoicesCreated(customer)).toBe(1);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
+  it("Stripe acting without answering: the retry finds the invoice paid, never pays twice", async () => {
+    const { userId, customer } = await below("topup-hangup");
+    // the fixture's client gives up after 5 s: the server pays, then holds its answer longer
+    fx.stripe.setPayOutcome("timeout_after_acting", { customer, times: 1 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    const retried = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(retried).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    expect(fx.stripe.invoicesCreated(customer)).toBe(1);
+  }, 30_000);
+
+  it("no saved card any more: a failure without a charge", async () => {
+    const { userId, customer } = await below("topup-gone");
+    for (const [id, method] of fx.stripe.paymentMethods) if (method.customer === customer) fx.stripe.detachPaymentMethod(id);
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toEqual({ kind: "no_payment_method" });
+    expect(await topUpState(userId)).toMatchObject({ failuresInARow: 1, lastAttempt: { outcome: "no_payment_method" } });
+    expect(fx.stripe.invoicesCreated(customer)).toBe(0);
+  });
+
+  it("a crash between the charge and its record: invoice.paid ends the top-up and grants once", async () => {
+    const { userId, customer } = await below("topup-crash");
+    // the function dies after Stripe paid: the state still shows the top-up in flight
+    fx.stripe.setPayOutcome("timeout_after_acting", { customer, times: 1 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    const invoiceId = (await topUpState(userId))?.inFlight?.invoiceId as string;
+    expect(invoiceId).toMatch(/^in_/);
+    await deliverPaid(invoiceId);
+    await deliverPaid(invoiceId);
+    expect((await packGrants(userId)).map((entry) => entry.amount)).toEqual([STARTER]);
+    const state = await topUpState(userId);
+    expect(state?.inFlight).toBeUndefined();
+    expect(state?.lastAttempt).toMatchObject({ outcome: "succeeded", invoiceId });
+    // the redelivered job finds nothing left to do
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toEqual({ kind: "refused", reason: "seenCrossing" });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  }, 30_000);
+});
+
+describe("the peers' runaway bugs, through the change stream and the top-up queue", () => {
+  it("50 concurrent spends crossing the threshold: exactly one charge", async () => {
+    const { userId, customer } = await userWithCard("topup-crowd");
+    expect((await putAutoTopUp(userId, settings({ threshold: 5_000 }))).status).toBe(200);
+    // 50 spends of 120 at once take 10,000 to 4,000: one of them crosses 5,000
+    await Promise.all(
+      Array.from({ length: 50 }, (_, index) =>
+        grantCredits(fx.deps.ledger, { userId, amount: -120, bucket: "allowance", reason: "admin", key: `crowd-${userId}-${index}` }),
+      ),
+    );
+    await eventually(async () => (await topUpState(userId))?.lastAttempt !== undefined, "the top-up");
+    await pipeline.events.caughtUp();
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // any second job would have run by now
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    expect(fx.stripe.invoicesCreated(customer)).toBe(1);
+    expect((await topUpState(userId))?.seq).toBe(1);
+  });
+
+  it(`a card that always declines: at most ${TOP_UP_FAILURE_LIMIT} attempts, then auto top-up turns itself off`, async () => {
+    const { userId, customer } = await userWithCard("topup-decliner");
+    fx.stripe.setPayOutcome("card_declined", { customer });
+    expect((await putAutoTopUp(userId, settings({ threshold: 5_000 }))).status).toBe(200);
+    // five crossings: back above the threshold, then below again, each time
+    for (let crossing = 0; crossing < 5; crossing++) {
+      await setAvailable(userId, 8_000, `decliner-up-${crossing}`);
+      await setAvailable(userId, 1_000, `decliner-down-${crossing}`);
+      await pipeline.events.caughtUp();
+      await eventually(async () => (await topUpState(userId))?.inFlight === undefined, "the attempt to end");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(fx.stripe.payAttempts(customer)).toBe(TOP_UP_FAILURE_LIMIT);
+    const state = await topUpState(userId);
+    expect(state).toMatchObject({ failuresInARow: TOP_UP_FAILURE_LIMIT, disabledReason: "failures", settings: { enabled: false } });
+    expect(((await fx.deps.ledger.store.getAccount(userId)) as unknown as { autoTopUpBelow?: number }).autoTopUpBelow).toBeUndefined();
+    const view = await fx.asUser(fx.fns.subscribe.route, userId, "GET /v1/billing/auto-topup");
+    expect(view.json).toMatchObject({ enabled: false, disabledReason: "failures", failuresInARow: TOP_UP_FAILURE_LIMIT });
+    // turning it on again clears the failures
+    fx.stripe.setPayOutcome("succeeded", { customer });
+    expect((await putAutoTopUp(userId, settings({ threshold: 5_000 }))).json).toMatchObject({ enabled: true, failuresInARow: 0, disabledReason: null });
+  }, 60_000);
+
+  it("a threshold one pack cannot lift: one top-up per crossing, never a loop", async () => {
+    const { userId, customer } = await userWithCard("topup-deep");
+    // 1,000,000 above a 50,000 pack: enabling while below is the crossing
+    expect((await putAutoTopUp(userId, settings({ threshold: 1_000_000 }))).status).toBe(200);
+    await eventually(async () => (await topUpState(userId))?.lastAttempt?.outcome === "succeeded", "the first top-up");
+    await deliverPaid(String(fx.stripe.invoicesOf(customer)[0]?.id));
+    expect((await getBalance(fx.deps.ledger, userId)).available).toBe(SIGNUP + STARTER);
+    await pipeline.events.caughtUp();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // still below 1,000,000 after the pack: no new crossing, so no second top-up
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    // spending more is not a crossing either (it was below already)
+    await grantCredits(fx.deps.ledger, { userId, amount: -5_000, bucket: "allowance", reason: "admin", key: `deep-spend-${userId}` });
+    await pipeline.events.caughtUp();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  }, 60_000);
+
+  it("the monthly limit stops top-ups, however many crossings", async () => {
+    const { userId, customer } = await userWithCard("topup-limit");
+    expect((await putAutoTopUp(userId, settings({ threshold: 5_000, monthlyLimit: 2 }))).status).toBe(200);
+    for (let crossing = 0; crossing < 4; crossing++) {
+      await setAvailable(userId, 8_000, `limit-up-${crossing}`);
+      await setAvailable(userId, 1_000, `limit-down-${crossing}`);
+      await pipeline.events.caughtUp();
+      await eventually(async () => (await topUpState(userId))?.inFlight === undefined, "the attempt to end");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(fx.stripe.chargesOf(customer)).toBe(2);
+    const view = await fx.asUser(fx.fns.subscribe.route, userId, "GET /v1/billing/auto-topup");
+    expect(view.json).toMatchObject({ startedThisMonth: 2, monthlyLimit: 2 });
+  }, 60_000);
+});
