@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { type Catalog, catalog as defaultCatalog } from "../catalog.js";
 import { ownValue } from "../own-keys.js";
 import type { LedgerEntry } from "../ledger/account.js";
-import type { AccountImage, EventPlace, GrantReason, TableChange, WebhookEvent } from "./model.js";
+import type { TopUpAttempt } from "../topup/model.js";
+import type { AccountImage, EventPlace, GrantReason, TableChange, TopUpEventPlace, WebhookEvent } from "./model.js";
 import { CHEAPEST_CALL, crossingsBetween, levelOf, lowThresholdOf } from "./thresholds.js";
 
 /**
@@ -10,7 +11,8 @@ import { CHEAPEST_CALL, crossingsBetween, levelOf, lowThresholdOf } from "./thre
  * stream delivers again yields the same events with the same ids (the app recognises a
  * redelivery by the id; docs/webhooks.md). Ids are derived from the fact, never drawn:
  * a ledger entry's event from (user, entry seq), a payment failure from its time, a cancellation
- * from the subscription, an account transition from the stream record that carries it.
+ * from the subscription, an account transition from the stream record that carries it, a
+ * top-up's outcome from (user, top-up seq).
  */
 
 /** `evt_` and 32 hex digits of a SHA-256 of the fact's parts (a separator no part can forge: each is JSON). */
@@ -119,7 +121,62 @@ function accountEvents(change: Extract<TableChange, { kind: "account" }>, catalo
 const wasCanceled = (before: AccountImage | undefined, subscriptionId: string): boolean =>
   before?.subscription?.id === subscriptionId && before.subscription.status === "canceled";
 
+/** An attempt the write recorded: none before, another top-up's, or the same top-up's with a new outcome (action_required → succeeded). */
+const isNewAttempt = (before: TopUpAttempt | undefined, after: TopUpAttempt): boolean =>
+  before === undefined || before.seq !== after.seq || before.outcome !== after.outcome;
+
+/**
+ * The auto top-up item's transitions (lib/topup/rules.ts): an attempt's outcome recorded, and auto
+ * top-up turned off by its failures. `seq` is the top-up's (the item does not hold the account's),
+ * and ids are (type, user, top-up seq): a redelivered record, or the same outcome written again,
+ * yields the same id. Settings, a top-up in flight, the month's count: no event.
+ */
+function topUpEvents(change: Extract<TableChange, { kind: "topup" }>): WebhookEvent[] {
+  const { before, after, userId, position } = change;
+  let order = 0;
+  const place = (seq: number): TopUpEventPlace => ({ userId, seq, position, order: order++ });
+  const timestamp = new Date(change.at).toISOString();
+  const events: WebhookEvent[] = [];
+  const attempt = after.lastAttempt;
+  if (attempt && isNewAttempt(before?.lastAttempt, attempt)) {
+    const invoiceId = attempt.invoiceId ?? null;
+    const { seq, pack, outcome } = attempt;
+    if (outcome === "succeeded") {
+      events.push({ id: eventId("topup.succeeded", userId, seq), type: "topup.succeeded", timestamp, data: { ...place(seq), pack, invoiceId } });
+    } else if (outcome === "action_required") {
+      events.push({
+        id: eventId("topup.action_required", userId, seq),
+        type: "topup.action_required",
+        timestamp,
+        data: { ...place(seq), pack, invoiceId, actionUrl: attempt.actionUrl ?? null, failuresInARow: after.failuresInARow },
+      });
+    } else {
+      events.push({
+        id: eventId("topup.failed", userId, seq),
+        type: "topup.failed",
+        timestamp,
+        data: { ...place(seq), pack, outcome, invoiceId, failuresInARow: after.failuresInARow },
+      });
+    }
+  }
+  // turned off by the failures in the same write as the failure that reached the limit: after it
+  if (before?.settings.enabled && !after.settings.enabled && after.disabledReason === "failures") {
+    const seq = attempt?.seq ?? after.seq;
+    events.push({
+      id: eventId("topup.disabled", userId, seq),
+      type: "topup.disabled",
+      timestamp,
+      data: { ...place(seq), reason: "failures", failuresInARow: after.failuresInARow },
+    });
+  }
+  return events;
+}
+
 /** Every event of a batch of changes, in the batch's order (and within one change, the order they happened). */
 export function deriveEvents(changes: readonly TableChange[], catalog: Catalog = defaultCatalog): WebhookEvent[] {
-  return changes.flatMap((change) => (change.kind === "entry" ? entryEvents(change) : accountEvents(change, catalog)));
+  return changes.flatMap((change) => {
+    if (change.kind === "entry") return entryEvents(change);
+    if (change.kind === "topup") return topUpEvents(change);
+    return accountEvents(change, catalog);
+  });
 }

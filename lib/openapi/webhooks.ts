@@ -1,5 +1,6 @@
-import { PLAN_IDS } from "../catalog.js";
+import { PACK_IDS, PLAN_IDS } from "../catalog.js";
 import { EVENT_TYPES, type EventType } from "../events/model.js";
+import { TOP_UP_FAILURE_LIMIT } from "../topup/model.js";
 
 /**
  * The outgoing webhooks (lib/events) in the OpenAPI document's `webhooks`: one operation per
@@ -24,6 +25,18 @@ const balance: Record<string, JsonSchema> = {
   threshold: { ...integer, description: "the threshold crossed, in credits" },
   plan,
 };
+
+/** topup.*: the item they come from (auto top-up's) does not hold the account's seq, so `seq` is the top-up's. */
+const topUpSeq: JsonSchema = {
+  ...integer,
+  description: "the top-up's sequence number (1, 2, … per user; not the account's seq): order one user's topup.* events by seq, then position, then order",
+};
+const pack = { type: "string", enum: PACK_IDS, description: "the credit pack the top-up buys (lib/catalog.ts)" } as const;
+const invoiceId = { type: ["string", "null"], description: "the top-up's Stripe invoice (null: none was made)" } as const;
+const failuresInARow = {
+  ...integer,
+  description: `failed top-ups in a row, this one included (auto top-up turns itself off at ${TOP_UP_FAILURE_LIMIT})`,
+} as const;
 
 const DATA: Record<EventType, { description: string; properties: Record<string, JsonSchema> }> = {
   "credits.low": { description: "available fell below the plan's low threshold (lib/catalog.ts lowThreshold); once per crossing", properties: balance },
@@ -54,6 +67,29 @@ const DATA: Record<EventType, { description: string; properties: Record<string, 
     properties: { subscriptionId: { type: ["string", "null"] }, failedAt: { type: "string", format: "date-time" } },
   },
   "subscription.canceled": { description: "the subscription was canceled (ended)", properties: { subscriptionId: text } },
+  "topup.succeeded": {
+    description:
+      "an auto top-up's invoice was paid (charged off-session, or confirmed by the customer after topup.action_required); once per top-up. Its credits arrive as credits.granted (reason pack)",
+    properties: { seq: topUpSeq, pack, invoiceId },
+  },
+  "topup.failed": {
+    description: "an auto top-up failed: the card was declined, or the customer has no saved card; once per top-up",
+    properties: { seq: topUpSeq, pack, outcome: { type: "string", enum: ["declined", "no_payment_method"] }, invoiceId, failuresInARow },
+  },
+  "topup.action_required": {
+    description: "an auto top-up's payment needs the customer (3-D Secure): the invoice stays open at actionUrl; once per top-up",
+    properties: {
+      seq: topUpSeq,
+      pack,
+      invoiceId,
+      actionUrl: { type: ["string", "null"], description: "the hosted invoice page where the customer confirms the payment (null: Stripe gave none)" },
+      failuresInARow,
+    },
+  },
+  "topup.disabled": {
+    description: "auto top-up turned itself off after failed top-ups in a row, until the user turns it on again",
+    properties: { seq: { ...topUpSeq, description: "the sequence number of the top-up whose failure turned it off" }, reason: { type: "string", enum: ["failures"] }, failuresInARow },
+  },
 };
 
 const header = (description: string, schema: JsonSchema = text) => ({ name: "", in: "header", required: true, description, schema });
@@ -88,7 +124,7 @@ export function webhookOperations(): Record<string, JsonSchema> {
                       id: { type: "string", pattern: "^evt_[0-9a-f]{32}$" },
                       type: { type: "string", const: type },
                       timestamp: { type: "string", format: "date-time" },
-                      data: { type: "object", required: ["userId", "seq", "position", "order", ...Object.keys(data.properties)], properties: { ...place, ...data.properties } },
+                      data: { type: "object", required: [...new Set(["userId", "seq", "position", "order", ...Object.keys(data.properties)])], properties: { ...place, ...data.properties } },
                     },
                   },
                 },

@@ -419,6 +419,86 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "topup.succeeded": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.succeeded
+         * @description an auto top-up's invoice was paid (charged off-session, or confirmed by the customer after topup.action_required); once per top-up. Its credits arrive as credits.granted (reason pack). Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_topup_succeeded"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "topup.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.failed
+         * @description an auto top-up failed: the card was declined, or the customer has no saved card; once per top-up. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_topup_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "topup.action_required": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.action_required
+         * @description an auto top-up's payment needs the customer (3-D Secure): the invoice stays open at actionUrl; once per top-up. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_topup_action_required"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "topup.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.disabled
+         * @description auto top-up turned itself off after failed top-ups in a row, until the user turns it on again. Signed with Standard Webhooks; delivered at least once (retried with backoff for up to 3 days): deduplicate by id. See docs/webhooks.md.
+         */
+        post: operations["webhook_topup_disabled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface components {
     schemas: {
@@ -2444,6 +2524,219 @@ export interface operations {
                         /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
                         order: number;
                         subscriptionId: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_topup_succeeded: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "topup.succeeded";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the top-up's sequence number (1, 2, … per user; not the account's seq): order one user's topup.* events by seq, then position, then order */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
+                        /**
+                         * @description the credit pack the top-up buys (lib/catalog.ts)
+                         * @enum {string}
+                         */
+                        pack: "starter" | "pro" | "enterprise";
+                        /** @description the top-up's Stripe invoice (null: none was made) */
+                        invoiceId: string | null;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_topup_failed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "topup.failed";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the top-up's sequence number (1, 2, … per user; not the account's seq): order one user's topup.* events by seq, then position, then order */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
+                        /**
+                         * @description the credit pack the top-up buys (lib/catalog.ts)
+                         * @enum {string}
+                         */
+                        pack: "starter" | "pro" | "enterprise";
+                        /** @enum {string} */
+                        outcome: "declined" | "no_payment_method";
+                        /** @description the top-up's Stripe invoice (null: none was made) */
+                        invoiceId: string | null;
+                        /** @description failed top-ups in a row, this one included (auto top-up turns itself off at 3) */
+                        failuresInARow: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_topup_action_required: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "topup.action_required";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the top-up's sequence number (1, 2, … per user; not the account's seq): order one user's topup.* events by seq, then position, then order */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
+                        /**
+                         * @description the credit pack the top-up buys (lib/catalog.ts)
+                         * @enum {string}
+                         */
+                        pack: "starter" | "pro" | "enterprise";
+                        /** @description the top-up's Stripe invoice (null: none was made) */
+                        invoiceId: string | null;
+                        /** @description the hosted invoice page where the customer confirms the payment (null: Stripe gave none) */
+                        actionUrl: string | null;
+                        /** @description failed top-ups in a row, this one included (auto top-up turns itself off at 3) */
+                        failuresInARow: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description any 2xx: delivered; anything else, or no answer within the timeout: retried */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhook_topup_disabled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description the event's id: the same on every redelivery of one fact */
+                "webhook-id": string;
+                /** @description when this attempt was signed, epoch seconds */
+                "webhook-timestamp": string;
+                /** @description Standard Webhooks signature(s): v1,<base64 HMAC-SHA256 of id.timestamp.body> with the whsec_ secret */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    /** @constant */
+                    type: "topup.disabled";
+                    /** Format: date-time */
+                    timestamp: string;
+                    data: {
+                        /** @description whose account */
+                        userId: string;
+                        /** @description the sequence number of the top-up whose failure turned it off */
+                        seq: number;
+                        /** @description the change stream position it was derived from (compare as integers) */
+                        position: string;
+                        /** @description the event's place among those one change yields (0, 1, …): order by seq, position, then order */
+                        order: number;
+                        /** @enum {string} */
+                        reason: "failures";
+                        /** @description failed top-ups in a row, this one included (auto top-up turns itself off at 3) */
+                        failuresInARow: number;
                     };
                 };
             };
