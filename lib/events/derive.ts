@@ -141,6 +141,7 @@ function topUpEvents(change: Extract<TableChange, { kind: "topup" }>): WebhookEv
   if (attempt && isNewAttempt(before?.lastAttempt, attempt)) {
     const invoiceId = attempt.invoiceId ?? null;
     const { seq, pack, outcome } = attempt;
+    // pending (a payment still processing) tells nothing yet: its invoice.paid makes the success
     if (outcome === "succeeded") {
       events.push({ id: eventId("topup.succeeded", userId, seq), type: "topup.succeeded", timestamp, data: { ...place(seq), pack, invoiceId } });
     } else if (outcome === "action_required") {
@@ -150,7 +151,7 @@ function topUpEvents(change: Extract<TableChange, { kind: "topup" }>): WebhookEv
         timestamp,
         data: { ...place(seq), pack, invoiceId, actionUrl: attempt.actionUrl ?? null, failuresInARow: after.failuresInARow },
       });
-    } else {
+    } else if (outcome === "declined" || outcome === "no_payment_method") {
       events.push({
         id: eventId("topup.failed", userId, seq),
         type: "topup.failed",

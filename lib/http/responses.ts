@@ -94,7 +94,7 @@ export const autoTopUpResponse = z.object({
   lastAttempt: z.nullable(
     z.object({
       at: isoTime,
-      outcome: z.enum(["succeeded", "action_required", "declined", "no_payment_method"]),
+      outcome: z.enum(["succeeded", "pending", "action_required", "declined", "no_payment_method"]),
       pack: z.string(),
       invoiceId: z.nullable(z.string()),
       /** action_required: the invoice page where the customer confirms the payment */

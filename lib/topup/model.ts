@@ -22,6 +22,8 @@ export interface AutoTopUpSettings {
 export type TopUpOutcome =
   /** the invoice was paid; its credits come from `invoice.paid` */
   | "succeeded"
+  /** Stripe took the payment but has not finished it (a bank still processing): `invoice.paid` ends it */
+  | "pending"
   /** the card needs the customer (3-D Secure): the invoice stays open at `actionUrl` */
   | "action_required"
   /** the card was declined */

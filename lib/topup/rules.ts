@@ -47,9 +47,11 @@ export type StartDecision =
 
 /** Whether a threshold crossing starts a top-up now: the one decision every job goes through. */
 export function decideStart(state: AutoTopUpState | undefined, job: TopUpJob, available: number, now: number): StartDecision {
-  if (!state?.settings.enabled) return { kind: "refuse", reason: "disabled" };
-  const inFlight = state.inFlight;
+  // A top-up that began is carried to its end even if the user turned auto top-up off since:
+  // left in flight, its invoice would stay open and the state would never say how it ended.
+  const inFlight = state?.inFlight;
   if (inFlight && (inFlight.crossing === job.crossing || now - inFlight.startedAt >= STALE_IN_FLIGHT_MS)) return { kind: "resume", inFlight };
+  if (!state?.settings.enabled) return { kind: "refuse", reason: "disabled" };
   if (!isLaterCrossing(job.crossing, state.lastCrossing)) return { kind: "refuse", reason: "seenCrossing" };
   if (inFlight) return { kind: "refuse", reason: "inFlight" };
   if (startedIn(state, now) >= state.settings.monthlyLimit) return { kind: "refuse", reason: "monthlyLimit" };
@@ -99,6 +101,8 @@ export interface ChargeResult {
  * The state after the top-up `seq` ended with `result`; unchanged when `seq` is not the one in
  * flight (an outcome recorded already, by the webhook or an earlier retry).
  * - succeeded: failures reset (its credits come from `invoice.paid`);
+ * - pending: Stripe took the payment but has not finished it (a bank still processing): not a
+ *   failure, counted in the month; `invoice.paid` ends it;
  * - action_required: a failure; the invoice stays open and counted in the month (the customer may still pay it);
  * - declined: a failure; nothing was spent, so it does not count in the month.
  */
@@ -116,6 +120,7 @@ export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeRe
   };
   const ended: AutoTopUpState = { ...rest, lastAttempt: attempt, updatedAt: now };
   if (result.outcome === "succeeded") return { ...ended, failuresInARow: 0 };
+  if (result.outcome === "pending") return ended;
   if (result.outcome === "action_required") return failed(ended);
   const sameMonth = state.month === monthOf(inFlight.startedAt);
   return failed({ ...ended, startedThisMonth: sameMonth ? Math.max(0, state.startedThisMonth - 1) : state.startedThisMonth });
@@ -123,13 +128,14 @@ export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeRe
 
 /**
  * The state once `invoice.paid` reports the top-up `seq` paid: as a success when it was still in
- * flight (the function died between the charge and its record), or when the customer confirmed
- * an invoice that needed them (its failure is then forgiven). Anything else is unchanged.
+ * flight (the function died between the charge and its record), when its payment was pending,
+ * or when the customer confirmed an invoice that needed them (its failure is then forgiven).
+ * Anything else is unchanged.
  */
 export function afterPaid(state: AutoTopUpState, seq: number, invoiceId: string, now: number): AutoTopUpState {
   if (state.inFlight?.seq === seq) return afterCharge(state, seq, { outcome: "succeeded", invoiceId }, now);
   const last = state.lastAttempt;
-  if (last?.seq !== seq || last.outcome !== "action_required") return state;
+  if (last?.seq !== seq || (last.outcome !== "action_required" && last.outcome !== "pending")) return state;
   return { ...state, failuresInARow: 0, lastAttempt: { ...last, outcome: "succeeded", at: now }, updatedAt: now };
 }
 

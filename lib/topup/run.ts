@@ -91,7 +91,8 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
   if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
   try {
     const paid = await stripe.payInvoice(invoice.id, inFlight.paymentMethod, `${intent}:pay`);
-    return { outcome: paid.status === "paid" ? "succeeded" : "declined", invoiceId: invoice.id };
+    // open after paying: the payment is processing (not declined: that throws); invoice.paid ends it
+    return { outcome: paid.status === "paid" ? "succeeded" : "pending", invoiceId: invoice.id };
   } catch (error) {
     if (error instanceof PaymentActionRequiredError) {
       // only the customer can confirm it: on the invoice's page, which stays open for them

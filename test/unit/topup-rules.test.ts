@@ -30,6 +30,13 @@ describe("decideStart: whether a crossing starts a top-up", () => {
     expect(decideStart(busy, { userId: "u", crossing: "12" }, 0, NOW + STALE_IN_FLIGHT_MS)).toMatchObject({ kind: "resume", inFlight: { seq: 1, crossing: "10" } });
   });
 
+  it("a top-up in flight is carried to its end after the user turned auto top-up off (else it would stay in flight, its invoice open)", () => {
+    const busy = begin(on(), { userId: "u", crossing: "10" }, CHARGE, NOW);
+    const off = withSettings(busy, { ...SETTINGS, enabled: false }, NOW + 1);
+    expect(decideStart(off, { userId: "u", crossing: "10" }, 0, NOW + 2)).toMatchObject({ kind: "resume", inFlight: { seq: 1 } });
+    expect(decideStart(off, { userId: "u", crossing: "11" }, 0, NOW + 2)).toEqual({ kind: "refuse", reason: "disabled" });
+  });
+
   it("a new month starts the count again", () => {
     const full = { ...on(), month: monthOf(NOW), startedThisMonth: 3 };
     const nextMonth = Date.UTC(2027, 0, 1);
@@ -77,6 +84,14 @@ describe("what an outcome does", () => {
     expect(afterCharge(done, 1, { outcome: "declined", invoiceId: "in_1" }, NOW)).toBe(done);
     expect(afterPaid(started, 1, "in_1", NOW)).toMatchObject({ lastAttempt: { outcome: "succeeded", invoiceId: "in_1" } });
     expect(afterPaid(done, 1, "in_1", NOW)).toBe(done);
+  });
+
+  it("a payment still processing (pending) is no failure and keeps its place in the month; invoice.paid makes it a success", () => {
+    const started = begin(on(), { userId: "u", crossing: "1" }, CHARGE, NOW);
+    const pending = afterCharge(started, 1, { outcome: "pending", invoiceId: "in_1" }, NOW);
+    expect(pending).toMatchObject({ failuresInARow: 0, startedThisMonth: 1, lastAttempt: { outcome: "pending" } });
+    expect(pending.inFlight).toBeUndefined();
+    expect(afterPaid(pending, 1, "in_1", NOW)).toMatchObject({ lastAttempt: { outcome: "succeeded" } });
   });
 
   it("no saved card: a failure that starts nothing and counts nothing in the month", () => {

@@ -578,7 +578,7 @@ export interface components {
                 /** Format: date-time */
                 at: string;
                 /** @enum {string} */
-                outcome: "succeeded" | "action_required" | "declined" | "no_payment_method";
+                outcome: "succeeded" | "pending" | "action_required" | "declined" | "no_payment_method";
                 pack: string;
                 invoiceId: string | null;
                 actionUrl: string | null;
@@ -695,7 +695,7 @@ export interface components {
                 /** Format: date-time */
                 at: string;
                 /** @enum {string} */
-                outcome: "succeeded" | "action_required" | "declined" | "no_payment_method";
+                outcome: "succeeded" | "pending" | "action_required" | "declined" | "no_payment_method";
                 pack: string;
                 invoiceId: string | null;
                 actionUrl: string | null;
