@@ -10,12 +10,13 @@ import type { Construct } from "constructs";
 import type { StripePriceVar } from "../lib/config.js";
 import type { FunctionName, SecretName } from "../lib/routes.js";
 import { Alarms } from "./constructs/alarms.js";
+import { addAutoTopUp, type AutoTopUp } from "./constructs/auto-top-up.js";
 import { addFunctions } from "./constructs/functions.js";
 import { addHttpApi } from "./constructs/http-api.js";
 import { addChatProxy, type ChatProxy } from "./constructs/proxy.js";
 import { addWebhookEvents, type WebhookEvents } from "./constructs/events.js";
 import { addSchedules } from "./constructs/schedule.js";
-import type { ProxyFunctionName } from "./constructs/common.js";
+import type { ProxyFunctionName, TopUpFunctionName } from "./constructs/common.js";
 import { StackSecrets } from "./constructs/secrets.js";
 import { addLedgerTable } from "./constructs/table.js";
 import type { HouseFunction } from "./house-function.js";
@@ -47,7 +48,7 @@ export interface CreditgateStackProps extends StackProps {
   proxyMaxOutputTokens?: number;
   logRetention?: logs.RetentionDays;
   /** Tests only: handler files replacing lib/routes.ts entries (they must lie under projectRoot). */
-  entries?: Partial<Record<FunctionName | ProxyFunctionName, string>>;
+  entries?: Partial<Record<FunctionName | ProxyFunctionName | TopUpFunctionName, string>>;
   /** where package-lock.json lives (default: this repository) */
   projectRoot?: string;
 }
@@ -55,7 +56,7 @@ export interface CreditgateStackProps extends StackProps {
 /**
  * creditgate in one stack: the table, one Lambda per entry of lib/routes.ts FUNCTIONS, the HTTP
  * API with exactly those routes, the sweep's schedule, the outgoing webhooks, the chat proxy on
- * its own Function URL, secrets, least-privilege roles and alarms.
+ * its own Function URL, auto top-up (its queue and function), secrets, least-privilege roles and alarms.
  * Each part is in infra/constructs/ and adds its resources to this stack, under the ids (and so
  * the logical ids) they have always had.
  */
@@ -68,6 +69,7 @@ export class CreditgateStack extends Stack {
   readonly sweepDlq: sqs.Queue;
   readonly webhooks: WebhookEvents;
   readonly proxy: ChatProxy;
+  readonly autoTopUp: AutoTopUp;
 
   constructor(scope: Construct, id: string, props: CreditgateStackProps) {
     super(scope, id, props);
@@ -86,6 +88,19 @@ export class CreditgateStack extends Stack {
       this,
       { ledger, secrets, alarms },
       { ...(props.webhookUrl ? { webhookUrl: props.webhookUrl } : {}), logRetention, projectRoot: props.projectRoot ?? ROOT },
+    );
+
+    this.autoTopUp = addAutoTopUp(
+      this,
+      { ledger, secrets, alarms, streamConsumer: this.webhooks.functions.streamConsumer },
+      {
+        ...(props.prices ? { prices: props.prices } : {}),
+        ...(props.authorizeRateLimitPerMinute !== undefined ? { authorizeRateLimitPerMinute: props.authorizeRateLimitPerMinute } : {}),
+        ...(props.holdTtlSeconds !== undefined ? { holdTtlSeconds: props.holdTtlSeconds } : {}),
+        ...(props.entries?.autoTopUp ? { entry: props.entries.autoTopUp } : {}),
+        logRetention,
+        projectRoot: props.projectRoot ?? ROOT,
+      },
     );
 
     this.proxy = addChatProxy(
@@ -136,6 +151,11 @@ export class CreditgateStack extends Stack {
     new CfnOutput(this, "TableName", { value: this.table.tableName });
     new CfnOutput(this, "WebhookDlqUrl", { value: this.webhooks.dlq.queueUrl, description: "events given up on: npm run ops -- webhooks failed" });
     new CfnOutput(this, "WebhookQueueUrl", { value: this.webhooks.queue.queueUrl, description: "events waiting for delivery" });
+    new CfnOutput(this, "TopUpQueueUrl", { value: this.autoTopUp.queue.queueUrl, description: "auto top-up jobs waiting to be charged" });
+    new CfnOutput(this, "TopUpDlqUrl", {
+      value: this.autoTopUp.dlq.queueUrl,
+      description: "auto top-up jobs that failed 10 times: fix the cause, then redrive to TopUpQueue (safe: same Stripe idempotency keys)",
+    });
     new CfnOutput(this, "AlarmTopicArn", { value: this.alarmTopic.topicArn, description: "subscribe to get alarms" });
     secrets.addOutputs();
   }

@@ -11,7 +11,7 @@ import { BILLING_METRICS } from "../../lib/billing/metrics.js";
 import { PROXY_METRICS } from "../../lib/proxy/metrics.js";
 import type { EventFunctionName, FunctionName } from "../../lib/routes.js";
 import type { HouseFunction } from "../house-function.js";
-import { METRICS_NAMESPACE, pascal, type ProxyFunctionName, SERVICE_NAME } from "./common.js";
+import { METRICS_NAMESPACE, pascal, type ProxyFunctionName, SERVICE_NAME, type TopUpFunctionName } from "./common.js";
 import type { WebhookRoute } from "./http-api.js";
 
 /**
@@ -93,7 +93,7 @@ export class Alarms {
   }
 
   /** A function's "<Name>ErrorsAlarm" and "<Name>ThrottlesAlarm". */
-  functionAlarms(name: FunctionName | EventFunctionName | ProxyFunctionName, { fn }: HouseFunction): void {
+  functionAlarms(name: FunctionName | EventFunctionName | ProxyFunctionName | TopUpFunctionName, { fn }: HouseFunction): void {
     this.whenAny(
       `${pascal(name)}ErrorsAlarm`,
       `creditgate ${name}: the function failed (unhandled error or timeout)`,
@@ -188,6 +188,18 @@ export class Alarms {
       "ParkedStripeEventsAlarm",
       "creditgate billing: a Stripe event was parked (not applied); see the webhook's ERROR log 'stripe event parked', fix the cause, then `npm run ops -- events replay --all`",
       this.emfCount(BILLING_METRICS.parkedStripeEvents, Duration.minutes(5)),
+    );
+  }
+
+  /**
+   * Auto top-up: a job that failed on every receive of TopUpQueue and was dead-lettered
+   * (TopUpDlq): a user below their threshold was not topped up.
+   */
+  topUps(dlq: sqs.IQueue): void {
+    this.whenAny(
+      "TopUpDlqAlarm",
+      "creditgate auto top-up: a job failed 10 times and is in TopUpDlq (a user was not topped up); see the autoTopUp function's logs, fix the cause, then redrive the DLQ to TopUpQueue (safe: the job resumes the same top-up under the same Stripe idempotency keys)",
+      dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: "Maximum" }),
     );
   }
 

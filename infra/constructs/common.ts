@@ -38,5 +38,9 @@ export function acknowledge(scope: Construct, finding: { id: string; reason: str
 export const PROXY_NAME = "chatProxy";
 export type ProxyFunctionName = typeof PROXY_NAME;
 
+/** Auto top-up's construct id (lib/routes.ts TOPUP_FUNCTION; infra/constructs/auto-top-up.ts). */
+export const TOPUP_NAME = "autoTopUp";
+export type TopUpFunctionName = typeof TOPUP_NAME;
+
 /** The entries of lib/routes.ts FUNCTIONS, in their order. */
 export const specs = () => Object.entries(FUNCTIONS) as [FunctionName, FunctionSpec][];

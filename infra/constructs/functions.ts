@@ -64,15 +64,21 @@ export function authEnvOf(config: { auth?: { issuer?: string; audience?: string;
 }
 
 /**
+ * The configured Stripe price ids (unset ones left out), for every function that holds the Stripe
+ * key and maps prices to plans and packs (the billing functions, auto top-up).
+ */
+export function priceEnvOf(config: { prices?: Partial<Record<StripePriceVar, string>> }): Record<string, string> {
+  return Object.fromEntries(STRIPE_PRICE_VARS.flatMap((name) => (config.prices?.[name] ? [[name, config.prices[name]]] : [])));
+}
+
+/**
  * The environment every function validates at cold start (lib/config.ts), by share: checked here
  * too, so the synth fails on a value the functions would refuse, naming it.
  */
 function environmentShares(scope: Construct, config: FunctionsConfig) {
   const ledgerEnv = ledgerEnvOf(config);
   const authEnv = authEnvOf(config);
-  const priceEnv: Record<string, string> = Object.fromEntries(
-    STRIPE_PRICE_VARS.flatMap((name) => (config.prices?.[name] ? [[name, config.prices[name]]] : [])),
-  );
+  const priceEnv = priceEnvOf(config);
   // Secrets stand in as dummies.
   loadConfig(
     { TABLE_NAME: "synth-check", APP_URL: config.appUrl, AUTH_JWT_SECRET: "x".repeat(32), ...ledgerEnv, ...authEnv, ...priceEnv },

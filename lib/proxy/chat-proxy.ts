@@ -12,6 +12,7 @@ import { listModels } from "./models.js";
 import { toOpenAIError, upstreamErrorBody } from "./openai-error.js";
 import { payerOf } from "./payer.js";
 import { type ResponseSink, sendJson } from "./response-sink.js";
+import { postUpstream, type UpstreamAnswer } from "./upstream.js";
 import { newRelayState, readEvents, relayEvent } from "./sse-relay.js";
 import { estimatedOutputTokens, promptTokenBound } from "./token-bound.js";
 import type { CallUsage } from "./usage.js";
@@ -104,36 +105,36 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
   );
   const call: OpenCall = { holdId: hold.holdId, model, requestId, inputTokenBound, maxOutputTokens: output.total };
   const signal = AbortSignal.timeout(Math.max(1, request.deadline - Date.now()));
-  let response: Response;
+  let response: UpstreamAnswer;
   try {
-    response = await fetch(`${deps.upstream.baseUrl.replace(/\/+$/, "")}/chat/completions`, {
-      method: "POST",
-      headers: {
+    response = await postUpstream(
+      `${deps.upstream.baseUrl.replace(/\/+$/, "")}/chat/completions`,
+      {
         "content-type": "application/json",
         accept: parsed.request.stream ? "text/event-stream" : "application/json",
         ...(deps.upstream.apiKey ? { authorization: `Bearer ${deps.upstream.apiKey}` } : {}),
       },
-      body: JSON.stringify(upstreamBody(parsed, deps.defaultMaxOutputTokens)),
+      JSON.stringify(upstreamBody(parsed, deps.defaultMaxOutputTokens)),
       signal,
-    });
+    );
   } catch (error) {
     await release(deps, call, "upstream unreachable");
     logger.warn("upstream unreachable", { error: (error as Error).message });
     throw new UpstreamError("The model provider could not be reached; nothing was charged");
   }
   const answerHeaders = { "x-request-id": clientRequestId };
-  if (!response.ok || !response.body) return passUpstreamRefusal(deps, call, response, sink, answerHeaders);
+  if (response.status < 200 || response.status > 299) return passUpstreamRefusal(deps, call, response, sink, answerHeaders);
   if (parsed.request.stream) return streamThrough(deps, call, response.body, sink, { headers: answerHeaders, wantsUsage: clientWantsUsage(parsed.request), signal });
   return answerWhole(deps, call, response, sink, answerHeaders);
 }
 
 /** The upstream refused before any token: nothing is charged, and its status and error go to the client. */
-async function passUpstreamRefusal(deps: ProxyDeps, call: OpenCall, response: Response, sink: ResponseSink, headers: Record<string, string>) {
+async function passUpstreamRefusal(deps: ProxyDeps, call: OpenCall, response: UpstreamAnswer, sink: ResponseSink, headers: Record<string, string>) {
   await release(deps, call, `upstream ${response.status}`);
   const text = await response.text().catch(() => "");
   const status = PROXY_ACCOUNT_STATUSES.has(response.status) || response.status < 400 ? 502 : response.status;
   if (status !== response.status) logger.error("upstream refused the proxy", { status: response.status });
-  const retryAfter = response.headers.get("retry-after");
+  const retryAfter = response.header("retry-after");
   const body = status === response.status ? upstreamErrorBody(status, text) : upstreamErrorBody(502, "");
   await sendJson(sink, status, body, { ...headers, ...(retryAfter ? { "retry-after": retryAfter } : {}) });
 }
@@ -165,7 +166,7 @@ const whenAborted = (signal: AbortSignal) =>
 async function streamThrough(
   deps: ProxyDeps,
   call: OpenCall,
-  body: ReadableStream<Uint8Array>,
+  body: AsyncIterable<Uint8Array>,
   sink: ResponseSink,
   options: { headers: Record<string, string>; wantsUsage: boolean; signal: AbortSignal },
 ): Promise<void> {
@@ -224,7 +225,7 @@ function statusOfStreamError(error: unknown): number {
   return Number.isInteger(code) && code >= 400 && code <= 599 && !PROXY_ACCOUNT_STATUSES.has(code) ? code : 502;
 }
 
-async function answerWhole(deps: ProxyDeps, call: OpenCall, response: Response, sink: ResponseSink, headers: Record<string, string>): Promise<void> {
+async function answerWhole(deps: ProxyDeps, call: OpenCall, response: UpstreamAnswer, sink: ResponseSink, headers: Record<string, string>): Promise<void> {
   let text: string;
   try {
     text = await response.text();

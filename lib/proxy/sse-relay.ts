@@ -79,6 +79,9 @@ export function relayEvent(event: EventSourceMessage, state: RelayState, clientW
   if (clientWantsUsage) return frame(event);
   const choices = Array.isArray(fields.choices) ? fields.choices : [];
   if (choices.length === 0 && fields.error === undefined) return undefined; // the usage-only chunk
+  // OpenAI's compact chunks end in `,"usage":null}` when usage was asked for: cut it out as text
+  // (only the top level's last key can end the data so) rather than serialize every chunk again
+  if (fields.usage === null && event.data.endsWith(',"usage":null}')) return frame({ ...event, data: `${event.data.slice(0, -',"usage":null}'.length)}}` });
   const { usage: _usage, ...rest } = fields;
   return frame({ ...event, data: JSON.stringify(rest) });
 }
@@ -98,7 +101,7 @@ function frame(event: EventSourceMessage): string {
  * Feeds an upstream body through the parser, calling `onEvent` for each event in order (awaited,
  * so a slow client slows the read rather than piling up). Throws when the body breaks off.
  */
-export async function readEvents(body: ReadableStream<Uint8Array>, onEvent: (event: EventSourceMessage) => Promise<void>): Promise<void> {
+export async function readEvents(body: AsyncIterable<Uint8Array>, onEvent: (event: EventSourceMessage) => Promise<void>): Promise<void> {
   const queue: EventSourceMessage[] = [];
   // 1 MiB per event: far above any chunk, and a bound on what a broken upstream can make us hold
   const parser = createParser({ onEvent: (event) => queue.push(event), maxBufferSize: 1024 * 1024 });

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FUNCTIONS, type FunctionName, PROXY_FUNCTION } from "../../lib/routes.js";
-import { PROXY_NAME, type ProxyFunctionName } from "../../infra/constructs/common.js";
+import { FUNCTIONS, type FunctionName, PROXY_FUNCTION, TOPUP_FUNCTION } from "../../lib/routes.js";
+import { PROXY_NAME, type ProxyFunctionName, TOPUP_NAME, type TopUpFunctionName } from "../../infra/constructs/common.js";
 import { FUNCTION_NAMES, ROOT } from "./synth.js";
 
 const run = promisify(execFile);
@@ -20,10 +20,10 @@ type Json = any;
  * the template gives that function. This needs every entry of lib/routes.ts to exist (a stub
  * would prove nothing); while one is missing this file is skipped, naming it.
  */
-type Bundled = FunctionName | ProxyFunctionName;
-/** lib/routes.ts FUNCTIONS and the chat proxy (PROXY_FUNCTION, a response-streaming handler). */
-const BUNDLED: Bundled[] = [...FUNCTION_NAMES, PROXY_NAME];
-const specOf = (name: Bundled) => (name === PROXY_NAME ? PROXY_FUNCTION : FUNCTIONS[name]);
+type Bundled = FunctionName | ProxyFunctionName | TopUpFunctionName;
+/** lib/routes.ts FUNCTIONS, the chat proxy (PROXY_FUNCTION, a response-streaming handler) and auto top-up (TOPUP_FUNCTION, an SQS handler). */
+const BUNDLED: Bundled[] = [...FUNCTION_NAMES, PROXY_NAME, TOPUP_NAME];
+const specOf = (name: Bundled) => (name === PROXY_NAME ? PROXY_FUNCTION : name === TOPUP_NAME ? TOPUP_FUNCTION : FUNCTIONS[name]);
 const missing = BUNDLED.filter((name) => !existsSync(join(ROOT, specOf(name).entry)));
 if (missing.length > 0) console.warn(`[test/infra] app-bundles skipped, missing entries: ${missing.join(", ")}`);
 

@@ -176,9 +176,10 @@ describe("DynamoDB table", () => {
 });
 
 describe("functions", () => {
-  it("are exactly one per lib/routes.ts entry, FUNCTIONS, EVENT_FUNCTIONS and PROXY_FUNCTION (no hidden helper Lambdas)", () => {
-    // the chat proxy is the one function outside both tables (test/infra/proxy-stack.test.ts)
-    expect(ofType("AWS::Lambda::Function")).toHaveLength(FUNCTION_NAMES.length + Object.keys(EVENT_FUNCTIONS).length + 1);
+  it("are exactly one per lib/routes.ts entry, FUNCTIONS, EVENT_FUNCTIONS, PROXY_FUNCTION and TOPUP_FUNCTION (no hidden helper Lambdas)", () => {
+    // the chat proxy (test/infra/proxy-stack.test.ts) and auto top-up (test/infra/auto-top-up-stack.test.ts)
+    // are the two functions outside both tables
+    expect(ofType("AWS::Lambda::Function")).toHaveLength(FUNCTION_NAMES.length + Object.keys(EVENT_FUNCTIONS).length + 2);
   });
 
   it.each(FUNCTION_NAMES)("%s: nodejs24.x on arm64, ESM handler, memory/timeout from its spec, own log group", (name) => {

@@ -148,6 +148,13 @@ describe("the SSE relay", () => {
     expect(state.done).toBe(true);
   });
 
+  it("OpenAI's compact `,\"usage\":null}` ending is cut as text, giving the same JSON as serializing it again", () => {
+    const state = newRelayState();
+    const data = JSON.stringify({ id: "c", choices: [{ index: 0, delta: { content: ',"usage":null}' } }], usage: null });
+    const relayed = relayEvent({ data }, state, false) as string;
+    expect(JSON.parse(relayed.slice("data: ".length))).toEqual({ id: "c", choices: [{ index: 0, delta: { content: ',"usage":null}' } }] });
+  });
+
   it("a client that asked gets every event exactly as sent", () => {
     const state = newRelayState();
     const event = chunk({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 1 } });
