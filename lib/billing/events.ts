@@ -205,12 +205,11 @@ const onInvoicePaid: Handler = async (deps, event) => {
   const userId = await resolveUser(deps, invoice.customer, metadata.userId);
   if (!userId) return UNKNOWN_CUSTOMER;
   await ensureAccount(deps.ledger, userId);
+  // A one-off invoice is auto top-up's (or nothing we sell): its payment says nothing of the
+  // subscription's, so it neither clears a renewal's failure nor is read as a plan line.
+  if (!details.subscription) return onTopUpInvoicePaid(deps, userId, invoice);
   await deps.store.clearPaymentFailed(userId, eventTime(event));
   const reason = invoice.billing_reason ?? "";
-  if (!details.subscription) {
-    const pack = await onPackInvoicePaid(deps, userId, invoice);
-    if (pack) return pack;
-  }
 
   const line = subscriptionLines(invoice)
     .map((candidate) => ({ ...candidate, plan: deps.prices.planOfPrice(candidate.price) }))
@@ -285,19 +284,27 @@ const onInvoicePaid: Handler = async (deps, event) => {
 };
 
 /**
- * A paid one-off invoice that sold one configured pack (auto top-up's, lib/topup, or one made in
- * the Dashboard with a pack's price): the pack is granted once per invoice, as a purchase its
- * refunds and disputes take back from, like a pack bought by checkout. Undefined when the invoice
- * sold no pack (or more than one kind of line). An auto top-up invoice also ends its top-up as
- * succeeded, if the function that charged it died before recording that.
+ * A paid one-off invoice of auto top-up (lib/topup; `metadata.autoTopUp` is its sequence number):
+ * its pack is granted once per invoice, as a purchase its refunds and disputes take back from,
+ * like a pack bought by checkout, and the top-up ends as succeeded (if the function that charged
+ * it died before recording that). Only our own: a one-off invoice made elsewhere (a payment link
+ * that also invoices, the Dashboard) is not a top-up, and its payment is granted, if at all, by
+ * what sold it (its checkout session), never twice. The pack is the line's configured price's, or
+ * — for an invoice paid after its price id was rotated (a 3-D Secure confirmation days later) — the
+ * one our metadata names; neither known: parked, as an unknown checkout pack is.
  */
-async function onPackInvoicePaid(deps: BillingDeps, userId: string, invoice: StripeInvoice): Promise<string | undefined> {
-  const prices = subscriptionLines(invoice).map((line) => line.price);
-  const packs = [...new Set(prices.map((price) => deps.prices.packOfPrice(price)))];
-  const pack = packs.length === 1 ? packs[0] : undefined;
-  const definition = pack ? ownValue(deps.ledger.catalog.packs, pack) : undefined;
-  if (!pack || !definition || prices.length !== 1) return undefined;
+async function onTopUpInvoicePaid(deps: BillingDeps, userId: string, invoice: StripeInvoice): Promise<string> {
   const topUpSeq = Number(invoice.metadata?.autoTopUp);
+  if (!Number.isSafeInteger(topUpSeq) || topUpSeq <= 0) return "ignored_one_off_invoice";
+  const prices = subscriptionLines(invoice).map((line) => line.price);
+  const byPrice = [...new Set(prices.map((price) => deps.prices.packOfPrice(price)))];
+  const named = invoice.metadata?.pack;
+  const pack = byPrice.length === 1 && byPrice[0] ? byPrice[0] : named && isPackId(named) ? named : undefined;
+  const definition = pack ? ownValue(deps.ledger.catalog.packs, pack) : undefined;
+  if (!pack || !definition) {
+    logger.error("paid auto top-up invoice without a known pack", { invoice: invoice.id, userId });
+    return `${PARKED_PREFIX}unknown_pack`;
+  }
   const result = await grantPurchase(
     deps,
     {
@@ -306,11 +313,11 @@ async function onPackInvoicePaid(deps: BillingDeps, userId: string, invoice: Str
       amount: definition.credits,
       bucket: "purchased",
       reason: "pack",
-      refs: { invoice: invoice.id, pack, ...(Number.isSafeInteger(topUpSeq) && topUpSeq > 0 ? { autoTopUp: topUpSeq } : {}) },
+      refs: { invoice: invoice.id, pack, autoTopUp: topUpSeq },
     },
     { id: invoice.id, amountCents: invoice.amount_paid },
   );
-  if (Number.isSafeInteger(topUpSeq) && topUpSeq > 0) await topUpPaid(deps, userId, topUpSeq, invoice.id);
+  await topUpPaid(deps, userId, topUpSeq, invoice.id);
   return result.applied ? "pack_granted" : "pack_already_granted";
 }
 
@@ -393,6 +400,8 @@ async function applyProratedPlanChange(
 const onInvoicePaymentFailed: Handler = async (deps, event) => {
   const invoice = objectOf(invoiceSchema, event);
   if (!invoice) return MALFORMED;
+  // a one-off invoice (auto top-up's) failing says nothing of the subscription's payments
+  if (!invoiceSubscription(invoice).subscription) return "ignored_one_off_invoice";
   const userId = await resolveUser(deps, invoice.customer, invoiceSubscription(invoice).metadata.userId);
   if (!userId) return UNKNOWN_CUSTOMER;
   await ensureAccount(deps.ledger, userId);

@@ -227,11 +227,18 @@ export function createStripePort(client: Stripe): StripePort {
 
     savedPaymentMethod: (customer) =>
       call("customers.retrieve", async () => {
-        const found = await client.customers.retrieve(customer);
-        const preferred = "deleted" in found && found.deleted ? undefined : idOf((found as Stripe.Customer).invoice_settings?.default_payment_method);
-        if (preferred) return preferred;
-        const page = await client.customers.listPaymentMethods(customer, { type: "card", limit: 1 });
-        return page.data[0]?.id;
+        try {
+          const found = await client.customers.retrieve(customer);
+          // a deleted customer has no card to charge (and listing its methods would be refused)
+          if ("deleted" in found && found.deleted) return undefined;
+          const preferred = idOf((found as Stripe.Customer).invoice_settings?.default_payment_method);
+          if (preferred) return preferred;
+          const page = await client.customers.listPaymentMethods(customer, { type: "card", limit: 1 });
+          return page.data[0]?.id;
+        } catch (error) {
+          if (error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404) return undefined;
+          throw error;
+        }
       }),
 
     createOneOffInvoice: ({ customer, paymentMethod, price, metadata }, intent) =>

@@ -44,6 +44,7 @@ function accountImage(item: Record<string, unknown>): AccountImage {
     ...(readItem(image(item)).endedSubscriptions ? { endedSubscriptions: readItem(image(item)).endedSubscriptions } : {}),
     // auto top-up's attribute (lib/topup/dynamo-topup-store.ts)
     ...(typeof readItem(image(item)).autoTopUpBelow === "number" ? { autoTopUpBelow: readItem(image(item)).autoTopUpBelow } : {}),
+    ...(readItem(image(item)).autoTopUpWaiting === true ? { autoTopUpWaiting: true as const } : {}),
   };
 }
 

@@ -34,6 +34,8 @@ export type AccountImage = Pick<AccountRecord, "userId" | "plan" | "interval" | 
     endedSubscriptions?: Readonly<Record<string, number>>;
     /** auto top-up's threshold while it is on (lib/topup): a fall of `available` below it starts a top-up */
     autoTopUpBelow?: number;
+    /** a crossing refused for the month's limit waits for a later month (lib/topup) */
+    autoTopUpWaiting?: true;
   };
 
 /**

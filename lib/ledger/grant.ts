@@ -86,7 +86,7 @@ function lapseFor(account: AccountRecord, key: string, catalog: LedgerDeps["cata
  * once per idempotency key. Only admin adjustments may be negative, and a deduction never takes
  * `available` below zero (docs/invariants.md, invariant 2): clawbacks are the separate `clawBack`.
  */
-export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
+async function applyGrant(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
   const { paidShare, ...grant } = parseInput(grantInputSchema, input);
   if (grant.amount < 0 && grant.reason !== "admin") {
     throw new ValidationError("amount must be positive; only admin adjustments may deduct", "amount");
@@ -128,6 +128,21 @@ export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise
     });
   });
   return firstResult(deps, grant.userId, result, grant.key);
+}
+
+/**
+ * `grantCredits`: a deduction refused for want of credits may be a retry whose first copy took
+ * them: it is answered with that first entry, not refused for the credits it took itself.
+ */
+export async function grantCredits(deps: LedgerDeps, input: GrantInput): Promise<GrantResult> {
+  try {
+    return await applyGrant(deps, input);
+  } catch (error) {
+    if (!(error instanceof InsufficientCreditsError)) throw error;
+    const entry = await deps.store.getEntry(input.userId, input.key);
+    if (!entry) throw error;
+    return { applied: false, entry, balance: entry.balanceAfter };
+  }
 }
 
 const clawBackSchema = z.object({

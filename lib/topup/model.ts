@@ -49,6 +49,8 @@ export interface TopUpInFlight {
   crossing: string;
   startedAt: number;
   pack: PackId;
+  /** the pack's credits: what the top-up will add once paid (see `awaiting`) */
+  credits: number;
   price: string;
   customer: string;
   paymentMethod: string;
@@ -64,6 +66,12 @@ export interface AutoTopUpState {
   month: string;
   /** top-ups started this month, not counting declined ones (they spent nothing) */
   startedThisMonth: number;
+  /** charge attempts this month, declined ones included: a card that declines is not tried without end */
+  attemptsThisMonth: number;
+  /** a top-up paid (or pending) whose credits `invoice.paid` has not brought yet: they count as there */
+  awaiting?: { seq: number; credits: number };
+  /** the month a crossing was refused for the month's limit: the next spend below the threshold in a later month tops up */
+  waitingSince?: string;
   failuresInARow: number;
   /** why auto top-up is off when the user did not turn it off */
   disabledReason?: "failures";

@@ -23,6 +23,16 @@ export const monthOf = (at: number): string => new Date(at).toISOString().slice(
 /** Top-ups started in the month of `now` (a new month starts from none). */
 export const startedIn = (state: AutoTopUpState, now: number): number => (state.month === monthOf(now) ? state.startedThisMonth : 0);
 
+/** Charge attempts in the month of `now`, declined ones included. */
+export const attemptsIn = (state: AutoTopUpState, now: number): number => (state.month === monthOf(now) ? (state.attemptsThisMonth ?? 0) : 0);
+
+/**
+ * Attempts a month may make: its top-ups, and the failures that turn auto top-up off. Turning it
+ * on again clears the failures, so without this a user could have a declining card tried without
+ * end (a card-testing pattern banks flag).
+ */
+export const attemptLimit = (state: AutoTopUpState): number => state.settings.monthlyLimit + TOP_UP_FAILURE_LIMIT;
+
 /** Stream positions are decimal digit strings of any length: compared as integers. */
 export const isLaterCrossing = (a: string, b: string | undefined): boolean => b === undefined || BigInt(a) > BigInt(b);
 
@@ -36,6 +46,8 @@ export type StartRefusal =
   | "inFlight"
   /** the month's limit of top-ups is reached */
   | "monthlyLimit"
+  /** the month's limit of attempts (top-ups and failures) is reached */
+  | "attemptLimit"
   /** credits arrived since: available is not below the threshold any more */
   | "notBelowThreshold";
 
@@ -55,21 +67,34 @@ export function decideStart(state: AutoTopUpState | undefined, job: TopUpJob, av
   if (!isLaterCrossing(job.crossing, state.lastCrossing)) return { kind: "refuse", reason: "seenCrossing" };
   if (inFlight) return { kind: "refuse", reason: "inFlight" };
   if (startedIn(state, now) >= state.settings.monthlyLimit) return { kind: "refuse", reason: "monthlyLimit" };
-  if (available >= state.settings.threshold) return { kind: "refuse", reason: "notBelowThreshold" };
+  if (attemptsIn(state, now) >= attemptLimit(state)) return { kind: "refuse", reason: "attemptLimit" };
+  // a top-up paid whose credits have not arrived yet covers the dip: not another charge for it
+  if (available + (state.awaiting?.credits ?? 0) >= state.settings.threshold) return { kind: "refuse", reason: "notBelowThreshold" };
   return { kind: "start" };
 }
 
-/** The state with a crossing marked used (a refusal for the month's limit uses it up: no retry of it later). */
-export const useCrossing = (state: AutoTopUpState, crossing: string, now: number): AutoTopUpState => ({ ...state, lastCrossing: crossing, updatedAt: now });
+/**
+ * The state after a crossing refused for the month's limit: the crossing is used, and the state
+ * waits for a later month — the account then carries a flag for the change stream, whose next
+ * spend below the threshold in a later month is a job of its own (lib/topup/jobs.ts).
+ */
+export const limitReached = (state: AutoTopUpState, crossing: string, now: number): AutoTopUpState => ({
+  ...state,
+  lastCrossing: crossing,
+  waitingSince: monthOf(now),
+  updatedAt: now,
+});
 
 /** The state once a top-up began: in flight, counted against the month, its crossing used. */
 export function begin(state: AutoTopUpState, job: TopUpJob, charge: Omit<TopUpInFlight, "seq" | "crossing" | "startedAt">, now: number): AutoTopUpState {
   const seq = state.seq + 1;
+  const { waitingSince: _waiting, ...rest } = state;
   return {
-    ...state,
+    ...rest,
     seq,
     month: monthOf(now),
     startedThisMonth: startedIn(state, now) + 1,
+    attemptsThisMonth: attemptsIn(state, now) + 1,
     inFlight: { ...charge, seq, crossing: job.crossing, startedAt: now },
     lastCrossing: job.crossing,
     updatedAt: now,
@@ -87,7 +112,8 @@ function failed(state: AutoTopUpState): AutoTopUpState {
 export function noPaymentMethod(state: AutoTopUpState, job: TopUpJob, now: number): AutoTopUpState {
   const seq = state.seq + 1;
   const attempt: TopUpAttempt = { seq, at: now, outcome: "no_payment_method", pack: state.settings.pack };
-  return failed({ ...state, seq, lastCrossing: job.crossing, lastAttempt: attempt, updatedAt: now });
+  const counted = { ...state, month: monthOf(now), startedThisMonth: startedIn(state, now), attemptsThisMonth: attemptsIn(state, now) + 1 };
+  return failed({ ...counted, seq, lastCrossing: job.crossing, lastAttempt: attempt, updatedAt: now });
 }
 
 /** The result of charging a top-up in flight. */
@@ -119,8 +145,9 @@ export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeRe
     ...(result.actionUrl ? { actionUrl: result.actionUrl } : {}),
   };
   const ended: AutoTopUpState = { ...rest, lastAttempt: attempt, updatedAt: now };
-  if (result.outcome === "succeeded") return { ...ended, failuresInARow: 0 };
-  if (result.outcome === "pending") return ended;
+  const awaiting = { seq, credits: inFlight.credits };
+  if (result.outcome === "succeeded") return { ...ended, failuresInARow: 0, awaiting };
+  if (result.outcome === "pending") return { ...ended, awaiting };
   if (result.outcome === "action_required") return failed(ended);
   const sameMonth = state.month === monthOf(inFlight.startedAt);
   return failed({ ...ended, startedThisMonth: sameMonth ? Math.max(0, state.startedThisMonth - 1) : state.startedThisMonth });
@@ -133,10 +160,22 @@ export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeRe
  * Anything else is unchanged.
  */
 export function afterPaid(state: AutoTopUpState, seq: number, invoiceId: string, now: number): AutoTopUpState {
-  if (state.inFlight?.seq === seq) return afterCharge(state, seq, { outcome: "succeeded", invoiceId }, now);
+  const credited = (next: AutoTopUpState): AutoTopUpState => {
+    if (next.awaiting?.seq !== seq) return next;
+    const { awaiting: _credited, ...rest } = next;
+    return rest;
+  };
+  if (state.inFlight?.seq === seq) return credited(afterCharge(state, seq, { outcome: "succeeded", invoiceId }, now));
   const last = state.lastAttempt;
-  if (last?.seq !== seq || (last.outcome !== "action_required" && last.outcome !== "pending")) return state;
-  return { ...state, failuresInARow: 0, lastAttempt: { ...last, outcome: "succeeded", at: now }, updatedAt: now };
+  if (last?.seq === seq && (last.outcome === "action_required" || last.outcome === "pending")) {
+    // the customer paid what needed them: that failure is forgiven — unless the failures already
+    // turned auto top-up off, which stays off with the count that turned it off (one story)
+    const forgiven = last.outcome === "action_required" && state.disabledReason === undefined;
+    const failuresInARow = forgiven ? Math.max(0, state.failuresInARow - 1) : state.failuresInARow;
+    return credited({ ...state, failuresInARow, lastAttempt: { ...last, outcome: "succeeded", at: now }, updatedAt: now });
+  }
+  const next = credited(state);
+  return next === state ? state : { ...next, updatedAt: now };
 }
 
 /** A new item's state, before any settings. */
@@ -145,6 +184,7 @@ export const emptyState = (settings: AutoTopUpSettings, now: number): AutoTopUpS
   seq: 0,
   month: monthOf(now),
   startedThisMonth: 0,
+  attemptsThisMonth: 0,
   failuresInARow: 0,
   updatedAt: now,
 });
@@ -165,6 +205,18 @@ export function withSettings(state: AutoTopUpState | undefined, settings: AutoTo
   };
 }
 
-/** The threshold the account item carries for the change stream to see crossings (undefined: off). */
-export const accountThreshold = (state: AutoTopUpState | undefined): number | undefined =>
-  state?.settings.enabled ? state.settings.threshold : undefined;
+/**
+ * What the account item carries for the change stream (lib/topup/jobs.ts): the threshold while
+ * auto top-up is on, and whether a crossing waits for a later month's limit.
+ */
+export interface AccountMirror {
+  below?: number;
+  waiting?: true;
+}
+
+export function accountMirror(state: AutoTopUpState | undefined): AccountMirror {
+  if (!state?.settings.enabled) return {};
+  return { below: state.settings.threshold, ...(state.waitingSince !== undefined ? { waiting: true as const } : {}) };
+}
+
+export const sameMirror = (a: AccountMirror, b: AccountMirror): boolean => a.below === b.below && a.waiting === b.waiting;

@@ -4,7 +4,7 @@ import type { BillingDeps } from "../billing/deps.js";
 import type { BillingAccount } from "../billing/model.js";
 import { PaymentActionRequiredError, PaymentFailedError, type StripePort } from "../billing/stripe-port.js";
 import type { TopUpInFlight, TopUpJob } from "./model.js";
-import { afterCharge, begin, type ChargeResult, decideStart, noPaymentMethod, type StartDecision, useCrossing } from "./rules.js";
+import { afterCharge, begin, type ChargeResult, decideStart, noPaymentMethod, type StartDecision, limitReached } from "./rules.js";
 import { updateTopUp } from "./update.js";
 
 /** What a job did. */
@@ -31,15 +31,19 @@ export async function runAutoTopUp(deps: BillingDeps, job: TopUpJob): Promise<To
     const decision = decideStart(state, job, account.available, now);
     if (decision.kind === "resume") return { result: { decision, inFlight: decision.inFlight } };
     if (!state || decision.kind === "refuse") {
-      // a month's limit uses the crossing up (it would be refused again); nothing else is written
-      if (state && decision.kind === "refuse" && decision.reason === "monthlyLimit") return { state: useCrossing(state, job.crossing, now), result: { decision } };
+      // a month's limit uses the crossing and waits for a later month; nothing else is written
+      if (state && decision.kind === "refuse" && decision.reason === "monthlyLimit") {
+        const waiting = limitReached(state, job.crossing, now);
+        return waiting.waitingSince === state.waitingSince && waiting.lastCrossing === state.lastCrossing ? { result: { decision } } : { state: waiting, result: { decision } };
+      }
       return { result: { decision } };
     }
     card ??= await savedCard(deps, account);
     if (card === "none") return { state: noPaymentMethod(state, job, now), result: { decision: "noCard" } };
     const price = deps.prices.packPrice(state.settings.pack);
     if (!price) return { result: { decision: { kind: "refuse", reason: "disabled" } } }; // the price left the configuration
-    const next = begin(state, job, { pack: state.settings.pack, price, ...card }, now);
+    const credits = deps.ledger.catalog.packs[state.settings.pack]?.credits ?? 0;
+    const next = begin(state, job, { pack: state.settings.pack, credits, price, ...card }, now);
     return { state: next, result: { decision, inFlight: next.inFlight as TopUpInFlight } };
   });
 
@@ -100,7 +104,9 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
       const actionUrl = current?.hostedUrl ?? invoice.hostedUrl;
       return { outcome: "action_required", invoiceId: invoice.id, ...(actionUrl ? { actionUrl } : {}) };
     }
-    if (error instanceof PaymentFailedError) {
+    if (error instanceof PaymentFailedError || (error instanceof UpstreamError && !error.ambiguous)) {
+      // declined, or refused outright (the card it began with was removed, the customer deleted):
+      // Stripe did nothing and a retry would be refused the same, so the top-up ends here
       // declined: the invoice is voided so nothing can collect it later by surprise
       await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((voidError: unknown) => {
         if (!(voidError instanceof UpstreamError)) throw voidError;

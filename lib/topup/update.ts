@@ -1,7 +1,7 @@
 import { untilSettled } from "../ledger/retry.js";
 import type { BillingDeps } from "../billing/deps.js";
 import type { AutoTopUpState } from "./model.js";
-import { accountThreshold } from "./rules.js";
+import { accountMirror, sameMirror } from "./rules.js";
 import type { StoredTopUp } from "./store.js";
 
 /**
@@ -20,9 +20,9 @@ export async function updateTopUp<T>(
     const decided = await change(current);
     if (decided === undefined) return undefined;
     if (!("state" in decided)) return { value: decided.result };
-    const before = accountThreshold(current?.state);
-    const after = accountThreshold(decided.state);
-    const saved = await deps.topUps.save(userId, decided.state, current?.version ?? 0, before === after ? undefined : (after ?? null));
+    const before = accountMirror(current?.state);
+    const after = accountMirror(decided.state);
+    const saved = await deps.topUps.save(userId, decided.state, current?.version ?? 0, sameMirror(before, after) ? undefined : after);
     return saved ? { value: decided.result } : undefined;
   }).then((settled) => settled.value);
 }

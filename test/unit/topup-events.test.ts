@@ -5,7 +5,7 @@ import { type StreamRecordLike, tableChangesOf } from "../../lib/events/dynamo-s
 import type { WebhookEvent } from "../../lib/events/model.js";
 import { TOP_UP_SK } from "../../lib/topup/dynamo-topup-store.js";
 import { type AutoTopUpSettings, type AutoTopUpState, TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
-import { afterCharge, afterPaid, begin, emptyState, noPaymentMethod, useCrossing, withSettings } from "../../lib/topup/rules.js";
+import { afterCharge, afterPaid, begin, emptyState, noPaymentMethod, limitReached, withSettings } from "../../lib/topup/rules.js";
 import { types } from "../helpers/table-changes.js";
 
 /**
@@ -17,7 +17,7 @@ import { types } from "../helpers/table-changes.js";
 
 const NOW = Date.UTC(2026, 2, 10, 12);
 const SETTINGS: AutoTopUpSettings = { enabled: true, threshold: 1_000, pack: "starter", monthlyLimit: 5 };
-const CHARGE = { pack: "starter" as const, price: "price_starter", customer: "cus_1", paymentMethod: "pm_1" };
+const CHARGE = { pack: "starter" as const, price: "price_starter", customer: "cus_1", paymentMethod: "pm_1", credits: 50_000 };
 
 let nextPosition = 4_000_000_000_000_000_000n;
 let nextCrossing = 9_000n;
@@ -181,7 +181,7 @@ describe("topup.* events (deriveEvents)", () => {
       ["settings changed", succeededOnce, withSettings(succeededOnce, { ...SETTINGS, monthlyLimit: 9, threshold: 50 }, NOW + 3)],
       ["a top-up in flight", succeededOnce, begun(succeededOnce)],
       ["its invoice recorded", begun(succeededOnce), withInvoiceId(begun(succeededOnce), "in_2")],
-      ["a crossing used up by the month's limit", succeededOnce, useCrossing(succeededOnce, "9999999", NOW + 3)],
+      ["a crossing used up by the month's limit", succeededOnce, limitReached(succeededOnce, "9999999", NOW + 3)],
       ["a new month's count", succeededOnce, { ...succeededOnce, month: "2026-04", startedThisMonth: 0, updatedAt: NOW + 4 }],
       ["turned off by the user", succeededOnce, withSettings(succeededOnce, { ...SETTINGS, enabled: false }, NOW + 3)],
       ["only updatedAt", succeededOnce, { ...succeededOnce, updatedAt: NOW + 5 }],

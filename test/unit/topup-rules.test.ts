@@ -2,11 +2,11 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type AutoTopUpState, STALE_IN_FLIGHT_MS, TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
 import { topUpJobsOf } from "../../lib/topup/jobs.js";
-import { accountThreshold, afterCharge, afterPaid, begin, decideStart, emptyState, isLaterCrossing, monthOf, noPaymentMethod, startedIn, useCrossing, withSettings } from "../../lib/topup/rules.js";
+import { accountMirror, afterCharge, afterPaid, begin, decideStart, emptyState, isLaterCrossing, monthOf, noPaymentMethod, startedIn, limitReached, withSettings } from "../../lib/topup/rules.js";
 
 const NOW = Date.UTC(2026, 11, 3, 12);
 const SETTINGS = { enabled: true, threshold: 5_000, pack: "starter" as const, monthlyLimit: 3 };
-const CHARGE = { pack: "starter" as const, price: "price_pack_starter", customer: "cus_1", paymentMethod: "pm_1" };
+const CHARGE = { pack: "starter" as const, price: "price_pack_starter", customer: "cus_1", paymentMethod: "pm_1", credits: 50_000 };
 const on = (): AutoTopUpState => withSettings(undefined, SETTINGS, NOW);
 
 describe("decideStart: whether a crossing starts a top-up", () => {
@@ -15,7 +15,7 @@ describe("decideStart: whether a crossing starts a top-up", () => {
     expect(decideStart(undefined, { userId: "u", crossing: "10" }, 0, NOW)).toEqual({ kind: "refuse", reason: "disabled" });
     expect(decideStart(withSettings(on(), { ...SETTINGS, enabled: false }, NOW), { userId: "u", crossing: "10" }, 0, NOW)).toEqual({ kind: "refuse", reason: "disabled" });
     expect(decideStart(on(), { userId: "u", crossing: "10" }, 5_000, NOW)).toEqual({ kind: "refuse", reason: "notBelowThreshold" });
-    const used = useCrossing(on(), "10", NOW);
+    const used = limitReached(on(), "10", NOW);
     expect(decideStart(used, { userId: "u", crossing: "10" }, 0, NOW)).toEqual({ kind: "refuse", reason: "seenCrossing" });
     expect(decideStart(used, { userId: "u", crossing: "9" }, 0, NOW)).toEqual({ kind: "refuse", reason: "seenCrossing" });
     const busy = begin(on(), { userId: "u", crossing: "10" }, CHARGE, NOW);
@@ -61,7 +61,7 @@ describe("what an outcome does", () => {
       expect(state.settings.enabled).toBe(attempt < TOP_UP_FAILURE_LIMIT);
     }
     expect(state.disabledReason).toBe("failures");
-    expect(accountThreshold(state)).toBeUndefined();
+    expect(accountMirror(state).below).toBeUndefined();
     const again = withSettings(state, SETTINGS, NOW);
     expect(again).toMatchObject({ failuresInARow: 0, settings: { enabled: true } });
     expect(again.disabledReason).toBeUndefined();
@@ -83,7 +83,29 @@ describe("what an outcome does", () => {
     const done = afterCharge(started, 1, { outcome: "succeeded", invoiceId: "in_1" }, NOW);
     expect(afterCharge(done, 1, { outcome: "declined", invoiceId: "in_1" }, NOW)).toBe(done);
     expect(afterPaid(started, 1, "in_1", NOW)).toMatchObject({ lastAttempt: { outcome: "succeeded", invoiceId: "in_1" } });
-    expect(afterPaid(done, 1, "in_1", NOW)).toBe(done);
+    // a paid top-up's credits count as there until invoice.paid brings them
+    expect(done.awaiting).toEqual({ seq: 1, credits: 50_000 });
+    expect(decideStart(done, { userId: "u", crossing: "2" }, 4_000, NOW)).toEqual({ kind: "refuse", reason: "notBelowThreshold" });
+    const credited = afterPaid(done, 1, "in_1", NOW);
+    expect(credited.awaiting).toBeUndefined();
+    expect(credited.lastAttempt).toEqual(done.lastAttempt);
+    expect(decideStart(credited, { userId: "u", crossing: "2" }, 4_000, NOW)).toEqual({ kind: "start" });
+  });
+
+  it("at most monthlyLimit + the failure limit attempts a month, declined ones included, whatever turning it on again clears", () => {
+    let state = withSettings(undefined, { ...SETTINGS, monthlyLimit: 1 }, NOW);
+    let crossing = 0;
+    let attempts = 0;
+    for (let round = 0; round < 10; round++) {
+      const decision = decideStart(state, { userId: "u", crossing: String(++crossing) }, 0, NOW);
+      if (decision.kind === "start") {
+        attempts += 1;
+        state = begin(state, { userId: "u", crossing: String(crossing) }, CHARGE, NOW);
+        state = afterCharge(state, state.seq, { outcome: "declined", invoiceId: `in_${crossing}` }, NOW);
+      }
+      state = withSettings(state, { ...SETTINGS, monthlyLimit: 1 }, NOW); // on again, failures cleared
+    }
+    expect(attempts).toBe(1 + TOP_UP_FAILURE_LIMIT);
   });
 
   it("a payment still processing (pending) is no failure and keeps its place in the month; invoice.paid makes it a success", () => {
@@ -128,7 +150,7 @@ describe("properties over any sequence of crossings and outcomes", () => {
             const available = current.kind === "crossing" ? current.available : 0;
             const decision = decideStart(state, { userId: "u", crossing }, available, now);
             if (decision.kind === "refuse") {
-              if (decision.reason === "monthlyLimit") state = useCrossing(state, crossing, now);
+              if (decision.reason === "monthlyLimit") state = limitReached(state, crossing, now);
               continue;
             }
             if (decision.kind === "start") {
