@@ -31,6 +31,7 @@ import { serviceToken, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helper
 import { describeUnits, dollarsPerMillion, ON_DEMAND_PRICES, perEach, sumUnits } from "./cost.js";
 import { gateRig, instrument, naiveGate, type Units } from "./gate-rig.js";
 import { itemBytes } from "./item-size.js";
+import { PROXY_SCENARIO, type ProxyRow, proxyRig } from "./proxy-rig.js";
 import { webhookUnits } from "./webhook-rig.js";
 import { drive, median, percentile, round } from "./stats.js";
 
@@ -41,13 +42,19 @@ const outDir = flags.out ? resolve(flags.out) : quick ? mkdtempSync(join(tmpdir(
 /** The page that quotes a full run's table between its bench markers (the README links to it). */
 const BENCHMARKS_DOC = resolve("docs/benchmarks.md");
 const size = quick
-  ? { pairs: 48, accounts: 24, sweepAccounts: 400, sweepDue: 40, imports: 2, overhead: 20, storm: 60, critical: 32, hot: 32, busyMinute: 30, history: 25 }
-  : { pairs: 3_000, accounts: 1_000, sweepAccounts: 20_000, sweepDue: 2_000, imports: 10, overhead: 500, storm: 200, critical: 3_000, hot: 600, busyMinute: 3_000, history: 200 };
+  ? { pairs: 48, accounts: 24, sweepAccounts: 400, sweepDue: 40, imports: 2, overhead: 20, storm: 60, critical: 32, hot: 32, busyMinute: 30, history: 25, proxy: 8 }
+  : { pairs: 3_000, accounts: 1_000, sweepAccounts: 20_000, sweepDue: 2_000, imports: 10, overhead: 500, storm: 200, critical: 3_000, hot: 600, busyMinute: 3_000, history: 200, proxy: 200 };
 /** Concurrency levels of the critical-path section (authorize alone) and of the busy-account section. */
 const CRITICAL_LEVELS = [1, 8, 32];
 const HOT_LEVELS = [1, 2, 4, 8, 16, 32, 64];
 /** The issue's target: authorize's p50 at most this multiple of a raw conditional UpdateItem's. */
 const AUTHORIZE_VS_RAW = 1.15;
+/** Concurrency levels of the proxy section, and the issue's targets for it. */
+const PROXY_LEVELS = [1, 16];
+/** The proxy may add its one authorize write plus this much to the first token's p50. */
+const PROXY_TTFT_SLACK_MS = 2;
+/** The proxy streams at least this share of the direct rate. */
+const PROXY_RATE_SHARE = 0.95;
 const SONNET = "anthropic/claude-sonnet-4.5";
 const chat = { model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
 const RESERVE = costOfCall(SONNET, 1200, 800);
@@ -260,6 +267,21 @@ async function main() {
         p99VsRaw: round(authorize.p99 / raw.p99),
         itemBytes: Math.round(sizes.reduce((sum, n) => sum + n, 0) / sizes.length),
       });
+    }
+
+    log("the proxy against its upstream straight");
+    // the stand-in and the proxy each in a child process of their own (the proxy is its own Lambda); this process is the client
+    const proxyBench = await proxyRig({ ledger: rig.deps.ledger, dynamoEndpoint: dynamo.endpoint, tableName });
+    const proxy: ProxyRow[] = [];
+    try {
+      await proxyBench.warmUp(quick ? 4 : 24);
+      for (const concurrency of PROXY_LEVELS) {
+        log(`proxy and direct streams at concurrency ${concurrency}`);
+        // at least one call per caller, so every level really has that many in flight
+        proxy.push(await proxyBench.measure(concurrency, Math.max(size.proxy, concurrency), quick ? 1 : 4));
+      }
+    } finally {
+      await proxyBench.close();
     }
 
     log("one busy account");
@@ -533,6 +555,7 @@ async function main() {
       gate,
       critical,
       busyAccount: { floorItemBytes: hotFloorBytes, rows: hot },
+      proxy: { scenario: { ...PROXY_SCENARIO, model: SONNET }, rows: proxy },
       units: {
         prices: ON_DEMAND_PRICES,
         floorWritesPerChat: 2,
@@ -586,6 +609,13 @@ async function measureBundles() {
   }
 }
 
+/**
+ * Lambda's Node.js runtime defines the global `awslambda` the streaming proxy's handler is wrapped
+ * with (functions/chat-proxy.ts); a fresh node does not, so each import gets this stand-in first
+ * (set before the timer starts; the other functions never read it).
+ */
+const AWSLAMBDA_STAND_IN = "globalThis.awslambda = { streamifyResponse: (fn) => fn, HttpResponseStream: { from: (stream) => stream } };";
+
 async function measureBundlesIn(work: string) {
   const floors = {
     "floor-dynamo": resolve("test/bench/floor/dynamo-only.ts"),
@@ -600,6 +630,8 @@ async function measureBundlesIn(work: string) {
     DYNAMODB_ENDPOINT: "http://127.0.0.1:9",
     STRIPE_SECRET_KEY: "sk_test_bench",
     STRIPE_WEBHOOK_SECRET: "whsec_bench",
+    // the proxy function refuses to load without its provider's key (lib/config.ts)
+    UPSTREAM_API_KEY: "sk-bench-import",
     POWERTOOLS_LOG_LEVEL: "ERROR",
   };
   const importMs = (file: string) => {
@@ -607,7 +639,7 @@ async function measureBundlesIn(work: string) {
     for (let i = 0; i < size.imports; i++) {
       const child = spawnSync(
         process.execPath,
-        ["--input-type=module", "-e", "const t = performance.now(); await import(process.argv[1]); console.log(performance.now() - t);", pathToFileURL(file).href],
+        ["--input-type=module", "-e", `${AWSLAMBDA_STAND_IN} const t = performance.now(); await import(process.argv[1]); console.log(performance.now() - t);`, pathToFileURL(file).href],
         { env, encoding: "utf8" },
       );
       if (child.status !== 0) throw new Error(`importing ${file} failed: ${child.stderr}`);
@@ -669,6 +701,7 @@ type Results = Record<string, unknown> & {
   gate: GateRow[];
   critical: CriticalRow[];
   busyAccount: { floorItemBytes: number; rows: HotRow[] };
+  proxy: { scenario: { firstTokenDelayMs: number; tokenDelayMs: number; model: string }; rows: ProxyRow[] };
   naive: {
     pairsPerSecond: number;
     speedup: number;
@@ -751,6 +784,34 @@ function evaluateTargets(results: Results): { targets: Target[]; droppedTargets:
       `(the raw write's mean: ${raw.meanMs} ms; authorize's write also evaluates the admission condition and returns the whole item) ` +
       `and ${outside} ms outside it (HTTP event, JWT, validation, middy${row.concurrency > 1 ? ", and waiting for a CPU" : ""}); ` +
       `Node CPU per authorize ${authorize.cpuMsPerCall} ms against ${raw.cpuMsPerCall} ms per raw write, on ${results.machine.cpus} cores shared with DynamoDB Local's JVM`,
+    );
+  }
+
+  for (const row of results.proxy.rows) {
+    const { direct, proxy, authorize } = row;
+    const beforeUpstream = round(proxy.toUpstreamP50Ms - direct.toUpstreamP50Ms);
+    add(
+      `proxy TTFT p50 − direct TTFT p50 ≤ authorize p50 + ${PROXY_TTFT_SLACK_MS} ms, concurrency ${row.concurrency}`,
+      row.addedTtftP50Ms,
+      row.addedTtftP50Ms <= authorize.p50Ms + PROXY_TTFT_SLACK_MS,
+      () =>
+        `first token p50 ${proxy.ttft.p50Ms} ms through the proxy against ${direct.ttft.p50Ms} ms straight (+${row.addedTtftP50Ms} ms), ` +
+        `against authorizeChat alone p50 ${authorize.p50Ms} ms + ${PROXY_TTFT_SLACK_MS} ms; the stand-in received the proxied request ${proxy.toUpstreamP50Ms} ms (p50) after it was sent ` +
+        `against ${direct.toUpstreamP50Ms} ms straight (+${beforeUpstream} ms: the authorize write, p50 ${row.authorizeInProxy.p50Ms} ms as timed inside these calls, ` +
+        `and about ${round(beforeUpstream - row.authorizeInProxy.p50Ms)} ms besides it: p50s of the parts: ${proxy.toProxyP50Ms} ms to reach the proxy process, ${proxy.beforeWriteP50Ms} ms in it before the write (body, the local Function URL event, JWT, validation, prompt bound), ` +
+        `${proxy.writeToUpstreamP50Ms} ms from the write's end until the stand-in had read the request (the upstream fetch and second hop)), ` +
+        `the remaining ${round(row.addedTtftP50Ms - beforeUpstream)} ms is the first chunk's relay; client, proxy and stand-in are three Node processes` +
+        (row.concurrency > 1 ? ` (${row.concurrency} streams in flight)` : "") +
+        ` on ${results.machine.cpus} cores with DynamoDB Local's JVM`,
+    );
+    add(
+      `proxy streaming rate ≥ ${PROXY_RATE_SHARE} × direct, concurrency ${row.concurrency}`,
+      row.rateRatio,
+      row.rateRatio >= PROXY_RATE_SHARE,
+      () =>
+        `p50 rate ${proxy.rate.p50TokensPerSecond} tokens/s through the proxy against ${direct.rate.p50TokensPerSecond} straight ` +
+        `(tokens after the first ÷ time from the first to the last token, ${direct.tokensPerStream} tokens per stream, the stand-in waiting ${results.proxy.scenario.tokenDelayMs} ms between tokens); ` +
+        `total p50 ${proxy.total.p50Ms} ms against ${direct.total.p50Ms} ms (${row.totalRatio}×)`,
     );
   }
 
@@ -857,6 +918,22 @@ function markdown(results: Record<string, unknown>): string {
     ...r.critical.map(
       (c) =>
         `| ${c.concurrency} | ${c.authorize.p50Ms} / ${c.authorize.p99Ms} | ${c.raw.p50Ms} / ${c.raw.p99Ms} | ${c.p50VsRaw} | ${c.p99VsRaw} | ${c.authorize.meanDynamoMs} / ${round(c.authorize.meanMs - c.authorize.meanDynamoMs)} | ${c.authorize.cpuMsPerCall} / ${c.raw.cpuMsPerCall} | ${c.itemBytes} |`,
+    ),
+    "",
+    "### Through the proxy: first token and streaming rate",
+    "",
+    `The metered proxy as \`npm start\` serves it (a Function URL event per request, a streaming response) against the same loopback stand-in called straight, one scenario for both; the stand-in and the proxy each run in a Node process of their own (in production the proxy is its own Lambda), the bench's process is only the client: ` +
+      `${r.proxy.rows[0]?.direct.tokensPerStream ?? "?"} tokens of ${r.proxy.scenario.model}, one SSE chunk each, the first after ${r.proxy.scenario.firstTokenDelayMs} ms, then one every ${r.proxy.scenario.tokenDelayMs} ms (as timers allow). ` +
+      "TTFT: request sent → first chunk with content. Rate: tokens after the first ÷ time from the first to the last token, per stream (p50). Total: request sent → end of the body (the proxy settles before it ends the stream). " +
+      "To upstream: request sent → the stand-in has read it. Tail: last token → end of the body. Authorize alone: `authorizeChat` as the proxy calls it, same users, same bound, same concurrency, in alternating blocks with the streams; the write inside the proxied calls is the same UpdateItem timed by an SDK middleware in the proxy's process while they ran, which also counts its DynamoDB requests.",
+    "",
+    "| concurrency | calls per path | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | proxy − direct TTFT p50 ms | authorize alone p50 / p99 ms | authorize write inside the proxied calls p50 / p99 ms | rate p50 tokens/s: direct / proxy | proxy ÷ direct rate | direct total p50 / p99 ms | proxy total p50 / p99 ms | to upstream p50 ms: direct / proxy | tail p50 ms: direct / proxy | DynamoDB requests per proxied call |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ...r.proxy.rows.map(
+      (p) =>
+        `| ${p.concurrency} | ${p.calls} | ${p.direct.ttft.p50Ms} / ${p.direct.ttft.p99Ms} | ${p.proxy.ttft.p50Ms} / ${p.proxy.ttft.p99Ms} | ${p.addedTtftP50Ms} | ${p.authorize.p50Ms} / ${p.authorize.p99Ms} | ${p.authorizeInProxy.p50Ms} / ${p.authorizeInProxy.p99Ms} | ` +
+        `${p.direct.rate.p50TokensPerSecond} / ${p.proxy.rate.p50TokensPerSecond} | ${p.rateRatio} | ${p.direct.total.p50Ms} / ${p.direct.total.p99Ms} | ${p.proxy.total.p50Ms} / ${p.proxy.total.p99Ms} | ` +
+        `${p.direct.toUpstreamP50Ms} / ${p.proxy.toUpstreamP50Ms} | ${p.direct.tailP50Ms} / ${p.proxy.tailP50Ms} | ${p.requestsPerCall} (${commands(p.byCommand)}) |`,
     ),
     "",
     "### Chats (authorize + settle) across accounts",
