@@ -9,8 +9,8 @@ import { loadConfig, type StripePriceVar } from "../../lib/config.js";
 import { TOPUP_FUNCTION } from "../../lib/routes.js";
 import { HouseFunction } from "../house-function.js";
 import type { Alarms } from "./alarms.js";
-import { METRICS_NAMESPACE, SERVICE_NAME, TOPUP_NAME } from "./common.js";
-import { ledgerEnvOf, priceEnvOf, TABLE_ACTIONS } from "./functions.js";
+import { TOPUP_NAME } from "./common.js";
+import { baseEnvironment, grantTable, ledgerEnvOf, priceEnvOf } from "./functions.js";
 import type { StackSecrets } from "./secrets.js";
 import type { LedgerTable } from "./table.js";
 
@@ -89,10 +89,7 @@ export function addAutoTopUp(
   loadConfig({ TABLE_NAME: "synth-check", STRIPE_SECRET_KEY: "sk_test_synthcheck", ...ledgerEnv, ...priceEnv }, "topup");
 
   const environment: Record<string, string> = {
-    TABLE_NAME: table.tableName,
-    POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-    POWERTOOLS_LOG_LEVEL: "INFO",
+    ...baseEnvironment(table.tableName),
     // the ledger's settings, as every other writer of the ledger gets them
     ...ledgerEnv,
     ...priceEnv,
@@ -112,13 +109,7 @@ export function addAutoTopUp(
 
   // Its items (GetItem; Put and Update, also inside transactions) and the account it reads: the
   // readWrite level's item actions on the table itself, no index.
-  fn.role.addToPolicy(
-    new iam.PolicyStatement({
-      sid: "TableItems",
-      actions: [...TABLE_ACTIONS[spec.table]],
-      resources: [table.tableArn],
-    }),
-  );
+  grantTable(fn, spec.table, { table, indexArns: [] }, { queries: false });
   fn.role.addToPolicy(
     new iam.PolicyStatement({
       sid: "ReadOwnSecrets",

@@ -45,6 +45,33 @@ export interface FunctionsConfig {
   projectRoot: string;
 }
 
+/** What every function's environment starts with: its table and the Powertools settings. */
+export function baseEnvironment(tableName: string): Record<string, string> {
+  return {
+    TABLE_NAME: tableName,
+    POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    POWERTOOLS_LOG_LEVEL: "INFO",
+  };
+}
+
+/**
+ * A function's table statements: item actions (TABLE_ACTIONS of its access) on the table, and,
+ * unless `queries` is false, Query on the table and its indexes (the history and the sweep's).
+ */
+export function grantTable(fn: HouseFunction, access: keyof typeof TABLE_ACTIONS, ledger: Pick<LedgerTable, "table" | "indexArns">, options: { queries?: boolean } = {}): void {
+  const queries = options.queries ?? true;
+  fn.role.addToPolicy(
+    new iam.PolicyStatement({
+      sid: "TableItems",
+      actions: TABLE_ACTIONS[access].filter((action) => !queries || action !== "dynamodb:Query"),
+      resources: [ledger.table.tableArn],
+    }),
+  );
+  if (!queries) return;
+  fn.role.addToPolicy(new iam.PolicyStatement({ sid: "TableQueries", actions: ["dynamodb:Query"], resources: [ledger.table.tableArn, ...ledger.indexArns] }));
+}
+
 /** The ledger's settings, for every function that authorizes or settles (the API functions, the proxy). */
 export function ledgerEnvOf(config: { authorizeRateLimitPerMinute?: number; holdTtlSeconds?: number }): Record<string, string> {
   return {
@@ -119,10 +146,7 @@ export function addFunctions(
     // start checkouts hold the Stripe key; they map prices to plans and packs: they get the ids.
     const billing = spec.secrets.includes("STRIPE_SECRET_KEY");
     const environment: Record<string, string> = {
-      TABLE_NAME: table.tableName,
-      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      POWERTOOLS_LOG_LEVEL: "INFO",
+      ...baseEnvironment(table.tableName),
       ...ledgerEnv,
       // Every HTTP function builds its deps from APP_URL (CORS origin, return URLs); the sweep none.
       ...(spec.auth === "schedule" ? {} : { APP_URL: config.appUrl }),
@@ -142,20 +166,7 @@ export function addFunctions(
     });
     functions[name] = fn;
 
-    fn.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: "TableItems",
-        actions: TABLE_ACTIONS[spec.table].filter((action) => action !== "dynamodb:Query"),
-        resources: [table.tableArn],
-      }),
-    );
-    fn.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: "TableQueries",
-        actions: ["dynamodb:Query"],
-        resources: [table.tableArn, ...indexArns],
-      }),
-    );
+    grantTable(fn, spec.table, { table, indexArns });
     if (secretNames.length > 0) {
       fn.role.addToPolicy(
         new iam.PolicyStatement({

@@ -8,8 +8,8 @@ import { loadConfig } from "../../lib/config.js";
 import { PROXY_FUNCTION, type SecretName } from "../../lib/routes.js";
 import { HouseFunction } from "../house-function.js";
 import type { Alarms } from "./alarms.js";
-import { METRICS_NAMESPACE, PROXY_NAME, SERVICE_NAME } from "./common.js";
-import { authEnvOf, ledgerEnvOf, TABLE_ACTIONS } from "./functions.js";
+import { PROXY_NAME } from "./common.js";
+import { authEnvOf, baseEnvironment, grantTable, ledgerEnvOf } from "./functions.js";
 import type { StackSecrets } from "./secrets.js";
 import type { LedgerTable } from "./table.js";
 
@@ -84,10 +84,7 @@ export function addChatProxy(
   }
 
   const environment: Record<string, string> = {
-    TABLE_NAME: table.tableName,
-    POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
-    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-    POWERTOOLS_LOG_LEVEL: "INFO",
+    ...baseEnvironment(table.tableName),
     ...ledgerEnv,
     ...authEnv,
     UPSTREAM_BASE_URL: checked.UPSTREAM_BASE_URL,
@@ -107,20 +104,7 @@ export function addChatProxy(
   });
 
   // As the chat gate: item actions on the table, queries on the table and its indexes.
-  proxy.role.addToPolicy(
-    new iam.PolicyStatement({
-      sid: "TableItems",
-      actions: TABLE_ACTIONS[spec.table].filter((action) => action !== "dynamodb:Query"),
-      resources: [table.tableArn],
-    }),
-  );
-  proxy.role.addToPolicy(
-    new iam.PolicyStatement({
-      sid: "TableQueries",
-      actions: ["dynamodb:Query"],
-      resources: [table.tableArn, ...indexArns],
-    }),
-  );
+  grantTable(proxy, spec.table, { table, indexArns });
   proxy.role.addToPolicy(
     new iam.PolicyStatement({
       sid: "ReadOwnSecrets",
