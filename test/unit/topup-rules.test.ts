@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type AutoTopUpState, STALE_IN_FLIGHT_MS, TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
 import { topUpJobsOf } from "../../lib/topup/jobs.js";
-import { accountMirror, afterCharge, afterPaid, begin, decideStart, emptyState, isLaterCrossing, monthOf, noPaymentMethod, startedIn, limitReached, withSettings } from "../../lib/topup/rules.js";
+import { accountMirror, afterCharge, afterPaid, begin, decideStart, isLaterCrossing, monthOf, noPaymentMethod, startedIn, limitReached, withSettings } from "../../lib/topup/rules.js";
 
 const NOW = Date.UTC(2026, 11, 3, 12);
 const SETTINGS = { enabled: true, threshold: 5_000, pack: "starter" as const, monthlyLimit: 3 };
