@@ -34,10 +34,22 @@ beforeAll(async () => {
   stripe = await startStripeServer();
   // The environment comes first, as in Lambda: each bundle reads it at import (cold start). The
   // Stripe functions talk to the loopback Stripe server.
-  for (const [name, value] of Object.entries(billingEnv(tableName, stripe.url))) vi.stubEnv(name, value);
-  bundles = Object.fromEntries(
-    await Promise.all(built.map(async (fn) => [fn.name, await import(/* @vite-ignore */ pathToFileURL(fn.file).href)])),
-  );
+  // The chat proxy's provider: a loopback one needs no key (it is never called here).
+  for (const [name, value] of Object.entries(billingEnv(tableName, stripe.url, { UPSTREAM_BASE_URL: "http://127.0.0.1:9/v1" }))) vi.stubEnv(name, value);
+  // Lambda's Node.js runtime defines the global a streaming handler is wrapped with
+  // (functions/chat-proxy.ts); this process does not, so a stand-in passes the handler through.
+  // (Powertools' invoke store may already have made an empty `awslambda` object here.)
+  const global = globalThis as { awslambda?: Record<string, unknown> };
+  const before = global.awslambda;
+  global.awslambda = { ...before, streamifyResponse: (handler: unknown) => handler, HttpResponseStream: { from: (stream: unknown) => stream } };
+  try {
+    bundles = Object.fromEntries(
+      await Promise.all(built.map(async (fn) => [fn.name, await import(/* @vite-ignore */ pathToFileURL(fn.file).href)])),
+    );
+  } finally {
+    if (before === undefined) delete global.awslambda;
+    else global.awslambda = before;
+  }
 }, 120_000);
 
 afterAll(async () => {

@@ -37,6 +37,9 @@ const MATRIX: Record<string, Record<Caller, number>> = {
   "POST /v1/billing/portal": USER,
   "POST /v1/billing/change-plan": USER,
   "POST /v1/billing/cancel": USER,
+  "GET /v1/billing/auto-topup": USER,
+  "PUT /v1/billing/auto-topup": USER,
+  "POST /v1/billing/payment-method": USER,
   // Stripe authenticates with its signature over the body; no bearer token means anything there.
   "POST /v1/stripe/webhook": { none: 400, userA: 400, userB: 400, service: 400, stripe: OK },
   // the API's own description is public (any token, or none, is ignored)
@@ -109,6 +112,9 @@ function request(route: string, users: { a: string; b: string }): { body?: unkno
       return { body: { pack: "starter" } };
     case "POST /v1/billing/change-plan":
       return { body: { plan: "plus" } };
+    case "PUT /v1/billing/auto-topup":
+      // turning it off needs no card: the allowed cells can succeed
+      return { body: { enabled: false, threshold: 1_000, pack: "starter", monthlyLimit: 1 } };
     case "POST /v1/stripe/webhook":
       return {
         text: JSON.stringify(
