@@ -6,7 +6,7 @@ import { runAutoTopUp } from "../../lib/topup/run.js";
 import { customerOf, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
 import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers/events-pipeline.js";
 import { uniqueUser } from "../helpers/ledger.js";
-import { invoiceEvent } from "../helpers/stripe-official.js";
+import { topUpKit, topUpSettings } from "../helpers/topup.js";
 
 /**
  * Auto top-up against DynamoDB Local and the loopback Stripe server (the real SDK): the API that
@@ -26,44 +26,8 @@ beforeAll(async () => {
 });
 afterAll(() => pipeline.stop());
 
-/** A user with a Stripe customer and a saved card, as a pack checkout leaves them. */
-async function userWithCard(label: string) {
-  const userId = uniqueUser(label);
-  const customer = await customerOf(fx, userId);
-  fx.stripe.savePaymentMethod(customer, { default: true });
-  return { userId, customer };
-}
-
-const settings = (extra: Partial<{ enabled: boolean; threshold: number; pack: string; monthlyLimit: number }> = {}) => ({
-  enabled: true,
-  threshold: 5_000,
-  pack: "starter",
-  monthlyLimit: 5,
-  ...extra,
-});
-
-async function putAutoTopUp(userId: string, body: unknown) {
-  return fx.asUser(fx.fns.subscribe.route, userId, "PUT /v1/billing/auto-topup", body);
-}
-
-async function topUpState(userId: string) {
-  return (await fx.billing.topUps.get(userId))?.state;
-}
-
-/** Moves a user's available credits to `available` (an admin adjustment, as spending would). */
-async function setAvailable(userId: string, available: number, key: string) {
-  const balance = await getBalance(fx.deps.ledger, userId);
-  await grantCredits(fx.deps.ledger, { userId, amount: available - balance.available, bucket: "allowance", reason: "admin", key });
-}
-
-/** The `invoice.paid` Stripe sends for an invoice the loopback server holds, delivered signed. */
-async function deliverPaid(invoiceId: string) {
-  const stored = fx.stripe.invoices.get(invoiceId);
-  if (!stored) throw new Error(`no invoice ${invoiceId}`);
-  return fx.deliver(invoiceEvent(stored));
-}
-
-const packGrants = async (userId: string) => (await fx.deps.ledger.store.allEntries(userId)).filter((entry) => entry.reason === "pack");
+const { userWithCard, putAutoTopUp, topUpState, setAvailable, deliverPaid, packGrants } = topUpKit(fx);
+const settings = topUpSettings;
 
 describe("turning it on", () => {
   it("needs a saved card: 409 PAYMENT_METHOD_REQUIRED, and POST /v1/billing/payment-method starts a setup Checkout", async () => {

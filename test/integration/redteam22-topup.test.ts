@@ -9,6 +9,7 @@ import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers
 import { uniqueUser } from "../helpers/ledger.js";
 import { checkoutSession, invoice as subscriptionInvoice, invoiceEvent, invoiceLine, officialEvent, topUpInvoice } from "../helpers/stripe-official.js";
 import { uniqueStripeId } from "../helpers/stripe-events.js";
+import { topUpKit, topUpSettings } from "../helpers/topup.js";
 import { newWebhookSecret, startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook-receiver.js";
 
 /**
@@ -21,37 +22,8 @@ const fx = useBillingFixture({ stream: true });
 const STARTER = catalog.packs.starter?.credits as number;
 
 
-async function userWithCard(label: string) {
-  const userId = uniqueUser(label);
-  const customer = await customerOf(fx, userId);
-  const card = fx.stripe.savePaymentMethod(customer, { default: true });
-  return { userId, customer, card };
-}
-
-const settings = (extra: Partial<{ enabled: boolean; threshold: number; pack: string; monthlyLimit: number }> = {}) => ({
-  enabled: true,
-  threshold: 5_000,
-  pack: "starter",
-  monthlyLimit: 5,
-  ...extra,
-});
-
-const putAutoTopUp = (userId: string, body: unknown) => fx.asUser(fx.fns.subscribe.route, userId, "PUT /v1/billing/auto-topup", body);
-const getAutoTopUp = (userId: string) => fx.asUser(fx.fns.subscribe.route, userId, "GET /v1/billing/auto-topup");
-const topUpState = async (userId: string) => (await fx.billing.topUps.get(userId))?.state;
-
-async function setAvailable(userId: string, available: number, key: string) {
-  const balance = await getBalance(fx.deps.ledger, userId);
-  await grantCredits(fx.deps.ledger, { userId, amount: available - balance.available, bucket: "allowance", reason: "admin", key });
-}
-
-async function deliverPaid(invoiceId: string) {
-  const stored = fx.stripe.invoices.get(invoiceId);
-  if (!stored) throw new Error(`no invoice ${invoiceId}`);
-  return fx.deliver(invoiceEvent(stored));
-}
-
-const packGrants = async (userId: string) => (await fx.deps.ledger.store.allEntries(userId)).filter((entry) => entry.reason === "pack");
+const { userWithCard, putAutoTopUp, getAutoTopUp, topUpState, setAvailable, deliverPaid, packGrants } = topUpKit(fx);
+const settings = topUpSettings;
 const settle = (ms = 750) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A user on (jobs run directly, not from the stream: the threshold is set while above it), then below it. */
