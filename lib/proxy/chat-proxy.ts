@@ -24,8 +24,6 @@ import { reportedUsage } from "./usage.js";
  * authorize/settle loop in one place (docs/proxy.md lists how every kind of ending is charged).
  */
 
-/** Proxy requestIds live apart from the gate API's (which refuses the prefix), so the gate can never reach a proxy call's hold. */
-const REQUEST_ID_PREFIX = PROXY_REQUEST_ID_PREFIX;
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._@|:+=-]{1,120}$/;
 
 function clientRequestIdOf(headers: ProxyRequest["headers"]): string {
@@ -96,7 +94,8 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
   const output = outputTokenLimit(parsed.request, deps.defaultMaxOutputTokens);
   const inputTokenBound = promptTokenBound(promptText(parsed.request), model);
   if (inputTokenBound > MAX_INPUT_TOKENS) throw new ValidationError(`messages: longer than ${MAX_INPUT_TOKENS} tokens`, "messages");
-  const requestId = `${REQUEST_ID_PREFIX}${clientRequestId}`;
+  // apart from the gate API's requestIds (which refuses the prefix): the gate never reaches a proxy call's hold
+  const requestId = `${PROXY_REQUEST_ID_PREFIX}${clientRequestId}`;
   // One conditional write: 402 here, before anything reaches the provider, when it cannot be afforded.
   const hold = await authorizeChat(
     deps.ledger,

@@ -5,9 +5,5 @@ import { updateTopUp } from "./update.js";
 /** `invoice.paid` of auto top-up `seq`'s invoice: the top-up ends as succeeded (lib/topup/rules.ts `afterPaid`). */
 export async function topUpPaid(deps: BillingDeps, userId: string, seq: number, invoiceId: string): Promise<void> {
   const now = deps.ledger.now();
-  await updateTopUp(deps, userId, (current) => {
-    if (!current) return { result: undefined };
-    const next = afterPaid(current.state, seq, invoiceId, now);
-    return next === current.state ? { result: undefined } : { state: next, result: undefined };
-  });
+  await updateTopUp(deps, userId, (current) => (current ? { state: afterPaid(current.state, seq, invoiceId, now), result: undefined } : { result: undefined }));
 }

@@ -78,12 +78,8 @@ export function decideStart(state: AutoTopUpState | undefined, job: TopUpJob, av
  * waits for a later month — the account then carries a flag for the change stream, whose next
  * spend below the threshold in a later month is a job of its own (lib/topup/jobs.ts).
  */
-export const limitReached = (state: AutoTopUpState, crossing: string, now: number): AutoTopUpState => ({
-  ...state,
-  lastCrossing: crossing,
-  waitingSince: monthOf(now),
-  updatedAt: now,
-});
+export const limitReached = (state: AutoTopUpState, crossing: string, now: number): AutoTopUpState =>
+  state.lastCrossing === crossing && state.waitingSince === monthOf(now) ? state : { ...state, lastCrossing: crossing, waitingSince: monthOf(now), updatedAt: now };
 
 /** The state once a top-up began: in flight, counted against the month, its crossing used. */
 export function begin(state: AutoTopUpState, job: TopUpJob, charge: Omit<TopUpInFlight, "seq" | "crossing" | "startedAt">, now: number): AutoTopUpState {

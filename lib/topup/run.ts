@@ -32,10 +32,7 @@ export async function runAutoTopUp(deps: BillingDeps, job: TopUpJob): Promise<To
     if (decision.kind === "resume") return { result: { decision, inFlight: decision.inFlight } };
     if (!state || decision.kind === "refuse") {
       // a month's limit uses the crossing and waits for a later month; nothing else is written
-      if (state && decision.kind === "refuse" && decision.reason === "monthlyLimit") {
-        const waiting = limitReached(state, job.crossing, now);
-        return waiting.waitingSince === state.waitingSince && waiting.lastCrossing === state.lastCrossing ? { result: { decision } } : { state: waiting, result: { decision } };
-      }
+      if (state && decision.kind === "refuse" && decision.reason === "monthlyLimit") return { state: limitReached(state, job.crossing, now), result: { decision } };
       return { result: { decision } };
     }
     card ??= await savedCard(deps, account);

@@ -16,6 +16,7 @@ describe("decideStart: whether a crossing starts a top-up", () => {
     expect(decideStart(withSettings(on(), { ...SETTINGS, enabled: false }, NOW), { userId: "u", crossing: "10" }, 0, NOW)).toEqual({ kind: "refuse", reason: "disabled" });
     expect(decideStart(on(), { userId: "u", crossing: "10" }, 5_000, NOW)).toEqual({ kind: "refuse", reason: "notBelowThreshold" });
     const used = limitReached(on(), "10", NOW);
+    expect(limitReached(used, "10", NOW + 1)).toBe(used); // nothing new: the same state, so nothing is written
     expect(decideStart(used, { userId: "u", crossing: "10" }, 0, NOW)).toEqual({ kind: "refuse", reason: "seenCrossing" });
     expect(decideStart(used, { userId: "u", crossing: "9" }, 0, NOW)).toEqual({ kind: "refuse", reason: "seenCrossing" });
     const busy = begin(on(), { userId: "u", crossing: "10" }, CHARGE, NOW);
