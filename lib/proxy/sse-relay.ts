@@ -7,8 +7,6 @@ import { type CallUsage, reportedUsage } from "./usage.js";
  * eventsource-parser does the SSE framing; this decides, per event, what the client sees.
  */
 export interface RelayState {
-  /** data events seen so far */
-  events: number;
   /** the usage the stream reported (its last chunk, when include_usage is on) */
   usage?: CallUsage;
   /** the text the model produced, for the estimate when no usage comes */
@@ -26,7 +24,7 @@ export interface RelayState {
 }
 
 export function newRelayState(): RelayState {
-  return { events: 0, produced: [], done: false, said: false };
+  return { produced: [], done: false, said: false };
 }
 
 type Delta = { content?: unknown; reasoning?: unknown; reasoning_content?: unknown; refusal?: unknown; tool_calls?: unknown };
@@ -57,7 +55,6 @@ export function relayEvent(event: EventSourceMessage, state: RelayState, clientW
     state.said = true;
     return "data: [DONE]\n\n";
   }
-  state.events += 1;
   let chunk: unknown;
   try {
     chunk = JSON.parse(event.data);
