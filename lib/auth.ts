@@ -2,6 +2,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, errors, type JWTPayload, typ
 import { ForbiddenError, UnauthorizedError, UpstreamError } from "./errors.js";
 import { userIdSchema } from "./ledger/validation.js";
 import { logger } from "./logger.js";
+import { VerifiedTokenCache } from "./verified-token-cache.js";
 
 /** Who is calling: an end user (their own account only) or a service holding the `gate` scope. */
 export type Principal = UserPrincipal | ServicePrincipal;
@@ -116,6 +117,8 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
     throw new errors.JOSEAlgNotAllowed(`alg ${String(alg)} is not accepted`);
   }
 
+  const verified = new VerifiedTokenCache<Principal>();
+
   return {
     async authenticate(authorization) {
       const match = authorization && authorization.length <= MAX_TOKEN_LENGTH ? BEARER.exec(authorization.trim()) : null;
@@ -123,8 +126,14 @@ export function createAuthenticator(settings: AuthSettings): Authenticator {
         logger.info("token refused", { reason: authorization ? "MALFORMED" : "MISSING" });
         throw new UnauthorizedError();
       }
+      const token = match[1];
+      const known = verified.get(token);
+      if (known) return known;
       try {
-        return principalOf(await verify(match[1]), settings.serviceAudience);
+        const payload = await verify(token);
+        const principal = principalOf(payload, settings.serviceAudience);
+        verified.set(token, Object.freeze(principal), payload.exp as number); // exp is a required claim
+        return principal;
       } catch (error) {
         if (error instanceof UpstreamError) throw error;
         // Why is logged for operators; the caller only ever learns UNAUTHORIZED.

@@ -192,7 +192,7 @@ async function streamThrough(
         sink.start(200, { ...SSE_HEADERS, ...headers });
         const waiting = held;
         held = undefined;
-        for (const earlier of waiting) await send(earlier);
+        await send(waiting.join("")); // one write: the first token leaves with what preceded it
         return;
       }
       // A client that left is not written to; the upstream is still read to its end for its usage.

@@ -167,7 +167,10 @@ async function getJson<T>(url: string): Promise<T> {
 
 function summarize(timings: StreamTiming[]): ProxyPathRow {
   const of = (pick: (t: StreamTiming) => number) => timings.map(pick);
-  const rates = of((t) => (t.tokens > 1 && t.lastTokenMs > t.firstTokenMs ? (t.tokens - 1) / ((t.lastTokenMs - t.firstTokenMs) / 1000) : Number.NaN));
+  // A stream whose tokens all arrived in one read (a busy machine coalesces chunks) has no rate to
+  // measure; it is left out rather than let a NaN make the median meaningless.
+  const rates = of((t) => (t.tokens > 1 && t.lastTokenMs > t.firstTokenMs ? (t.tokens - 1) / ((t.lastTokenMs - t.firstTokenMs) / 1000) : Number.NaN)).filter(Number.isFinite);
+  if (rates.length === 0) throw new Error("no stream spread its tokens over time: no streaming rate to measure");
   const tokenCounts = new Set(of((t) => t.tokens));
   const proxied = timings.every((t) => !Number.isNaN(t.proxyMs));
   if (tokenCounts.size !== 1) throw new Error(`streams of different lengths: ${[...tokenCounts].join(", ")} tokens`);

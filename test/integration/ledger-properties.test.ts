@@ -181,7 +181,8 @@ describe("ledger invariants under random operation sequences (fast-check, Dynamo
       }),
       { numRuns: 60 },
     );
-  });
+    // Each step audits the whole history, so a run costs from 18 s to a minute on a busy machine.
+  }, 180_000);
 
   it("concurrent bursts keep the ledger exact, admit nothing past available, and close holds once", async () => {
     await fc.assert(

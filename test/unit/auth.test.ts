@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createAuthenticator, type Principal, requireService, requireUser } from "../../lib/auth.js";
 import { ForbiddenError, UnauthorizedError, UpstreamError } from "../../lib/errors.js";
+import { VERIFIED_TOKEN_MAX_AGE_MS, VerifiedTokenCache } from "../../lib/verified-token-cache.js";
 import { captureLogs } from "../helpers/logs.js";
 import {
   type JwksServer,
@@ -160,5 +161,56 @@ describe("a separate service audience (AUTH_SERVICE_AUDIENCE)", () => {
   it("without it, the gate scope alone makes the service (the default, documented in SECURITY.md)", async () => {
     const token = await userToken("u-scoped", { claims: { scope: "gate" } });
     expect(await hs.authenticate(bearer(token))).toMatchObject({ kind: "service" });
+  });
+});
+
+describe("verified tokens, remembered per container (lib/verified-token-cache.ts)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("stops honouring a remembered token once its exp (and jose's 5 s tolerance) has passed", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    const auth = createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    const token = await userToken("u-cached", { expiresIn: 30 });
+    expect(await auth.authenticate(bearer(token))).toMatchObject({ userId: "u-cached" });
+    vi.setSystemTime(Date.now() + 20_000);
+    expect(await auth.authenticate(bearer(token))).toMatchObject({ userId: "u-cached" });
+    // within the cache's 60 s, but past exp: a cache that ignored exp would still answer
+    vi.setSystemTime(Date.now() + 16_000);
+    await expect(auth.authenticate(bearer(token))).rejects.toBeInstanceOf(UnauthorizedError);
+  });
+
+  it("never answers a changed token from the cache, and remembers no refusal", async () => {
+    const auth = createAuthenticator({ jwtSecret: TEST_SECRET, issuer: TEST_ISSUER, audience: TEST_AUDIENCE });
+    const token = await userToken("u-tamper");
+    await auth.authenticate(bearer(token));
+    const [header, payload, signature] = token.split(".") as [string, string, string];
+    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), sub: "u-victim" })).toString("base64url");
+    await expect(auth.authenticate(bearer(`${header}.${forgedPayload}.${signature}`))).rejects.toBeInstanceOf(UnauthorizedError);
+    const flipped = `${header}.${payload}.${signature.slice(0, -2)}${signature.endsWith("AA") ? "BB" : "AA"}`;
+    await expect(auth.authenticate(bearer(flipped))).rejects.toBeInstanceOf(UnauthorizedError);
+    await expect(auth.authenticate(bearer(flipped))).rejects.toBeInstanceOf(UnauthorizedError);
+    expect(await auth.authenticate(bearer(token))).toMatchObject({ userId: "u-tamper" });
+  });
+
+  it("keeps an entry at most 60 s, never past exp, and at most 500 entries (oldest out)", () => {
+    let now = 1_000_000;
+    const cache = new VerifiedTokenCache<string>(() => now);
+    cache.set("a", "A", now / 1000 + 3600);
+    now += VERIFIED_TOKEN_MAX_AGE_MS - 1;
+    expect(cache.get("a")).toBe("A");
+    now += 1;
+    expect(cache.get("a")).toBeUndefined();
+    cache.set("b", "B", now / 1000 + 10);
+    now += 10_000;
+    expect(cache.get("b")).toBeUndefined();
+    cache.set("expired", "E", now / 1000 - 1);
+    expect(cache.get("expired")).toBeUndefined();
+    for (let i = 0; i < 501; i++) cache.set(`t${i}`, `T${i}`, now / 1000 + 3600);
+    expect(cache.size).toBe(500);
+    expect(cache.get("t0")).toBeUndefined();
+    expect(cache.get("t1")).toBe("T1");
+    expect(cache.get("t500")).toBe("T500");
   });
 });
