@@ -1,5 +1,6 @@
 import { ownValue } from "../own-keys.js";
 import type { AccountRecord } from "./account.js";
+import type { PlanAdmission, PlanGroup } from "./entitlements.js";
 
 /**
  * The admission rules of authorize, each written once, by name, as data. The DynamoDB adapter
@@ -19,9 +20,20 @@ export type AccountCondition =
   | { kind: "notExists"; path: AttributePath }
   | { kind: "compare"; path: AttributePath; operator: "<" | "<=" | ">" | ">=" | "="; value: number }
   | { kind: "sizeBelow"; path: AttributePath; limit: number }
-  | { kind: "either"; conditions: readonly AccountCondition[] };
+  /** a string attribute equal to one of `values` (DynamoDB's IN; never empty) */
+  | { kind: "oneOf"; path: AttributePath; values: readonly string[] }
+  | { kind: "either"; conditions: readonly AccountCondition[] }
+  | { kind: "all"; conditions: readonly AccountCondition[] };
 
-export type AdmissionRuleName = "accountExists" | "hasNoSuchHold" | "noGrantDue" | "underRateLimit" | "underHoldCap" | "affordable";
+export type AdmissionRuleName =
+  | "accountExists"
+  | "hasNoSuchHold"
+  | "noGrantDue"
+  | "planIncludesModel"
+  | "planAllowsReservation"
+  | "underRateLimit"
+  | "underHoldCap"
+  | "affordable";
 
 export interface AdmissionRule {
   name: AdmissionRuleName;
@@ -33,10 +45,20 @@ export interface AdmissionRequest {
   /** credits the hold reserves */
   reserved: number;
   now: number;
-  maxOpenHolds: number;
-  /** per-minute authorize limit; undefined = off */
-  rateLimit?: { minute: number; limit: number };
+  /** the minute the rate counter counts in */
+  minute: number;
+  /** what each plan allows for this call (lib/ledger/entitlements.ts planAdmission) */
+  plans: PlanAdmission;
 }
+
+/** The account's plan is one of `plans`. */
+const planIsOneOf = (plans: readonly string[]): AccountCondition => ({ kind: "oneOf", path: ["plan"], values: plans });
+
+/** For whichever plan the account has, `within(limit)` holds with that plan's limit. */
+const underPlanLimit = (groups: readonly PlanGroup[], within: (limit: number) => AccountCondition): AccountCondition => ({
+  kind: "either",
+  conditions: groups.map((group) => ({ kind: "all", conditions: [planIsOneOf(group.plans), within(group.limit)] })),
+});
 
 /**
  * The rules in the order a refusal is diagnosed: an existing hold first (a retry is answered
@@ -58,21 +80,26 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
       },
     },
   ];
-  if (request.rateLimit) {
-    const counter: AttributePath = ["rateCounters", String(request.rateLimit.minute)];
+  // the plan's entitlements, read where the write lands: a plan change is in force from its own write on
+  rules.push(
+    { name: "planIncludesModel", condition: planIsOneOf(request.plans.includingModel) },
+    { name: "planAllowsReservation", condition: planIsOneOf(request.plans.allowingReservation) },
+  );
+  if (request.plans.rateLimits) {
+    const counter: AttributePath = ["rateCounters", String(request.minute)];
     rules.push({
       name: "underRateLimit",
       condition: {
         kind: "either",
         conditions: [
           { kind: "notExists", path: counter },
-          { kind: "compare", path: counter, operator: "<", value: request.rateLimit.limit },
+          underPlanLimit(request.plans.rateLimits, (limit) => ({ kind: "compare", path: counter, operator: "<", value: limit })),
         ],
       },
     });
   }
   rules.push(
-    { name: "underHoldCap", condition: { kind: "sizeBelow", path: ["holds"], limit: request.maxOpenHolds } },
+    { name: "underHoldCap", condition: underPlanLimit(request.plans.holdCaps, (limit) => ({ kind: "sizeBelow", path: ["holds"], limit })) },
     { name: "affordable", condition: { kind: "compare", path: ["available"], operator: ">=", value: request.reserved } },
   );
   return rules;
@@ -116,8 +143,14 @@ export function holdsFor(condition: AccountCondition, account: AccountRecord | u
       const size = sizeOf(valueAt(account, condition.path));
       return size !== undefined && size < condition.limit;
     }
+    case "oneOf": {
+      const value = valueAt(account, condition.path);
+      return typeof value === "string" && condition.values.includes(value);
+    }
     case "either":
       return condition.conditions.some((inner) => holdsFor(inner, account));
+    case "all":
+      return condition.conditions.every((inner) => holdsFor(inner, account));
   }
 }
 
