@@ -160,7 +160,8 @@ export function isModelId(value: string): value is ModelId {
 }
 
 export function planOf(plan: PlanId, from: Catalog = catalog): PlanDefinition {
-  const definition = from.plans[plan];
+  // own keys only: `toString` or `__proto__` is no plan
+  const definition = Object.hasOwn(from.plans, plan) ? from.plans[plan] : undefined;
   if (!definition) throw new Error(`unknown plan ${plan}`);
   return definition;
 }

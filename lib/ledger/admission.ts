@@ -1,6 +1,6 @@
 import { ownValue } from "../own-keys.js";
 import type { AccountRecord } from "./account.js";
-import type { PlanAdmission, PlanGroup } from "./entitlements.js";
+import { FALLBACK_PLAN, type PlanAdmission, type PlanGroup } from "./entitlements.js";
 
 /**
  * The admission rules of authorize, each written once, by name, as data. The DynamoDB adapter
@@ -22,6 +22,8 @@ export type AccountCondition =
   | { kind: "sizeBelow"; path: AttributePath; limit: number }
   /** a string attribute equal to one of `values` (DynamoDB's IN; never empty) */
   | { kind: "oneOf"; path: AttributePath; values: readonly string[] }
+  /** the attribute is missing or none of `values` (DynamoDB's NOT … IN) */
+  | { kind: "noneOf"; path: AttributePath; values: readonly string[] }
   | { kind: "either"; conditions: readonly AccountCondition[] }
   | { kind: "all"; conditions: readonly AccountCondition[] };
 
@@ -51,13 +53,20 @@ export interface AdmissionRequest {
   plans: PlanAdmission;
 }
 
-/** The account's plan is one of `plans`. */
-const planIsOneOf = (plans: readonly string[]): AccountCondition => ({ kind: "oneOf", path: ["plan"], values: plans });
+/**
+ * The account is served as one of `plans`: its stored plan is one of them, or — when they include
+ * the fallback plan — its stored plan is none the catalog has (effectivePlan, lib/ledger/entitlements.ts).
+ */
+function planIsOneOf(plans: readonly string[], catalogPlans: readonly string[]): AccountCondition {
+  const stored: AccountCondition = { kind: "oneOf", path: ["plan"], values: plans };
+  if (!plans.includes(FALLBACK_PLAN)) return stored;
+  return { kind: "either", conditions: [stored, { kind: "noneOf", path: ["plan"], values: catalogPlans }] };
+}
 
-/** For whichever plan the account has, `within(limit)` holds with that plan's limit. */
-const underPlanLimit = (groups: readonly PlanGroup[], within: (limit: number) => AccountCondition): AccountCondition => ({
+/** For whichever plan the account is served as, `within(limit)` holds with that plan's limit. */
+const underPlanLimit = (groups: readonly PlanGroup[], catalogPlans: readonly string[], within: (limit: number) => AccountCondition): AccountCondition => ({
   kind: "either",
-  conditions: groups.map((group) => ({ kind: "all", conditions: [planIsOneOf(group.plans), within(group.limit)] })),
+  conditions: groups.map((group) => ({ kind: "all", conditions: [planIsOneOf(group.plans, catalogPlans), within(group.limit)] })),
 });
 
 /**
@@ -82,8 +91,8 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
   ];
   // the plan's entitlements, read where the write lands: a plan change is in force from its own write on
   rules.push(
-    { name: "planIncludesModel", condition: planIsOneOf(request.plans.includingModel) },
-    { name: "planAllowsReservation", condition: planIsOneOf(request.plans.allowingReservation) },
+    { name: "planIncludesModel", condition: planIsOneOf(request.plans.includingModel, request.plans.catalogPlans) },
+    { name: "planAllowsReservation", condition: planIsOneOf(request.plans.allowingReservation, request.plans.catalogPlans) },
   );
   if (request.plans.rateLimits) {
     const counter: AttributePath = ["rateCounters", String(request.minute)];
@@ -93,13 +102,13 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
         kind: "either",
         conditions: [
           { kind: "notExists", path: counter },
-          underPlanLimit(request.plans.rateLimits, (limit) => ({ kind: "compare", path: counter, operator: "<", value: limit })),
+          underPlanLimit(request.plans.rateLimits, request.plans.catalogPlans, (limit) => ({ kind: "compare", path: counter, operator: "<", value: limit })),
         ],
       },
     });
   }
   rules.push(
-    { name: "underHoldCap", condition: underPlanLimit(request.plans.holdCaps, (limit) => ({ kind: "sizeBelow", path: ["holds"], limit })) },
+    { name: "underHoldCap", condition: underPlanLimit(request.plans.holdCaps, request.plans.catalogPlans, (limit) => ({ kind: "sizeBelow", path: ["holds"], limit })) },
     { name: "affordable", condition: { kind: "compare", path: ["available"], operator: ">=", value: request.reserved } },
   );
   return rules;
@@ -146,6 +155,10 @@ export function holdsFor(condition: AccountCondition, account: AccountRecord | u
     case "oneOf": {
       const value = valueAt(account, condition.path);
       return typeof value === "string" && condition.values.includes(value);
+    }
+    case "noneOf": {
+      const value = valueAt(account, condition.path);
+      return !(typeof value === "string" && condition.values.includes(value));
     }
     case "either":
       return condition.conditions.some((inner) => holdsFor(inner, account));

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type * as z from "zod/mini";
-import type { PlanId } from "../catalog.js";
+import type { Catalog, PlanId } from "../catalog.js";
 import { ConflictError, InsufficientCreditsError, PlanRequiredError, RateLimitedError, ValidationError } from "../errors.js";
 import { costOfCall, requireModel } from "../pricing.js";
 import { type AccountRecord, holdRefOf } from "./account.js";
@@ -8,7 +8,7 @@ import type { LedgerDeps } from "./deps.js";
 import { logger } from "../logger.js";
 import { admissionRules, refusedRules } from "./admission.js";
 import { ensureAccountOnce, newAccount } from "./ensure-account.js";
-import { type PlanAdmission, planAdmission, requiredPlanFor } from "./entitlements.js";
+import { effectivePlan, type PlanAdmission, planAdmission, requiredPlanFor } from "./entitlements.js";
 import { grantAllowanceIfDue } from "./grant.js";
 import { encodeHoldId } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
@@ -27,7 +27,7 @@ export interface AuthorizeResult {
   plan: PlanId;
 }
 
-function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
+function resultFor(account: AccountRecord, requestId: string, catalog: Catalog): AuthorizeResult {
   const hold = ownValue(account.holds, requestId);
   if (!hold) throw new Error("hold missing from the account it was just written to");
   return {
@@ -35,7 +35,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
     reserved: hold.reserved,
     balance: account.balance,
     available: account.available,
-    plan: account.plan,
+    plan: effectivePlan(catalog, account.plan),
   };
 }
 
@@ -77,13 +77,13 @@ export async function authorizeChat(
       case "planAllowsReservation":
         return new PlanRequiredError({
           model,
-          plan: account.plan,
+          plan: effectivePlan(deps.catalog, account.plan),
           requiredPlan: requiredPlanFor(deps.catalog, model, reserved) as PlanId,
           reason: rule === "planIncludesModel" ? "MODEL_NOT_IN_PLAN" : "RESERVATION_OVER_PLAN_LIMIT",
           reserved,
         });
       case "underHoldCap": {
-        const cap = holdCapOf(plans, account.plan);
+        const cap = holdCapOf(plans, effectivePlan(deps.catalog, account.plan));
         return new ConflictError(`Too many open holds (${cap}); settle or release some first`, "CONFLICT", { reason: "TOO_MANY_OPEN_HOLDS" });
       }
       case "affordable":
@@ -103,7 +103,7 @@ export async function authorizeChat(
       rules,
       ...(rateLimited ? { rateCounterMinute: minute } : {}),
     });
-    if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId);
+    if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId, deps.catalog);
     const account = outcome.account;
     const [refused] = refusedRules(rules, account);
     switch (refused) {
@@ -113,7 +113,7 @@ export async function authorizeChat(
         // nothing; GET /v1/credits previews the same).
         const prospective = newAccount(deps, request.userId, now).account;
         const [wouldRefuse] = refusedRules(rules, prospective);
-        if (wouldRefuse === "planIncludesModel" || wouldRefuse === "planAllowsReservation" || wouldRefuse === "affordable") {
+        if (wouldRefuse === "planIncludesModel" || wouldRefuse === "planAllowsReservation" || wouldRefuse === "underHoldCap" || wouldRefuse === "affordable") {
           throw refusal(wouldRefuse, prospective);
         }
         await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
@@ -127,7 +127,7 @@ export async function authorizeChat(
         if (existing?.model !== model || existing.reserved !== reserved) {
           throw new ConflictError("requestId was already used for a different request", "CONFLICT", { field: "requestId" });
         }
-        return resultFor(account as AccountRecord, request.requestId);
+        return resultFor(account as AccountRecord, request.requestId, deps.catalog);
       }
       case "noGrantDue": {
         const dueAt = account?.nextGrantAt;

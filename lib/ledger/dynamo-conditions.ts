@@ -21,6 +21,9 @@ export function compileCondition(parts: ExpressionParts, condition: AccountCondi
     case "oneOf":
       if (condition.values.length === 0) throw new Error("oneOf needs at least one value"); // DynamoDB's IN () is no expression
       return `${compilePath(parts, condition.path)} IN (${condition.values.map((value) => parts.value(value)).join(", ")})`;
+    case "noneOf":
+      if (condition.values.length === 0) throw new Error("noneOf needs at least one value");
+      return `NOT (${compilePath(parts, condition.path)} IN (${condition.values.map((value) => parts.value(value)).join(", ")}))`;
     case "either":
       return joined(parts, condition.conditions, "OR");
     case "all":

@@ -36,7 +36,20 @@ export interface PlanGroup {
   limit: number;
 }
 
+/**
+ * The plan an account is served as: its stored plan when the catalog has it, else the free plan
+ * (a plan retired from the catalog, a missing or corrupt attribute). Authorize's conditions say
+ * the same (`planIsOneOf` in lib/ledger/admission.ts), so the view, the write and the 403 agree.
+ */
+export const FALLBACK_PLAN = "free" satisfies PlanId;
+
+export function effectivePlan(catalog: Catalog, stored: unknown): PlanId {
+  return typeof stored === "string" && Object.hasOwn(catalog.plans, stored) ? (stored as PlanId) : FALLBACK_PLAN;
+}
+
 export interface PlanAdmission {
+  /** every plan of the catalog: an account whose plan is none of them is served as FALLBACK_PLAN */
+  catalogPlans: string[];
   /** plans whose tiers include the model */
   includingModel: string[];
   /** plans whose largest reservation covers this call's */
@@ -78,6 +91,7 @@ function grouped(catalog: Catalog, limitOf: (entitlements: PlanEntitlements) => 
 export function planAdmission(catalog: Catalog, model: string, reserved: number, caps: OperatorCaps): PlanAdmission {
   const plans = Object.keys(catalog.plans);
   return {
+    catalogPlans: plans,
     includingModel: plans.filter((plan) => planIncludesModel(catalog, plan, model)),
     allowingReservation: plans.filter((plan) => planAllowsReservation(catalog, plan, reserved)),
     holdCaps: grouped(catalog, (entitlements) => effectiveLimits(entitlements, caps).maxOpenHolds),
@@ -105,7 +119,8 @@ export interface EntitlementsView {
   limits: EffectiveLimits;
 }
 
-export function entitlementsView(catalog: Catalog, plan: string, caps: OperatorCaps): EntitlementsView {
+export function entitlementsView(catalog: Catalog, stored: string, caps: OperatorCaps): EntitlementsView {
+  const plan = effectivePlan(catalog, stored);
   const definition = ownValue(catalog.plans, plan);
   const models = Object.keys(catalog.models);
   return {
@@ -113,7 +128,12 @@ export function entitlementsView(catalog: Catalog, plan: string, caps: OperatorC
     lockedModels: models
       .filter((model) => !planIncludesModel(catalog, plan, model))
       .map((model) => ({ model, requiredPlan: requiredPlanFor(catalog, model, 0) as PlanId })),
-    // a plan the catalog does not know allows nothing: zero of each (null would mean "no limit")
-    limits: definition ? effectiveLimits(definition.entitlements, caps) : { authorizePerMinute: 0, largestReservation: 0, maxOpenHolds: 0 },
+    limits: effectiveLimits((definition ?? planOfFallback(catalog)).entitlements, caps),
   };
+}
+
+function planOfFallback(catalog: Catalog) {
+  const definition = ownValue(catalog.plans, FALLBACK_PLAN);
+  if (!definition) throw new Error("Catalog: no free plan"); // validateCatalog requires it
+  return definition;
 }

@@ -6,7 +6,7 @@ import { type AccountRecord, heldOf, type LedgerEntry, outboxEntries, type Subsc
 import { splitOf } from "./split.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount, newAccount } from "./ensure-account.js";
-import { type EntitlementsView, entitlementsView } from "./entitlements.js";
+import { effectivePlan, type EntitlementsView, entitlementsView } from "./entitlements.js";
 import { parseInput } from "../validation.js";
 import { userIdSchema } from "./validation.js";
 
@@ -40,14 +40,15 @@ export function balanceView(account: AccountRecord, deps: BalanceViewDeps): Bala
   const subscription = account.subscription;
   return {
     userId: account.userId,
-    plan: account.plan,
+    // a plan the catalog does not have (retired, missing) is served as free, as authorize serves it
+    plan: effectivePlan(catalog, account.plan),
     interval: account.interval,
     balance: account.balance,
     available: account.available,
     held: heldOf(account),
     allowance: split.allowance,
     purchased: split.purchased,
-    monthlyAllowance: planOf(account.plan, catalog).monthlyAllowance,
+    monthlyAllowance: planOf(effectivePlan(catalog, account.plan), catalog).monthlyAllowance,
     nextGrantAt: iso(account.nextGrantAt),
     subscription: subscription
       ? {

@@ -124,6 +124,7 @@ describe("admission: the write's condition and the refusal's diagnosis are the s
         // a plan list is never empty (DynamoDB's IN needs a value): "none" is a plan no account has
         const orNone = (plans: string[]) => (plans.length ? plans : ["none"]);
         const plans: PlanAdmission = {
+          catalogPlans: [...PLANS],
           includingModel: orNone(terms.filter((term) => term.includes).map((term) => term.plan)),
           allowingReservation: orNone(terms.filter((term) => term.allows).map((term) => term.plan)),
           holdCaps: byLimit(terms.map((term) => [term.plan, Math.max(1, Object.keys(state.holds).length + term.holdCapOffset)])),

@@ -5,6 +5,7 @@ import type { AccountRecord } from "../../lib/ledger/account.js";
 import { admissionRules, refusedRules } from "../../lib/ledger/admission.js";
 import {
   effectiveLimits,
+  effectivePlan,
   entitlementsView,
   planAdmission,
   planAllowsReservation,
@@ -124,7 +125,8 @@ describe("the admission rules enforce exactly the plan's entitlements (fast-chec
           rateCounters["100"] = counter;
           const account: AccountRecord = { ...base, plan: plan as AccountRecord["plan"], balance: 1e9, available: 1e9, holds, rateCounters, nextGrantAt: undefined };
           const refused = refusedRules(admissionRules({ requestId: "new", reserved, now: NOW, minute: 100, plans: planAdmission(random, model, reserved, caps) }), account);
-          const definition = Object.hasOwn(random.plans, plan) ? random.plans[plan] : undefined;
+          // a plan the catalog does not have is served as the free plan
+          const definition = random.plans[effectivePlan(random, plan)];
           const limits = definition && effectiveLimits(definition.entitlements, caps);
           const expected: string[] = [];
           if (!definition?.entitlements.modelTiers.includes(random.models[model] as string)) expected.push("planIncludesModel");
