@@ -14,8 +14,23 @@ const lowThresholdSchema = z.union([
   z.object({ credits: z.number().check(z.int(), z.positive()) }),
 ]);
 
+/**
+ * What a plan may do (docs/entitlements.md): the model tiers it may call, and its limits, each
+ * enforced inside authorize's one conditional write (lib/ledger/entitlements.ts).
+ */
+const entitlementsSchema = z.object({
+  modelTiers: z.array(z.string()).check(z.minLength(1)),
+  /** authorizes per minute (AUTHORIZE_RATE_LIMIT_PER_MINUTE caps it for every plan; 0 there turns rate limits off) */
+  authorizePerMinute: z.number().check(z.int(), z.positive()),
+  /** the most credits one call may reserve */
+  largestReservation: z.number().check(z.int(), z.positive()),
+  /** holds open at once (the ledger's maxOpenHolds, LEDGER_DEFAULTS in lib/ledger/deps.ts, caps it for every plan) */
+  maxOpenHolds: z.number().check(z.int(), z.positive()),
+});
+
 const planSchema = z.object({
   rank: z.number().check(z.int(), z.minimum(0)),
+  entitlements: entitlementsSchema,
   monthlyAllowance: z.number().check(z.int(), z.positive()),
   lowThreshold: lowThresholdSchema,
   allowancePolicy: z.enum(["accumulate", "reset"]),
@@ -40,9 +55,33 @@ const rawCatalog = {
   signupBonus: 10_000,
   freePeriodDays: 30,
   plans: {
-    free: { rank: 0, monthlyAllowance: 10_000, lowThreshold: { percentOfAllowance: 20 }, allowancePolicy: "accumulate", paid: false, intervals: [] },
-    plus: { rank: 1, monthlyAllowance: 40_000, lowThreshold: { percentOfAllowance: 10 }, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
-    pro: { rank: 2, monthlyAllowance: 100_000, lowThreshold: { credits: 10_000 }, allowancePolicy: "accumulate", paid: true, intervals: ["month", "year"] },
+    free: {
+      rank: 0,
+      entitlements: { modelTiers: ["small"], authorizePerMinute: 60, largestReservation: 20_000, maxOpenHolds: 64 },
+      monthlyAllowance: 10_000,
+      lowThreshold: { percentOfAllowance: 20 },
+      allowancePolicy: "accumulate",
+      paid: false,
+      intervals: [],
+    },
+    plus: {
+      rank: 1,
+      entitlements: { modelTiers: ["small", "large"], authorizePerMinute: 300, largestReservation: 100_000, maxOpenHolds: 64 },
+      monthlyAllowance: 40_000,
+      lowThreshold: { percentOfAllowance: 10 },
+      allowancePolicy: "accumulate",
+      paid: true,
+      intervals: ["month", "year"],
+    },
+    pro: {
+      rank: 2,
+      entitlements: { modelTiers: ["small", "large"], authorizePerMinute: 600, largestReservation: 200_000, maxOpenHolds: 64 },
+      monthlyAllowance: 100_000,
+      lowThreshold: { credits: 10_000 },
+      allowancePolicy: "accumulate",
+      paid: true,
+      intervals: ["month", "year"],
+    },
   },
   packs: {
     starter: { credits: 50_000 },
@@ -64,6 +103,7 @@ const rawCatalog = {
 
 export type Catalog = z.infer<typeof catalogSchema>;
 export type PlanDefinition = z.infer<typeof planSchema>;
+export type PlanEntitlements = z.infer<typeof entitlementsSchema>;
 export type LowThreshold = z.infer<typeof lowThresholdSchema>;
 export type PlanId = keyof typeof rawCatalog.plans;
 export type PackId = keyof typeof rawCatalog.packs;
@@ -83,6 +123,17 @@ export function validateCatalog(input: unknown): Catalog {
     // both, so paid allowances accumulate. `reset` is for allowances the schedule grants.
     if (plan.paid && plan.allowancePolicy === "reset") {
       throw new Error(`Catalog: plan ${id} is paid; only unpaid plans may reset their allowance (paid allowances accumulate)`);
+    }
+  }
+  for (const [id, plan] of Object.entries(catalog.plans)) {
+    for (const tier of plan.entitlements.modelTiers) {
+      if (!Object.hasOwn(catalog.modelTiers, tier)) throw new Error(`Catalog: plan ${id} names unknown model tier ${tier}`);
+    }
+  }
+  // A model no plan includes could never be called, and its 403 could name no plan to upgrade to.
+  for (const [model, tier] of Object.entries(catalog.models)) {
+    if (!Object.values(catalog.plans).some((plan) => plan.entitlements.modelTiers.includes(tier))) {
+      throw new Error(`Catalog: no plan includes model ${model} (tier ${tier})`);
     }
   }
   const ranks = Object.values(catalog.plans).map((plan) => plan.rank);
@@ -109,7 +160,8 @@ export function isModelId(value: string): value is ModelId {
 }
 
 export function planOf(plan: PlanId, from: Catalog = catalog): PlanDefinition {
-  const definition = from.plans[plan];
+  // own keys only: `toString` or `__proto__` is no plan
+  const definition = Object.hasOwn(from.plans, plan) ? from.plans[plan] : undefined;
   if (!definition) throw new Error(`unknown plan ${plan}`);
   return definition;
 }

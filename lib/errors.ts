@@ -56,6 +56,23 @@ export class InsufficientCreditsError extends AppError {
   }
 }
 
+/**
+ * The account's plan does not include the model, or allows no call this large: 403 with the
+ * cheapest plan that would, so the app can offer the upgrade (docs/entitlements.md).
+ */
+export class PlanRequiredError extends AppError {
+  constructor(details: { model: string; plan: string; requiredPlan: string; reason: "MODEL_NOT_IN_PLAN" | "RESERVATION_OVER_PLAN_LIMIT"; reserved: number }) {
+    super(
+      403,
+      "PLAN_REQUIRED",
+      details.reason === "MODEL_NOT_IN_PLAN"
+        ? `The ${details.plan} plan does not include ${details.model}; the ${details.requiredPlan} plan does`
+        : `A call reserving ${details.reserved} credits is above the ${details.plan} plan's largest; the ${details.requiredPlan} plan allows it`,
+      details,
+    );
+  }
+}
+
 export class RateLimitedError extends AppError {
   constructor(retryAfterSeconds: number) {
     super(429, "RATE_LIMITED", "Too many requests; slow down", { retryAfterSeconds });

@@ -32,9 +32,10 @@ export const FUNCTIONS = {
   },
   credits: {
     entry: "functions/credits.ts",
-    // and the OpenAPI document: public and static, so it rides on the read-only reader rather than
-    // costing a Lambda of its own (functions/credits.ts serves it before asking for a token)
-    routes: ["GET /v1/credits", "GET /v1/credits/history", "GET /v1/openapi.json"],
+    // and the OpenAPI document and the plans (pricing pages): public and static, so they ride on the
+    // read-only reader rather than costing a Lambda of their own (functions/credits.ts serves them
+    // before asking for a token)
+    routes: ["GET /v1/credits", "GET /v1/credits/history", "GET /v1/plans", "GET /v1/openapi.json"],
     auth: "jwt",
     table: "read",
     secrets: ["AUTH_JWT_SECRET"],

@@ -1,7 +1,7 @@
 /**
  * What a refused call throws: the API's error body (`{"error": {code, message, ...details}}`) as
- * an Error. 402 INSUFFICIENT_CREDITS has its own class, so a chat backend can tell "top up" apart
- * from a failure with `instanceof`.
+ * an Error. 402 INSUFFICIENT_CREDITS and 403 PLAN_REQUIRED have their own classes, so a chat
+ * backend can tell "top up" and "upgrade" apart from a failure with `instanceof`.
  */
 export class CreditgateError extends Error {
   constructor(
@@ -34,6 +34,28 @@ export class InsufficientCreditsError extends CreditgateError {
     this.required = details.required;
     this.balance = details.balance;
     this.available = details.available;
+  }
+}
+
+/**
+ * 403 PLAN_REQUIRED: the user's plan does not include the model (`MODEL_NOT_IN_PLAN`), or allows no
+ * call reserving this much (`RESERVATION_OVER_PLAN_LIMIT`); `requiredPlan` is the cheapest plan that
+ * does, for an upgrade offer.
+ */
+export class PlanRequiredError extends CreditgateError {
+  readonly model: string;
+  readonly plan: string;
+  readonly requiredPlan: string;
+  readonly reason: string;
+  readonly reserved: number;
+
+  constructor(message: string, details: { model: string; plan: string; requiredPlan: string; reason: string; reserved: number }) {
+    super(403, "PLAN_REQUIRED", message, details);
+    this.model = details.model;
+    this.plan = details.plan;
+    this.requiredPlan = details.requiredPlan;
+    this.reason = details.reason;
+    this.reserved = details.reserved;
   }
 }
 
@@ -74,6 +96,15 @@ export function errorFromResponse(status: number, body: unknown): CreditgateErro
       required: Number(details.required),
       balance: Number(details.balance),
       available: Number(details.available),
+    });
+  }
+  if (status === 403 && code === "PLAN_REQUIRED") {
+    return new PlanRequiredError(text, {
+      model: String(details.model),
+      plan: String(details.plan),
+      requiredPlan: String(details.requiredPlan),
+      reason: String(details.reason),
+      reserved: Number(details.reserved),
     });
   }
   return new CreditgateError(status, typeof code === "string" ? code : "HTTP_ERROR", text, details);

@@ -14,25 +14,31 @@ export interface ConnectionOptions {
   timeoutMs?: number;
 }
 
+/** Where the API is, for the public routes (GET /v1/plans): no token is sent. */
+export type PublicConnectionOptions = Omit<ConnectionOptions, "token">;
+
 export interface Api {
   client: Client<paths>;
   /** the options of one attempt: its own timeout signal */
   attempt(): { signal: AbortSignal };
 }
 
-/** The typed openapi-fetch client, with the bearer token added to every request by a middleware. */
-export function connect(options: ConnectionOptions): Api {
+/** The typed openapi-fetch client, with the bearer token (when there is one) added to every request by a middleware. */
+export function connect(options: ConnectionOptions | PublicConnectionOptions): Api {
   const client = createClient<paths>({
     baseUrl: options.baseUrl.replace(/\/+$/, ""),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
-  client.use({
-    async onRequest({ request }) {
-      const token = typeof options.token === "string" ? options.token : await options.token();
-      request.headers.set("authorization", `Bearer ${token}`);
-      return request;
-    },
-  });
+  if ("token" in options) {
+    const source = options.token;
+    client.use({
+      async onRequest({ request }) {
+        const token = typeof source === "string" ? source : await source();
+        request.headers.set("authorization", `Bearer ${token}`);
+        return request;
+      },
+    });
+  }
   const timeoutMs = options.timeoutMs ?? 30_000;
   return { client, attempt: () => ({ signal: AbortSignal.timeout(timeoutMs) }) };
 }

@@ -1,9 +1,10 @@
 /**
  * @creditgate/client: the creditgate HTTP API, typed from its OpenAPI document (openapi.json, through
  * openapi-typescript and openapi-fetch). createUserClient for the signed-in user's app,
- * createGateClient (authorize, settle, release, meter) for the chat backend.
+ * createGateClient (authorize, settle, release, meter) for the chat backend, getPlans (no token)
+ * for a pricing page.
  */
-export { CreditgateError, InsufficientCreditsError, SettleFailedError } from "./errors.js";
+export { CreditgateError, InsufficientCreditsError, PlanRequiredError, SettleFailedError } from "./errors.js";
 export {
   type Authorization,
   type AuthorizeRequest,
@@ -15,11 +16,13 @@ export {
   type MeterResult,
   type Usage,
 } from "./gate.js";
-export type { ConnectionOptions } from "./http.js";
+export type { ConnectionOptions, PublicConnectionOptions } from "./http.js";
+export { getPlans, type Pack, type Plan, type PlanLimits, type Plans } from "./public.js";
 export { isRetryable, type RetryOptions, withRetry } from "./retry.js";
 export {
   type Balance,
   type ChangePlanRequest,
+  type Entitlements,
   type CheckoutRequest,
   createUserClient,
   type HistoryEntry,

@@ -3,6 +3,8 @@ import type { components } from "./generated/openapi.js";
 
 type Schemas = components["schemas"];
 export type Balance = Schemas["GetCreditsResponse"];
+/** what the user's plan includes: the models it may call, those it lacks (with the plan that has them), its limits */
+export type Entitlements = Balance["entitlements"];
 export type HistoryPage = Schemas["GetCreditHistoryResponse"];
 export type HistoryEntry = HistoryPage["entries"][number];
 export type SubscribeRequest = Schemas["SubscribeRequest"];
@@ -18,7 +20,7 @@ export function createUserClient(options: ConnectionOptions) {
   const history = (page: { limit?: number; cursor?: string } = {}) =>
     unwrap(client.GET("/v1/credits/history", { params: { query: page }, ...attempt() }));
   return {
-    /** balances, plan and subscription */
+    /** balances, plan, subscription, and the plan's entitlements */
     credits: () => unwrap(client.GET("/v1/credits", attempt())),
     /** one page of ledger entries, newest first; pass `nextCursor` back as `cursor` for the next */
     history,

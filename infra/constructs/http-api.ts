@@ -95,7 +95,7 @@ export function addHttpApi(scope: Construct, functions: Record<FunctionName, Hou
   acknowledge(api, {
     id: "AwsSolutions-APIG4",
     reason:
-      "Authorization happens in the functions: lib/auth.ts verifies the bearer JWT (and the gate's service scope) on every jwt route; the Stripe webhook is authenticated by its signature over the raw body. No route is served unauthenticated.",
+      "Authorization happens in the functions: lib/auth.ts verifies the bearer JWT (and the gate's service scope) on every jwt route; the Stripe webhook is authenticated by its signature over the raw body. The only routes served without authentication are public by design and read nothing per user: GET /v1/openapi.json and GET /v1/plans.",
   });
 
   const webhookRoute = specs().find(([, spec]) => spec.auth === "none")?.[1].routes[0];

@@ -95,7 +95,7 @@ export async function runOps(argv: string[], env: NodeJS.ProcessEnv, io: OpsIo):
         if (!userId) throw new AppError(400, "USAGE", "show <userId>");
         // A plain read: getBalance would create a mistyped user's account, signup bonus included.
         const account = await existingAccount(deps, tableName, userId);
-        io.out(JSON.stringify(balanceView(account, deps.catalog), null, 2));
+        io.out(JSON.stringify(balanceView(account, deps), null, 2));
         return 0;
       }
       case "ledger": {

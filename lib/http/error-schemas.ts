@@ -44,6 +44,18 @@ export const ERRORS = {
     description: "The model is not in the catalog.",
     body: errorBody("UNKNOWN_MODEL", { field: z.literal("model") }),
   },
+  PLAN_REQUIRED: {
+    status: 403,
+    description:
+      "The account's plan does not include the model (`MODEL_NOT_IN_PLAN`), or allows no call reserving this much (`RESERVATION_OVER_PLAN_LIMIT`); `requiredPlan` is the cheapest plan that does, for an upgrade button.",
+    body: errorBody("PLAN_REQUIRED", {
+      model: z.string(),
+      plan: z.string(),
+      requiredPlan: z.string(),
+      reason: z.enum(["MODEL_NOT_IN_PLAN", "RESERVATION_OVER_PLAN_LIMIT"]),
+      reserved: z.number().check(z.int()),
+    }),
+  },
   UNAUTHORIZED: {
     status: 401,
     description: "Missing or invalid bearer token.",

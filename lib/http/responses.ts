@@ -1,6 +1,6 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
-import { PLAN_IDS } from "../catalog.js";
+import { PACK_IDS, PLAN_IDS } from "../catalog.js";
 
 /**
  * Every success body the API answers with, as zod schemas: the source of the OpenAPI document's
@@ -31,6 +31,25 @@ export const holdOutcomeResponse = z.object({
   balance: credits,
 });
 
+/** A plan's limits as authorize enforces them: the catalog's, capped by the operator's (lib/ledger/entitlements.ts `effectiveLimits`). */
+export const planLimitsResponse = z.object({
+  /** authorizes per minute; null when the operator turned rate limits off (AUTHORIZE_RATE_LIMIT_PER_MINUTE=0) */
+  authorizePerMinute: z.nullable(z.number().check(z.int())),
+  /** the most credits one authorize may reserve */
+  largestReservation: credits,
+  /** holds open at once */
+  maxOpenHolds: z.number().check(z.int()),
+});
+
+/** What the account's plan includes (lib/ledger/entitlements.ts `entitlementsView`): the app greys out `lockedModels`. */
+export const entitlementsResponse = z.object({
+  /** the models the plan may call */
+  models: z.array(z.string()),
+  /** the models it may not, each with the cheapest plan that may (authorize answers 403 PLAN_REQUIRED for them) */
+  lockedModels: z.array(z.object({ model: z.string(), requiredPlan: plan })),
+  limits: planLimitsResponse,
+});
+
 export const balanceResponse = z.object({
   userId: z.string(),
   plan,
@@ -53,6 +72,7 @@ export const balanceResponse = z.object({
     }),
   ),
   paymentFailedAt: z.nullable(isoTime),
+  entitlements: entitlementsResponse,
 });
 
 export const historyEntryResponse = z.object({
@@ -123,6 +143,30 @@ export const webhookResponse = z.object({
   outcome: z.string(),
 });
 
+/**
+ * The catalog's public view (lib/plans-view.ts), for pricing pages: each plan in rank order with
+ * what it includes, and the credit packs. Prices are not here: they live in Stripe (the Stripe
+ * price of each plan and pack), so the page shows Stripe's amounts.
+ */
+export const plansResponse = z.object({
+  plans: z.array(
+    z.object({
+      id: plan,
+      /** plans are ordered by rank: a higher rank is an upgrade */
+      rank: z.number().check(z.int()),
+      paid: z.boolean(),
+      /** the billing intervals sold (empty for the free plan) */
+      intervals: z.array(z.enum(["month", "year"])),
+      monthlyAllowance: credits,
+      /** the models the plan may call */
+      models: z.array(z.string()),
+      limits: planLimitsResponse,
+    }),
+  ),
+  /** the credit packs sold (POST /v1/billing/checkout) */
+  packs: z.array(z.object({ id: z.enum(PACK_IDS), credits })),
+});
+
 /** The document itself: an OpenAPI 3.1 object (its own schema is the OpenAPI specification's). */
 export const openApiDocumentResponse = z.looseObject({ openapi: z.string() });
 
@@ -136,3 +180,4 @@ export type AutoTopUpResponse = z.infer<typeof autoTopUpResponse>;
 export type ChangePlanResponse = z.infer<typeof changePlanResponse>;
 export type CancelResponse = z.infer<typeof cancelResponse>;
 export type WebhookResponse = z.infer<typeof webhookResponse>;
+export type PlansResponse = z.infer<typeof plansResponse>;

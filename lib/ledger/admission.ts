@@ -1,5 +1,6 @@
 import { ownValue } from "../own-keys.js";
 import type { AccountRecord } from "./account.js";
+import { FALLBACK_PLAN, type PlanAdmission, type PlanGroup } from "./entitlements.js";
 
 /**
  * The admission rules of authorize, each written once, by name, as data. The DynamoDB adapter
@@ -19,9 +20,22 @@ export type AccountCondition =
   | { kind: "notExists"; path: AttributePath }
   | { kind: "compare"; path: AttributePath; operator: "<" | "<=" | ">" | ">=" | "="; value: number }
   | { kind: "sizeBelow"; path: AttributePath; limit: number }
-  | { kind: "either"; conditions: readonly AccountCondition[] };
+  /** a string attribute equal to one of `values` (DynamoDB's IN; never empty) */
+  | { kind: "oneOf"; path: AttributePath; values: readonly string[] }
+  /** the attribute is missing or none of `values` (DynamoDB's NOT … IN) */
+  | { kind: "noneOf"; path: AttributePath; values: readonly string[] }
+  | { kind: "either"; conditions: readonly AccountCondition[] }
+  | { kind: "all"; conditions: readonly AccountCondition[] };
 
-export type AdmissionRuleName = "accountExists" | "hasNoSuchHold" | "noGrantDue" | "underRateLimit" | "underHoldCap" | "affordable";
+export type AdmissionRuleName =
+  | "accountExists"
+  | "hasNoSuchHold"
+  | "noGrantDue"
+  | "planIncludesModel"
+  | "planAllowsReservation"
+  | "underRateLimit"
+  | "underHoldCap"
+  | "affordable";
 
 export interface AdmissionRule {
   name: AdmissionRuleName;
@@ -33,10 +47,27 @@ export interface AdmissionRequest {
   /** credits the hold reserves */
   reserved: number;
   now: number;
-  maxOpenHolds: number;
-  /** per-minute authorize limit; undefined = off */
-  rateLimit?: { minute: number; limit: number };
+  /** the minute the rate counter counts in */
+  minute: number;
+  /** what each plan allows for this call (lib/ledger/entitlements.ts planAdmission) */
+  plans: PlanAdmission;
 }
+
+/**
+ * The account is served as one of `plans`: its stored plan is one of them, or — when they include
+ * the fallback plan — its stored plan is none the catalog has (effectivePlan, lib/ledger/entitlements.ts).
+ */
+function planIsOneOf(plans: readonly string[], catalogPlans: readonly string[]): AccountCondition {
+  const stored: AccountCondition = { kind: "oneOf", path: ["plan"], values: plans };
+  if (!plans.includes(FALLBACK_PLAN)) return stored;
+  return { kind: "either", conditions: [stored, { kind: "noneOf", path: ["plan"], values: catalogPlans }] };
+}
+
+/** For whichever plan the account is served as, `within(limit)` holds with that plan's limit. */
+const underPlanLimit = (groups: readonly PlanGroup[], catalogPlans: readonly string[], within: (limit: number) => AccountCondition): AccountCondition => ({
+  kind: "either",
+  conditions: groups.map((group) => ({ kind: "all", conditions: [planIsOneOf(group.plans, catalogPlans), within(group.limit)] })),
+});
 
 /**
  * The rules in the order a refusal is diagnosed: an existing hold first (a retry is answered
@@ -58,21 +89,26 @@ export function admissionRules(request: AdmissionRequest): AdmissionRule[] {
       },
     },
   ];
-  if (request.rateLimit) {
-    const counter: AttributePath = ["rateCounters", String(request.rateLimit.minute)];
+  // the plan's entitlements, read where the write lands: a plan change is in force from its own write on
+  rules.push(
+    { name: "planIncludesModel", condition: planIsOneOf(request.plans.includingModel, request.plans.catalogPlans) },
+    { name: "planAllowsReservation", condition: planIsOneOf(request.plans.allowingReservation, request.plans.catalogPlans) },
+  );
+  if (request.plans.rateLimits) {
+    const counter: AttributePath = ["rateCounters", String(request.minute)];
     rules.push({
       name: "underRateLimit",
       condition: {
         kind: "either",
         conditions: [
           { kind: "notExists", path: counter },
-          { kind: "compare", path: counter, operator: "<", value: request.rateLimit.limit },
+          underPlanLimit(request.plans.rateLimits, request.plans.catalogPlans, (limit) => ({ kind: "compare", path: counter, operator: "<", value: limit })),
         ],
       },
     });
   }
   rules.push(
-    { name: "underHoldCap", condition: { kind: "sizeBelow", path: ["holds"], limit: request.maxOpenHolds } },
+    { name: "underHoldCap", condition: underPlanLimit(request.plans.holdCaps, request.plans.catalogPlans, (limit) => ({ kind: "sizeBelow", path: ["holds"], limit })) },
     { name: "affordable", condition: { kind: "compare", path: ["available"], operator: ">=", value: request.reserved } },
   );
   return rules;
@@ -116,8 +152,18 @@ export function holdsFor(condition: AccountCondition, account: AccountRecord | u
       const size = sizeOf(valueAt(account, condition.path));
       return size !== undefined && size < condition.limit;
     }
+    case "oneOf": {
+      const value = valueAt(account, condition.path);
+      return typeof value === "string" && condition.values.includes(value);
+    }
+    case "noneOf": {
+      const value = valueAt(account, condition.path);
+      return !(typeof value === "string" && condition.values.includes(value));
+    }
     case "either":
       return condition.conditions.some((inner) => holdsFor(inner, account));
+    case "all":
+      return condition.conditions.every((inner) => holdsFor(inner, account));
   }
 }
 

@@ -1,13 +1,14 @@
 import { randomBytes } from "node:crypto";
 import type * as z from "zod/mini";
-import type { PlanId } from "../catalog.js";
-import { ConflictError, InsufficientCreditsError, RateLimitedError } from "../errors.js";
+import type { Catalog, PlanId } from "../catalog.js";
+import { ConflictError, InsufficientCreditsError, PlanRequiredError, RateLimitedError, ValidationError } from "../errors.js";
 import { costOfCall, requireModel } from "../pricing.js";
 import { type AccountRecord, holdRefOf } from "./account.js";
 import type { LedgerDeps } from "./deps.js";
 import { logger } from "../logger.js";
 import { admissionRules, refusedRules } from "./admission.js";
-import { ensureAccountOnce } from "./ensure-account.js";
+import { ensureAccountOnce, newAccount } from "./ensure-account.js";
+import { effectivePlan, type PlanAdmission, planAdmission, requiredPlanFor } from "./entitlements.js";
 import { grantAllowanceIfDue } from "./grant.js";
 import { encodeHoldId } from "./hold-id.js";
 import { untilSettled } from "./retry.js";
@@ -26,7 +27,7 @@ export interface AuthorizeResult {
   plan: PlanId;
 }
 
-function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
+function resultFor(account: AccountRecord, requestId: string, catalog: Catalog): AuthorizeResult {
   const hold = ownValue(account.holds, requestId);
   if (!hold) throw new Error("hold missing from the account it was just written to");
   return {
@@ -34,7 +35,7 @@ function resultFor(account: AccountRecord, requestId: string): AuthorizeResult {
     reserved: hold.reserved,
     balance: account.balance,
     available: account.available,
-    plan: account.plan,
+    plan: effectivePlan(catalog, account.plan),
   };
 }
 
@@ -62,18 +63,38 @@ export async function authorizeChat(
   const model = requireModel(request.model);
   const reserved = costOfCall(model, request.inputTokens, request.maxOutputTokens, "maxOutputTokens");
   const rateLimited = deps.authorizeRateLimitPerMinute > 0;
+  const plans = planAdmission(deps.catalog, model, reserved, deps);
+  // No plan could make this call: refused before any write, with nothing to upgrade to.
+  if (requiredPlanFor(deps.catalog, model, reserved) === undefined) {
+    throw new ValidationError(`maxOutputTokens: this call would reserve ${reserved} credits of ${model}, more than any plan allows in one call`, "maxOutputTokens");
+  }
   /** the due grant time authorize already resolved: due again after that is a schedule bug, not a retry */
   let resolvedGrantAt: number | undefined;
+  /** The answer to a refusal the caller must act on (upgrade, settle holds, buy credits). */
+  function refusal(rule: "planIncludesModel" | "planAllowsReservation" | "underHoldCap" | "affordable", account: AccountRecord) {
+    switch (rule) {
+      case "planIncludesModel":
+      case "planAllowsReservation":
+        return new PlanRequiredError({
+          model,
+          plan: effectivePlan(deps.catalog, account.plan),
+          requiredPlan: requiredPlanFor(deps.catalog, model, reserved) as PlanId,
+          reason: rule === "planIncludesModel" ? "MODEL_NOT_IN_PLAN" : "RESERVATION_OVER_PLAN_LIMIT",
+          reserved,
+        });
+      case "underHoldCap": {
+        const cap = holdCapOf(plans, effectivePlan(deps.catalog, account.plan));
+        return new ConflictError(`Too many open holds (${cap}); settle or release some first`, "CONFLICT", { reason: "TOO_MANY_OPEN_HOLDS" });
+      }
+      case "affordable":
+        return new InsufficientCreditsError(reserved, account.balance, account.available);
+    }
+  }
+
   return untilSettled(async () => {
     const now = deps.now();
     const minute = Math.floor(now / 60_000);
-    const rules = admissionRules({
-      requestId: request.requestId,
-      reserved,
-      now,
-      maxOpenHolds: deps.maxOpenHolds,
-      ...(rateLimited ? { rateLimit: { minute, limit: deps.authorizeRateLimitPerMinute } } : {}),
-    });
+    const rules = admissionRules({ requestId: request.requestId, reserved, now, minute, plans });
     const outcome = await deps.store.reserve({
       userId: request.userId,
       requestId: request.requestId,
@@ -82,15 +103,19 @@ export async function authorizeChat(
       rules,
       ...(rateLimited ? { rateCounterMinute: minute } : {}),
     });
-    if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId);
+    if (outcome.kind === "reserved") return resultFor(outcome.account, request.requestId, deps.catalog);
     const account = outcome.account;
-    const [refusal] = refusedRules(rules, account);
-    switch (refusal) {
+    const [refused] = refusedRules(rules, account);
+    switch (refused) {
       case "accountExists": {
-        // First sight: a new account holds exactly the signup bonus, so a call it cannot afford is
-        // refused before creating anything (a 4xx writes nothing; GET /v1/credits previews the same).
-        const bonus = deps.catalog.signupBonus;
-        if (reserved > bonus) throw new InsufficientCreditsError(reserved, bonus, bonus);
+        // First sight: the account it would create (free plan, the signup bonus) is judged by the
+        // same rules, so a call it could not make is refused before creating anything (a 4xx writes
+        // nothing; GET /v1/credits previews the same).
+        const prospective = newAccount(deps, request.userId, now).account;
+        const [wouldRefuse] = refusedRules(rules, prospective);
+        if (wouldRefuse === "planIncludesModel" || wouldRefuse === "planAllowsReservation" || wouldRefuse === "underHoldCap" || wouldRefuse === "affordable") {
+          throw refusal(wouldRefuse, prospective);
+        }
         await ensureAccountOnce(deps, request.userId); // a transient failure retries with the loop
         return undefined;
       }
@@ -102,7 +127,7 @@ export async function authorizeChat(
         if (existing?.model !== model || existing.reserved !== reserved) {
           throw new ConflictError("requestId was already used for a different request", "CONFLICT", { field: "requestId" });
         }
-        return resultFor(account as AccountRecord, request.requestId);
+        return resultFor(account as AccountRecord, request.requestId, deps.catalog);
       }
       case "noGrantDue": {
         const dueAt = account?.nextGrantAt;
@@ -112,14 +137,13 @@ export async function authorizeChat(
         await grantAllowanceIfDue(deps, request.userId);
         return undefined;
       }
+      case "planIncludesModel":
+      case "planAllowsReservation":
+      case "underHoldCap":
+      case "affordable":
+        throw refusal(refused, account as AccountRecord);
       case "underRateLimit":
         throw new RateLimitedError(60 - Math.floor((now % 60_000) / 1000));
-      case "underHoldCap":
-        throw new ConflictError(`Too many open holds (${deps.maxOpenHolds}); settle or release some first`, "CONFLICT", {
-          reason: "TOO_MANY_OPEN_HOLDS",
-        });
-      case "affordable":
-        throw new InsufficientCreditsError(reserved, account?.balance ?? 0, account?.available ?? 0);
       case undefined:
         // The write's condition is these rules compiled: a refusal none of them explains means the
         // two disagree. A retry would loop on it; say so loudly instead.
@@ -137,4 +161,9 @@ export async function authorizeChat(
 function scheduleStuck(userId: string, dueAt: number | undefined, now: number): Error {
   logger.error("allowance schedule still due after its grant was resolved", { userId, nextGrantAt: dueAt, now });
   return new Error("allowance schedule still due after its grant was resolved");
+}
+
+/** The open-hold cap of `plan` as this call's rules enforce it. */
+function holdCapOf(plans: PlanAdmission, plan: string): number | undefined {
+  return plans.holdCaps.find((group) => group.plans.includes(plan))?.limit;
 }

@@ -1,11 +1,12 @@
 import * as z from "zod/mini";
 import "../zod-locale.js";
-import { type BillingInterval, type Catalog, catalog as defaultCatalog, type PlanId, planOf } from "../catalog.js";
+import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { ValidationError } from "../errors.js";
 import { type AccountRecord, heldOf, type LedgerEntry, outboxEntries, type SubscriptionState } from "./account.js";
 import { splitOf } from "./split.js";
 import type { LedgerDeps } from "./deps.js";
 import { ensureAccount, newAccount } from "./ensure-account.js";
+import { effectivePlan, type EntitlementsView, entitlementsView } from "./entitlements.js";
 import { parseInput } from "../validation.js";
 import { userIdSchema } from "./validation.js";
 
@@ -25,22 +26,29 @@ export interface BalanceView {
     periodEnd: string;
   }) | null;
   paymentFailedAt: string | null;
+  /** what the account's plan includes, capped by the operator's limits (docs/entitlements.md) */
+  entitlements: EntitlementsView;
 }
 
-export function balanceView(account: AccountRecord, catalog: Catalog = defaultCatalog): BalanceView {
+/** The ledger settings a balance view reads: the catalog, and the operator's caps over every plan's limits. */
+export type BalanceViewDeps = Pick<LedgerDeps, "catalog" | "maxOpenHolds" | "authorizeRateLimitPerMinute">;
+
+export function balanceView(account: AccountRecord, deps: BalanceViewDeps): BalanceView {
+  const catalog = deps.catalog;
   const split = splitOf(account);
   const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
   const subscription = account.subscription;
   return {
     userId: account.userId,
-    plan: account.plan,
+    // a plan the catalog does not have (retired, missing) is served as free, as authorize serves it
+    plan: effectivePlan(catalog, account.plan),
     interval: account.interval,
     balance: account.balance,
     available: account.available,
     held: heldOf(account),
     allowance: split.allowance,
     purchased: split.purchased,
-    monthlyAllowance: planOf(account.plan, catalog).monthlyAllowance,
+    monthlyAllowance: planOf(effectivePlan(catalog, account.plan), catalog).monthlyAllowance,
     nextGrantAt: iso(account.nextGrantAt),
     subscription: subscription
       ? {
@@ -53,12 +61,13 @@ export function balanceView(account: AccountRecord, catalog: Catalog = defaultCa
         }
       : null,
     paymentFailedAt: iso(account.paymentFailedAt),
+    entitlements: entitlementsView(catalog, account.plan, deps),
   };
 }
 
 /** The account's balances. First sight of a user creates the account (signup bonus). */
 export async function getBalance(deps: LedgerDeps, userId: string): Promise<BalanceView> {
-  return balanceView(await ensureAccount(deps, userId), deps.catalog);
+  return balanceView(await ensureAccount(deps, userId), deps);
 }
 
 /**
@@ -70,7 +79,7 @@ export async function getBalance(deps: LedgerDeps, userId: string): Promise<Bala
 export async function peekBalance(deps: LedgerDeps, userIdInput: string): Promise<BalanceView> {
   const userId = parseInput(userIdSchema, userIdInput, "userId");
   const account = (await deps.store.getAccount(userId)) ?? newAccount(deps, userId, deps.now()).account;
-  return balanceView(account, deps.catalog);
+  return balanceView(account, deps);
 }
 
 export interface HistoryEntry {

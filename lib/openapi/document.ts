@@ -137,7 +137,7 @@ export function openApiDocument(version: string = packageJson.version): OpenApiD
       { name: "credits", description: "The signed-in user's balances and history (user token)." },
       { name: "billing", description: "Stripe Checkout, portal and subscription changes (user token)." },
       { name: "stripe", description: "Stripe's webhook (Stripe-Signature)." },
-      { name: "meta", description: "This document." },
+      { name: "meta", description: "Public and cacheable, no token: this document, and the plans for pricing pages." },
       { name: "webhooks", description: "What creditgate POSTs to the app's endpoint (APP_WEBHOOK_URL), signed with Standard Webhooks." },
     ],
     paths,

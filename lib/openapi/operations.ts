@@ -11,10 +11,12 @@ import {
   historyResponse,
   holdOutcomeResponse,
   openApiDocumentResponse,
+  plansResponse,
   portalResponse,
   webhookResponse,
 } from "../http/responses.js";
-import { authorizeBody, historyQuery, releaseBody, settleBody } from "../http/schemas.js";
+import { authorizeBody, historyQuery, noQuery, releaseBody, settleBody } from "../http/schemas.js";
+import { PLANS_CACHE_CONTROL } from "../plans-view.js";
 
 /** Who may call an operation: a user JWT, a service JWT with scope `gate`, Stripe's signature, or anyone. */
 export type Caller = "user" | "service" | "stripe" | "public";
@@ -40,6 +42,8 @@ export interface Operation {
 /** The Cache-Control of the document itself: public, it changes only with a deployment. */
 export const OPENAPI_CACHE_CONTROL = "public, max-age=300";
 export const OPENAPI_ROUTE = "GET /v1/openapi.json";
+/** The plans for pricing pages: public like the document, served by the same function (functions/credits.ts). */
+export const PLANS_ROUTE = "GET /v1/plans";
 
 /**
  * Errors any caller of a kind may get: bad input, bad token, wrong token kind, an outage, and the
@@ -66,7 +70,7 @@ export const OPERATIONS: Record<string, Operation> = {
     caller: "service",
     body: { schema: authorizeBody, required: true },
     response: authorizeResponse,
-    errors: ["UNKNOWN_MODEL", "INSUFFICIENT_CREDITS", "CONFLICT", "RATE_LIMITED"],
+    errors: ["UNKNOWN_MODEL", "PLAN_REQUIRED", "INSUFFICIENT_CREDITS", "CONFLICT", "RATE_LIMITED"],
   },
   "POST /v1/gate/settle": {
     operationId: "settle",
@@ -90,7 +94,9 @@ export const OPERATIONS: Record<string, Operation> = {
   },
   "GET /v1/credits": {
     operationId: "getCredits",
-    summary: "The signed-in user's balances, plan and subscription",
+    summary: "The signed-in user's balances, plan and subscription, and what the plan includes",
+    description:
+      "`entitlements`: the models the plan may call, the models it lacks each with the cheapest plan that has it (authorize answers 403 PLAN_REQUIRED for them), and the plan's limits after the operator's caps (`authorizePerMinute` null when rate limits are off).",
     tag: "credits",
     caller: "user",
     response: balanceResponse,
@@ -188,6 +194,18 @@ export const OPERATIONS: Record<string, Operation> = {
     body: { schema: stripeEventEnvelope, required: true },
     response: webhookResponse,
     errors: ["STRIPE_NOT_CONFIGURED", "RETRY_LATER", "UPSTREAM_ERROR"],
+  },
+  [PLANS_ROUTE]: {
+    operationId: "getPlans",
+    summary: "The plans (in rank order) and credit packs, for a pricing page",
+    description:
+      "Public, no token. Each plan's billing intervals, monthly allowance, the models it may call and its limits as authorize enforces them (the catalog's, capped by the operator's; `authorizePerMinute` is null when rate limits are off). No prices: amounts live in Stripe (one Stripe price per plan interval and pack), so a pricing page takes them from there. A signed-in user's own plan is in GET /v1/credits `entitlements`.",
+    tag: "meta",
+    caller: "public",
+    query: noQuery,
+    response: plansResponse,
+    cacheControl: PLANS_CACHE_CONTROL,
+    errors: [],
   },
   [OPENAPI_ROUTE]: {
     operationId: "getOpenApiDocument",

@@ -16,6 +16,7 @@ const OPENAI_NAMES: Record<string, { type: string; code: string }> = {
   UNKNOWN_MODEL: { type: "invalid_request_error", code: "model_not_found" },
   UNAUTHORIZED: { type: "invalid_request_error", code: "invalid_api_key" },
   FORBIDDEN: { type: "permission_error", code: "forbidden" },
+  PLAN_REQUIRED: { type: "permission_error", code: "plan_required" },
   NOT_FOUND: { type: "invalid_request_error", code: "not_found" },
   INSUFFICIENT_CREDITS: { type: "insufficient_quota", code: "insufficient_credits" },
   RATE_LIMITED: { type: "requests", code: "rate_limit_exceeded" },

@@ -18,13 +18,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serveProxyLocally } from "../../infra/local/proxy-server.js";
 import { createAuthenticator } from "../../lib/auth.js";
-import { catalog } from "../../lib/catalog.js";
 import { localDynamoClient } from "../../lib/dynamo/local-client.js";
 import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
 import type { LedgerDeps } from "../../lib/ledger/index.js";
 import { logger } from "../../lib/logger.js";
 import type { ProxyDeps } from "../../lib/proxy/deps.js";
 import { TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helpers/tokens.js";
+import { benchCatalog } from "./catalog.js";
 import { announce, exitWhenTold, monotonicMs } from "./child-process.js";
 import { percentile } from "./stats.js";
 
@@ -89,7 +89,7 @@ const ledger: LedgerDeps = {
   holdTtlMs: config.holdTtlMs,
   maxOpenHolds: config.maxOpenHolds,
   authorizeRateLimitPerMinute: config.authorizeRateLimitPerMinute,
-  catalog,
+  catalog: benchCatalog(config.authorizeRateLimitPerMinute),
 };
 const deps: ProxyDeps = {
   ledger,

@@ -29,6 +29,7 @@ import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store
 import { seedFreeAccounts } from "../helpers/seed.js";
 import { serviceToken, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET } from "../helpers/tokens.js";
 import { describeUnits, dollarsPerMillion, ON_DEMAND_PRICES, perEach, sumUnits } from "./cost.js";
+import { benchCatalog } from "./catalog.js";
 import { gateRig, instrument, naiveGate, type Units } from "./gate-rig.js";
 import { itemBytes } from "./item-size.js";
 import { PROXY_SCENARIO, type ProxyRow, proxyRig } from "./proxy-rig.js";
@@ -119,6 +120,8 @@ async function main() {
       AUTHORIZE_RATE_LIMIT_PER_MINUTE: "1000000",
       POWERTOOLS_LOG_LEVEL: "ERROR",
     });
+    // every plan's own per-minute limit as high as the operator's above (docs/entitlements.md: plans have their own)
+    rig.deps.ledger.catalog = benchCatalog(rig.deps.ledger.authorizeRateLimitPerMinute);
     // The logger was built at import, before the environment above: set its level directly.
     (await import("../../lib/logger.js")).logger.setLogLevel("ERROR");
     const token = await serviceToken({ expiresIn: 3600 });

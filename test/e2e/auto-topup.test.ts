@@ -26,10 +26,11 @@ const STARTER = catalog.packs.starter?.credits as number;
 const SIGNUP = catalog.signupBonus;
 /** the pack's price, in cents, at the loopback Stripe server: what its invoice must charge */
 const STARTER_CENTS = 1_000;
-const OPUS = "anthropic/claude-opus-4.5";
+/** a small-tier model: the free plan includes it (docs/entitlements.md) */
+const SONNET = "anthropic/claude-sonnet-4.5";
 /** start at SIGNUP (10,000); each spend (10k in, 10k out on the large tier) costs 900: the third one crosses */
 const THRESHOLD = 8_000;
-const SPEND = { inputTokens: 10_000, outputTokens: 10_000 };
+const SPEND = { inputTokens: 50_000, outputTokens: 50_000 }; // 150 + 750 = 900 credits of sonnet
 
 describe("npm start: auto top-up through the change stream, the top-up queue and the Stripe SDK", () => {
   let stripe: StripeTestServer;
@@ -113,7 +114,7 @@ describe("npm start: auto top-up through the change stream, the top-up queue and
       const hold = await call("POST", "/v1/gate/authorize", gateToken, {
         userId,
         requestId: `chat-${spends}`,
-        model: OPUS,
+        model: SONNET,
         inputTokens: SPEND.inputTokens,
         maxOutputTokens: SPEND.outputTokens,
       });

@@ -10,7 +10,7 @@ import {
 import { findFreePort } from "../../infra/local/dynamodb-local.js";
 import { STRIPE_TEST_KEY, TEST_PRICE_AMOUNTS, TEST_PRICES } from "../helpers/billing.js";
 import { checkedFetch, startFaultProxy, startLocalStack, stopLocalStack, until } from "../helpers/e2e.js";
-import { OPUS, SONNET } from "../helpers/ledger.js";
+import { SONNET } from "../helpers/ledger.js";
 import { WEBHOOK_SECRET } from "../helpers/stripe-events.js";
 import { startStripeServer, type StripeTestServer } from "../helpers/stripe-server.js";
 import { serviceToken, TEST_SECRET, userToken } from "../helpers/tokens.js";
@@ -152,7 +152,7 @@ describe("@creditgate/client against the local stack", () => {
       const userId = newUser();
       let called = false;
       const refusal = await gate
-        .meter({ userId, model: OPUS, inputTokens: 2_000_000, maxOutputTokens: 1_000_000 }, async () => {
+        .meter({ userId, model: SONNET, inputTokens: 2_000_000, maxOutputTokens: 900_000 }, async () => {
           called = true;
           return usage;
         })

@@ -1,4 +1,4 @@
-import { catalog, type PlanId, planOf } from "../../lib/catalog.js";
+import { type Catalog, catalog, type PlanId, planOf, validateCatalog } from "../../lib/catalog.js";
 import { createDynamoLedgerStore } from "../../lib/ledger/dynamo-ledger-store.js";
 import { changePlanSchedule, grantCredits, LEDGER_DEFAULTS, type LedgerDeps } from "../../lib/ledger/index.js";
 import { DAY_MS } from "../../lib/periods.js";
@@ -48,6 +48,21 @@ export type LedgerFixture = Awaited<ReturnType<typeof ledgerFixture>>;
  */
 export const useLedgerFixture = (overrides: Partial<LedgerDeps> = {}, table: { stream?: boolean } = {}): LedgerFixture =>
   useFixture("useLedgerFixture", () => ledgerFixture(overrides, table));
+
+/** Puts a user on a paid plan, monthly from now: what a call of a large-tier model needs (docs/entitlements.md). */
+export const onPaidPlan = (deps: LedgerDeps, userId: string, plan: "plus" | "pro" = "pro") =>
+  changePlanSchedule(deps, { userId, plan, interval: "month", periodStart: deps.now() });
+
+/**
+ * The shipped catalog with every model tier on every plan: for storms whose subject is money under
+ * concurrency and faults with every model's price, not plan entitlements (those have
+ * test/integration/entitlements.test.ts and test/unit/entitlements.test.ts).
+ */
+export function everyModelOnEveryPlan(): Catalog {
+  const changed = structuredClone(catalog) as Catalog;
+  for (const plan of Object.values(changed.plans)) plan.entitlements.modelTiers = Object.keys(changed.modelTiers);
+  return validateCatalog(changed);
+}
 
 let counter = 0;
 export const uniqueUser = (label = "user") => `${label}-${process.pid}-${++counter}`;

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type AccountRecord, authorizeChat, type HoldRecord, type LedgerStore } from "../../lib/ledger/index.js";
 import { type AdmissionRule, admissionRules, refusedRules } from "../../lib/ledger/admission.js";
+import type { PlanAdmission } from "../../lib/ledger/entitlements.js";
 import { emptyMap } from "../../lib/own-keys.js";
 import { hostileIdArbitrary } from "../helpers/hostile-ids.js";
 import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
@@ -18,6 +19,10 @@ const holdArbitrary: fc.Arbitrary<HoldRecord> = fc.record({
   tag: fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 3 }),
 });
 
+const PLANS = ["free", "plus", "pro"] as const;
+/** The account's plan: a catalog plan, or a name no plan has (a lookalike, a prototype name). */
+const accountPlanArbitrary = fc.oneof(fc.constantFrom(...PLANS), fc.constantFrom(...PLANS), fc.constantFrom("Pro", "pro ", "__proto__", "constructor", "free\u0000"));
+
 /** Random account states around every admission boundary. */
 const stateArbitrary = fc.record({
   balance: fc.integer({ min: -1_000, max: 20_000 }),
@@ -25,16 +30,32 @@ const stateArbitrary = fc.record({
   holds: fc.dictionary(fc.oneof(hostileIdArbitrary(), fc.constant("existing")), holdArbitrary, { maxKeys: 5 }),
   nextGrantAt: fc.option(fc.constantFrom(NOW - 60_000, NOW - 1, NOW, NOW + 1, NOW + 86_400_000), { nil: undefined }),
   counter: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
+  plan: accountPlanArbitrary,
 });
 
 /** Requests placed on the state's boundaries as often as not: reserved vs available, counter vs limit, holds vs cap. */
 const boundaryOffset = fc.oneof(fc.integer({ min: -1, max: 1 }), fc.integer({ min: -5_000, max: 5_000 }));
+/** One plan's terms for the call: whether it includes the model and allows the reservation, its cap and limit around the state's. */
+const planTermsArbitrary = fc.record({
+  includes: fc.boolean(),
+  allows: fc.boolean(),
+  holdCapOffset: boundaryOffset,
+  limitOffset: boundaryOffset,
+});
 const requestArbitrary = fc.record({
   requestId: fc.oneof(hostileIdArbitrary(), fc.constant("existing")),
   reservedOffset: boundaryOffset,
-  holdCapOffset: boundaryOffset,
-  limitOffset: fc.option(boundaryOffset, { nil: undefined }),
+  /** terms for each catalog plan (random plans × models × limits) */
+  terms: fc.tuple(planTermsArbitrary, planTermsArbitrary, planTermsArbitrary),
+  rateLimited: fc.boolean(),
 });
+
+/** Plans grouped by equal limit, as lib/ledger/entitlements.ts groups them (one group, or several). */
+function byLimit(limits: [string, number][]): { plans: string[]; limit: number }[] {
+  const groups = new Map<number, string[]>();
+  for (const [plan, limit] of limits) groups.set(limit, [...(groups.get(limit) ?? []), plan]);
+  return [...groups].map(([limit, plans]) => ({ plans, limit }));
+}
 
 type State = typeof stateArbitrary extends fc.Arbitrary<infer T> ? T : never;
 
@@ -52,7 +73,7 @@ function accountOf(userId: string, state: State): AccountRecord {
   if (state.counter !== undefined) rateCounters[String(MINUTE)] = state.counter;
   return {
     userId,
-    plan: "free",
+    plan: state.plan as AccountRecord["plan"],
     interval: "month",
     createdAt: NOW - 86_400_000,
     balance: state.balance,
@@ -98,19 +119,18 @@ describe("admission: the write's condition and the refusal's diagnosis are the s
     await fc.assert(
       fc.asyncProperty(stateArbitrary, requestArbitrary, fc.boolean(), async (state, offsets, absent) => {
         const available = accountOf("probe", state).available;
-        const request = {
-          requestId: offsets.requestId,
-          reserved: Math.max(1, available + offsets.reservedOffset),
-          maxOpenHolds: Math.max(1, Object.keys(state.holds).length + offsets.holdCapOffset),
-          limit: offsets.limitOffset === undefined ? undefined : Math.max(1, (state.counter ?? 0) + offsets.limitOffset),
+        const request = { requestId: offsets.requestId, reserved: Math.max(1, available + offsets.reservedOffset) };
+        const terms = offsets.terms.map((term, i) => ({ plan: PLANS[i] as string, ...term }));
+        // a plan list is never empty (DynamoDB's IN needs a value): "none" is a plan no account has
+        const orNone = (plans: string[]) => (plans.length ? plans : ["none"]);
+        const plans: PlanAdmission = {
+          catalogPlans: [...PLANS],
+          includingModel: orNone(terms.filter((term) => term.includes).map((term) => term.plan)),
+          allowingReservation: orNone(terms.filter((term) => term.allows).map((term) => term.plan)),
+          holdCaps: byLimit(terms.map((term) => [term.plan, Math.max(1, Object.keys(state.holds).length + term.holdCapOffset)])),
+          ...(offsets.rateLimited ? { rateLimits: byLimit(terms.map((term) => [term.plan, Math.max(1, (state.counter ?? 0) + term.limitOffset)])) } : {}),
         };
-        const rules = admissionRules({
-          requestId: request.requestId,
-          reserved: request.reserved,
-          now: NOW,
-          maxOpenHolds: request.maxOpenHolds,
-          ...(request.limit === undefined ? {} : { rateLimit: { minute: MINUTE, limit: request.limit } }),
-        });
+        const rules = admissionRules({ requestId: request.requestId, reserved: request.reserved, now: NOW, minute: MINUTE, plans });
         const fresh = () => (absent ? undefined : accountOf(uniqueUser("rules"), state));
         const [accountExists, ...others] = rules as [AdmissionRule, ...AdmissionRule[]];
         // each rule alone (with the account's existence: without it the update has no item to change)
@@ -156,7 +176,7 @@ describe("admission: the write's condition and the refusal's diagnosis are the s
     expect(errors).toContainEqual(
       expect.objectContaining({
         message: "authorize refused by a condition no admission rule explains",
-        rules: ["accountExists", "hasNoSuchHold", "noGrantDue", "underHoldCap", "affordable"],
+        rules: ["accountExists", "hasNoSuchHold", "noGrantDue", "planIncludesModel", "planAllowsReservation", "underHoldCap", "affordable"],
       }),
     );
   });

@@ -3,7 +3,7 @@ import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, grantAllowanceIfDue, listHistory, settleChat } from "../../lib/ledger/index.js";
 import { shareOf } from "../../lib/ledger/paid-year.js";
 import { subscribeAndPay, T0, useBillingFixture } from "../helpers/billing.js";
-import { OPUS, SONNET } from "../helpers/http.js";
+import { SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -92,14 +92,11 @@ describe("charge.refunded", () => {
 
   it("a refund after the credits were spent takes the balance negative and the gate refuses", async () => {
     const buyer = await packBuyer();
-    const hold = await authorizeChat(fx.deps.ledger, {
-      userId: buyer.userId,
-      requestId: "big",
-      model: OPUS,
-      inputTokens: 2_000_000,
-      maxOutputTokens: 0,
-    });
-    await settleChat(fx.deps.ledger, { holdId: hold.holdId, inputTokens: 2_000_000, outputTokens: 0 }); // 30,000 credits
+    // 30,000 credits in five calls of 6,000 (a free plan's calls are small-tier and at most 20,000)
+    for (let call = 0; call < 5; call++) {
+      const hold = await authorizeChat(fx.deps.ledger, { userId: buyer.userId, requestId: `big-${call}`, model: SONNET, inputTokens: 2_000_000, maxOutputTokens: 0 });
+      await settleChat(fx.deps.ledger, { holdId: hold.holdId, inputTokens: 2_000_000, outputTokens: 0 });
+    }
     expect((await view(buyer.userId)).balance).toBe(30_000);
     const res = await fx.deliver(refunded({ ...buyer, amount: 1_000, refunded: 1_000 }));
     expect(res.json.outcome).toBe("clawed_back");

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { BillingAccount } from "../../lib/billing/index.js";
 import { auditAccount, authorizeChat, getBalance, settleChat } from "../../lib/ledger/index.js";
 import { T0, useBillingFixture } from "../helpers/billing.js";
-import { OPUS } from "../helpers/http.js";
+import { SONNET } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { chargeRefunded, stripeEvent, uniqueStripeId } from "../helpers/stripe-events.js";
@@ -144,8 +144,11 @@ describe("charge.dispute.closed", () => {
 
   it("after the credits were spent, a won dispute repays the debt it left", async () => {
     const buyer = await granted();
-    const hold = await authorizeChat(fx.deps.ledger, { userId: buyer.userId, requestId: "big", model: OPUS, inputTokens: 2_000_000, maxOutputTokens: 0 });
-    await settleChat(fx.deps.ledger, { holdId: hold.holdId, inputTokens: 2_000_000, outputTokens: 0 }); // 30,000 credits
+    // 30,000 credits in five calls of 6,000 (a free plan's calls are small-tier and at most 20,000)
+    for (let call = 0; call < 5; call++) {
+      const hold = await authorizeChat(fx.deps.ledger, { userId: buyer.userId, requestId: `big-${call}`, model: SONNET, inputTokens: 2_000_000, maxOutputTokens: 0 });
+      await settleChat(fx.deps.ledger, { holdId: hold.holdId, inputTokens: 2_000_000, outputTokens: 0 });
+    }
     const dp = uniqueStripeId("dp");
     await outcome(buyer.disputed(dp, 1_000));
     expect((await view(buyer.userId)).balance).toBe(SIGNUP + PACK - 30_000 - PACK);

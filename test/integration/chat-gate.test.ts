@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { FUNCTIONS } from "../../lib/routes.js";
 import { type EventOptions, invoke } from "../helpers/events.js";
 import { STALE_RATE_COUNTERS_PRUNED_AT } from "../../lib/ledger/dynamo-ledger-store.js";
-import { APP_URL, appFixture, itemsOf, OPUS, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
+import { APP_URL, appFixture, itemsOf, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { tableDigest } from "../reliability/harness.js";
@@ -66,14 +66,14 @@ describe("POST /v1/gate/authorize", () => {
     const before = await itemsOf(fx.client, fx.tableName, user);
     const res = await gate({
       routeKey: "POST /v1/gate/authorize",
-      body: authorizeBody(user, "huge", { model: OPUS, inputTokens: 0, maxOutputTokens: 1_000_000 }),
+      body: authorizeBody(user, "huge", { model: SONNET, inputTokens: 0, maxOutputTokens: 1_000_000 }),
     });
     expect(res.status).toBe(402);
     expect(res.json).toEqual({
       error: {
         code: "INSUFFICIENT_CREDITS",
         message: expect.any(String),
-        required: 75_000,
+        required: 15_000,
         balance: 10_000,
         available: 9_982,
       },
@@ -85,10 +85,10 @@ describe("POST /v1/gate/authorize", () => {
     const user = uniqueUser("new");
     const res = await gate({
       routeKey: "POST /v1/gate/authorize",
-      body: authorizeBody(user, "huge", { model: OPUS, inputTokens: 0, maxOutputTokens: 1_000_000 }),
+      body: authorizeBody(user, "huge", { model: SONNET, inputTokens: 0, maxOutputTokens: 1_000_000 }),
     });
     expect(res.status).toBe(402);
-    expect(res.json.error).toMatchObject({ code: "INSUFFICIENT_CREDITS", required: 75_000, balance: 10_000, available: 10_000 });
+    expect(res.json.error).toMatchObject({ code: "INSUFFICIENT_CREDITS", required: 15_000, balance: 10_000, available: 10_000 });
     expect(await itemsOf(fx.client, fx.tableName, user)).toEqual([]);
     // an affordable first call still creates the account with its bonus
     expect((await gate({ routeKey: "POST /v1/gate/authorize", body: authorizeBody(user, "small") })).status).toBe(200);
@@ -277,8 +277,8 @@ describe("gate auth", () => {
       expect((await invoke(fns.gate.handler, { routeKey, body: {} })).status, routeKey).toBe(401);
     }
     for (const routeKey of FUNCTIONS.credits.routes) {
-      // the credits reader also serves the public OpenAPI document: only that route needs no token
-      const expected = routeKey === "GET /v1/openapi.json" ? 200 : 401;
+      // the credits reader also serves the public OpenAPI document and plans: only those need no token
+      const expected = routeKey === "GET /v1/openapi.json" || routeKey === "GET /v1/plans" ? 200 : 401;
       expect((await invoke(fns.credits.handler, { routeKey })).status, routeKey).toBe(expected);
       expect((await invoke(fns.gate.handler, { routeKey })).status, routeKey).toBe(404);
     }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { authorizeChat, settleChat } from "../../lib/ledger/index.js";
+import { authorizeChat, changePlanSchedule, settleChat } from "../../lib/ledger/index.js";
 import { invoke } from "../helpers/events.js";
-import { itemsOf, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
+import { itemsOf, OPUS, SONNET, useAppFixture, useFunctions } from "../helpers/http.js";
 import { uniqueUser } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, signToken, userToken } from "../helpers/tokens.js";
@@ -52,6 +52,43 @@ describe("GET /v1/credits", () => {
     const res = await credits("GET /v1/credits", uniqueUser(), { userId: "someone-else" });
     expect(res.status).toBe(400);
     expect(res.json.error).toMatchObject({ code: "VALIDATION_FAILED", field: "userId" });
+  });
+});
+
+describe("GET /v1/credits entitlements (issue 23)", () => {
+  const SMALL_MODELS = [SONNET, "openai/gpt-5.2", "google/gemini-3-pro-preview", "mistralai/mistral-large-2512"];
+  /** checked against the OpenAPI document (fx.call); the fixture's ledger has rate limits off */
+  const checked = async (userId: string) => fx.call(fns.credits.route, { routeKey: "GET /v1/credits", token: await userToken(userId) });
+
+  it("a free user: the small-tier models, opus locked behind plus, the free plan's limits", async () => {
+    const user = uniqueUser("ent-free");
+    const res = await checked(user);
+    expect(res.status).toBe(200);
+    expect(res.json.entitlements).toEqual({
+      models: SMALL_MODELS,
+      lockedModels: [{ model: OPUS, requiredPlan: "plus" }],
+      // rate limits off in this ledger: no per-minute limit to show
+      limits: { authorizePerMinute: null, largestReservation: 20_000, maxOpenHolds: 64 },
+    });
+    expect(await itemsOf(fx.client, fx.tableName, user)).toEqual([]); // still a read
+  });
+
+  it("the real function (AUTHORIZE_RATE_LIMIT_PER_MINUTE left at 600) shows the free plan's own 60 a minute", async () => {
+    const res = await credits("GET /v1/credits", uniqueUser("ent-env"));
+    expect(res.status).toBe(200);
+    expect(res.json.entitlements.limits).toEqual({ authorizePerMinute: 60, largestReservation: 20_000, maxOpenHolds: 64 });
+  });
+
+  it("follows the account's plan: on plus every model is included, nothing locked, plus's limits", async () => {
+    const user = uniqueUser("ent-plus");
+    await changePlanSchedule(fx.deps.ledger, { userId: user, plan: "plus", interval: "month", periodStart: fx.deps.ledger.now() });
+    const res = await checked(user);
+    expect(res.json.plan).toBe("plus");
+    expect(res.json.entitlements).toEqual({
+      models: [...SMALL_MODELS, OPUS],
+      lockedModels: [],
+      limits: { authorizePerMinute: null, largestReservation: 100_000, maxOpenHolds: 64 },
+    });
   });
 });
 

@@ -13,7 +13,7 @@ import {
 } from "../../lib/ledger/index.js";
 import { decodeHoldId, encodeHoldId, type HoldRef } from "../../lib/ledger/hold-id.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { OPUS, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
+import { OPUS, onPaidPlan, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 
 const forge = (holdId: string, change: Partial<HoldRef>) => {
@@ -29,6 +29,7 @@ describe("nothing in a hold id is trusted", () => {
   // say sonnet charged 330 instead of 1,650 for the same tokens, and the ledger recorded sonnet.
   it("a late settle is priced by the model the hold was reserved for, whatever the id says", async () => {
     const userId = uniqueUser("late-model");
+    await onPaidPlan(fx.deps, userId);
     const hold = await authorizeChat(fx.deps, { userId, requestId: "r1", model: OPUS, inputTokens: 10_000, maxOutputTokens: 20_000 });
     fx.clock.value += fx.deps.holdTtlMs + 1;
     expect(await releaseExpiredHolds(fx.deps, userId)).toHaveLength(1);
@@ -94,6 +95,9 @@ describe("nothing in a hold id is trusted", () => {
           const neighbour = uniqueUser("forge-other");
           await grantCredits(fx.deps, { userId, key: "seed", amount: 500_000, bucket: "purchased", reason: "admin" });
           await grantCredits(fx.deps, { userId: neighbour, key: "seed", amount: 500_000, bucket: "purchased", reason: "admin" });
+          // on a plan with every model, so the random model is always admitted
+          await onPaidPlan(fx.deps, userId);
+          await onPaidPlan(fx.deps, neighbour);
           const chat = { requestId: "shared-id", model, inputTokens: 5_000, maxOutputTokens: 2_000 };
           const real = await authorizeChat(fx.deps, { userId, ...chat });
           // forgeries that name a real, other hold: the same requestId of another user, another requestId of this user

@@ -44,7 +44,7 @@ describe("requestIds that are names every JavaScript object answers for", () => 
 
     // an unaffordable call under the same name is refused as unaffordable (402), not 409 or 500
     await expect(
-      authorizeChat(fx.deps, { userId, requestId, model: MODEL, inputTokens: 2_000_000, maxOutputTokens: 1_000_000 }),
+      authorizeChat(fx.deps, { userId, requestId, model: MODEL, inputTokens: 2_000_000, maxOutputTokens: 900_000 }),
     ).rejects.toBeInstanceOf(InsufficientCreditsError);
   });
 

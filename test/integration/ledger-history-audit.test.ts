@@ -12,7 +12,7 @@ import {
   releaseHold,
   settleChat,
 } from "../../lib/ledger/index.js";
-import { OPUS, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
+import { OPUS, onPaidPlan, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const fx = useLedgerFixture();
 
@@ -68,6 +68,7 @@ describe("hold expiry and requestId reuse", () => {
 
   it("a late settle may take the balance negative; the gate then refuses until it is repaid", async () => {
     const user = uniqueUser();
+    await onPaidPlan(fx.deps, user);
     const hold = await authorizeChat(fx.deps, { userId: user, requestId: "runaway", model: OPUS, inputTokens: 0, maxOutputTokens: 100 });
     expect(hold.reserved).toBe(8);
     fx.clock.value += fx.deps.holdTtlMs + 1;

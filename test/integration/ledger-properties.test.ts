@@ -13,7 +13,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { costOfCall } from "../../lib/pricing.js";
-import { uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
+import { onPaidPlan, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 
 const MODELS = ["anthropic/claude-sonnet-4.5", "anthropic/claude-opus-4.5"] as const;
 
@@ -168,6 +168,7 @@ describe("ledger invariants under random operation sequences (fast-check, Dynamo
       fc.asyncProperty(fc.array(opArb, { minLength: 5, maxLength: 22 }), async (ops) => {
         const user = uniqueUser("prop");
         await ensureAccount(fx.deps, user);
+        await onPaidPlan(fx.deps, user); // a plan with both models the sequences use
         const model = new Model();
         const history: Op[] = [];
         for (const op of ops) {
@@ -189,6 +190,7 @@ describe("ledger invariants under random operation sequences (fast-check, Dynamo
       fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 2, maxLength: 5 }), { minLength: 2, maxLength: 6 }), async (bursts) => {
         const user = uniqueUser("burst");
         await ensureAccount(fx.deps, user);
+        await onPaidPlan(fx.deps, user); // a plan with both models the sequences use
         const holdIds: string[] = [];
         for (const burst of bursts) {
           await Promise.all(

@@ -13,7 +13,7 @@ import {
   settleChat,
 } from "../../lib/ledger/index.js";
 import { useFaults } from "../helpers/faults.js";
-import { SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
+import { onPaidPlan, SONNET, uniqueUser, useLedgerFixture } from "../helpers/ledger.js";
 import { tableDigest } from "../reliability/harness.js";
 
 const fx = useLedgerFixture({ authorizeRateLimitPerMinute: 600 });
@@ -220,6 +220,7 @@ describe("bad input fails with a named error and writes nothing", () => {
 
   it("unknown holds are NOT_FOUND, and a forged hold id cannot touch another hold", async () => {
     const user = uniqueUser();
+    await onPaidPlan(fx.deps, user);
     const hold = await authorizeChat(fx.deps, { ...chat(user, "real"), model: "anthropic/claude-opus-4.5" });
     await expect(settleChat(fx.deps, { holdId: "hold_bogus", inputTokens: 1, outputTokens: 1 })).rejects.toMatchObject({
       code: "NOT_FOUND",

@@ -37,6 +37,12 @@ describe("the OpenAPI document", () => {
     expect(gate.security).toEqual([{ serviceJwt: ["gate"] }]);
     const credits = document.paths["/v1/credits"]?.get as { security: unknown };
     expect(credits.security).toEqual([{ userJwt: [] }]);
+    // the public routes: no security scheme, cacheable
+    for (const path of ["/v1/plans", "/v1/openapi.json"]) {
+      const operation = document.paths[path]?.get as { security: unknown; responses: { "200": { headers: { "Cache-Control": { schema: { const: string } } } } } };
+      expect(operation.security, path).toEqual([]);
+      expect(operation.responses["200"].headers["Cache-Control"].schema.const, path).toBe("public, max-age=300");
+    }
   });
 
   it("is served at GET /v1/openapi.json without a token, cacheable, equal to the generated one", async () => {

@@ -4,7 +4,7 @@ import { getBalance, releaseExpiredHolds } from "../../lib/ledger/index.js";
 import { serveProxyRequest } from "../../lib/proxy/chat-proxy.js";
 import { estimatedOutputTokens, promptTokenBound } from "../../lib/proxy/token-bound.js";
 import { promptText, parseChatRequest } from "../../lib/proxy/chat-request.js";
-import { OPUS, SONNET, uniqueUser } from "../helpers/ledger.js";
+import { SONNET, uniqueUser } from "../helpers/ledger.js";
 import { memorySink, priced, sseData, useProxyFixture } from "../helpers/proxy.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 
@@ -270,12 +270,12 @@ describe("what is held", () => {
   it("the larger of max_tokens and max_completion_tokens, times n, plus the prompt bound", async () => {
     const userId = uniqueUser("hold-both");
     fx.upstream.scenario({ reply: "still streaming while the hold is read", tokenDelayMs: 50 });
-    const body = { model: OPUS, messages: [{ role: "user", content: "hello there" }], max_tokens: 100, max_completion_tokens: 900, n: 2, stream: true };
+    const body = { model: SONNET, messages: [{ role: "user", content: "hello there" }], max_tokens: 100, max_completion_tokens: 900, n: 2, stream: true };
     const response = await post(userId, body);
     const { account } = await ledgerOf(userId);
     const hold = account?.holds["proxy:" + response.headers.get("x-request-id")];
-    const inputBound = promptTokenBound(promptText(parseChatRequest(JSON.stringify(body)).request), OPUS);
-    expect(hold?.reserved).toBe(costOfCall(OPUS, inputBound, 1800));
+    const inputBound = promptTokenBound(promptText(parseChatRequest(JSON.stringify(body)).request), SONNET);
+    expect(hold?.reserved).toBe(costOfCall(SONNET, inputBound, 1800));
     await response.text();
   });
 

@@ -42,7 +42,8 @@ const MATRIX: Record<string, Record<Caller, number>> = {
   "POST /v1/billing/payment-method": USER,
   // Stripe authenticates with its signature over the body; no bearer token means anything there.
   "POST /v1/stripe/webhook": { none: 400, userA: 400, userB: 400, service: 400, stripe: OK },
-  // the API's own description is public (any token, or none, is ignored)
+  // the API's own description and the plans (pricing pages) are public (any token, or none, is ignored)
+  "GET /v1/plans": { none: OK, userA: OK, userB: OK, service: OK, stripe: OK },
   "GET /v1/openapi.json": { none: OK, userA: OK, userB: OK, service: OK, stripe: OK },
 };
 

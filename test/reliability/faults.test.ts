@@ -6,6 +6,7 @@ import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store
 import { type BillingFixture, billingFixture } from "../helpers/billing.js";
 import type { Answer } from "../helpers/events.js";
 import { injectRandomFaults } from "../helpers/faults.js";
+import { everyModelOnEveryPlan } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type KillSwitch, killable } from "./chaos.js";
@@ -300,6 +301,8 @@ beforeAll(async () => {
     billingFixture({ stripeTimeoutMs: 400, stripeRetries: 0 }),
   ]);
   for (const fx of [clean, faulty]) {
+    // chats use opus on every plan: plan entitlements are not this storm's subject
+    fx.deps.ledger.catalog = everyModelOnEveryPlan();
     prepareStripe(fx.stripe, world);
     await pool(world.users, 8, (user) => fx.billing.store.putCustomerUser(user.customer, user.userId, 0));
     await prepareUnappliable(fx.billing, unappliable.cases);

@@ -6,6 +6,7 @@ import { createDynamoScheduleStore } from "../../lib/sweep/dynamo-schedule-store
 import { type Answer, invoke } from "../helpers/events.js";
 import { GRAMMAR_LOOKALIKES, LONGEST_ID, PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
 import { appFixture, functionEnv, importFunctions, OPUS } from "../helpers/http.js";
+import { everyModelOnEveryPlan } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { serviceToken, userToken } from "../helpers/tokens.js";
 import { type Chat, chatRunner, expectedCharge, type GateClient, makeChat } from "./chats.js";
@@ -104,6 +105,9 @@ beforeAll(async () => {
   service = await serviceToken({ expiresIn: 3_600 });
   // Count settles that took the contended (outbox) path, inside the real function's own deps.
   const deps = appDeps();
+  // the storm spends with opus too, on free accounts: entitlements are not its subject
+  deps.ledger.catalog = everyModelOnEveryPlan();
+  fx.deps.ledger.catalog = deps.ledger.catalog;
   const store = deps.ledger.store;
   deps.ledger.store = {
     ...store,

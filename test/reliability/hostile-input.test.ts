@@ -81,7 +81,7 @@ function mapBilling(fixture: BillingFixture) {
 function validBody(route: string): unknown {
   switch (route) {
     case "POST /v1/gate/authorize":
-      return { userId: userA, requestId: `would-write-${Math.random()}`, model: OPUS, inputTokens: 10, maxOutputTokens: 10 };
+      return { userId: userA, requestId: `would-write-${Math.random()}`, model: SONNET, inputTokens: 10, maxOutputTokens: 10 };
     case "POST /v1/gate/settle":
       return { holdId: holdA, inputTokens: 1_000, outputTokens: 1_000 };
     case "POST /v1/gate/release":
@@ -341,6 +341,8 @@ describe("every route refuses hostile bodies and queries with its documented 4xx
   const strangerKey = fc.oneof(fc.constantFrom(...POLLUTION_KEYS, "userId", "user", "sub"), fc.string({ minLength: 1 })).filter((key) => key !== "limit" && key !== "cursor");
   const queries: Record<string, fc.Arbitrary<Record<string, string>>> = {
     "GET /v1/credits": fc.dictionary(fc.string({ minLength: 1 }), fc.string(), { minKeys: 1, maxKeys: 4 }),
+    // public (the token sent is ignored), and it takes no query either
+    "GET /v1/plans": fc.dictionary(fc.string({ minLength: 1 }), fc.string(), { minKeys: 1, maxKeys: 4 }),
     "GET /v1/credits/history": fc.oneof(
       badLimit.map((limit) => ({ limit })),
       badCursor.map((cursor) => ({ cursor })),

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditAccount, authorizeChat, grantCredits, settleChat } from "../../lib/ledger/index.js";
 import { customerOf, useBillingFixture } from "../helpers/billing.js";
 import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers/events-pipeline.js";
-import { OPUS, SONNET } from "../helpers/ledger.js";
+import { SONNET } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { invoiceEvent } from "../helpers/stripe-official.js";
 import { budgetMs, modelCost, opsAuditAll, pool, random, SEED, scale, SIGNUP_BONUS } from "./harness.js";
@@ -203,7 +203,7 @@ function planUser(index: number): UserPlan {
     const ops: DownOp[] = [];
     let reserved = 0;
     for (let i = rng.int(0, 2); i > 0; i--) {
-      const model = rng.pick([SONNET, OPUS]);
+      const model = rng.pick([SONNET, "openai/gpt-5.2"]); // models the free plan includes
       const inputTokens = rng.int(0, 20_000);
       const maxOutputTokens = rng.int(100, 8_000);
       const cost = modelCost(model, inputTokens, maxOutputTokens);

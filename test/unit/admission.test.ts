@@ -15,12 +15,19 @@ const account = (overrides: Partial<AccountRecord> = {}): AccountRecord => ({
   ...overrides,
 });
 const rules = (reserved: number, requestId = "r1") =>
-  admissionRules({ requestId, reserved, now: NOW, maxOpenHolds: 2, rateLimit: { minute: 16, limit: 3 } });
+  admissionRules({
+    requestId,
+    reserved,
+    now: NOW,
+    minute: 16,
+    plans: { catalogPlans: ["free", "pro"], includingModel: ["free"], allowingReservation: ["free"], holdCaps: [{ plans: ["free"], limit: 2 }], rateLimits: [{ plans: ["free"], limit: 3 }] },
+  });
 
 describe("admission rules (pure)", () => {
   it("admits exactly at the boundaries and names each refusal", () => {
     expect(refusedRules(rules(100), account())).toEqual([]);
     expect(refusedRules(rules(101), account())).toEqual(["affordable"]);
+    // no item: no plan, served as free (which these rules admit), so only existence, holds and credits refuse
     expect(refusedRules(rules(1), undefined)).toEqual(["accountExists", "underHoldCap", "affordable"]);
     expect(refusedRules(rules(1), account({ nextGrantAt: NOW }))).toEqual(["noGrantDue"]);
     expect(refusedRules(rules(1), account({ nextGrantAt: NOW + 1 }))).toEqual([]);

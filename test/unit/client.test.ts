@@ -3,7 +3,14 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CreditgateError, createGateClient, InsufficientCreditsError } from "../../client/src/index.js";
+import {
+  CreditgateError,
+  createGateClient,
+  createUserClient,
+  getPlans,
+  InsufficientCreditsError,
+  PlanRequiredError,
+} from "../../client/src/index.js";
 
 /** A fetch that answers from a script, one answer per request, recording the bodies it was sent. */
 function scriptedFetch(answers: (() => Response)[]) {
@@ -63,12 +70,77 @@ describe("@creditgate/client retries (scripted answers, no server)", () => {
     expect(error).toMatchObject({ status: 402, required: 30, balance: 10, available: 5 });
   });
 
+  it("turns a 403 PLAN_REQUIRED into PlanRequiredError with the plan to upgrade to, not retried; meter() never runs the call", async () => {
+    const planRequired = refusal(403, "PLAN_REQUIRED", { model: "m", plan: "free", requiredPlan: "plus", reason: "MODEL_NOT_IN_PLAN", reserved: 16 });
+    const { gate, bodies } = gateWith([planRequired, json(200, HOLD)]);
+    let ran = false;
+    const error = await gate
+      .meter(AUTHORIZE, async () => {
+        ran = true;
+        return { inputTokens: 1, outputTokens: 1 };
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(PlanRequiredError);
+    expect(error).toBeInstanceOf(CreditgateError);
+    expect(error).toMatchObject({ status: 403, code: "PLAN_REQUIRED", model: "m", plan: "free", requiredPlan: "plus", reason: "MODEL_NOT_IN_PLAN", reserved: 16 });
+    expect(ran).toBe(false);
+    expect(bodies).toHaveLength(1);
+    // a plain 403 FORBIDDEN stays a CreditgateError
+    const forbidden = await gateWith([refusal(403, "FORBIDDEN")]).gate.authorize(AUTHORIZE).catch((caught: unknown) => caught);
+    expect(forbidden).not.toBeInstanceOf(PlanRequiredError);
+    expect(forbidden).toMatchObject({ status: 403, code: "FORBIDDEN" });
+  });
+
   it("meter() keeps a given requestId and releases (then rethrows) when the function throws", async () => {
     const { gate, bodies } = gateWith([json(200, HOLD), json(200, { holdId: "hold_1", status: "released", charged: 0, released: 16, balance: 100 })]);
     const failure = new Error("model down");
     await expect(gate.meter({ ...AUTHORIZE, requestId: "mine" }, () => Promise.reject(failure))).rejects.toBe(failure);
     expect(JSON.parse(bodies[0] as string).requestId).toBe("mine");
     expect(JSON.parse(bodies[1] as string)).toEqual({ holdId: "hold_1" });
+  });
+});
+
+describe("@creditgate/client getPlans (public, scripted answers)", () => {
+  const PLANS = {
+    plans: [
+      {
+        id: "free",
+        rank: 0,
+        paid: false,
+        intervals: [],
+        monthlyAllowance: 10_000,
+        models: ["m-small"],
+        limits: { authorizePerMinute: 60, largestReservation: 20_000, maxOpenHolds: 64 },
+      },
+    ],
+    packs: [{ id: "starter", credits: 50_000 }],
+  };
+  /** a fetch answering from a script, recording each request's method, URL and Authorization header */
+  function recordingFetch(answer: () => Response) {
+    const seen: { method: string; url: string; authorization: string | null }[] = [];
+    const fetch = async (request: Request) => {
+      seen.push({ method: request.method, url: request.url, authorization: request.headers.get("authorization") });
+      return answer();
+    };
+    return { fetch, seen };
+  }
+
+  it("GETs /v1/plans under the base URL without any Authorization header, and answers the body", async () => {
+    const { fetch, seen } = recordingFetch(json(200, PLANS));
+    expect(await getPlans({ baseUrl: "http://api.invalid/", fetch })).toEqual(PLANS);
+    expect(seen).toEqual([{ method: "GET", url: "http://api.invalid/v1/plans", authorization: null }]);
+    // the user client, by contrast, sends its token
+    const user = recordingFetch(json(200, {}));
+    await createUserClient({ baseUrl: "http://api.invalid", token: "t", fetch: user.fetch }).credits();
+    expect(user.seen[0]?.authorization).toBe("Bearer t");
+  });
+
+  it("throws the contract's error (not retried): a 400 is one request, a CreditgateError", async () => {
+    const { fetch, seen } = recordingFetch(refusal(400, "VALIDATION_FAILED", { field: "plan" }));
+    const error = await getPlans({ baseUrl: "http://api.invalid", fetch }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CreditgateError);
+    expect(error).toMatchObject({ status: 400, code: "VALIDATION_FAILED", details: { field: "plan" } });
+    expect(seen).toHaveLength(1);
   });
 });
 

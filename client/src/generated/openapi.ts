@@ -70,7 +70,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The signed-in user's balances, plan and subscription */
+        /**
+         * The signed-in user's balances, plan and subscription, and what the plan includes
+         * @description `entitlements`: the models the plan may call, the models it lacks each with the cheapest plan that has it (authorize answers 403 PLAN_REQUIRED for them), and the plan's limits after the operator's caps (`authorizePerMinute` null when rate limits are off).
+         */
         get: operations["getCredits"];
         put?: never;
         post?: never;
@@ -234,6 +237,26 @@ export interface paths {
          * @description Called by Stripe, not by clients. An event that cannot be applied now is parked (200), or answered 503 (or 502 when Stripe's own API failed while applying it) so that Stripe retries it.
          */
         post: operations["stripeWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The plans (in rank order) and credit packs, for a pricing page
+         * @description Public, no token. Each plan's billing intervals, monthly allowance, the models it may call and its limits as authorize enforces them (the catalog's, capped by the operator's; `authorizePerMinute` is null when rate limits are off). No prices: amounts live in Stripe (one Stripe price per plan interval and pack), so a pricing page takes them from there. A signed-in user's own plan is in GET /v1/credits `entitlements`.
+         */
+        get: operations["getPlans"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -622,11 +645,45 @@ export interface components {
                 periodEnd: string;
             } | null;
             paymentFailedAt: string | null;
+            entitlements: {
+                models: string[];
+                lockedModels: {
+                    model: string;
+                    /** @enum {string} */
+                    requiredPlan: "free" | "plus" | "pro";
+                }[];
+                limits: {
+                    authorizePerMinute: number | null;
+                    largestReservation: number;
+                    maxOpenHolds: number;
+                };
+            };
         };
         GetOpenApiDocumentResponse: {
             openapi: string;
         } & {
             [key: string]: unknown;
+        };
+        GetPlansResponse: {
+            plans: {
+                /** @enum {string} */
+                id: "free" | "plus" | "pro";
+                rank: number;
+                paid: boolean;
+                intervals: ("month" | "year")[];
+                monthlyAllowance: number;
+                models: string[];
+                limits: {
+                    authorizePerMinute: number | null;
+                    largestReservation: number;
+                    maxOpenHolds: number;
+                };
+            }[];
+            packs: {
+                /** @enum {string} */
+                id: "starter" | "pro" | "enterprise";
+                credits: number;
+            }[];
         };
         InsufficientCreditsError: {
             error: {
@@ -669,6 +726,19 @@ export interface components {
         PaymentMethodRequest: Record<string, never>;
         PaymentMethodResponse: {
             checkoutUrl: string;
+        };
+        PlanRequiredError: {
+            error: {
+                /** @constant */
+                code: "PLAN_REQUIRED";
+                message: string;
+                model: string;
+                plan: string;
+                requiredPlan: string;
+                /** @enum {string} */
+                reason: "MODEL_NOT_IN_PLAN" | "RESERVATION_OVER_PLAN_LIMIT";
+                reserved: number;
+            };
         };
         PortalRequest: Record<string, never>;
         PortalResponse: {
@@ -867,13 +937,17 @@ export interface operations {
                     "application/json": components["schemas"]["InsufficientCreditsError"];
                 };
             };
-            /** @description FORBIDDEN: The token may not call this route (a user token on the gate, a service token on a user route). */
+            /**
+             * @description FORBIDDEN: The token may not call this route (a user token on the gate, a service token on a user route).
+             *
+             *     PLAN_REQUIRED: The account's plan does not include the model (`MODEL_NOT_IN_PLAN`), or allows no call reserving this much (`RESERVATION_OVER_PLAN_LIMIT`); `requiredPlan` is the cheapest plan that does, for an upgrade button.
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ForbiddenError"];
+                    "application/json": components["schemas"]["ForbiddenError"] | components["schemas"]["PlanRequiredError"];
                 };
             };
             /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
@@ -2080,6 +2154,54 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StripeNotConfiguredError"] | components["schemas"]["RetryLaterError"];
+                };
+            };
+        };
+    };
+    getPlans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK (GET /v1/plans) */
+            200: {
+                headers: {
+                    "Cache-Control"?: "public, max-age=300";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GetPlansResponse"];
+                };
+            };
+            /** @description VALIDATION_FAILED: The body, query or a header is invalid; `field` names the first wrong field (an unknown field by its name). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationFailedError"];
+                };
+            };
+            /** @description NOT_FOUND: No such hold (settle, release), or no such route. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description INTERNAL: An unexpected error; nothing about it is disclosed. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InternalError"];
                 };
             };
         };
