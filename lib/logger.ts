@@ -24,11 +24,33 @@ export const logger: Logger = new Proxy(base, {
 });
 
 /**
- * Runs one local invocation with a logger of its own, labelled with the function's context as
- * Lambda would label it (function_name, function_arn, function_request_id).
+ * Children not in use. An invocation takes one and gives it back when it ends, so a warm Lambda (one
+ * invocation at a time) builds one child in its life rather than one per call: `createChild` costs
+ * about 80 µs, on the proxy's path to the first token. A child taken again is cleared of the keys
+ * its last invocation appended and given the base's level (set after it was built, say by a test).
+ */
+const idleChildren: Logger[] = [];
+
+/**
+ * Runs one invocation with a logger of its own, labelled with the function's context as Lambda
+ * would label it (function_name, function_arn, function_request_id).
  */
 export function withInvocationLogger<T>(context: Context, run: () => T): T {
-  const child = base.createChild();
+  const child = idleChildren.pop() ?? base.createChild();
+  child.resetKeys();
+  if (child.getLevelName() !== base.getLevelName()) child.setLogLevel(base.getLevelName());
   child.addContext(context);
-  return invocationLogger.run(child, run);
+  const giveBack = () => {
+    idleChildren.push(child);
+  };
+  let result: T;
+  try {
+    result = invocationLogger.run(child, run);
+  } catch (error) {
+    giveBack();
+    throw error;
+  }
+  if (result instanceof Promise) return result.finally(giveBack) as T;
+  giveBack();
+  return result;
 }

@@ -183,20 +183,23 @@ async function streamThrough(
   };
   let broke: unknown;
   try {
-    await readEvents(body, async (event) => {
-      const text = relayEvent(event, state, wantsUsage);
-      if (held !== undefined) {
+    await readEvents(body, async (events) => {
+      let out = "";
+      for (const event of events) {
+        const text = relayEvent(event, state, wantsUsage);
+        if (held === undefined) {
+          // A client that left is not written to; the upstream is still read to its end for its usage.
+          if (text !== undefined) out += text;
+          continue;
+        }
         if (state.error !== undefined && !state.said) throw new FailedBeforeFirstToken(state.error);
         if (text !== undefined) held.push(text);
-        if (!state.said) return;
+        if (!state.said) continue;
         sink.start(200, { ...SSE_HEADERS, ...headers });
-        const waiting = held;
+        out = held.join(""); // the first token leaves with what preceded it
         held = undefined;
-        await send(waiting.join("")); // one write: the first token leaves with what preceded it
-        return;
       }
-      // A client that left is not written to; the upstream is still read to its end for its usage.
-      if (text !== undefined) await send(text);
+      if (out) await send(out);
     });
     // A stream that ends without [DONE] or usage ended mid-answer, however cleanly it closed.
     if (!state.done && !state.usage) broke = new Error("the stream ended without [DONE]");

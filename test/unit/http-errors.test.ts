@@ -133,3 +133,43 @@ describe("local invocations each have their own logger", () => {
     expect(keys("after the invocations")).toEqual(keys("before the invocations"));
   });
 });
+
+describe("an invocation's logger, reused", () => {
+  it("a child logger taken again carries none of its last invocation's keys, and the base's level set since", async () => {
+    const first = localContext("chatProxy", 10_000);
+    await withInvocationLogger(first, async () => {
+      logger.appendKeys({ stripeEventId: "evt_from_the_first_call" });
+      logger.info("first invocation");
+    });
+    const second = localContext("chatProxy", 10_000);
+    await withInvocationLogger(second, async () => logger.info("second invocation"));
+    const line = (message: string) => logs.lines().find((candidate) => candidate.message === message);
+    expect(line("first invocation")).toMatchObject({ stripeEventId: "evt_from_the_first_call", function_request_id: first.awsRequestId });
+    expect(line("second invocation")?.function_request_id).toBe(second.awsRequestId);
+    expect(line("second invocation")).not.toHaveProperty("stripeEventId");
+
+    const level = logger.getLevelName();
+    logger.setLogLevel("ERROR");
+    try {
+      withInvocationLogger(localContext("chatProxy", 10_000), () => logger.info("third invocation, below the level"));
+      expect(line("third invocation, below the level")).toBeUndefined();
+    } finally {
+      logger.setLogLevel(level);
+    }
+  });
+
+  it("an invocation that throws gives its logger back labelled for the next one only", () => {
+    const failing = localContext("chatProxy", 10_000);
+    expect(() =>
+      withInvocationLogger(failing, () => {
+        logger.appendKeys({ stripeEventId: "evt_of_the_failed_call" });
+        throw new Error("broke");
+      }),
+    ).toThrow("broke");
+    const next = localContext("chatProxy", 10_000);
+    withInvocationLogger(next, () => logger.info("after a failed invocation"));
+    const line = logs.lines().find((candidate) => candidate.message === "after a failed invocation");
+    expect(line?.function_request_id).toBe(next.awsRequestId);
+    expect(line).not.toHaveProperty("stripeEventId");
+  });
+});

@@ -6,7 +6,7 @@ import { ConflictError, InsufficientCreditsError, RateLimitedError, Unauthorized
 import { outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "../../lib/proxy/chat-request.js";
 import { answerDeadline } from "../../lib/proxy/function-url.js";
 import { toOpenAIError, upstreamErrorBody } from "../../lib/proxy/openai-error.js";
-import { newRelayState, relayEvent } from "../../lib/proxy/sse-relay.js";
+import { newRelayState, readEvents, relayEvent } from "../../lib/proxy/sse-relay.js";
 import { estimatedOutputTokens, PROVIDER_MARGIN, promptTokenBound, textTokenBound, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY } from "../../lib/proxy/token-bound.js";
 import { reportedUsage } from "../../lib/proxy/usage.js";
 import { PROTOTYPE_NAMES } from "../helpers/hostile-ids.js";
@@ -159,6 +159,20 @@ describe("the SSE relay", () => {
     const state = newRelayState();
     const event = chunk({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 1 } });
     expect(relayEvent(event, state, true)).toBe(`data: ${event.data}\n\n`);
+  });
+
+  it("hands over the events of one read together, in order, and an event split across reads with the read that completes it", async () => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    async function* reads() {
+      yield encode('data: {"n":1}\n\ndata: {"n":2}\n\ndata: {"n"'); // two whole events and the start of a third
+      yield encode(':3}\n\n');
+      yield encode("data: [DONE]\n\n");
+    }
+    const handedOver: string[][] = [];
+    await readEvents(reads(), async (events) => {
+      handedOver.push(events.map((event) => event.data));
+    });
+    expect(handedOver).toEqual([['{"n":1}', '{"n":2}'], ['{"n":3}'], ["[DONE]"]]);
   });
 
   it("collects reasoning and tool call text for the estimate", () => {
