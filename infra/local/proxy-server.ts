@@ -30,8 +30,10 @@ export async function serveProxyLocally(deps: ProxyDeps, request: IncomingMessag
   const event = toApiGatewayEvent(request, body, "$default");
   const context = localContext("chatProxy", PROXY_FUNCTION.timeoutSeconds * 1000);
   const sink = streamSink(response, (stream, metadata) => {
+    // Not flushed on its own: the proxy starts an answer only as it writes (its first token, or a
+    // whole JSON body), and Node sends the status and headers with that write, one send instead of
+    // two on the way to the first token.
     response.writeHead(metadata.statusCode, metadata.headers);
-    response.flushHeaders(); // a stream's status goes out before its first token, as Lambda's does
     return stream;
   });
   await withInvocationLogger(context, () => serveFunctionUrlEvent(deps, event, sink, context));

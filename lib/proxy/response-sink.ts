@@ -4,7 +4,7 @@
  * so the use case is the same in both and in tests.
  */
 export interface ResponseSink {
-  /** Sends the status and headers; called once, before the first write. */
+  /** Sets the status and headers, which leave with the first write at the latest; called once, before it. */
   start(status: number, headers: Record<string, string>): void;
   /** Sends a piece of the body; resolves when it may take more (or the client is gone). */
   write(text: string): Promise<void>;

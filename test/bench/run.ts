@@ -60,6 +60,15 @@ const SONNET = "anthropic/claude-sonnet-4.5";
 const chat = { model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
 const RESERVE = costOfCall(SONNET, 1200, 800);
 const COST = costOfCall(SONNET, 1200, 300);
+/**
+ * The bench's tables have no change stream, where the deployed table has one (lib/events): DynamoDB
+ * Local reads the table's whole stream description before recording each write's stream record, so
+ * on a stream-enabled table writes slow as the run writes more (a full run's sweep fell to 1.4 due
+ * accounts a second on a table of 40,000 items; a thread dump showed DynamoDB Local's one SQLite
+ * thread in getStreamDescription). On AWS a stream costs a write no units and no latency; the run
+ * checks the units side on a small stream-enabled table of its own ("with the table's stream on").
+ */
+const NO_STREAM = { stream: false } as const;
 const benchStarted = performance.now();
 /** Progress on stderr, with the seconds since the run started (so a section's cost shows). */
 const log = (line: string) => console.error(`bench: ${line} [${round((performance.now() - benchStarted) / 1000, 1)} s]`);
@@ -107,7 +116,7 @@ async function main() {
   const meter = instrument(client);
   try {
     const tableName = "bench";
-    await createTable(client, tableName);
+    await createTable(client, tableName, tableDefinition, NO_STREAM);
     const rig = await gateRig(client, {
       TABLE_NAME: tableName,
       DYNAMODB_ENDPOINT: dynamo.endpoint,
@@ -398,6 +407,21 @@ async function main() {
     const expireOp = await metered(() => releaseExpiredHolds(later, "u-expire"));
     const lateSettleOp = await metered(() => gateCall("settle", settleBody(expiring2.holdId)));
     const adminGrantOp = await metered(() => grantCredits(rig.deps.ledger, { userId: "u-steady", key: "admin#units", amount: 1_000, bucket: "purchased", reason: "admin" }));
+    // with the table's stream on (as deployed; see NO_STREAM): a steady-state chat, the same calls on both tables
+    const streamTable = "bench-stream";
+    await createTable(client, streamTable);
+    const steadyChat = async (ledger: LedgerDeps, userId: string) => {
+      const call = { userId, model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
+      const opening = await authorizeChat(ledger, { ...call, requestId: "stream-0" }); // the account's first hold, not measured
+      await settleChat(ledger, { holdId: opening.holdId, inputTokens: 1200, outputTokens: 300 });
+      const authorize = await metered(() => authorizeChat(ledger, { ...call, requestId: "stream-1" }));
+      const settle = await metered(() => settleChat(ledger, { holdId: authorize.result.holdId, inputTokens: 1200, outputTokens: 300 }));
+      return { requests: authorize.requests + settle.requests, write: authorize.units.write + settle.units.write, read: authorize.units.read + settle.units.read };
+    };
+    const streamCheck = {
+      withoutStream: await steadyChat(rig.deps.ledger, "u-stream-off"),
+      withStream: await steadyChat({ ...rig.deps.ledger, store: createDynamoLedgerStore(client, streamTable) }, "u-stream-on"),
+    };
 
     log("account item size");
     const accountItem = async (userId: string) => {
@@ -440,7 +464,7 @@ async function main() {
 
     log("the history index: the same writes on a table without it");
     const noLsiTable = "bench-nolsi";
-    await createTable(client, noLsiTable, { ...tableDefinition, localIndexes: [] });
+    await createTable(client, noLsiTable, { ...tableDefinition, localIndexes: [] }, NO_STREAM);
     const withLsi = rig.deps.ledger;
     const withoutLsi: LedgerDeps = { ...rig.deps.ledger, store: createDynamoLedgerStore(client, noLsiTable) };
     /** The ledger's writes, called directly (no handler), on one table: what each costs in units. */
@@ -490,7 +514,7 @@ async function main() {
 
     log("sweep");
     const sweepTable = "bench-sweep";
-    await createTable(client, sweepTable);
+    await createTable(client, sweepTable, tableDefinition, NO_STREAM);
     const sweepAccounts = Array.from({ length: size.sweepAccounts }, (_, i) => ({
       userId: `sw-${i}`,
       createdAt: now - (i % (size.sweepAccounts / size.sweepDue) === 0 ? 31 : 3) * DAY_MS,
@@ -584,6 +608,7 @@ async function main() {
       },
       requestsPerChat,
       steadyStateByCommand,
+      streamCheck,
       handlerOverheadMs: { p50: round(percentile(overhead, 50), 3), p99: round(percentile(overhead, 99), 3), samples: overhead.length },
       bundles,
       sweep: {
@@ -716,6 +741,8 @@ type Results = Record<string, unknown> & {
   };
   requestsPerChat: Record<string, number>;
   steadyStateByCommand: Commands;
+  /** a steady-state chat's requests and units on a stream-enabled table and on the bench's own (NO_STREAM) */
+  streamCheck: Record<"withStream" | "withoutStream", { requests: number; write: number; read: number }>;
   units: {
     prices: typeof ON_DEMAND_PRICES;
     floorWritesPerChat: number;
@@ -1010,7 +1037,9 @@ function markdown(results: Record<string, unknown>): string {
     "",
     `DynamoDB requests per chat: steady state ${r.requestsPerChat.steadyState} (${commands(r.steadyStateByCommand)}), lazy grant due ${r.requestsPerChat.lazyGrantDue}, ` +
       `hold expired before settle ${r.requestsPerChat.holdExpiredSettle} (authorize, the sweep's release: ${r.requestsPerChat.holdExpiredSweepRelease}, late settle). ` +
-      `Handler overhead (handler time minus time in DynamoDB): p50 ${r.handlerOverheadMs.p50} ms, p99 ${r.handlerOverheadMs.p99} ms.`,
+      `Handler overhead (handler time minus time in DynamoDB): p50 ${r.handlerOverheadMs.p50} ms, p99 ${r.handlerOverheadMs.p99} ms. ` +
+      `With the table's stream on (as deployed; the bench's tables have none, see test/bench/run.ts NO_STREAM), a steady-state chat called on the ledger sent ${r.streamCheck.withStream.requests} requests for ${r.streamCheck.withStream.write} write units ` +
+      `and ${r.streamCheck.withStream.read} read units, against ${r.streamCheck.withoutStream.requests}, ${r.streamCheck.withoutStream.write} and ${r.streamCheck.withoutStream.read} without it.`,
     "",
     "| function | bundle KiB | cold import ms | floor | floor KiB | floor import ms | bytes ÷ floor | import ÷ floor |",
     "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
