@@ -17,7 +17,10 @@ const deps = proxyDeps();
 const lambda = (globalThis as { awslambda?: typeof awslambda }).awslambda;
 
 export const handler = lambda?.streamifyResponse(async (event: APIGatewayProxyEventV2, responseStream: Writable, context: Context) =>
-  withInvocationLogger(context, () =>
-    serveFunctionUrlEvent(deps, event, streamSink(responseStream, (stream, metadata) => lambda.HttpResponseStream.from(stream, metadata)), context),
+  withInvocationLogger(
+    context,
+    () => serveFunctionUrlEvent(deps, event, streamSink(responseStream, (stream, metadata) => lambda.HttpResponseStream.from(stream, metadata)), context),
+    // the proxy awaits all it starts (lib/proxy/chat-proxy.ts): nothing logs after it ends
+    { reuse: true },
   ),
 );

@@ -24,24 +24,35 @@ export const logger: Logger = new Proxy(base, {
 });
 
 /**
- * Children not in use. An invocation takes one and gives it back when it ends, so a warm Lambda (one
- * invocation at a time) builds one child in its life rather than one per call: `createChild` costs
- * about 80 µs, on the proxy's path to the first token. A child taken again is cleared of the keys
- * its last invocation appended and given the base's level (set after it was built, say by a test).
+ * Children free to serve another invocation of a function that asked for reuse. Building a child
+ * (`createChild`) costs about 80 µs, on the proxy's path to the first token; a warm proxy Lambda
+ * (one invocation at a time) now builds one in its life. Only an invocation that awaits all it
+ * starts may give its child back: work left running after the answer (a middy early timeout's
+ * handler, still calling Stripe) would log through the child under the next invocation's labels.
+ * A child taken again is cleared of its last invocation's keys, given the base's level (set after
+ * it was built, say by a test) and its debug sampling rolled again, as a new child's is.
  */
-const idleChildren: Logger[] = [];
+const reusableChildren: Logger[] = [];
 
 /**
  * Runs one invocation with a logger of its own, labelled with the function's context as Lambda
- * would label it (function_name, function_arn, function_request_id).
+ * would label it (function_name, function_arn, function_request_id). `reuse`: the invocation
+ * leaves nothing running when it ends (see above), so its child may serve a later one.
  */
-export function withInvocationLogger<T>(context: Context, run: () => T): T {
-  const child = idleChildren.pop() ?? base.createChild();
-  child.resetKeys();
-  if (child.getLevelName() !== base.getLevelName()) child.setLogLevel(base.getLevelName());
+export function withInvocationLogger<T>(context: Context, run: () => T, options: { reuse?: boolean } = {}): T {
+  const reused = options.reuse ? reusableChildren.pop() : undefined;
+  const child = reused ?? base.createChild();
+  if (reused) {
+    reused.resetKeys();
+    // sampling first: a child it picks logs at DEBUG, any other at the base's level (the roll
+    // restores the level the child was built with, perhaps not the base's any more)
+    reused.refreshSampleRateCalculation();
+    if (reused.getLevelName() !== "DEBUG") reused.setLogLevel(base.getLevelName());
+  }
   child.addContext(context);
+  if (!options.reuse) return invocationLogger.run(child, run);
   const giveBack = () => {
-    idleChildren.push(child);
+    reusableChildren.push(child);
   };
   let result: T;
   try {

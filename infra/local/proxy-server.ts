@@ -36,5 +36,6 @@ export async function serveProxyLocally(deps: ProxyDeps, request: IncomingMessag
     response.writeHead(metadata.statusCode, metadata.headers);
     return stream;
   });
-  await withInvocationLogger(context, () => serveFunctionUrlEvent(deps, event, sink, context));
+  // the proxy awaits all it starts (lib/proxy/chat-proxy.ts): nothing logs after it ends
+  await withInvocationLogger(context, () => serveFunctionUrlEvent(deps, event, sink, context), { reuse: true });
 }

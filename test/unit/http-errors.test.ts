@@ -137,12 +137,16 @@ describe("local invocations each have their own logger", () => {
 describe("an invocation's logger, reused", () => {
   it("a child logger taken again carries none of its last invocation's keys, and the base's level set since", async () => {
     const first = localContext("chatProxy", 10_000);
-    await withInvocationLogger(first, async () => {
-      logger.appendKeys({ stripeEventId: "evt_from_the_first_call" });
-      logger.info("first invocation");
-    });
+    await withInvocationLogger(
+      first,
+      async () => {
+        logger.appendKeys({ stripeEventId: "evt_from_the_first_call" });
+        logger.info("first invocation");
+      },
+      { reuse: true },
+    );
     const second = localContext("chatProxy", 10_000);
-    await withInvocationLogger(second, async () => logger.info("second invocation"));
+    await withInvocationLogger(second, async () => logger.info("second invocation"), { reuse: true });
     const line = (message: string) => logs.lines().find((candidate) => candidate.message === message);
     expect(line("first invocation")).toMatchObject({ stripeEventId: "evt_from_the_first_call", function_request_id: first.awsRequestId });
     expect(line("second invocation")?.function_request_id).toBe(second.awsRequestId);
@@ -151,7 +155,7 @@ describe("an invocation's logger, reused", () => {
     const level = logger.getLevelName();
     logger.setLogLevel("ERROR");
     try {
-      withInvocationLogger(localContext("chatProxy", 10_000), () => logger.info("third invocation, below the level"));
+      withInvocationLogger(localContext("chatProxy", 10_000), () => logger.info("third invocation, below the level"), { reuse: true });
       expect(line("third invocation, below the level")).toBeUndefined();
     } finally {
       logger.setLogLevel(level);
@@ -161,15 +165,41 @@ describe("an invocation's logger, reused", () => {
   it("an invocation that throws gives its logger back labelled for the next one only", () => {
     const failing = localContext("chatProxy", 10_000);
     expect(() =>
-      withInvocationLogger(failing, () => {
-        logger.appendKeys({ stripeEventId: "evt_of_the_failed_call" });
-        throw new Error("broke");
-      }),
+      withInvocationLogger(
+        failing,
+        () => {
+          logger.appendKeys({ stripeEventId: "evt_of_the_failed_call" });
+          throw new Error("broke");
+        },
+        { reuse: true },
+      ),
     ).toThrow("broke");
     const next = localContext("chatProxy", 10_000);
-    withInvocationLogger(next, () => logger.info("after a failed invocation"));
+    withInvocationLogger(next, () => logger.info("after a failed invocation"), { reuse: true });
     const line = logs.lines().find((candidate) => candidate.message === "after a failed invocation");
     expect(line?.function_request_id).toBe(next.awsRequestId);
     expect(line).not.toHaveProperty("stripeEventId");
+  });
+
+  it("without reuse, work an invocation left running still logs under its own labels after another began", async () => {
+    // a middy early timeout answers while the handler goes on (say, still calling Stripe)
+    let release!: () => void;
+    const stillRunning = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let lateLine!: Promise<void>;
+    const first = localContext("subscribe", 10_000);
+    await withInvocationLogger(first, async () => {
+      lateLine = stillRunning.then(() => logger.error("late line of the first invocation"));
+    });
+    const second = localContext("subscribe", 10_000);
+    await withInvocationLogger(second, async () => {
+      logger.appendKeys({ requestId: "req-second" });
+      release();
+      await lateLine;
+    });
+    const line = logs.lines().find((candidate) => candidate.message === "late line of the first invocation");
+    expect(line?.function_request_id).toBe(first.awsRequestId);
+    expect(line?.requestId).not.toBe("req-second");
   });
 });
