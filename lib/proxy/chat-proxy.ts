@@ -188,7 +188,6 @@ async function streamThrough(
       for (const event of events) {
         const text = relayEvent(event, state, wantsUsage);
         if (held === undefined) {
-          // A client that left is not written to; the upstream is still read to its end for its usage.
           if (text !== undefined) out += text;
           continue;
         }
@@ -199,6 +198,7 @@ async function streamThrough(
         out = held.join(""); // the first token leaves with what preceded it
         held = undefined;
       }
+      // A client that left is not written to; the upstream is still read to its end for its usage.
       if (out) await send(out);
     });
     // A stream that ends without [DONE] or usage ended mid-answer, however cleanly it closed.

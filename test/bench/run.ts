@@ -386,7 +386,7 @@ async function main() {
       return answer.json;
     };
     const authorizeBody = (userId: string, requestId: string) => ({ userId, requestId, ...chat });
-    const settleBody = (holdId: unknown) => ({ holdId, inputTokens: 1200, outputTokens: 300 });
+    const settleBody = <HoldId>(holdId: HoldId) => ({ holdId, inputTokens: 1200, outputTokens: 300 });
     const unitUsers = ["u-steady", "u-contended", "u-release", "u-expire", "u-size", "u-history"];
     await seedFreeAccounts(client, tableName, [...unitUsers.map((userId) => ({ userId, createdAt: now })), { userId: "u-due", createdAt: now - 31 * DAY_MS }]);
     // a first chat of each, so the measured ones are the steady state's (not an account's first hold)
@@ -411,12 +411,12 @@ async function main() {
     const streamTable = "bench-stream";
     await createTable(client, streamTable);
     const steadyChat = async (ledger: LedgerDeps, userId: string) => {
-      const call = { userId, model: SONNET, inputTokens: 1200, maxOutputTokens: 800 };
-      const opening = await authorizeChat(ledger, { ...call, requestId: "stream-0" }); // the account's first hold, not measured
-      await settleChat(ledger, { holdId: opening.holdId, inputTokens: 1200, outputTokens: 300 });
-      const authorize = await metered(() => authorizeChat(ledger, { ...call, requestId: "stream-1" }));
-      const settle = await metered(() => settleChat(ledger, { holdId: authorize.result.holdId, inputTokens: 1200, outputTokens: 300 }));
-      return { requests: authorize.requests + settle.requests, write: authorize.units.write + settle.units.write, read: authorize.units.read + settle.units.read };
+      const opening = await authorizeChat(ledger, authorizeBody(userId, "stream-0")); // the account's first hold, not measured
+      await settleChat(ledger, settleBody(opening.holdId));
+      const authorize = await metered(() => authorizeChat(ledger, authorizeBody(userId, "stream-1")));
+      const settle = await metered(() => settleChat(ledger, settleBody(authorize.result.holdId)));
+      const units = sumUnits(authorize.units, settle.units);
+      return { requests: authorize.requests + settle.requests, write: units.write, read: units.read };
     };
     const streamCheck = {
       withoutStream: await steadyChat(rig.deps.ledger, "u-stream-off"),
