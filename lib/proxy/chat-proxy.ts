@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
 import { NotFoundError, UpstreamError, ValidationError } from "../errors.js";
 import { authorizeChat, releaseHold, settleChat } from "../ledger/index.js";
 import { PROXY_REQUEST_ID_PREFIX } from "../ledger/validation.js";
@@ -165,7 +166,7 @@ const whenAborted = (signal: AbortSignal) =>
 async function streamThrough(
   deps: ProxyDeps,
   call: OpenCall,
-  body: AsyncIterable<Uint8Array>,
+  body: Readable,
   sink: ResponseSink,
   options: { headers: Record<string, string>; wantsUsage: boolean; signal: AbortSignal },
 ): Promise<void> {

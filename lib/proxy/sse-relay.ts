@@ -1,3 +1,4 @@
+import { finished, type Readable } from "node:stream";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 import { type CallUsage, reportedUsage } from "./usage.js";
 
@@ -96,25 +97,57 @@ function frame(event: EventSourceMessage): string {
 
 /**
  * Feeds an upstream body through the parser and hands over the events of each read together, in
- * order (awaited, so a slow client slows the read rather than piling up): what arrived together
- * leaves together, one write to the client rather than one per event — under load a read holds
- * several chunks, and each write is a system call. Throws when the body breaks off.
+ * order: what arrived together leaves together, one write to the client rather than one per event —
+ * under load a read holds several chunks, and each write is a system call. The body is paused while
+ * a handover is awaited, so a slow client slows the read rather than piling up. Rejects when the
+ * body breaks off (an error, or a close before its end) or a handover throws; the body is then
+ * destroyed. Listeners rather than `for await`: its async iterator costs the proxy promise ticks on
+ * every chunk of every stream.
  */
-export async function readEvents(body: AsyncIterable<Uint8Array>, onEvents: (events: EventSourceMessage[]) => Promise<void>): Promise<void> {
+export function readEvents(body: Readable, onEvents: (events: EventSourceMessage[]) => Promise<void>): Promise<void> {
   let batch: EventSourceMessage[] = [];
   // 1 MiB per event: far above any chunk, and a bound on what a broken upstream can make us hold
   const parser = createParser({ onEvent: (event) => batch.push(event), maxBufferSize: 1024 * 1024 });
   const decoder = new TextDecoder();
-  const handOver = async () => {
-    if (batch.length === 0) return;
+  const take = () => {
     const events = batch;
     batch = [];
-    await onEvents(events);
+    return events;
   };
-  for await (const bytes of body) {
-    parser.feed(decoder.decode(bytes, { stream: true }));
-    await handOver();
-  }
-  parser.feed(decoder.decode());
-  await handOver();
+  return new Promise<void>((resolve, reject) => {
+    /** the handover in progress: the end waits for it */
+    let handing: Promise<void> = Promise.resolve();
+    let failed = false;
+    const fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      body.off("data", onData);
+      body.destroy();
+      reject(error);
+    };
+    const onData = (bytes: Uint8Array) => {
+      try {
+        parser.feed(decoder.decode(bytes, { stream: true }));
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      if (batch.length === 0) return;
+      body.pause();
+      handing = onEvents(take()).then(() => {
+        if (!failed) body.resume();
+      }, fail);
+    };
+    body.on("data", onData);
+    finished(body, (broke) => {
+      handing.then(async () => {
+        if (failed) return;
+        if (broke) return fail(broke);
+        parser.feed(decoder.decode());
+        if (batch.length) await onEvents(take());
+        body.off("data", onData);
+        resolve();
+      }).catch(fail);
+    });
+  });
 }

@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 
@@ -10,7 +11,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 export interface UpstreamAnswer {
   status: number;
   header(name: string): string | undefined;
-  body: AsyncIterable<Uint8Array>;
+  body: Readable;
   text(): Promise<string>;
 }
 

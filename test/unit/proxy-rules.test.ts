@@ -1,3 +1,4 @@
+import { PassThrough, Readable } from "node:stream";
 import fc from "fast-check";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import { describe, expect, it } from "vitest";
@@ -169,10 +170,50 @@ describe("the SSE relay", () => {
       yield encode("data: [DONE]\n\n");
     }
     const handedOver: string[][] = [];
-    await readEvents(reads(), async (events) => {
+    await readEvents(Readable.from(reads()), async (events) => {
       handedOver.push(events.map((event) => event.data));
     });
     expect(handedOver).toEqual([['{"n":1}', '{"n":2}'], ['{"n":3}'], ["[DONE]"]]);
+  });
+
+  it("never hands over while a handover is awaited (reads wait, in order), and a body that then breaks off rejects", async () => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    const body = new PassThrough();
+    const handedOver: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    const reading = readEvents(body, async (events) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a slow client
+      handedOver.push(...events.map((event) => event.data));
+      inFlight -= 1;
+    });
+    for (let n = 1; n <= 5; n++) {
+      body.write(encode(`data: {"n":${n}}\n\n`));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    while (handedOver.length < 5) await new Promise((resolve) => setTimeout(resolve, 5));
+    body.destroy(new Error("connection reset"));
+    await expect(reading).rejects.toThrow("connection reset");
+    expect(most).toBe(1);
+    expect(handedOver).toEqual(['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}', '{"n":5}']);
+  });
+
+  it("a body that closes before its end rejects; a handover that throws rejects with its error and destroys the body", async () => {
+    const cut = new PassThrough();
+    const cutReading = readEvents(cut, async () => undefined);
+    cut.write(new TextEncoder().encode('data: {"n":1}\n\n'));
+    cut.destroy();
+    await expect(cutReading).rejects.toThrow(/premature close/i);
+
+    const body = new PassThrough();
+    const refused = readEvents(body, async () => {
+      throw new Error("refused by the handover");
+    });
+    body.write(new TextEncoder().encode('data: {"n":1}\n\n'));
+    await expect(refused).rejects.toThrow("refused by the handover");
+    expect(body.destroyed).toBe(true);
   });
 
   it("collects reasoning and tool call text for the estimate", () => {
