@@ -189,9 +189,18 @@ export function proratedPlanChange(
   return { from: from.plan, to: to.plan, interval: to.interval, at, periodEnd };
 }
 
-/** The start of the annual period ending at `periodEnd` (seconds): one calendar year before, as Stripe bills years. */
+/**
+ * The start of the annual period ending at `periodEnd` (seconds): one calendar year before, as
+ * Stripe bills years. A year anchored on 29 February ends on 28 February in other years, so an end
+ * on 29 February started on the 28th of the year before (not 1 March, where the date would roll
+ * over). An end on 28 February after a leap year may have started on the 29th; the 28th is taken,
+ * the earlier, so a plan change on the first day is never outside the period.
+ */
 export function yearStartBefore(periodEnd: number): number {
-  const start = new Date(periodEnd * 1000);
-  start.setUTCFullYear(start.getUTCFullYear() - 1);
-  return Math.floor(start.getTime() / 1000);
+  const end = new Date(periodEnd * 1000);
+  const year = end.getUTCFullYear() - 1;
+  const month = end.getUTCMonth();
+  const lastDayOfMonth = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  const start = Date.UTC(year, month, Math.min(end.getUTCDate(), lastDayOfMonth), end.getUTCHours(), end.getUTCMinutes(), end.getUTCSeconds(), end.getUTCMilliseconds());
+  return Math.floor(start / 1000);
 }

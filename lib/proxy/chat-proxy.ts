@@ -6,7 +6,7 @@ import { PROXY_REQUEST_ID_PREFIX } from "../ledger/validation.js";
 import { logger } from "../logger.js";
 import { countMetric } from "../metrics.js";
 import { MAX_INPUT_TOKENS, requireModel } from "../pricing.js";
-import { clientWantsUsage, outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "./chat-request.js";
+import { type ChatRequest, clientWantsUsage, outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "./chat-request.js";
 import type { ProxyDeps, ProxyRequest } from "./deps.js";
 import { PROXY_METRICS } from "./metrics.js";
 import { listModels } from "./models.js";
@@ -102,7 +102,9 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
     deps.ledger,
     { userId, requestId, model, inputTokens: inputTokenBound, maxOutputTokens: output.total },
     { openHold: "refuse" },
-  );
+  ).catch((error: unknown) => {
+    throw inClientTerms(error, parsed.request, output.given);
+  });
   const call: OpenCall = { holdId: hold.holdId, model, requestId, inputTokenBound, maxOutputTokens: output.total };
   const signal = AbortSignal.timeout(Math.max(1, request.deadline - Date.now()));
   let response: UpstreamAnswer;
@@ -126,6 +128,20 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
   if (response.status < 200 || response.status > 299) return passUpstreamRefusal(deps, call, response, sink, answerHeaders);
   if (parsed.request.stream) return streamThrough(deps, call, response.body, sink, { headers: answerHeaders, wantsUsage: clientWantsUsage(parsed.request), signal });
   return answerWhole(deps, call, response, sink, answerHeaders);
+}
+
+/**
+ * authorize names the output it reserves `maxOutputTokens`; the client set `max_tokens` or
+ * `max_completion_tokens` (times `n`), or nothing and got the proxy's default. A refusal about it
+ * names the field the client can change.
+ */
+function inClientTerms(error: unknown, request: ChatRequest, given: boolean): unknown {
+  if (!(error instanceof ValidationError) || error.details.field !== "maxOutputTokens") return error;
+  // the field that set the limit: the larger of the two when both are given (outputTokenLimit)
+  const field = (request.max_completion_tokens ?? -1) > (request.max_tokens ?? -1) ? "max_completion_tokens" : "max_tokens";
+  const choices = (request.n ?? 1) > 1 ? ` × n (${request.n})` : "";
+  const named = given ? `${field}${choices}` : `max_tokens (not given: the proxy's default${choices})`;
+  return new ValidationError(error.message.replace(/^maxOutputTokens/, named), field);
 }
 
 /** The upstream refused before any token: nothing is charged, and its status and error go to the client. */

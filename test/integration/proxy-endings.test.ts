@@ -299,6 +299,25 @@ describe("what is held", () => {
     }
     expect(fx.upstream.calls.length).toBe(before);
   });
+
+  it("a refused output limit names the client's field (max_tokens, max_completion_tokens, times n), not the ledger's", async () => {
+    const userId = uniqueUser("hold-field");
+    const before = fx.upstream.calls.length;
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ max_tokens: 1_000_000, n: 2 }, "max_tokens", /^max_tokens × n \(2\) must be at most/],
+      [{ max_completion_tokens: 600_000, max_tokens: 10, n: 2 }, "max_completion_tokens", /^max_completion_tokens × n \(2\) must be at most/],
+      [{ max_tokens: 600_000, max_completion_tokens: 10, n: 2 }, "max_tokens", /^max_tokens × n \(2\) must be at most/],
+    ];
+    for (const [extra, param, message] of cases) {
+      const response = await post(userId, chatBody("hi", extra));
+      expect(response.status).toBe(400);
+      const { error } = (await response.json()) as { error: { message: string; param: string | null } };
+      expect(error.param).toBe(param);
+      expect(error.message).toMatch(message);
+      expect(error.message).not.toContain("maxOutputTokens");
+    }
+    expect(fx.upstream.calls.length).toBe(before);
+  });
 });
 
 describe("streaming", () => {

@@ -236,4 +236,18 @@ describe("a plan change read from a proration invoice's lines (portal switches)"
     expect(yearStartBefore(Date.UTC(2027, 0, 1, 12) / 1000)).toBe(Date.UTC(2026, 0, 1, 12) / 1000);
     expect(yearStartBefore(Date.UTC(2029, 2, 15) / 1000)).toBe(Date.UTC(2028, 2, 15) / 1000);
   });
+
+  it("a year ending on 29 February started on 28 February, never on 1 March", () => {
+    // a subscription anchored on 29 February 2024 renews on 28 February 2027 and 29 February 2028
+    expect(yearStartBefore(Date.UTC(2028, 1, 29, 9, 30, 5) / 1000)).toBe(Date.UTC(2027, 1, 28, 9, 30, 5) / 1000);
+    // after a leap year the end is the 28th and the start may have been the 29th: the earlier is taken
+    expect(yearStartBefore(Date.UTC(2029, 1, 28, 9) / 1000)).toBe(Date.UTC(2028, 1, 28, 9) / 1000);
+    // every end of any day of 2025-2032 starts 365 or 366 days earlier, on the same day or the month's last
+    for (let day = Date.UTC(2025, 0, 1); day < Date.UTC(2033, 0, 1); day += 86_400_000) {
+      const end = day / 1000 + 3_723;
+      const start = yearStartBefore(end);
+      expect([365, 366]).toContain(Math.round((end - start) / 86_400));
+      expect(new Date(start * 1000).getUTCMonth()).toBe(new Date(end * 1000).getUTCMonth());
+    }
+  });
 });
