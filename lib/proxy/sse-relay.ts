@@ -98,11 +98,15 @@ function frame(event: EventSourceMessage): string {
 /**
  * Feeds an upstream body through the parser and hands over the events of each read together, in
  * order: what arrived together leaves together, one write to the client rather than one per event —
- * under load a read holds several chunks, and each write is a system call. The body is paused while
- * a handover is awaited, so a slow client slows the read rather than piling up. Rejects when the
- * body breaks off (an error, or a close before its end) or a handover throws; the body is then
- * destroyed. Listeners rather than `for await`: its async iterator costs the proxy promise ticks on
- * every chunk of every stream.
+ * under load a read holds several chunks, and each write is a system call. Nothing more is read
+ * while a handover is awaited, so a slow client slows the read rather than piling up. Rejects when
+ * the body breaks off (an error, or a close before its end) or a handover throws; the body is then
+ * destroyed.
+ *
+ * Pulled with `'readable'` and `read()`, not `for await` (whose async iterator costs promise ticks
+ * on every chunk of every stream) and not `'data'` with `pause()`: when the call's deadline aborts
+ * the upstream request, Node drops a paused response's buffered rest for its `'data'` listeners —
+ * the usage a provider had already sent to a client that stopped reading — but leaves it to `read()`.
  */
 export function readEvents(body: Readable, onEvents: (events: EventSourceMessage[]) => Promise<void>): Promise<void> {
   let batch: EventSourceMessage[] = [];
@@ -115,39 +119,51 @@ export function readEvents(body: Readable, onEvents: (events: EventSourceMessage
     return events;
   };
   return new Promise<void>((resolve, reject) => {
-    /** the handover in progress: the end waits for it */
-    let handing: Promise<void> = Promise.resolve();
+    /** the handover in progress: nothing is read meanwhile, and the end waits for it */
+    let handing: Promise<void> | undefined;
     let failed = false;
     const fail = (error: unknown) => {
       if (failed) return;
       failed = true;
-      body.off("data", onData);
+      handing = undefined;
+      body.off("readable", pull);
       body.destroy();
       reject(error);
     };
-    const onData = (bytes: Uint8Array) => {
-      try {
-        parser.feed(decoder.decode(bytes, { stream: true }));
-      } catch (error) {
-        fail(error);
+    function pull() {
+      if (handing || failed) return;
+      for (let bytes = body.read() as Uint8Array | null; bytes !== null; bytes = body.read() as Uint8Array | null) {
+        try {
+          parser.feed(decoder.decode(bytes, { stream: true }));
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        if (batch.length === 0) continue;
+        handing = onEvents(take()).then(() => {
+          handing = undefined;
+          pull();
+        }, fail);
         return;
       }
-      if (batch.length === 0) return;
-      body.pause();
-      handing = onEvents(take()).then(() => {
-        if (!failed) body.resume();
-      }, fail);
+    }
+    body.on("readable", pull);
+    /** until no handover is in flight: each one ends by reading (and handing over) what waits behind it */
+    const idle = async () => {
+      while (handing && !failed) await handing;
     };
-    body.on("data", onData);
+    // Ended (everything read) or broken off (what arrived before is still handed over first).
     finished(body, (broke) => {
-      handing.then(async () => {
-        if (failed) return;
-        if (broke) return fail(broke);
-        parser.feed(decoder.decode());
-        if (batch.length) await onEvents(take());
-        body.off("data", onData);
-        resolve();
-      }).catch(fail);
+      idle()
+        .then(async () => {
+          if (failed) return;
+          if (broke) return fail(broke);
+          parser.feed(decoder.decode());
+          if (batch.length) await onEvents(take());
+          body.off("readable", pull);
+          resolve();
+        })
+        .catch(fail);
     });
   });
 }

@@ -183,6 +183,32 @@ describe("a client that leaves", () => {
   });
 });
 
+describe("a client that stops reading but stays", () => {
+  it("the provider's answer, already in, is read at the deadline and the call settled by its reported usage, not the estimate", async () => {
+    const userId = uniqueUser("end-stalled");
+    fx.upstream.scenario({ reply: "one two three four five six seven eight nine ten eleven twelve", tokenDelayMs: 3 });
+    const written: string[] = [];
+    // takes the status and the first write, then never reads again (a write that waits for 'drain' forever)
+    const sink = {
+      clientGone: false,
+      start() {},
+      write(text: string) {
+        written.push(text);
+        return new Promise<void>(() => undefined);
+      },
+      async end() {},
+    };
+    await serveProxyRequest(fx.deps, await directRequest(userId, chatBody("hi", { stream: true }), { deadlineMs: 1_000 }), sink);
+    expect(written).toHaveLength(1);
+    const call = fx.upstream.calls.at(-1);
+    expect(call?.clientClosed).toBe(false); // the provider had finished its answer, usage included
+    const { settles } = await ledgerOf(userId);
+    expect(settles).toHaveLength(1);
+    expect(settles[0]?.refs).toMatchObject({ usage: "reported", outputTokens: call?.usage?.completion_tokens });
+    expect(settles[0]?.amount).toBe(-priced(SONNET, call?.usage as { prompt_tokens: number; completion_tokens: number }));
+  });
+});
+
 describe("a settle that fails (the function dies, the ledger is down)", () => {
   it("leaves the hold to expire; the sweep's release returns its credits", async () => {
     const userId = uniqueUser("end-expire");

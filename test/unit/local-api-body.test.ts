@@ -10,8 +10,17 @@ import { PayloadTooLargeError, readBody } from "../../infra/local/api-gateway.js
  */
 const LIMIT = 64 * 1024;
 let baseUrl: string;
+/** how each read ended, in arrival order */
+const outcomes: Promise<string>[] = [];
 const server = createServer((incoming, response) => {
-  readBody(incoming, LIMIT).then(
+  const reading = readBody(incoming, LIMIT);
+  outcomes.push(
+    reading.then(
+      (body) => `read ${body.length}`,
+      (error) => (error instanceof PayloadTooLargeError ? "too large" : `error ${(error as Error).message}`),
+    ),
+  );
+  reading.then(
     (body) => response.writeHead(200, { "content-type": "text/plain" }).end(`read ${body.length}`),
     (error) => response.writeHead(error instanceof PayloadTooLargeError ? 413 : 500).end(error instanceof PayloadTooLargeError ? "too large" : "other"),
   );
@@ -50,6 +59,19 @@ describe("the local API's request body", () => {
     expect(await post(LIMIT, 16)).toEqual({ status: 200, text: `read ${LIMIT}` });
     expect(await post(0, 1)).toEqual({ status: 200, text: "read 0" });
   });
+
+  for (const framing of ["content-length", "chunked"] as const) {
+    it(`from a client that leaves mid-body, is refused rather than waited for forever (${framing})`, async () => {
+      const before = outcomes.length;
+      const outgoing = request(`${baseUrl}/`, { method: "POST", headers: framing === "content-length" ? { "content-length": "1000" } : {} });
+      outgoing.on("error", () => undefined);
+      outgoing.write(Buffer.alloc(100, 0x61));
+      while (outcomes.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
+      outgoing.destroy();
+      const outcome = await Promise.race([outcomes[before], new Promise((resolve) => setTimeout(() => resolve("hung"), 2_000))]);
+      expect(outcome).toMatch(/^error /);
+    });
+  }
 
   it("past its limit is refused with a 413 the client receives, not a dropped connection", async () => {
     expect(await post(LIMIT + 1, 1)).toEqual({ status: 413, text: "too large" });
