@@ -12,7 +12,7 @@ import { PROXY_METRICS } from "./metrics.js";
 import { listModels } from "./models.js";
 import { toOpenAIError, upstreamErrorBody } from "./openai-error.js";
 import { payerOf } from "./payer.js";
-import { type ResponseSink, sendJson } from "./response-sink.js";
+import { type ResponseSink, sendJson, writtenBeforeDeadline } from "./response-sink.js";
 import { postUpstream, type UpstreamAnswer } from "./upstream.js";
 import { newRelayState, readEvents, relayEvent } from "./sse-relay.js";
 import { estimatedOutputTokens, promptTokenBound } from "./token-bound.js";
@@ -172,13 +172,6 @@ const CUT_EVENT = `data: ${JSON.stringify({
 /** How long the end of an answer may wait on a client that does not read, once it is charged. */
 const END_WAIT_MS = 2_000;
 
-/** Resolves when `signal` aborts (the call's deadline). */
-const whenAborted = (signal: AbortSignal) =>
-  new Promise<"deadline">((resolve) => {
-    if (signal.aborted) resolve("deadline");
-    else signal.addEventListener("abort", () => resolve("deadline"), { once: true });
-  });
-
 async function streamThrough(
   deps: ProxyDeps,
   call: OpenCall,
@@ -187,7 +180,6 @@ async function streamThrough(
   options: { headers: Record<string, string>; wantsUsage: boolean; signal: AbortSignal },
 ): Promise<void> {
   const { headers, wantsUsage, signal } = options;
-  const deadline = whenAborted(signal);
   const state = newRelayState();
   // Until the stream says something (OpenAI opens with a role-only chunk), its events wait here:
   // an error before any token is then still a refusal with its own status, charged nothing.
@@ -196,7 +188,7 @@ async function streamThrough(
   let stalled = false;
   const send = async (text: string) => {
     if (sink.clientGone || stalled) return;
-    if ((await Promise.race([sink.write(text).then(() => "written" as const), deadline])) === "deadline") stalled = true;
+    if (!(await writtenBeforeDeadline(sink.write(text), signal))) stalled = true;
   };
   let broke: unknown;
   try {

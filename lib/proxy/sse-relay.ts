@@ -154,6 +154,8 @@ export function readEvents(body: Readable, onEvents: (events: EventSourceMessage
     };
     // Ended (everything read) or broken off (what arrived before is still handed over first).
     finished(body, (broke) => {
+      // A body destroyed (broken off) emits no more 'readable': what it holds is read here.
+      pull();
       idle()
         .then(async () => {
           if (failed) return;

@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { PassThrough, Readable } from "node:stream";
 import fc from "fast-check";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
@@ -7,6 +8,7 @@ import { ConflictError, InsufficientCreditsError, RateLimitedError, Unauthorized
 import { outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "../../lib/proxy/chat-request.js";
 import { answerDeadline } from "../../lib/proxy/function-url.js";
 import { toOpenAIError, upstreamErrorBody } from "../../lib/proxy/openai-error.js";
+import { writtenBeforeDeadline } from "../../lib/proxy/response-sink.js";
 import { newRelayState, readEvents, relayEvent } from "../../lib/proxy/sse-relay.js";
 import { estimatedOutputTokens, PROVIDER_MARGIN, promptTokenBound, textTokenBound, TOKENS_PER_MESSAGE, TOKENS_PER_REPLY } from "../../lib/proxy/token-bound.js";
 import { reportedUsage } from "../../lib/proxy/usage.js";
@@ -214,6 +216,30 @@ describe("the SSE relay", () => {
     body.write(new TextEncoder().encode('data: {"n":1}\n\n'));
     await expect(refused).rejects.toThrow("refused by the handover");
     expect(body.destroyed).toBe(true);
+  });
+
+  it("what arrived just before the body broke off, with no handover in flight, is handed over before the read rejects", async () => {
+    const body = new PassThrough();
+    const seen: string[] = [];
+    const reading = readEvents(body, async (events) => {
+      seen.push(...events.map((event) => event.data));
+    });
+    body.write(new TextEncoder().encode('data: {"n":1}\n\n'));
+    body.destroy(new Error("connection reset")); // the same tick: no 'readable' comes any more
+    await expect(reading).rejects.toThrow("connection reset");
+    expect(seen).toEqual(['{"n":1}']);
+  });
+
+  it("a write raced against the deadline: finished or not, it leaves no listener on the call's signal", async () => {
+    const deadline = new AbortController();
+    for (let i = 0; i < 100; i++) expect(await writtenBeforeDeadline(Promise.resolve(), deadline.signal)).toBe(true);
+    expect(getEventListeners(deadline.signal, "abort")).toHaveLength(0);
+    const stuck = writtenBeforeDeadline(new Promise<void>(() => undefined), deadline.signal); // a client that does not read
+    expect(getEventListeners(deadline.signal, "abort")).toHaveLength(1);
+    deadline.abort();
+    expect(await stuck).toBe(false);
+    expect(getEventListeners(deadline.signal, "abort")).toHaveLength(0);
+    expect(await writtenBeforeDeadline(Promise.resolve(), deadline.signal)).toBe(false); // past the deadline nothing is written
   });
 
   it("collects reasoning and tool call text for the estimate", () => {

@@ -43,21 +43,26 @@ const outcomeOf = (reading: Promise<void>) =>
     new Promise<string>((resolve) => setTimeout(() => resolve("hung"), 3_000)),
   ]);
 
+/** A provider's answer: the head and a first event now, the rest `afterMs` later. */
+const firstThen =
+  (afterMs: number, rest: (response: ServerResponse) => void, headers: Record<string, string> = {}) =>
+  (response: ServerResponse) => {
+    response.writeHead(200, { "content-type": "text/event-stream", ...headers });
+    response.write('data: {"n":1}\n\n');
+    setTimeout(() => rest(response), afterMs);
+  };
+
 describe("the relay's read of a provider's stream over HTTP", () => {
   it("a client stalled until the deadline: the usage and [DONE] the provider had already sent are still read (the abort drops nothing)", async () => {
     const signal = AbortSignal.timeout(400);
     const deadline = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     const seen: string[] = [];
     const outcome = await withResponse(
-      (response) => {
-        response.writeHead(200, { "content-type": "text/event-stream" });
-        response.write('data: {"n":1}\n\n');
-        setTimeout(() => {
-          for (let n = 2; n <= 20; n++) response.write(`data: {"n":${n}}\n\n`);
-          response.write('data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":19}}\n\n');
-          response.end("data: [DONE]\n\n");
-        }, 50);
-      },
+      firstThen(50, (response) => {
+        for (let n = 2; n <= 20; n++) response.write(`data: {"n":${n}}\n\n`);
+        response.write('data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":19}}\n\n');
+        response.end("data: [DONE]\n\n");
+      }),
       signal,
       (body) => {
         let first = true;
@@ -83,14 +88,10 @@ describe("the relay's read of a provider's stream over HTTP", () => {
   it("a connection reset while a handover waits: what arrived before it is still handed over, then the read rejects", async () => {
     const seen: string[] = [];
     const outcome = await withResponse(
-      (response) => {
-        response.writeHead(200, { "content-type": "text/event-stream" });
-        response.write('data: {"n":1}\n\n');
-        setTimeout(() => {
-          response.write('data: {"n":2}\n\n');
-          setTimeout(() => response.socket?.destroy(), 20);
-        }, 30);
-      },
+      firstThen(30, (response) => {
+        response.write('data: {"n":2}\n\n');
+        setTimeout(() => response.socket?.destroy(), 20);
+      }),
       AbortSignal.timeout(5_000),
       (body) =>
         outcomeOf(
@@ -107,14 +108,14 @@ describe("the relay's read of a provider's stream over HTTP", () => {
   it("a connection closed after a whole answer while a handover waits: every event is handed over, and the read resolves", async () => {
     const seen: string[] = [];
     const outcome = await withResponse(
-      (response) => {
-        response.writeHead(200, { "content-type": "text/event-stream", connection: "close" });
-        response.write('data: {"n":1}\n\n');
-        setTimeout(() => {
+      firstThen(
+        20,
+        (response) => {
           for (let n = 2; n <= 30; n++) response.write(`data: {"n":${n}}\n\n`);
           response.end("data: [DONE]\n\n");
-        }, 20);
-      },
+        },
+        { connection: "close" },
+      ),
       AbortSignal.timeout(5_000),
       (body) => {
         let first = true;
