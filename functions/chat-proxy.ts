@@ -1,6 +1,5 @@
 import type { Writable } from "node:stream";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
-import { withInvocationLogger } from "../lib/logger.js";
 import { serveFunctionUrlEvent, streamSink } from "../lib/proxy/function-url.js";
 import { proxyDeps } from "../lib/proxy/runtime.js";
 
@@ -17,10 +16,5 @@ const deps = proxyDeps();
 const lambda = (globalThis as { awslambda?: typeof awslambda }).awslambda;
 
 export const handler = lambda?.streamifyResponse(async (event: APIGatewayProxyEventV2, responseStream: Writable, context: Context) =>
-  withInvocationLogger(
-    context,
-    () => serveFunctionUrlEvent(deps, event, streamSink(responseStream, (stream, metadata) => lambda.HttpResponseStream.from(stream, metadata)), context),
-    // the proxy awaits all it starts (lib/proxy/chat-proxy.ts): nothing logs after it ends
-    { reuse: true },
-  ),
+  serveFunctionUrlEvent(deps, event, streamSink(responseStream, (stream, metadata) => lambda.HttpResponseStream.from(stream, metadata)), context),
 );

@@ -3,7 +3,6 @@ import type { ProxyDeps } from "../../lib/proxy/deps.js";
 import { serveFunctionUrlEvent, streamSink } from "../../lib/proxy/function-url.js";
 import { PROXY_FUNCTION } from "../../lib/routes.js";
 import { localContext, PayloadTooLargeError, readBody, toApiGatewayEvent } from "./api-gateway.js";
-import { withInvocationLogger } from "../../lib/logger.js";
 
 /**
  * The proxy's Function URL, locally: the same payload 2.0 event a Function URL sends (route key
@@ -36,6 +35,5 @@ export async function serveProxyLocally(deps: ProxyDeps, request: IncomingMessag
     response.writeHead(metadata.statusCode, metadata.headers);
     return stream;
   });
-  // the proxy awaits all it starts (lib/proxy/chat-proxy.ts): nothing logs after it ends
-  await withInvocationLogger(context, () => serveFunctionUrlEvent(deps, event, sink, context), { reuse: true });
+  await serveFunctionUrlEvent(deps, event, sink, context);
 }

@@ -1,5 +1,6 @@
 import type { Writable } from "node:stream";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
+import { withInvocationLogger } from "../logger.js";
 import { serveProxyRequest } from "./chat-proxy.js";
 import type { ProxyDeps, ProxyRequest } from "./deps.js";
 import type { ResponseSink } from "./response-sink.js";
@@ -67,13 +68,18 @@ export function streamSink(raw: Writable, withMetadata: (stream: Writable, metad
   };
 }
 
+/**
+ * One invocation of the proxy, deployed or local, under a logger labelled with its context. The
+ * proxy awaits all it starts (lib/proxy/chat-proxy.ts), so nothing logs after it ends and its child
+ * logger may serve the next invocation (lib/logger.ts, `reuse`).
+ */
 export async function serveFunctionUrlEvent(
   deps: ProxyDeps,
   event: APIGatewayProxyEventV2,
   sink: ResponseSink,
   context: Context,
 ): Promise<void> {
-  await serveProxyRequest(deps, proxyRequestOf(event, context, deps.ledger.holdTtlMs), sink);
+  await withInvocationLogger(context, () => serveProxyRequest(deps, proxyRequestOf(event, context, deps.ledger.holdTtlMs), sink), { reuse: true });
 }
 
 /**
