@@ -6,7 +6,7 @@ import { PROXY_REQUEST_ID_PREFIX } from "../ledger/validation.js";
 import { logger } from "../logger.js";
 import { countMetric } from "../metrics.js";
 import { MAX_INPUT_TOKENS, requireModel } from "../pricing.js";
-import { type ChatRequest, clientWantsUsage, outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "./chat-request.js";
+import { clientWantsUsage, type OutputLimitField, outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "./chat-request.js";
 import type { ProxyDeps, ProxyRequest } from "./deps.js";
 import { PROXY_METRICS } from "./metrics.js";
 import { listModels } from "./models.js";
@@ -103,7 +103,7 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
     { userId, requestId, model, inputTokens: inputTokenBound, maxOutputTokens: output.total },
     { openHold: "refuse" },
   ).catch((error: unknown) => {
-    throw inClientTerms(error, parsed.request, output.given);
+    throw inClientTerms(error, output.setBy, parsed.request.n ?? 1);
   });
   const call: OpenCall = { holdId: hold.holdId, model, requestId, inputTokenBound, maxOutputTokens: output.total };
   const signal = AbortSignal.timeout(Math.max(1, request.deadline - Date.now()));
@@ -135,13 +135,11 @@ async function proxyChatCompletion(deps: ProxyDeps, request: ProxyRequest, sink:
  * `max_completion_tokens` (times `n`), or nothing and got the proxy's default. A refusal about it
  * names the field the client can change.
  */
-function inClientTerms(error: unknown, request: ChatRequest, given: boolean): unknown {
+function inClientTerms(error: unknown, setBy: OutputLimitField | undefined, choices: number): unknown {
   if (!(error instanceof ValidationError) || error.details.field !== "maxOutputTokens") return error;
-  // the field that set the limit: the larger of the two when both are given (outputTokenLimit)
-  const field = (request.max_completion_tokens ?? -1) > (request.max_tokens ?? -1) ? "max_completion_tokens" : "max_tokens";
-  const choices = (request.n ?? 1) > 1 ? ` × n (${request.n})` : "";
-  const named = given ? `${field}${choices}` : `max_tokens (not given: the proxy's default${choices})`;
-  return new ValidationError(error.message.replace(/^maxOutputTokens/, named), field);
+  const times = choices > 1 ? ` × n (${choices})` : "";
+  const named = setBy ? `${setBy}${times}` : `max_tokens (not given: the proxy's default${times})`;
+  return new ValidationError(error.message.replace(/^maxOutputTokens/, named), setBy ?? "max_tokens");
 }
 
 /** The upstream refused before any token: nothing is charged, and its status and error go to the client. */

@@ -160,13 +160,20 @@ export function promptText(request: ChatRequest): PromptText {
   return { messages, shared };
 }
 
-/** The output the call may produce: the client's limit (or the default written upstream) for each of `n` choices. */
-export function outputTokenLimit(request: ChatRequest, defaultLimit: number): { perChoice: number; total: number; given: boolean } {
+/** The client's field that sets a call's output limit; none: the proxy's default is written upstream. */
+export type OutputLimitField = "max_tokens" | "max_completion_tokens";
+
+/**
+ * The output the call may produce: the client's limit (or the default written upstream) for each
+ * of `n` choices, and the field it came from (`setBy`), which a refusal of it names.
+ */
+export function outputTokenLimit(request: ChatRequest, defaultLimit: number): { perChoice: number; total: number; setBy?: OutputLimitField } {
+  const { max_tokens: maxTokens, max_completion_tokens: maxCompletionTokens } = request;
   // Both given: a provider may honour either, so the larger bounds the call.
-  const limits = [request.max_completion_tokens, request.max_tokens].filter((limit): limit is number => typeof limit === "number");
-  const given = limits.length ? Math.max(...limits) : undefined;
-  const perChoice = given ?? defaultLimit;
-  return { perChoice, total: perChoice * (request.n ?? 1), given: given !== undefined };
+  const setBy: OutputLimitField | undefined =
+    typeof maxCompletionTokens === "number" && maxCompletionTokens > (maxTokens ?? -1) ? "max_completion_tokens" : typeof maxTokens === "number" ? "max_tokens" : undefined;
+  const perChoice = setBy === undefined ? defaultLimit : (request[setBy] as number);
+  return { perChoice, total: perChoice * (request.n ?? 1), ...(setBy ? { setBy } : {}) };
 }
 
 /**
@@ -175,7 +182,7 @@ export function outputTokenLimit(request: ChatRequest, defaultLimit: number): { 
  */
 export function upstreamBody(parsed: ParsedChatRequest, defaultLimit: number): Record<string, unknown> {
   const body: Record<string, unknown> = { ...parsed.raw };
-  if (!outputTokenLimit(parsed.request, defaultLimit).given) body.max_tokens = defaultLimit;
+  if (!outputTokenLimit(parsed.request, defaultLimit).setBy) body.max_tokens = defaultLimit;
   if (parsed.request.stream) body.stream_options = { ...(parsed.request.stream_options ?? {}), include_usage: true };
   return body;
 }

@@ -62,11 +62,26 @@ describe("the chat request", () => {
 
   it("without an output limit, the default is written upstream and held; with one, it is kept", () => {
     const parsed = parseChatRequest(JSON.stringify(base));
-    expect(outputTokenLimit(parsed.request, 512)).toEqual({ perChoice: 512, total: 512, given: false });
+    expect(outputTokenLimit(parsed.request, 512)).toStrictEqual({ perChoice: 512, total: 512 });
     expect(upstreamBody(parsed, 512).max_tokens).toBe(512);
     const given = parseChatRequest(JSON.stringify({ ...base, max_completion_tokens: 40, n: 3 }));
-    expect(outputTokenLimit(given.request, 512)).toEqual({ perChoice: 40, total: 120, given: true });
+    expect(outputTokenLimit(given.request, 512)).toEqual({ perChoice: 40, total: 120, setBy: "max_completion_tokens" });
     expect(upstreamBody(given, 512).max_tokens).toBeUndefined();
+  });
+
+  it("the limit held is the larger of max_tokens and max_completion_tokens, times n, and setBy names a field that holds it", () => {
+    const limit = fc.option(fc.integer({ min: 1, max: 100_000 }), { nil: undefined });
+    fc.assert(
+      fc.property(limit, limit, fc.option(fc.integer({ min: 1, max: 8 }), { nil: undefined }), (maxTokens, maxCompletionTokens, n) => {
+        const request = parseChatRequest(JSON.stringify({ ...base, max_tokens: maxTokens, max_completion_tokens: maxCompletionTokens, n })).request;
+        const output = outputTokenLimit(request, 512);
+        const given = [maxTokens, maxCompletionTokens].filter((value): value is number => value !== undefined);
+        expect(output.perChoice).toBe(given.length ? Math.max(...given) : 512);
+        expect(output.total).toBe(output.perChoice * (n ?? 1));
+        if (output.setBy === undefined) expect(given).toEqual([]);
+        else expect(request[output.setBy]).toBe(output.perChoice);
+      }),
+    );
   });
 
   it("a null output limit counts as none (the default is written over it)", () => {
