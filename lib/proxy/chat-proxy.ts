@@ -184,13 +184,18 @@ async function streamThrough(
   let held: string[] | undefined = [];
   /** the client stopped reading until the deadline: it is written no more, like a client gone */
   let stalled = false;
-  const send = async (text: string) => {
+  /** a promise only when the client is behind: the relay then waits, at most until the deadline */
+  const send = (text: string): Promise<void> | undefined => {
     if (sink.clientGone || stalled) return;
-    if (!(await writtenBeforeDeadline(sink.write(text), signal))) stalled = true;
+    const waiting = sink.write(text);
+    if (waiting === undefined) return;
+    return writtenBeforeDeadline(waiting, signal).then((inTime) => {
+      if (!inTime) stalled = true;
+    });
   };
   let broke: unknown;
   try {
-    await readEvents(body, async (events) => {
+    await readEvents(body, (events) => {
       let out = "";
       for (const event of events) {
         const text = relayEvent(event, state, wantsUsage);
@@ -206,7 +211,7 @@ async function streamThrough(
         held = undefined;
       }
       // A client that left is not written to; the upstream is still read to its end for its usage.
-      if (out) await send(out);
+      return out ? send(out) : undefined;
     });
     // A stream that ends without [DONE] or usage ended mid-answer, however cleanly it closed.
     if (!state.done && !state.usage) broke = new Error("the stream ended without [DONE]");

@@ -43,11 +43,11 @@ export function streamSink(raw: Writable, withMetadata: (stream: Writable, metad
     start(statusCode, headers) {
       stream = withMetadata(raw, { statusCode, headers });
     },
-    async write(text) {
+    write(text) {
       if (gone || !stream) return;
       if (stream.write(text)) return;
       // backpressure: wait for the client, or for it to leave
-      await new Promise<void>((resolve) => {
+      return new Promise<void>((resolve) => {
         const done = () => {
           stream?.off("drain", done);
           raw.off("close", done);

@@ -6,8 +6,12 @@
 export interface ResponseSink {
   /** Sets the status and headers, which leave with the first write at the latest; called once, before it. */
   start(status: number, headers: Record<string, string>): void;
-  /** Sends a piece of the body; resolves when it may take more (or the client is gone). */
-  write(text: string): Promise<void>;
+  /**
+   * Sends a piece of the body. Undefined when the sink may take more at once; else a promise that
+   * resolves when it may (or the client is gone). A relayed stream writes once per upstream read,
+   * and most writes do not wait: they cost no promise and no deadline race.
+   */
+  write(text: string): Promise<void> | undefined;
   /** Ends the body. */
   end(): Promise<void>;
   /** True once the client went away: writes are dropped from then on. */

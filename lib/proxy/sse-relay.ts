@@ -30,18 +30,31 @@ export function newRelayState(): RelayState {
 
 type Delta = { content?: unknown; reasoning?: unknown; reasoning_content?: unknown; refusal?: unknown; tool_calls?: unknown };
 
-/** Every piece of text a chunk's choices add (content, reasoning, refusals, tool call names and arguments). */
-function producedText(chunk: Record<string, unknown>, into: string[]): void {
-  if (!Array.isArray(chunk.choices)) return;
+/**
+ * Every piece of text a chunk's choices add (content, reasoning, refusals, tool call names and
+ * arguments), collected in `into`; true when one of them is not empty.
+ */
+function producedText(chunk: Record<string, unknown>, into: string[]): boolean {
+  if (!Array.isArray(chunk.choices)) return false;
+  let said = false;
   for (const choice of chunk.choices as { delta?: Delta; message?: Delta }[]) {
     const delta = choice?.delta ?? choice?.message;
     if (typeof delta !== "object" || delta === null) continue;
-    for (const text of [delta.content, delta.reasoning, delta.reasoning_content, delta.refusal]) if (typeof text === "string") into.push(text);
+    for (const text of [delta.content, delta.reasoning, delta.reasoning_content, delta.refusal]) said = taken(text, into) || said;
     if (!Array.isArray(delta.tool_calls)) continue;
     for (const call of delta.tool_calls as { function?: { name?: unknown; arguments?: unknown } }[]) {
-      for (const text of [call?.function?.name, call?.function?.arguments]) if (typeof text === "string") into.push(text);
+      said = taken(call?.function?.name, into) || said;
+      said = taken(call?.function?.arguments, into) || said;
     }
   }
+  return said;
+}
+
+/** Collects a text; true when it is a text and not empty. (Not a closure: this runs per chunk.) */
+function taken(text: unknown, into: string[]): boolean {
+  if (typeof text !== "string") return false;
+  into.push(text);
+  return text.length > 0;
 }
 
 /**
@@ -65,9 +78,7 @@ export function relayEvent(event: EventSourceMessage, state: RelayState, clientW
   if (typeof chunk !== "object" || chunk === null || Array.isArray(chunk)) return frame(event);
   const fields = chunk as Record<string, unknown>;
   if (fields.error !== undefined) state.error = fields.error;
-  const before = state.produced.length;
-  producedText(fields, state.produced);
-  if (state.produced.slice(before).some((text) => text.length > 0) || hasFinishReason(fields)) state.said = true;
+  if (producedText(fields, state.produced) || hasFinishReason(fields)) state.said = true;
   if (!("usage" in fields)) return frame(event);
   const usage = reportedUsage(fields.usage);
   if (usage) {
@@ -88,6 +99,8 @@ const hasFinishReason = (chunk: Record<string, unknown>) =>
   Array.isArray(chunk.choices) && (chunk.choices as { finish_reason?: unknown }[]).some((choice) => typeof choice?.finish_reason === "string");
 
 function frame(event: EventSourceMessage): string {
+  // the usual event (one line of data, no name or id) without building lines: this runs per chunk
+  if (!event.event && !event.id && !event.data.includes("\n")) return `data: ${event.data}\n\n`;
   const lines = [];
   if (event.event) lines.push(`event: ${event.event}`);
   if (event.id) lines.push(`id: ${event.id}`);
@@ -98,17 +111,17 @@ function frame(event: EventSourceMessage): string {
 /**
  * Feeds an upstream body through the parser and hands over the events of each read together, in
  * order: what arrived together leaves together, one write to the client rather than one per event —
- * under load a read holds several chunks, and each write is a system call. Nothing more is read
- * while a handover is awaited, so a slow client slows the read rather than piling up. Rejects when
- * the body breaks off (an error, or a close before its end) or a handover throws; the body is then
- * destroyed.
+ * under load a read holds several chunks, and each write is a system call. A handover returns a
+ * promise only when it must be waited for (the client is behind); nothing more is read meanwhile,
+ * so a slow client slows the read rather than piling up. Rejects when the body breaks off (an
+ * error, or a close before its end) or a handover throws or rejects; the body is then destroyed.
  *
  * Pulled with `'readable'` and `read()`, not `for await` (whose async iterator costs promise ticks
  * on every chunk of every stream) and not `'data'` with `pause()`: when the call's deadline aborts
  * the upstream request, Node drops a paused response's buffered rest for its `'data'` listeners —
  * the usage a provider had already sent to a client that stopped reading — but leaves it to `read()`.
  */
-export function readEvents(body: Readable, onEvents: (events: EventSourceMessage[]) => Promise<void>): Promise<void> {
+export function readEvents(body: Readable, onEvents: (events: EventSourceMessage[]) => Promise<void> | undefined): Promise<void> {
   let batch: EventSourceMessage[] = [];
   // 1 MiB per event: far above any chunk, and a bound on what a broken upstream can make us hold
   const parser = createParser({ onEvent: (event) => batch.push(event), maxBufferSize: 1024 * 1024 });
@@ -140,7 +153,15 @@ export function readEvents(body: Readable, onEvents: (events: EventSourceMessage
           return;
         }
         if (batch.length === 0) continue;
-        handing = onEvents(take()).then(() => {
+        let handover: Promise<void> | undefined;
+        try {
+          handover = onEvents(take());
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        if (handover === undefined) continue; // taken at once: read on
+        handing = handover.then(() => {
           handing = undefined;
           pull();
         }, fail);

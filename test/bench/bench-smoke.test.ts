@@ -117,6 +117,9 @@ describe("npm run bench -- --quick", () => {
       expect(row.rateRatio).toBeGreaterThan(0);
       // one authorize write and one settle per call (more only when two calls of a user overlap)
       expect(row.requestsPerCall).toBeGreaterThanOrEqual(2);
+      // the proxy's process did the relaying: it used CPU for it, measured in its own process
+      expect(row.proxyCpu.msPerCall).toBeGreaterThan(0);
+      expect(row.proxyCpu.microsecondsPerChunk).toBeGreaterThan(0);
       expect(results.targets.filter((t: { target: string }) => t.target.endsWith(`, concurrency ${row.concurrency}`) && t.target.startsWith("proxy "))).toHaveLength(2);
     }
     expect(readFileSync(join(out, "results.md"), "utf8")).toContain("### Through the proxy: first token and streaming rate");

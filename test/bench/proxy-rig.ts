@@ -88,6 +88,12 @@ export interface ProxyRow {
   /** DynamoDB requests per proxied call, by command (counted by the proxy process's middleware) */
   requestsPerCall: number;
   byCommand: Record<string, number>;
+  /**
+   * CPU (user + system) of the proxy's process per proxied call, and per relayed SSE chunk (the
+   * call's share ÷ the chunks a stream has: its tokens, the role chunk, usage and [DONE]): what
+   * relaying costs besides the call's fixed work, which this figure also carries
+   */
+  proxyCpu: { msPerCall: number; microsecondsPerChunk: number };
 }
 
 type Body = { model: string; messages: { role: string; content: string }[]; stream: true; stream_options: { include_usage: true }; max_tokens: number; user: string };
@@ -294,6 +300,7 @@ export async function proxyRig(options: { ledger: LedgerDeps; dynamoEndpoint: st
       const authorizeMs: number[] = [];
       const writesInProxy: number[] = [];
       let proxyRequests = 0;
+      let proxyCpuMs = 0;
       const byCommand: Record<string, number> = {};
       const perRound = Math.max(concurrency, Math.ceil(calls / rounds));
       for (let done = 0; done < calls; done += perRound) {
@@ -306,6 +313,7 @@ export async function proxyRig(options: { ledger: LedgerDeps; dynamoEndpoint: st
         const stats = await takeProxyStats();
         proxyTimings.push(...matchArrivals(proxyBlock, await takeUpstreamArrivals(), stats.arrivals));
         writesInProxy.push(...stats.authorizeWriteMs);
+        proxyCpuMs += stats.cpuMs;
         for (const [name, count] of Object.entries(stats.byCommand)) {
           byCommand[name] = (byCommand[name] ?? 0) + count;
           proxyRequests += count;
@@ -327,6 +335,7 @@ export async function proxyRig(options: { ledger: LedgerDeps; dynamoEndpoint: st
         totalRatio: round(p.total.p50Ms / d.total.p50Ms, 3),
         requestsPerCall: round(proxyRequests / calls),
         byCommand: Object.fromEntries(Object.entries(byCommand).map(([name, count]) => [name, round(count / calls)])),
+        proxyCpu: { msPerCall: round(proxyCpuMs / calls), microsecondsPerChunk: round(((proxyCpuMs / calls) * 1000) / (p.tokensPerStream + 3), 1) },
       };
     },
     /** stops both child processes (SIGTERM, then SIGKILL), waiting until they have exited */

@@ -48,6 +48,8 @@ export interface ProxyChildStats {
   byCommand: Record<string, number>;
   /** `x-bench-tag` → when the request reached this process and its authorize write started and ended (monotonic ms) */
   arrivals: Record<string, ProxyArrival>;
+  /** CPU time (user + system) this process used since the previous call, ms */
+  cpuMs: number;
 }
 
 export interface ProxyArrival {
@@ -62,6 +64,7 @@ const client = localDynamoClient(config.dynamoEndpoint);
 let writes: number[] = [];
 let counts = new Map<string, number>();
 let arrivals = new Map<string, ProxyArrival>();
+let cpuSince = process.cpuUsage();
 /** the request a DynamoDB call is made for (the tag's record), through the proxy's awaits */
 const current = new AsyncLocalStorage<ProxyArrival>();
 client.middlewareStack.add(
@@ -107,7 +110,9 @@ const server = createServer((request, response) => {
       authorizeWriteP50Ms: percentile(writes, 50),
       byCommand: Object.fromEntries([...counts].sort(([a], [b]) => a.localeCompare(b))),
       arrivals: Object.fromEntries(arrivals),
+      cpuMs: cpuMsSince(cpuSince),
     };
+    cpuSince = process.cpuUsage();
     writes = [];
     counts = new Map();
     arrivals = new Map();
@@ -127,3 +132,8 @@ exitWhenTold(async () => {
   client.destroy();
 });
 announce({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1` });
+
+function cpuMsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+}

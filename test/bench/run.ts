@@ -955,15 +955,16 @@ function markdown(results: Record<string, unknown>): string {
     `The metered proxy as \`npm start\` serves it (a Function URL event per request, a streaming response) against the same loopback stand-in called straight, one scenario for both; the stand-in and the proxy each run in a Node process of their own (in production the proxy is its own Lambda), the bench's process is only the client: ` +
       `${r.proxy.rows[0]?.direct.tokensPerStream ?? "?"} tokens of ${r.proxy.scenario.model}, one SSE chunk each, the first after ${r.proxy.scenario.firstTokenDelayMs} ms, then one every ${r.proxy.scenario.tokenDelayMs} ms (as timers allow). ` +
       "TTFT: request sent → first chunk with content. Rate: tokens after the first ÷ time from the first to the last token, per stream (p50). Total: request sent → end of the body (the proxy settles before it ends the stream). " +
-      "To upstream: request sent → the stand-in has read it. Tail: last token → end of the body. Authorize alone: `authorizeChat` as the proxy calls it, same users, same bound, same concurrency, in alternating blocks with the streams; the write inside the proxied calls is the same UpdateItem timed by an SDK middleware in the proxy's process while they ran, which also counts its DynamoDB requests.",
+      "To upstream: request sent → the stand-in has read it. Tail: last token → end of the body. Authorize alone: `authorizeChat` as the proxy calls it, same users, same bound, same concurrency, in alternating blocks with the streams; the write inside the proxied calls is the same UpdateItem timed by an SDK middleware in the proxy's process while they ran, which also counts its DynamoDB requests. " +
+      "Proxy CPU: the user + system time of the proxy's process over the proxied blocks ÷ calls; per chunk, that ÷ the SSE chunks of a stream (its tokens, the role chunk, usage and [DONE]), the call's fixed work included.",
     "",
-    "| concurrency | calls per path | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | proxy − direct TTFT p50 ms | authorize alone p50 / p99 ms | authorize write inside the proxied calls p50 / p99 ms | rate p50 tokens/s: direct / proxy | proxy ÷ direct rate | direct total p50 / p99 ms | proxy total p50 / p99 ms | to upstream p50 ms: direct / proxy | tail p50 ms: direct / proxy | DynamoDB requests per proxied call |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| concurrency | calls per path | direct TTFT p50 / p99 ms | proxy TTFT p50 / p99 ms | proxy − direct TTFT p50 ms | authorize alone p50 / p99 ms | authorize write inside the proxied calls p50 / p99 ms | rate p50 tokens/s: direct / proxy | proxy ÷ direct rate | direct total p50 / p99 ms | proxy total p50 / p99 ms | to upstream p50 ms: direct / proxy | tail p50 ms: direct / proxy | DynamoDB requests per proxied call | proxy process CPU per call ms / per chunk µs |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ...r.proxy.rows.map(
       (p) =>
         `| ${p.concurrency} | ${p.calls} | ${p.direct.ttft.p50Ms} / ${p.direct.ttft.p99Ms} | ${p.proxy.ttft.p50Ms} / ${p.proxy.ttft.p99Ms} | ${p.addedTtftP50Ms} | ${p.authorize.p50Ms} / ${p.authorize.p99Ms} | ${p.authorizeInProxy.p50Ms} / ${p.authorizeInProxy.p99Ms} | ` +
         `${p.direct.rate.p50TokensPerSecond} / ${p.proxy.rate.p50TokensPerSecond} | ${p.rateRatio} | ${p.direct.total.p50Ms} / ${p.direct.total.p99Ms} | ${p.proxy.total.p50Ms} / ${p.proxy.total.p99Ms} | ` +
-        `${p.direct.toUpstreamP50Ms} / ${p.proxy.toUpstreamP50Ms} | ${p.direct.tailP50Ms} / ${p.proxy.tailP50Ms} | ${p.requestsPerCall} (${commands(p.byCommand)}) |`,
+        `${p.direct.toUpstreamP50Ms} / ${p.proxy.toUpstreamP50Ms} | ${p.direct.tailP50Ms} / ${p.proxy.tailP50Ms} | ${p.requestsPerCall} (${commands(p.byCommand)}) | ${p.proxyCpu.msPerCall} / ${p.proxyCpu.microsecondsPerChunk} |`,
     ),
     "",
     "### Chats (authorize + settle) across accounts",

@@ -77,7 +77,7 @@ export function memorySink(options: { goneAfterWrites?: number } = {}) {
       sink.status = status;
       sink.headers = headers;
     },
-    async write(text: string) {
+    write(text: string): undefined {
       if (sink.clientGone) return;
       sink.written.push(text);
       if (options.goneAfterWrites !== undefined && sink.written.length >= options.goneAfterWrites) sink.clientGone = true;

@@ -1,12 +1,12 @@
 import { getEventListeners } from "node:events";
-import { PassThrough, Readable } from "node:stream";
+import { PassThrough, Readable, Writable } from "node:stream";
 import fc from "fast-check";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../lib/config.js";
 import { ConflictError, InsufficientCreditsError, RateLimitedError, UnauthorizedError, UnknownModelError } from "../../lib/errors.js";
 import { outputTokenLimit, parseChatRequest, promptText, upstreamBody } from "../../lib/proxy/chat-request.js";
-import { answerDeadline } from "../../lib/proxy/function-url.js";
+import { answerDeadline, streamSink } from "../../lib/proxy/function-url.js";
 import { toOpenAIError, upstreamErrorBody } from "../../lib/proxy/openai-error.js";
 import { writtenBeforeDeadline } from "../../lib/proxy/response-sink.js";
 import { newRelayState, readEvents, relayEvent } from "../../lib/proxy/sse-relay.js";
@@ -231,6 +231,49 @@ describe("the SSE relay", () => {
     body.write(new TextEncoder().encode('data: {"n":1}\n\n'));
     await expect(refused).rejects.toThrow("refused by the handover");
     expect(body.destroyed).toBe(true);
+  });
+
+  it("a handover that takes its events at once (no promise) lets the read go on; one that throws at once rejects and destroys the body", async () => {
+    const encode = (text: string) => new TextEncoder().encode(text);
+    async function* reads() {
+      for (let n = 1; n <= 3; n++) yield encode(`data: {"n":${n}}\n\n`);
+      yield encode("data: [DONE]\n\n");
+    }
+    const taken: string[] = [];
+    await readEvents(Readable.from(reads()), (events) => {
+      taken.push(...events.map((event) => event.data));
+      return undefined;
+    });
+    expect(taken).toEqual(['{"n":1}', '{"n":2}', '{"n":3}', "[DONE]"]);
+
+    const body = new PassThrough();
+    const refused = readEvents(body, () => {
+      throw new Error("refused at once");
+    });
+    body.write(encode('data: {"n":1}\n\n'));
+    await expect(refused).rejects.toThrow("refused at once");
+    expect(body.destroyed).toBe(true);
+  });
+
+  it("the Function URL sink: a write the stream takes costs no promise; one it must buffer waits for drain, or for the client to leave", async () => {
+    const raw = new Writable({ highWaterMark: 8, write: (_chunk, _encoding, callback) => setTimeout(callback, 5) });
+    const sink = streamSink(raw, (stream) => stream);
+    sink.start(200, {});
+    expect(sink.write("1234")).toBeUndefined(); // under the high-water mark
+    const waiting = sink.write("more than eight bytes");
+    expect(waiting).toBeInstanceOf(Promise);
+    await waiting;
+    expect(raw.writableLength).toBe(0); // it resolved on drain
+
+    const leaving = new Writable({ highWaterMark: 1, write: () => undefined }); // a client that never reads
+    const gone = streamSink(leaving, (stream) => stream);
+    gone.start(200, {});
+    const stuck = gone.write("never taken");
+    expect(stuck).toBeInstanceOf(Promise);
+    leaving.destroy();
+    await stuck; // resolved by the close
+    expect(gone.clientGone).toBe(true);
+    expect(gone.write("after")).toBeUndefined();
   });
 
   it("what arrived just before the body broke off, with no handover in flight, is handed over before the read rejects", async () => {
