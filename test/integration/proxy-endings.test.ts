@@ -1,7 +1,9 @@
+import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { costOfCall } from "../../lib/pricing.js";
 import { getBalance, releaseExpiredHolds } from "../../lib/ledger/index.js";
 import { serveProxyRequest } from "../../lib/proxy/chat-proxy.js";
+import { streamSink } from "../../lib/proxy/function-url.js";
 import { estimatedOutputTokens, promptTokenBound } from "../../lib/proxy/token-bound.js";
 import { promptText, parseChatRequest } from "../../lib/proxy/chat-request.js";
 import { SONNET, uniqueUser } from "../helpers/ledger.js";
@@ -206,6 +208,49 @@ describe("a client that stops reading but stays", () => {
     expect(settles).toHaveLength(1);
     expect(settles[0]?.refs).toMatchObject({ usage: "reported", outputTokens: call?.usage?.completion_tokens });
     expect(settles[0]?.amount).toBe(-priced(SONNET, call?.usage as { prompt_tokens: number; completion_tokens: number }));
+  });
+});
+
+describe("a slow client", () => {
+  it("writes that wait for it (backpressure) catch up before the deadline: every event, in order, charged the reported usage", async () => {
+    const userId = uniqueUser("end-slow");
+    const reply = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon ".repeat(6).trim();
+    fx.upstream.scenario({ reply, tokenDelayMs: 1 });
+    const received: string[] = [];
+    // a client behind a small buffer that takes a write every 2 ms
+    const client = new Writable({
+      highWaterMark: 64,
+      write(chunk, _encoding, callback) {
+        received.push(String(chunk));
+        setTimeout(callback, 2);
+      },
+    });
+    const sink = streamSink(client, (stream) => stream);
+    let waited = 0;
+    const counting = {
+      start: sink.start,
+      write(text: string) {
+        const waiting = sink.write(text);
+        if (waiting) waited += 1;
+        return waiting;
+      },
+      end: () => sink.end(),
+      get clientGone() {
+        return sink.clientGone;
+      },
+    };
+    await serveProxyRequest(fx.deps, await directRequest(userId, chatBody("hi", { stream: true }), { deadlineMs: 20_000 }), counting);
+    expect(waited).toBeGreaterThan(5); // the client was behind, more than once
+    const events = sseData(received.join(""));
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1).map((data) => JSON.parse(data) as { choices: { delta: { content?: string } }[] });
+    expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe(reply);
+    const call = fx.upstream.calls.at(-1);
+    const { account, settles } = await ledgerOf(userId);
+    expect(settles).toHaveLength(1);
+    expect(settles[0]?.refs).toMatchObject({ usage: "reported", outputTokens: call?.usage?.completion_tokens });
+    expect(settles[0]?.amount).toBe(-priced(SONNET, call?.usage as { prompt_tokens: number; completion_tokens: number }));
+    expect(Object.keys(account?.holds ?? {})).toEqual([]);
   });
 });
 

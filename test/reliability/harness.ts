@@ -139,7 +139,7 @@ export function recordOutcomeOf(section: (typeof SECTIONS)[number]): void {
 }
 
 /** The sections a complete run records; docs/reliability.md is only rewritten from a complete run. */
-export const SECTIONS = ["gate-storm", "webhook-storm", "faults", "hostile-input", "auth-matrix", "plan-changes"] as const;
+export const SECTIONS = ["gate-storm", "webhook-storm", "faults", "hostile-input", "auth-matrix", "plan-changes", "topup-storm", "proxy-storm"] as const;
 
 /** An independent cost model (the published rates, docs/billing.md "Catalog"), not lib/pricing: credits per 1K tokens (input, output). */
 export const RATES: Record<string, [number, number]> = {

@@ -5,7 +5,7 @@ import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers
 import { SONNET } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
 import { invoiceEvent } from "../helpers/stripe-official.js";
-import { budgetMs, modelCost, opsAuditAll, pool, random, SEED, scale, SIGNUP_BONUS } from "./harness.js";
+import { budgetMs, modelCost, opsAuditAll, pool, random, recordOutcomeOf, recordSection, SEED, scale, SIGNUP_BONUS } from "./harness.js";
 
 /**
  * Auto top-up storm: 20 users (200 in heavy mode), each with a saved card, auto top-up on with a
@@ -254,6 +254,8 @@ beforeAll(async () => {
   pipeline = await startEventsPipeline({ tableName: fx.tableName, topUps: fx.billing });
 });
 afterAll(() => pipeline?.stop());
+
+recordOutcomeOf("topup-storm");
 
 describe("auto top-up storm", () => {
   it(
@@ -522,6 +524,27 @@ describe("auto top-up storm", () => {
         `topup-storm: ${USERS} users, seed ${SEED}, ${(wallMs / 1000).toFixed(1)} s (warm-up ${(warmMs / 1000).toFixed(1)} s, crossing to top-up ended ms ${JSON.stringify(latency)}); model ${JSON.stringify(model)}; ran ${JSON.stringify(counts)}; invoice.paid outcomes ${JSON.stringify(webhookOutcomes)}; found ${JSON.stringify(totals)}`,
       );
 
+      recordSection({
+        section: "topup-storm",
+        order: 7,
+        wallMs,
+        counts: { users: USERS, ...counts, ...Object.fromEntries(Object.entries(model).map(([name, n]) => [`model:${name}`, n])) },
+        rows: [
+          {
+            check: "Auto top-up storm (subscribe, stream consumer, top-up worker and webhook functions, local Streams and SQS, loopback Stripe)",
+            volume:
+              `${USERS} users crossing their thresholds ${model.crossings} times from ${counts.spends} spends and ${counts.authorizations} authorizations; ` +
+              `${model.attempts} top-ups started, ${model.charges} charged, ${model.refusedByLimit} refused by the monthly limit, ${model.turnedOff} turned off after failures ` +
+              `(${model.serverErrors} Stripe 5xx); ${counts.duplicateCalls} duplicate calls; ${counts.deliveries} invoice.paid deliveries ` +
+              `(${counts.duplicateDeliveries} duplicates, ${counts.lateDeliveries} late)`,
+            drift: totals.drift,
+            creditsLost: totals.creditsLost,
+            doubleGrants: totals.doubleGrants,
+            other: totals.chargesBeyondModel + totals.mismatches + queues.topUps + queues.topUpsDead + (opsAudit.code === 0 ? 0 : 1),
+            otherLabel: "charges beyond the model, state unlike the model, jobs left queued or dead-lettered",
+          },
+        ],
+      });
       expect(problems).toEqual([]);
       expect(totals).toEqual({ drift: 0, creditsLost: 0, doubleGrants: 0, chargesBeyondModel: 0, mismatches: 0 });
       expect(queues).toEqual({ topUps: 0, topUpsDead: 0 });
