@@ -88,11 +88,15 @@ export class StripeNotConfiguredError extends AppError {
 export class UpstreamError extends AppError {
   /**
    * `ambiguous`: the provider may have acted without us hearing (a 5xx, a timeout, a dropped
-   * connection); a retry must then reuse the same idempotency key rather than start afresh.
+   * connection); a retry must not start afresh blindly: it reuses the same idempotency key, or
+   * first reads what the provider did (an auto top-up reads its invoice, then pays an open one
+   * under a new key, since Stripe replays a 500 to its key for 24 hours: lib/topup/run.ts).
    */
   constructor(
     message = "The payment provider did not answer; nothing was changed, please retry",
     readonly ambiguous = false,
+    /** the provider's HTTP status when it answered (none: a timeout, a dropped connection) */
+    readonly providerStatus?: number,
   ) {
     super(502, "UPSTREAM_ERROR", message);
   }

@@ -132,8 +132,8 @@ function mapStripeError(operation: string, error: unknown): never {
   // A refusal (4xx) means Stripe did nothing; anything else (5xx, timeout, connection) may have
   // been applied without us hearing the answer.
   const status = stripeError?.statusCode;
-  if (status !== undefined && status >= 400 && status < 500) throw new UpstreamError();
-  throw new UpstreamError("The payment provider did not answer in time; please retry in a few seconds", true);
+  if (status !== undefined && status >= 400 && status < 500) throw new UpstreamError(undefined, false, status);
+  throw new UpstreamError("The payment provider did not answer in time; please retry in a few seconds", true, status);
 }
 
 /** JSON with object keys sorted at every level, so equal parameters always digest alike. */

@@ -56,6 +56,13 @@ export interface TopUpInFlight {
   paymentMethod: string;
   /** set once the invoice exists: a retry pays that invoice, never a new one */
   invoiceId?: string;
+  /**
+   * pay calls Stripe answered with a 5xx. Stripe keeps the answer of a request it began under its
+   * idempotency key for 24 hours, a 500 included, so a retry under the same key would get the same
+   * 500 all day: the next pay has a key of its own. Paying twice is still impossible: a retry first
+   * reads the invoice and pays only one that is still open.
+   */
+  payFailures?: number;
 }
 
 export interface AutoTopUpState {

@@ -91,7 +91,7 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
   if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
   if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
   try {
-    const paid = await stripe.payInvoice(invoice.id, inFlight.paymentMethod, `${intent}:pay`);
+    const paid = await stripe.payInvoice(invoice.id, inFlight.paymentMethod, payIntent(intent, inFlight.payFailures ?? 0));
     // open after paying: the payment is processing (not declined: that throws); invoice.paid ends it
     return { outcome: paid.status === "paid" ? "succeeded" : "pending", invoiceId: invoice.id };
   } catch (error) {
@@ -102,6 +102,9 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
       return { outcome: "action_required", invoiceId: invoice.id, ...(actionUrl ? { actionUrl } : {}) };
     }
     if (error instanceof PaymentFailedError || (error instanceof UpstreamError && !error.ambiguous)) {
+      // An earlier pay of this invoice that we never heard the end of may have gone through since
+      // (the refusal is then "already paid", or an idempotency conflict): paid is paid.
+      if ((await stripe.retrieveInvoice(invoice.id))?.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
       // declined, or refused outright (the card it began with was removed, the customer deleted):
       // Stripe did nothing and a retry would be refused the same, so the top-up ends here
       // declined: the invoice is voided so nothing can collect it later by surprise
@@ -111,6 +114,27 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
       });
       return { outcome: "declined", invoiceId: invoice.id };
     }
+    // Stripe may have acted: the queue delivers the job again, which reads the invoice first. A 5xx
+    // answer is kept for its key (see payFailures); a timeout is not an answer, and its key is kept
+    // for the retry, which then gets Stripe's answer to the first call.
+    if (error instanceof UpstreamError && error.ambiguous && (error.providerStatus ?? 0) >= 500) await countPayFailure(deps, userId, inFlight.seq);
     throw error;
   }
+}
+
+/**
+ * The intent a pay call's idempotency key is made from: the same across the SDK's own retries and
+ * after a timeout, another after each 5xx answer (see `payFailures`). Only an invoice read as still
+ * open is paid, so a new key never pays one twice.
+ */
+export function payIntent(intent: string, payFailures: number): string {
+  return payFailures === 0 ? `${intent}:pay` : `${intent}:pay:${payFailures}`;
+}
+
+async function countPayFailure(deps: BillingDeps, userId: string, seq: number): Promise<void> {
+  await updateTopUp(deps, userId, (current) => {
+    const inFlight = current?.state.inFlight;
+    if (!current || inFlight?.seq !== seq) return { result: false };
+    return { state: { ...current.state, inFlight: { ...inFlight, payFailures: (inFlight.payFailures ?? 0) + 1 } }, result: true };
+  });
 }

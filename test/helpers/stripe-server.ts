@@ -83,11 +83,17 @@ const stripeError = (status: number, type: string, message: string, code?: strin
   body: { error: { type, message, ...(code ? { code } : {}), ...extra } },
 });
 
-/** A route's answer; `hangUp`: the server acted (and keeps the answer for replays) but never answers. */
+/**
+ * A route's answer; `hangUp`: the server acted (and keeps the answer for replays) but never answers;
+ * `keep`: a 5xx kept for replays under its Idempotency-Key all the same (Stripe keeps the answer of
+ * any request whose endpoint began to run, 500s included); `headers`: sent with it and its replays.
+ */
 interface Answer {
   status: number;
   body: Json;
   hangUp?: boolean;
+  keep?: boolean;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -95,7 +101,11 @@ interface Answer {
  * - "succeeded": paid (a payment intent recorded in `invoicePayments`), the invoice answered;
  * - "requires_action": 402 card_error `invoice_payment_intent_requires_action` (3-D Secure), invoice stays open;
  * - "card_declined": 402 card_error `card_declined` / `generic_decline`, invoice stays open;
- * - "server_error": 500 api_error, nothing changes (not kept for replay, like an injected failure);
+ * - "server_error": 500 api_error, nothing changes; like Stripe, which keeps the answer of a request
+ *   whose endpoint began to run under its Idempotency-Key for 24 hours, 500s included, the same key
+ *   gets this 500 again (and `stripe-should-retry: false`, so the SDK does not retry it itself);
+ *   another key is tried afresh. (An injected failure, `failNext`, is not kept: it stands for one
+ *   before the endpoint ran.)
  * - "timeout_after_acting": paid as "succeeded", but never answered: the server holds the answer
  *   until the client times out and hangs up (give the client a short `timeout`); the same request
  *   (same Idempotency-Key and parameters) then replays the paid invoice.
@@ -200,7 +210,7 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
   const faults: Fault[] = [];
   const delays: number[] = [];
   /** Idempotency-Key → the first request's endpoint and parameters, and its answer */
-  const replays = new Map<string, { request: string; status: number; body: Json }>();
+  const replays = new Map<string, { request: string; status: number; body: Json; headers?: Record<string, string> }>();
   const subscriptions = new Map<string, Json>();
   const invoices = new Map<string, Json>();
   const invoicePayments = new Map<string, string>();
@@ -470,7 +480,8 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
     }
     const outcome = takePayOutcome(customer);
     if (outcome === "server_error") {
-      return stripeError(500, "api_error", "An unknown error occurred (test server: pay outcome server_error).");
+      const failed = stripeError(500, "api_error", "An unknown error occurred (test server: pay outcome server_error).");
+      return { ...failed, keep: true, headers: { "stripe-should-retry": "false" } };
     }
     if (outcome === "succeeded" || outcome === "timeout_after_acting") {
       invoice.attempted = true;
@@ -836,11 +847,13 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
         send(refused.status, refused.body);
         return;
       }
-      send(replay.status, replay.body, { "idempotent-replayed": "true" });
+      send(replay.status, replay.body, { ...replay.headers, "idempotent-replayed": "true" });
       return;
     }
     const answer = route(method, url.pathname, recorded.query, recorded.body);
-    if (replayKey && answer.status < 500) replays.set(replayKey, { request: fingerprint, status: answer.status, body: answer.body });
+    if (replayKey && (answer.status < 500 || answer.keep)) {
+      replays.set(replayKey, { request: fingerprint, status: answer.status, body: answer.body, ...(answer.headers ? { headers: answer.headers } : {}) });
+    }
     if (answer.hangUp) {
       // Acted, and the caller never hears it: no answer until the client gives up (its timeout).
       // Not a reset connection: the SDK retries a reset once whatever its maxNetworkRetries, and
@@ -858,7 +871,7 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
       });
       return;
     }
-    send(answer.status, answer.body);
+    send(answer.status, answer.body, answer.headers);
   }
 
   const server = createServer((request, response) => {

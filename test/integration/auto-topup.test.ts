@@ -3,6 +3,8 @@ import { catalog } from "../../lib/catalog.js";
 import { auditAccount, getBalance, grantCredits } from "../../lib/ledger/index.js";
 import { TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
 import { runAutoTopUp } from "../../lib/topup/run.js";
+import { UpstreamError } from "../../lib/errors.js";
+import type { StripePort } from "../../lib/billing/stripe-port.js";
 import { customerOf, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
 import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers/events-pipeline.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -129,14 +131,70 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect(await packGrants(userId)).toEqual([]);
   });
 
-  it("Stripe failing (5xx): the job throws to be tried again, and the retry charges once under the same keys", async () => {
+  it("Stripe failing (5xx): the job throws to be tried again; the retry pays the same open invoice under a key of its own (Stripe replays a 500 to its key for 24 hours) and charges once", async () => {
     const { userId, customer } = await below("topup-5xx");
-    fx.stripe.setPayOutcome("server_error", { customer, times: 1 });
+    fx.stripe.setPayOutcome("server_error", { customer, times: 2 });
     await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
-    expect(await topUpState(userId)).toMatchObject({ inFlight: { seq: 1 } });
+    expect(await topUpState(userId)).toMatchObject({ inFlight: { seq: 1, payFailures: 1 } });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow(); // the second 500
+    expect(await topUpState(userId)).toMatchObject({ inFlight: { seq: 1, payFailures: 2 } });
     const retried = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
     expect(retried).toMatchObject({ kind: "charged", seq: 1, result: { outcome: "succeeded" } });
+    const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
+    const pays = fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/pay`, "POST");
+    expect(pays).toHaveLength(3);
+    expect(new Set(pays.map((request) => request.idempotencyKey)).size).toBe(3);
     expect(fx.stripe.invoicesCreated(customer)).toBe(1);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    expect((await topUpState(userId))?.inFlight).toBeUndefined();
+  });
+
+  it("a pay refused although the invoice is paid meanwhile (by an earlier call we never heard the end of): succeeded, the invoice not voided", async () => {
+    const { userId, customer } = await below("topup-paid-meanwhile");
+    const stripe = fx.billing.stripe as StripePort;
+    const billing = {
+      ...fx.billing,
+      stripe: {
+        ...stripe,
+        payInvoice: async (id: string) => {
+          fx.stripe.markInvoicePaid(id); // the other call's payment lands
+          throw new UpstreamError(undefined, false, 400); // and this one is refused ("already paid", a conflict)
+        },
+      },
+    };
+    const run = await runAutoTopUp(billing, { userId, crossing: "9000000001" });
+    const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
+    expect(run).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId } });
+    expect(fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/void`, "POST")).toEqual([]);
+    expect(fx.stripe.invoices.get(invoiceId)?.status).toBe("paid");
+    expect(await topUpState(userId)).toMatchObject({ failuresInARow: 0, lastAttempt: { outcome: "succeeded" } });
+  });
+
+  it("a pay that times out keeps its key for the retry (Stripe then answers the first call); only a 5xx answer moves to a new key", async () => {
+    const { userId, customer } = await below("topup-timeout-key");
+    const stripe = fx.billing.stripe as StripePort;
+    const intents: string[] = [];
+    let calls = 0;
+    const billing = {
+      ...fx.billing,
+      stripe: {
+        ...stripe,
+        payInvoice: async (id: string, paymentMethod: string, intent: string) => {
+          intents.push(intent);
+          calls += 1;
+          if (calls === 1) throw new UpstreamError("timed out", true); // no answer
+          if (calls === 2) throw new UpstreamError("a 500", true, 500);
+          return stripe.payInvoice(id, paymentMethod, intent);
+        },
+      },
+    };
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("timed out");
+    expect((await topUpState(userId))?.inFlight?.payFailures).toBeUndefined();
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500");
+    expect((await topUpState(userId))?.inFlight?.payFailures).toBe(1);
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    expect(intents[1]).toBe(intents[0]);
+    expect(intents[2]).not.toBe(intents[1]);
     expect(fx.stripe.chargesOf(customer)).toBe(1);
   });
 

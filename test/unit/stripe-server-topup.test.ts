@@ -215,17 +215,22 @@ describe("stripe test server: one-off (top-up) invoices through the SDK", () => 
     expect(server.chargesOf(customer)).toBe(0);
   });
 
-  it("server_error: 500, nothing changes, and a retry with the same key is attempted afresh", async () => {
+  it("server_error: 500, nothing changes; like Stripe, the same key gets the 500 again (and the SDK is told not to retry it), another key is tried afresh", async () => {
     const { customer } = await customerWithCard();
     server.setPayOutcome("server_error", { customer, times: 1 });
     const { open } = await openTopUpInvoice(customer);
     const error = await payError(open.id as string, customer);
     expect(error).toBeInstanceOf(Stripe.errors.StripeAPIError);
     expect(error.statusCode).toBe(500);
+    expect(server.payAttempts(customer)).toBe(1); // stripe-should-retry: false, so the SDK's retries stay unused
     expect((await stripe.invoices.retrieve(open.id as string)).status).toBe("open");
-    // times: 1 → the next attempt has the default outcome (succeeded)
-    expect((await pay(open.id as string, customer)).status).toBe("paid");
-    expect(server.payAttempts(customer)).toBe(2);
+    // the same request under the same key: the kept 500, although the next outcome would pay
+    const replayed = await payError(open.id as string, customer);
+    expect(replayed.statusCode).toBe(500);
+    expect((await stripe.invoices.retrieve(open.id as string)).status).toBe("open");
+    // another key: times: 1 was used, so the default outcome (succeeded)
+    expect((await pay(open.id as string, customer, 2)).status).toBe("paid");
+    expect(server.payAttempts(customer)).toBe(3);
     expect(server.chargesOf(customer)).toBe(1);
   });
 
