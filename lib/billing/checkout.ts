@@ -85,12 +85,18 @@ async function withPendingCheckout(
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
-    if (error instanceof UpstreamError && error.ambiguous) {
-      // Stripe may have made the session: keep the marker, so the retry resumes under the same
-      // nonce (the same idempotency key: Stripe answers with that session) instead of a second one.
+    if (error instanceof UpstreamError && error.ambiguous && error.providerStatus === undefined) {
+      // No answer (a timeout): Stripe may have made the session: keep the marker, so the retry
+      // resumes under the same nonce (the same idempotency key: Stripe answers with that session)
+      // instead of a second one.
       logger.warn("checkout left pending after an unanswered Stripe call; a retry resumes it", { userId: account.userId, kind });
       throw error;
     }
+    // Refused, or a 5xx answer: Stripe keeps a 5xx for its idempotency key (24 hours), so resuming
+    // under this nonce would get the same 5xx until the marker expires. The marker goes and the
+    // retry starts afresh. A session the failed call may have made was never shown to anyone, so
+    // nothing can pay it; it expires on its own.
+    if (error instanceof UpstreamError && error.ambiguous) logger.warn("checkout released after a Stripe 5xx; a retry starts afresh", { userId: account.userId, kind });
     await deps.store.releaseCheckout(account.userId, kind, { nonce: marker.nonce }).catch((releaseError: unknown) => {
       // The marker expires on its own; the caller still learns what failed first.
       logger.error("could not release a checkout marker", releaseError as Error);

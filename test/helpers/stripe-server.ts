@@ -44,6 +44,12 @@ interface Fault {
   status: number;
   body?: Json;
   headers?: Record<string, string>;
+  /**
+   * a failure after the endpoint began to run: kept for replays under the request's
+   * Idempotency-Key, as Stripe keeps it (by default a fault stands for one before the endpoint ran,
+   * which Stripe does not keep)
+   */
+  keep?: boolean;
 }
 
 /** Parses `a[b][0][c]=v` pairs into nested objects and arrays (all leaves are strings). */
@@ -104,8 +110,8 @@ interface Answer {
  * - "server_error": 500 api_error, nothing changes; like Stripe, which keeps the answer of a request
  *   whose endpoint began to run under its Idempotency-Key for 24 hours, 500s included, the same key
  *   gets this 500 again (and `stripe-should-retry: false`, so the SDK does not retry it itself);
- *   another key is tried afresh. (An injected failure, `failNext`, is not kept: it stands for one
- *   before the endpoint ran.)
+ *   another key is tried afresh. (An injected failure, `failNext`, is kept only with `keep`: by
+ *   default it stands for one before the endpoint ran.)
  * - "timeout_after_acting": paid as "succeeded", but never answered: the server holds the answer
  *   until the client times out and hangs up (give the client a short `timeout`); the same request
  *   (same Idempotency-Key and parameters) then replays the paid invoice.
@@ -826,15 +832,19 @@ export async function startStripeServer(options: { unitAmounts?: Record<string, 
     const faultIndex = faults.findIndex(
       (fault) => (!fault.match || url.pathname.startsWith(fault.match)) && (!fault.method || fault.method === method),
     );
-    if (faultIndex >= 0) {
-      const [fault] = faults.splice(faultIndex, 1) as [Fault];
-      served.failures++;
-      send(fault.status, fault.body ?? stripeError(fault.status, "api_error", "Injected failure").body, fault.headers);
-      return;
-    }
     const replayKey = method === "POST" ? recorded.idempotencyKey : undefined;
     // Parameters compared as parsed, like Stripe does (not byte for byte): the same params in another order match.
     const fingerprint = `${method} ${url.pathname} ${canonical(recorded.body)}`;
+    if (faultIndex >= 0) {
+      const [fault] = faults.splice(faultIndex, 1) as [Fault];
+      served.failures++;
+      const body = fault.body ?? stripeError(fault.status, "api_error", "Injected failure").body;
+      if (fault.keep && replayKey && !replays.has(replayKey)) {
+        replays.set(replayKey, { request: fingerprint, status: fault.status, body, ...(fault.headers ? { headers: fault.headers } : {}) });
+      }
+      send(fault.status, body, fault.headers);
+      return;
+    }
     const replay = replayKey ? replays.get(replayKey) : undefined;
     if (replay) {
       if (replay.request !== fingerprint) {

@@ -225,21 +225,25 @@ describe("POST /v1/billing/subscribe", () => {
     expect(fx.stripe.requestsTo("/v1/customers")).toHaveLength(1);
   });
 
-  it("an unanswered Stripe call (5xx) keeps the checkout pending; the retry resumes it under the same key", async () => {
+  it("a 5xx answer, which Stripe keeps for its key (24 hours), releases the checkout: the retry starts afresh at once under a new key", async () => {
     const user = uniqueUser("ambiguous");
-    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500 });
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500, keep: true });
     const res = await subscribe(user);
     expect(res.status).toBe(502);
     expect(res.json.error.message).toMatch(/retry in a few seconds/);
-    expect((await account(user)).pendingCheckout).toMatchObject({ request: "subscription:pro:month" });
-    // at once: the first request may still be in flight
-    expect((await subscribe(user)).json.error).toMatchObject({ code: "CONFLICT", reason: "CHECKOUT_PENDING" });
-    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
-    const resumed = await subscribe(user);
-    expect(resumed.status).toBe(200);
+    expect((await account(user)).pendingCheckout).toBeUndefined();
+    const retried = await subscribe(user);
+    expect(retried.status).toBe(200);
     const attempts = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
     expect(attempts).toHaveLength(2);
-    expect(attempts[1]?.idempotencyKey).toBe(attempts[0]?.idempotencyKey); // Stripe answers with the session it may have made
+    expect(attempts[1]?.idempotencyKey).not.toBe(attempts[0]?.idempotencyKey);
+    // the first key would have got its 500 again, for as long as the marker lived (31 minutes)
+    const stripe = new Stripe(STRIPE_TEST_KEY, { host: "127.0.0.1", port: Number(new URL(fx.stripe.url).port), protocol: "http", maxNetworkRetries: 0 });
+    const replayed = await stripe.checkout.sessions
+      .create(attempts[0]?.body as Stripe.Checkout.SessionCreateParams, { idempotencyKey: attempts[0]?.idempotencyKey as string })
+      .catch((error: Stripe.errors.StripeError) => error);
+    expect(replayed).toMatchObject({ statusCode: 500 });
+    expect((await account(user)).pendingCheckout).toMatchObject({ request: "subscription:pro:month", url: retried.json.checkoutUrl });
   });
 
   /** Runs a request whose Lambda dies at one billing store call (the call throws, nothing after it runs). */
