@@ -190,9 +190,15 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   }
   // The key changes whenever the subscription was invoiced again or changed anywhere else (its
   // last applied event, e.g. a switch in the portal), so a later change in the same day is a new
-  // request, while a double click or retry of this one is the same (the port adds a digest of the
-  // parameters, which also carry the plan we upgrade from, the proration instant and the period).
-  const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}`;
+  // request, while a double click of this one in the same second is the same (the port adds a
+  // digest of the parameters, which also carry the plan we upgrade from, the proration instant and
+  // the period). The second is in the key of every change, not only an upgrade's (whose proration
+  // instant is it): Stripe keeps the answer of a request it began for 24 hours, a 500 included, so
+  // a downgrade's retry after a 5xx under a key without it would get the same 500 all day. Two
+  // requests in different seconds change Stripe once: the later one reads the plan already
+  // changed (SAME_PLAN), or, racing, sets the same price again, which prorates and invoices nothing.
+  const askedAt = Math.floor(deps.ledger.now() / 1000);
+  const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}:${askedAt}`;
   const updated = await stripe.updateSubscription(
     before.id,
     {

@@ -89,7 +89,7 @@ describe("POST /v1/billing/change-plan", () => {
       },
     });
     expect(update?.idempotencyKey).toMatch(
-      new RegExp(`^creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}:\\d+:[0-9a-f]{16}$`),
+      new RegExp(`^creditgate:change-plan:${sub.subscriptionId}:price_pro_monthly:${sub.invoiceId}:\\d+:\\d+:[0-9a-f]{16}$`),
     );
 
     const stored = await account(sub.userId);
@@ -266,6 +266,19 @@ describe("POST /v1/billing/change-plan", () => {
     expect(updates).toHaveLength(2);
     expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
     // Stripe really applied it (a replayed answer would have left the subscription on pro)
+    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: { price: { id: string } }[] } };
+    expect(remote.items.data[0]?.price.id).toBe("price_plus_monthly");
+  });
+
+  it("a downgrade Stripe answered 500 (an answer Stripe keeps for its key for 24 hours): the retry a second later is a new request, and applies", async () => {
+    const sub = await subscribeAndPay(fx, { plan: "pro" });
+    fx.stripe.failNext({ match: "/v1/subscriptions/", method: "POST", status: 500, keep: true });
+    expect((await changePlan(sub.userId, { plan: "plus" })).status).toBe(502);
+    fx.clock.value += 1_000;
+    expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(updates).toHaveLength(2);
+    expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
     const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: { price: { id: string } }[] } };
     expect(remote.items.data[0]?.price.id).toBe("price_plus_monthly");
   });
