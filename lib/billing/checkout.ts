@@ -85,10 +85,10 @@ async function withPendingCheckout(
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
-    if (error instanceof UpstreamError && error.ambiguous && error.providerStatus === undefined) {
-      // No answer (a timeout): Stripe may have made the session: keep the marker, so the retry
-      // resumes under the same nonce (the same idempotency key: Stripe answers with that session)
-      // instead of a second one.
+    if (error instanceof UpstreamError && error.ambiguous && !((error.providerStatus ?? 0) >= 500)) {
+      // No answer (a timeout), or a conflict with a call still running: Stripe may have made the
+      // session: keep the marker, so the retry resumes under the same nonce (the same idempotency
+      // key: Stripe answers with that session) instead of a second one.
       logger.warn("checkout left pending after an unanswered Stripe call; a retry resumes it", { userId: account.userId, kind });
       throw error;
     }

@@ -130,9 +130,11 @@ function mapStripeError(operation: string, error: unknown): never {
     stripeMessage: (error as Error)?.message,
   });
   // A refusal (4xx) means Stripe did nothing; anything else (5xx, timeout, connection) may have
-  // been applied without us hearing the answer.
+  // been applied without us hearing the answer. So may a conflict (409: another request under the
+  // same key is still running; 429 lock_timeout: another request holds the object): our own other
+  // call is under way, and what it does is not known yet.
   const status = stripeError?.statusCode;
-  if (status !== undefined && status >= 400 && status < 500) throw new UpstreamError(undefined, false, status);
+  if (status !== undefined && status >= 400 && status < 500 && status !== 409 && status !== 429) throw new UpstreamError(undefined, false, status);
   throw new UpstreamError("The payment provider did not answer in time; please retry in a few seconds", true, status);
 }
 

@@ -103,15 +103,24 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
     }
     if (error instanceof PaymentFailedError || (error instanceof UpstreamError && !error.ambiguous)) {
       // An earlier pay of this invoice that we never heard the end of may have gone through since
-      // (the refusal is then "already paid", or an idempotency conflict): paid is paid.
-      if ((await stripe.retrieveInvoice(invoice.id))?.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
+      // (the refusal is then "already paid"): paid is paid.
+      const paidMeanwhile = async () => (await stripe.retrieveInvoice(invoice.id))?.status === "paid";
+      if (await paidMeanwhile()) return { outcome: "succeeded", invoiceId: invoice.id };
       // declined, or refused outright (the card it began with was removed, the customer deleted):
       // Stripe did nothing and a retry would be refused the same, so the top-up ends here
       // declined: the invoice is voided so nothing can collect it later by surprise
-      await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((voidError: unknown) => {
-        if (!(voidError instanceof UpstreamError)) throw voidError;
+      const voided = await stripe.voidInvoice(invoice.id, `${intent}:void`).then(
+        () => true,
+        (voidError: unknown) => {
+          if (!(voidError instanceof UpstreamError)) throw voidError;
+          return false;
+        },
+      );
+      // Stripe voids only an open invoice: one paid between the read above and the void is paid
+      if (!voided) {
+        if (await paidMeanwhile()) return { outcome: "succeeded", invoiceId: invoice.id };
         logger.warn("auto top-up: a declined invoice could not be voided", { userId, invoice: invoice?.id });
-      });
+      }
       return { outcome: "declined", invoiceId: invoice.id };
     }
     // Stripe may have acted: the queue delivers the job again, which reads the invoice first. A 5xx

@@ -4,7 +4,7 @@ import { auditAccount, getBalance, grantCredits } from "../../lib/ledger/index.j
 import { TOP_UP_FAILURE_LIMIT } from "../../lib/topup/model.js";
 import { runAutoTopUp } from "../../lib/topup/run.js";
 import { UpstreamError } from "../../lib/errors.js";
-import type { StripePort } from "../../lib/billing/stripe-port.js";
+import { PaymentFailedError, type StripePort } from "../../lib/billing/stripe-port.js";
 import { customerOf, TEST_PRICES, useBillingFixture } from "../helpers/billing.js";
 import { type EventsPipeline, eventually, startEventsPipeline } from "../helpers/events-pipeline.js";
 import { uniqueUser } from "../helpers/ledger.js";
@@ -168,6 +168,49 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect(fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/void`, "POST")).toEqual([]);
     expect(fx.stripe.invoices.get(invoiceId)?.status).toBe("paid");
     expect(await topUpState(userId)).toMatchObject({ failuresInARow: 0, lastAttempt: { outcome: "succeeded" } });
+  });
+
+  it("a pay paid by another call between the refusal's check and the void (Stripe refuses to void a paid invoice): succeeded, not declined", async () => {
+    const { userId, customer } = await below("topup-void-race");
+    const stripe = fx.billing.stripe as StripePort;
+    const billing = {
+      ...fx.billing,
+      stripe: {
+        ...stripe,
+        payInvoice: async () => {
+          throw new PaymentFailedError();
+        },
+        voidInvoice: async (id: string, intent: string) => {
+          fx.stripe.markInvoicePaid(id); // the other call's payment lands just before the void
+          return stripe.voidInvoice(id, intent);
+        },
+      },
+    };
+    const run = await runAutoTopUp(billing, { userId, crossing: "9000000001" });
+    const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
+    expect(fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/void`, "POST")).toHaveLength(1); // tried, and refused
+    expect(fx.stripe.invoices.get(invoiceId)?.status).toBe("paid");
+    expect(run).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId } });
+    expect(await topUpState(userId)).toMatchObject({ failuresInARow: 0, startedThisMonth: 1, lastAttempt: { outcome: "succeeded" } });
+  });
+
+  it("a pay refused as a conflict (409: our other call under the same key is still running) is not a decline: the job is retried, nothing voided", async () => {
+    const { userId, customer } = await below("topup-409");
+    // a first run makes the invoice and fails its pay (a 5xx): the invoice is known from here on
+    fx.stripe.setPayOutcome("server_error", { customer, times: 1 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
+    const conflict = { error: { type: "idempotency_error", message: "There is currently another in-progress request using this Idempotent Key." } };
+    fx.stripe.failNext({ match: `/v1/invoices/${invoiceId}/pay`, method: "POST", status: 409, body: conflict }); // the fixture's SDK does not retry
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    const state = await topUpState(userId);
+    expect(state?.inFlight).toMatchObject({ seq: 1, payFailures: 1 }); // a conflict is not a 5xx: its key stays
+    expect(state?.lastAttempt).toBeUndefined();
+    expect(fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/void`, "POST")).toEqual([]);
+    expect(fx.stripe.invoices.get(invoiceId)?.status).toBe("open");
+    // the next delivery pays it
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId } });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
   });
 
   it("a pay that times out keeps its key for the retry (Stripe then answers the first call); only a 5xx answer moves to a new key", async () => {

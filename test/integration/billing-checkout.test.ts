@@ -246,6 +246,18 @@ describe("POST /v1/billing/subscribe", () => {
     expect((await account(user)).pendingCheckout).toMatchObject({ request: "subscription:pro:month", url: retried.json.checkoutUrl });
   });
 
+  it("a conflict (409: a request under the same key still running) keeps the checkout pending; the retry resumes it under the same key", async () => {
+    const user = uniqueUser("conflict");
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 409, body: { error: { type: "idempotency_error", message: "There is currently another in-progress request using this Idempotent Key." } } });
+    expect((await subscribe(user)).status).toBe(502);
+    expect((await account(user)).pendingCheckout).toMatchObject({ request: "subscription:pro:month" });
+    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    expect((await subscribe(user)).status).toBe(200);
+    const attempts = fx.stripe.requestsTo("/v1/checkout/sessions", "POST");
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]?.idempotencyKey).toBe(attempts[0]?.idempotencyKey); // Stripe answers with the session the other request made
+  });
+
   /** Runs a request whose Lambda dies at one billing store call (the call throws, nothing after it runs). */
   async function killedAt<T>(method: "recordCheckoutSession" | "putCustomerUser", request: () => Promise<T>): Promise<T> {
     const real = fx.billing.store;
