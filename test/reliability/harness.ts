@@ -181,16 +181,21 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** The line `ops audit --all` writes to stderr every 500 accounts (infra/ops/cli.ts): progress, not a warning. */
+const AUDIT_PROGRESS = /^audited \d+ accounts \(\d+ drifting\)…$/;
+
 /**
  * `npm run ops -- audit --all` over a storm's table, as an operator runs it after an incident:
- * every account's balance against its ledger. Exit code 0 means no account drifted.
+ * every account's balance against its ledger. Exit code 0 means no account drifted; `err` is what
+ * it wrote to stderr besides its progress lines (heavy storms have thousands of accounts).
  */
-export async function opsAuditAll(tableName: string): Promise<{ code: number; out: string[]; err: string[] }> {
+export async function opsAuditAll(tableName: string): Promise<{ code: number; out: string[]; err: string[]; progress: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
+  const progress: string[] = [];
   const code = await runOps(["audit", "--all"], { TABLE_NAME: tableName, DYNAMODB_ENDPOINT: inject("dynamoEndpoint"), USER: "storm" }, {
     out: (line) => out.push(line),
-    err: (line) => err.push(line),
+    err: (line) => (AUDIT_PROGRESS.test(line) ? progress : err).push(line),
   });
-  return { code, out, err };
+  return { code, out, err, progress };
 }
