@@ -65,6 +65,8 @@ async function withPendingCheckout(
   const now = deps.ledger.now();
   let marker: PendingCheckout = { nonce: randomUUID(), expiresAt: now + deps.checkoutTtlMs, request };
   const claim = await deps.store.claimCheckout(account.userId, kind, marker, now);
+  /** another request's marker taken over: a double click may be resuming it too */
+  let resumed = false;
   if (!claim.claimed) {
     const existing = claim.existing;
     const abandoned = existing && !existing.url && now - (existing.expiresAt - deps.checkoutTtlMs) >= CHECKOUT_IN_FLIGHT_MS;
@@ -73,6 +75,7 @@ async function withPendingCheckout(
     if (!abandoned || (existing.request !== undefined && existing.request !== request)) throw pendingConflict(existing);
     logger.warn("resuming a checkout whose request died before recording its session", { userId: account.userId, kind });
     marker = existing;
+    resumed = true;
   }
   let session: { id: string; url: string };
   try {
@@ -85,17 +88,19 @@ async function withPendingCheckout(
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
-    if (error instanceof UpstreamError && error.ambiguous && !((error.providerStatus ?? 0) >= 500)) {
+    if (error instanceof UpstreamError && error.ambiguous && (resumed || !((error.providerStatus ?? 0) >= 500))) {
       // No answer (a timeout), or a conflict with a call still running: Stripe may have made the
       // session: keep the marker, so the retry resumes under the same nonce (the same idempotency
-      // key: Stripe answers with that session) instead of a second one.
+      // key: Stripe answers with that session) instead of a second one. A resumed marker is kept
+      // after a 5xx too: a double click resuming it with this request may have got the session
+      // and be handing its URL out (an outside review showed a second session otherwise).
       logger.warn("checkout left pending after an unanswered Stripe call; a retry resumes it", { userId: account.userId, kind });
       throw error;
     }
-    // Refused, or a 5xx answer: Stripe keeps a 5xx for its idempotency key (24 hours), so resuming
-    // under this nonce would get the same 5xx until the marker expires. The marker goes and the
-    // retry starts afresh. A session the failed call may have made was never shown to anyone, so
-    // nothing can pay it; it expires on its own.
+    // Refused, or a 5xx answer to a fresh marker's call: Stripe keeps a 5xx for its idempotency key
+    // (24 hours), so resuming under this nonce would get the same 5xx until the marker expires.
+    // The marker goes and the retry starts afresh. A session the failed call may have made was
+    // never shown to anyone (no other request holds a fresh nonce), so nothing can pay it.
     if (error instanceof UpstreamError && error.ambiguous) logger.warn("checkout released after a Stripe 5xx; a retry starts afresh", { userId: account.userId, kind });
     await deps.store.releaseCheckout(account.userId, kind, { nonce: marker.nonce }).catch((releaseError: unknown) => {
       // The marker expires on its own; the caller still learns what failed first.

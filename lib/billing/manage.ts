@@ -268,12 +268,14 @@ export async function cancelSubscription(
     return { status: "scheduled_cancel", effectiveAt: new Date(local.periodEnd).toISOString() };
   }
   const stripe = requireStripe(deps);
-  // Keyed by the state we acted on: a retry is the same request; cancelling again after a
-  // resume (a newer state) is a new one.
+  // Keyed by the state we acted on and the second it was asked in: a double click is the same
+  // request; cancelling again after a resume (a newer state) is a new one, and so is a retry a
+  // second after a 5xx, which Stripe keeps for its key for 24 hours (setting cancel_at_period_end
+  // twice changes nothing twice).
   const updated = await stripe.updateSubscription(
     local.id,
     { cancel_at_period_end: true },
-    `creditgate:cancel:${local.id}:${local.lastEventAt}`,
+    `creditgate:cancel:${local.id}:${local.lastEventAt}:${secondsNow(deps)}`,
   );
   const after = snapshotOf(subscriptionSchema.parse(updated), deps);
   await applySubscription(deps, userId, after, secondsNow(deps));

@@ -269,6 +269,46 @@ describe("POST /v1/billing/subscribe", () => {
     }
   }
 
+  it("a double click resuming a dead checkout, one click hearing Stripe's session and the other a 5xx: the session stays pending, never a second one", async () => {
+    const user = uniqueUser("resume-5xx");
+    // the first request dies after Stripe made its session, before recording it
+    expect((await killedAt("recordCheckoutSession", () => subscribe(user))).status).toBe(500);
+    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    // both clicks see the marker abandoned and resume it under the same nonce
+    const real = fx.billing.store;
+    let claims = 0;
+    let bothClaimed: () => void = () => {};
+    const claimed = new Promise<void>((resolve) => {
+      bothClaimed = resolve;
+    });
+    fx.billing.store = {
+      ...real,
+      claimCheckout: async (...args: Parameters<typeof real.claimCheckout>) => {
+        const result = await real.claimCheckout(...args);
+        if (++claims === 2) bothClaimed();
+        await claimed;
+        return result;
+      },
+    };
+    // one of the two Stripe calls meets a 5xx from before the endpoint ran (not kept for the key)
+    fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 503 });
+    let results: Awaited<ReturnType<typeof subscribe>>[];
+    try {
+      results = await Promise.all([subscribe(user), subscribe(user)]);
+    } finally {
+      fx.billing.store = real;
+    }
+    expect(results.map((result) => result.status).sort()).toEqual([200, 502]);
+    const shown = results.find((result) => result.status === 200)?.json.checkoutUrl;
+    expect((await account(user)).pendingCheckout).toMatchObject({ url: shown });
+    // the next click is told of that session, and Stripe is not asked for another
+    const again = await subscribe(user);
+    expect(again.status).toBe(409);
+    expect(again.json.error).toMatchObject({ reason: "CHECKOUT_PENDING", checkoutUrl: shown });
+    const keys = fx.stripe.requestsTo("/v1/checkout/sessions", "POST").map((request) => request.idempotencyKey);
+    expect(new Set(keys).size).toBe(1);
+  });
+
   it("a dead checkout resumes only for the same plan: another plan waits, so two sessions are never payable at once", async () => {
     const user = uniqueUser("resume");
     const errorsBefore = fx.stripe.served.idempotencyErrors;

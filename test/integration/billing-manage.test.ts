@@ -531,4 +531,16 @@ describe("POST /v1/billing/cancel", () => {
     expect((await account(sub.userId)).plan).toBe("free");
     expect((await cancel(sub.userId)).json.status).toBe("already_free");
   });
+
+  it("a cancel Stripe answered 500 (kept for its key for 24 hours): the retry a second later is a new request, and applies", async () => {
+    const sub = await subscribeAndPay(fx);
+    fx.stripe.failNext({ match: "/v1/subscriptions/", method: "POST", status: 500, keep: true });
+    expect((await cancel(sub.userId)).status).toBe(502);
+    fx.clock.value += 1_000;
+    expect((await cancel(sub.userId)).json.status).toBe("scheduled_cancel");
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expect(updates).toHaveLength(2);
+    expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
+    expect(await account(sub.userId)).toMatchObject({ plan: "pro", subscription: { cancelAtPeriodEnd: true } });
+  });
 });
