@@ -149,19 +149,20 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect((await topUpState(userId))?.inFlight).toBeUndefined();
   });
 
+  /** The billing deps with some of the Stripe port's calls replaced; the rest go to the loopback server. */
+  const withStripe = (replace: (stripe: StripePort) => Partial<StripePort>) => {
+    const stripe = fx.billing.stripe as StripePort;
+    return { ...fx.billing, stripe: { ...stripe, ...replace(stripe) } };
+  };
+
   it("a pay refused although the invoice is paid meanwhile (by an earlier call we never heard the end of): succeeded, the invoice not voided", async () => {
     const { userId, customer } = await below("topup-paid-meanwhile");
-    const stripe = fx.billing.stripe as StripePort;
-    const billing = {
-      ...fx.billing,
-      stripe: {
-        ...stripe,
-        payInvoice: async (id: string) => {
-          fx.stripe.markInvoicePaid(id); // the other call's payment lands
-          throw new UpstreamError(undefined, false, 400); // and this one is refused ("already paid", a conflict)
-        },
+    const billing = withStripe(() => ({
+      payInvoice: async (id: string) => {
+        fx.stripe.markInvoicePaid(id); // the other call's payment lands
+        throw new UpstreamError(undefined, false, 400); // and this one is refused ("already paid")
       },
-    };
+    }));
     const run = await runAutoTopUp(billing, { userId, crossing: "9000000001" });
     const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
     expect(run).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId } });
@@ -172,20 +173,15 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
 
   it("a pay paid by another call between the refusal's check and the void (Stripe refuses to void a paid invoice): succeeded, not declined", async () => {
     const { userId, customer } = await below("topup-void-race");
-    const stripe = fx.billing.stripe as StripePort;
-    const billing = {
-      ...fx.billing,
-      stripe: {
-        ...stripe,
-        payInvoice: async () => {
-          throw new PaymentFailedError();
-        },
-        voidInvoice: async (id: string, intent: string) => {
-          fx.stripe.markInvoicePaid(id); // the other call's payment lands just before the void
-          return stripe.voidInvoice(id, intent);
-        },
+    const billing = withStripe((stripe) => ({
+      payInvoice: async () => {
+        throw new PaymentFailedError();
       },
-    };
+      voidInvoice: async (id: string, intent: string) => {
+        fx.stripe.markInvoicePaid(id); // the other call's payment lands just before the void
+        return stripe.voidInvoice(id, intent);
+      },
+    }));
     const run = await runAutoTopUp(billing, { userId, crossing: "9000000001" });
     const invoiceId = String(fx.stripe.invoicesOf(customer)[0]?.id);
     expect(fx.stripe.requestsTo(`/v1/invoices/${invoiceId}/void`, "POST")).toHaveLength(1); // tried, and refused
@@ -215,22 +211,17 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
 
   it("a pay that times out keeps its key for the retry (Stripe then answers the first call); only a 5xx answer moves to a new key", async () => {
     const { userId, customer } = await below("topup-timeout-key");
-    const stripe = fx.billing.stripe as StripePort;
     const intents: string[] = [];
     let calls = 0;
-    const billing = {
-      ...fx.billing,
-      stripe: {
-        ...stripe,
-        payInvoice: async (id: string, paymentMethod: string, intent: string) => {
-          intents.push(intent);
-          calls += 1;
-          if (calls === 1) throw new UpstreamError("timed out", true); // no answer
-          if (calls === 2) throw new UpstreamError("a 500", true, 500);
-          return stripe.payInvoice(id, paymentMethod, intent);
-        },
+    const billing = withStripe((stripe) => ({
+      payInvoice: async (id: string, paymentMethod: string, intent: string) => {
+        intents.push(intent);
+        calls += 1;
+        if (calls === 1) throw new UpstreamError("timed out", true); // no answer
+        if (calls === 2) throw new UpstreamError("a 500", true, 500);
+        return stripe.payInvoice(id, paymentMethod, intent);
       },
-    };
+    }));
     await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("timed out");
     expect((await topUpState(userId))?.inFlight?.payFailures).toBeUndefined();
     await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500");

@@ -262,13 +262,17 @@ describe("POST /v1/billing/change-plan", () => {
     expect(await account(sub.userId)).toMatchObject({ plan: "pro" });
 
     expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
-    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
+    expectAppliedUnderANewKey(sub.subscriptionId);
+  });
+
+  /** Two updates of the subscription under two keys, and Stripe on plus: a replayed answer would have left it on pro. */
+  function expectAppliedUnderANewKey(subscriptionId: string) {
+    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${subscriptionId}`, "POST");
     expect(updates).toHaveLength(2);
     expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
-    // Stripe really applied it (a replayed answer would have left the subscription on pro)
-    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: { price: { id: string } }[] } };
+    const remote = fx.stripe.subscriptions.get(subscriptionId) as { items: { data: { price: { id: string } }[] } };
     expect(remote.items.data[0]?.price.id).toBe("price_plus_monthly");
-  });
+  }
 
   it("a downgrade Stripe answered 500 (an answer Stripe keeps for its key for 24 hours): the retry a second later is a new request, and applies", async () => {
     const sub = await subscribeAndPay(fx, { plan: "pro" });
@@ -276,11 +280,7 @@ describe("POST /v1/billing/change-plan", () => {
     expect((await changePlan(sub.userId, { plan: "plus" })).status).toBe(502);
     fx.clock.value += 1_000;
     expect((await changePlan(sub.userId, { plan: "plus" })).json).toMatchObject({ status: "downgraded", plan: "plus" });
-    const updates = fx.stripe.requestsTo(`/v1/subscriptions/${sub.subscriptionId}`, "POST");
-    expect(updates).toHaveLength(2);
-    expect(updates[1]?.idempotencyKey).not.toBe(updates[0]?.idempotencyKey);
-    const remote = fx.stripe.subscriptions.get(sub.subscriptionId) as { items: { data: { price: { id: string } }[] } };
-    expect(remote.items.data[0]?.price.id).toBe("price_plus_monthly");
+    expectAppliedUnderANewKey(sub.subscriptionId);
   });
 
   it("a declined upgrade answers 402 PAYMENT_FAILED and changes nothing", async () => {
