@@ -100,6 +100,11 @@ export class UpstreamError extends AppError {
   ) {
     super(502, "UPSTREAM_ERROR", message);
   }
+
+  /** The provider answered with a 5xx, an answer Stripe keeps for the request's idempotency key (24 hours). */
+  get answeredServerError(): boolean {
+    return this.providerStatus !== undefined && this.providerStatus >= 500;
+  }
 }
 
 /** Contention that outlived our retries: nothing was written, the caller may retry. */

@@ -88,7 +88,7 @@ async function withPendingCheckout(
       expiresAt: marker.expiresAt,
     });
   } catch (error) {
-    if (error instanceof UpstreamError && error.ambiguous && (resumed || !((error.providerStatus ?? 0) >= 500))) {
+    if (error instanceof UpstreamError && error.ambiguous && (resumed || !error.answeredServerError)) {
       // No answer (a timeout), or a conflict with a call still running: Stripe may have made the
       // session: keep the marker, so the retry resumes under the same nonce (the same idempotency
       // key: Stripe answers with that session) instead of a second one. A resumed marker is kept
@@ -101,7 +101,7 @@ async function withPendingCheckout(
     // (24 hours), so resuming under this nonce would get the same 5xx until the marker expires.
     // The marker goes and the retry starts afresh. A session the failed call may have made was
     // never shown to anyone (no other request holds a fresh nonce), so nothing can pay it.
-    if (error instanceof UpstreamError && error.ambiguous) logger.warn("checkout released after a Stripe 5xx; a retry starts afresh", { userId: account.userId, kind });
+    if (error instanceof UpstreamError && error.answeredServerError) logger.warn("checkout released after a Stripe 5xx; a retry starts afresh", { userId: account.userId, kind });
     await deps.store.releaseCheckout(account.userId, kind, { nonce: marker.nonce }).catch((releaseError: unknown) => {
       // The marker expires on its own; the caller still learns what failed first.
       logger.error("could not release a checkout marker", releaseError as Error);

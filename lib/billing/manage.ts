@@ -197,8 +197,7 @@ export async function changePlan(deps: BillingDeps, input: { userId: string; pla
   // a downgrade's retry after a 5xx under a key without it would get the same 500 all day. Two
   // requests in different seconds change Stripe once: the later one reads the plan already
   // changed (SAME_PLAN), or, racing, sets the same price again, which prorates and invoices nothing.
-  const askedAt = Math.floor(deps.ledger.now() / 1000);
-  const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}:${askedAt}`;
+  const intent = `creditgate:change-plan:${before.id}:${price}:${before.latestInvoiceId ?? "none"}:${local.lastEventAt}:${secondsNow(deps)}`;
   const updated = await stripe.updateSubscription(
     before.id,
     {

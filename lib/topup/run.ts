@@ -82,11 +82,7 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
       intent,
     );
     const invoiceId = invoice.id;
-    await updateTopUp(deps, userId, (current) =>
-      current?.state.inFlight?.seq === inFlight.seq
-        ? { state: { ...current.state, inFlight: { ...current.state.inFlight, invoiceId } }, result: true }
-        : { result: false },
-    );
+    await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, invoiceId }));
   }
   if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
   if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
@@ -126,7 +122,9 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
     // Stripe may have acted: the queue delivers the job again, which reads the invoice first. A 5xx
     // answer is kept for its key (see payFailures); a timeout is not an answer, and its key is kept
     // for the retry, which then gets Stripe's answer to the first call.
-    if (error instanceof UpstreamError && error.ambiguous && (error.providerStatus ?? 0) >= 500) await countPayFailure(deps, userId, inFlight.seq);
+    if (error instanceof UpstreamError && error.answeredServerError) {
+      await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, payFailures: (current.payFailures ?? 0) + 1 }));
+    }
     throw error;
   }
 }
@@ -140,10 +138,11 @@ export function payIntent(intent: string, payFailures: number): string {
   return payFailures === 0 ? `${intent}:pay` : `${intent}:pay:${payFailures}`;
 }
 
-async function countPayFailure(deps: BillingDeps, userId: string, seq: number): Promise<void> {
+/** Changes the top-up in flight, if it is still top-up `seq` (a later one is left alone). */
+async function updateInFlight(deps: BillingDeps, userId: string, seq: number, change: (inFlight: TopUpInFlight) => TopUpInFlight): Promise<void> {
   await updateTopUp(deps, userId, (current) => {
     const inFlight = current?.state.inFlight;
     if (!current || inFlight?.seq !== seq) return { result: false };
-    return { state: { ...current.state, inFlight: { ...inFlight, payFailures: (inFlight.payFailures ?? 0) + 1 } }, result: true };
+    return { state: { ...current.state, inFlight: change(inFlight) }, result: true };
   });
 }
