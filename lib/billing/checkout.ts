@@ -14,15 +14,24 @@ import { hasEnded, isLive } from "./subscription.js";
  * retried or concurrent create return the same customer; the mapping item is written before the
  * account's `stripeCustomerId`, and that one only if none is set, so an account never points at
  * a customer webhooks cannot resolve, and never changes customer.
+ *
+ * Stripe keeps a 5xx answer for its key (24 hours), and the per-user key would hand it to every
+ * checkout of the user until then: after one, the create is tried once more at once, under a key
+ * of its own second. A customer the failed call may have made is never linked (a spare, like the
+ * one a first request with another email makes); a timeout is no answer and keeps the key, so its
+ * retry gets the customer Stripe made.
  */
 export async function ensureCustomer(deps: BillingDeps, account: BillingAccount, email: string | undefined): Promise<string> {
   if (account.stripeCustomerId) return account.stripeCustomerId;
   const stripe = requireStripe(deps);
-  const customer = await stripe.createCustomer(
-    { userId: account.userId, ...(email ? { email } : {}) },
-    // the port adds a digest of the parameters (the email may differ between two first requests)
-    `creditgate:customer:${account.userId}`,
-  );
+  const params = { userId: account.userId, ...(email ? { email } : {}) };
+  // the port adds a digest of the parameters (the email may differ between two first requests)
+  const intent = `creditgate:customer:${account.userId}`;
+  const customer = await stripe.createCustomer(params, intent).catch((error: unknown) => {
+    if (!(error instanceof UpstreamError && error.answeredServerError)) throw error;
+    logger.warn("Stripe answered a customer creation with a 5xx; trying once more under a new key", { userId: account.userId });
+    return stripe.createCustomer(params, `${intent}:${Math.floor(deps.ledger.now() / 1000)}`);
+  });
   await deps.store.putCustomerUser(customer.id, account.userId, deps.ledger.now());
   const linked = await deps.store.linkAccountCustomer(account.userId, customer.id);
   if (linked !== customer.id) {

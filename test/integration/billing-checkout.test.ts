@@ -358,16 +358,39 @@ describe("POST /v1/billing/subscribe", () => {
     expect(fx.stripe.requestsTo("/v1/checkout/sessions")).toHaveLength(0);
   });
 
-  it("an unanswered customer creation keeps the checkout pending and makes one customer in the end", async () => {
-    const user = uniqueUser("cambiguous");
-    fx.stripe.failNext({ match: "/v1/customers", status: 503 });
+  it("a 5xx answer to the customer's creation, which Stripe keeps for the user's key, is tried once more under a new key: the checkout goes through", async () => {
+    const user = uniqueUser("ckept");
+    fx.stripe.failNext({ match: "/v1/customers", method: "POST", status: 500, keep: true });
+    const res = await subscribe(user);
+    expect(res.status).toBe(200);
+    const [failed, created] = fx.stripe.requestsTo("/v1/customers", "POST");
+    expect(failed?.idempotencyKey).toMatch(keyFor(`creditgate:customer:${user}`));
+    expect(created?.idempotencyKey).toMatch(keyFor(`creditgate:customer:${user}:${Math.floor(fx.clock.value / 1000)}`));
+    const stored = await account(user);
+    expect(stored.stripeCustomerId).toMatch(/^cus_/);
+    expect(await customerItem(stored.stripeCustomerId as string)).toMatchObject({ userId: user });
+    expect(fx.stripe.requestsTo("/v1/checkout/sessions", "POST").at(-1)?.body.customer).toBe(stored.stripeCustomerId);
+    // the user's key still answers its 500, as Stripe does for a day: every checkout would have got it
+    const stripe = new Stripe(STRIPE_TEST_KEY, { host: "127.0.0.1", port: Number(new URL(fx.stripe.url).port), protocol: "http", maxNetworkRetries: 0 });
+    const replayed = await stripe.customers
+      .create(failed?.body as Stripe.CustomerCreateParams, { idempotencyKey: failed?.idempotencyKey as string })
+      .catch((error: Stripe.errors.StripeError) => error);
+    expect(replayed).toMatchObject({ statusCode: 500 });
+  });
+
+  it("a 5xx answer to both tries fails the checkout and releases it; the next request makes the customer", async () => {
+    const user = uniqueUser("ckept2");
+    fx.stripe.failNext({ match: "/v1/customers", method: "POST", status: 500, keep: true }, 2);
     expect((await subscribe(user)).status).toBe(502);
-    expect((await account(user)).stripeCustomerId).toBeUndefined();
-    fx.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    const stored = await account(user);
+    expect(stored.stripeCustomerId).toBeUndefined();
+    expect(stored.pendingCheckout).toBeUndefined();
+    fx.clock.value += 1_000;
     expect((await subscribe(user)).status).toBe(200);
-    const customers = fx.stripe.requestsTo("/v1/customers", "POST");
-    expect(new Set(customers.map((request) => request.idempotencyKey)).size).toBe(1);
-    expect(fx.stripe.requestsTo("/v1/checkout/sessions", "POST")).toHaveLength(1);
+    const keys = fx.stripe.requestsTo("/v1/customers", "POST").map((request) => request.idempotencyKey);
+    expect(keys).toHaveLength(4); // the user's key (its 500 again), then a key of the new second
+    expect(new Set(keys).size).toBe(3);
+    expect((await account(user)).stripeCustomerId).toMatch(/^cus_/);
   });
 
   it("answers 503 STRIPE_NOT_CONFIGURED without a secret key, and calls nothing", async () => {
@@ -421,6 +444,21 @@ describe("Stripe trouble and missing configuration (own fixtures)", () => {
     const [first, slowOne, retry] = slow.stripe.requestsTo("/v1/checkout/sessions", "POST");
     expect(first?.idempotencyKey).not.toBe(slowOne?.idempotencyKey);
     expect(retry?.idempotencyKey).toBe(slowOne?.idempotencyKey);
+  });
+
+  it("an unanswered customer creation (a timeout) keeps its key: the retry gets the customer Stripe made, one in the end", async () => {
+    const user = uniqueUser("cslow");
+    slow.stripe.delayNext(600);
+    expect((await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe")).status).toBe(502);
+    expect(((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).stripeCustomerId).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 700)); // Stripe finishes the slow request meanwhile
+    slow.clock.value += CHECKOUT_IN_FLIGHT_MS;
+    expect((await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe")).status).toBe(200);
+    const customers = slow.stripe.requestsTo("/v1/customers", "POST").filter((request) => request.body.metadata?.userId === user);
+    expect(customers).toHaveLength(2);
+    expect(customers[1]?.idempotencyKey).toBe(customers[0]?.idempotencyKey);
+    const made = [...slow.stripe.customers.values()].filter((customer) => (customer.metadata as { userId?: string } | undefined)?.userId === user);
+    expect(made.map((customer) => customer.id)).toEqual([((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).stripeCustomerId]);
   });
 
   it("an SDK retry after a 500 reuses the idempotency key, so Stripe makes one session", async () => {
