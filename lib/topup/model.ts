@@ -63,6 +63,12 @@ export interface TopUpInFlight {
    * reads the invoice and pays only one that is still open.
    */
   payFailures?: number;
+  /**
+   * tries to make the invoice (create, item, finalize) Stripe answered with a 5xx: the next try
+   * makes a new invoice under keys of its own, for the reason `payFailures` gives. An invoice a
+   * failed try made is never recorded, so never paid, and stays unpaid: no automatic advance.
+   */
+  invoiceFailures?: number;
 }
 
 export interface AutoTopUpState {

@@ -51,6 +51,7 @@ export async function runAutoTopUp(deps: BillingDeps, job: TopUpJob): Promise<To
   if (started.decision.kind === "refuse") return { kind: "refused", reason: started.decision.reason };
   const inFlight = started.inFlight as TopUpInFlight;
   const result = await charge(deps, job.userId, inFlight);
+  if (result === "ended") return { kind: "refused", reason: "endedMeanwhile" };
   await updateTopUp(deps, job.userId, (current) => (current ? { state: afterCharge(current.state, inFlight.seq, result, deps.ledger.now()), result: true } : { result: false }));
   logger.info("auto top-up charged", { userId: job.userId, seq: inFlight.seq, outcome: result.outcome, invoice: result.invoiceId });
   return { kind: "charged", seq: inFlight.seq, result };
@@ -64,25 +65,49 @@ async function savedCard(deps: BillingDeps, account: BillingAccount): Promise<{ 
 }
 
 /**
- * The Stripe side of one top-up: its invoice (made once: its id is recorded before paying, and
- * every call's key is made from the top-up's sequence number), then an off-session payment.
+ * The Stripe side of one top-up: its invoice (every call's key is made from the top-up's sequence
+ * number; the first invoice recorded is the only one ever paid), then an off-session payment.
+ * "ended": the top-up ended elsewhere while its invoice was being made.
  */
-async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight): Promise<ChargeResult> {
+async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight): Promise<ChargeResult | "ended"> {
   const stripe = deps.stripe as StripePort;
   const intent = `creditgate:topup:${userId}:${inFlight.seq}`;
   let invoice = inFlight.invoiceId ? await stripe.retrieveInvoice(inFlight.invoiceId) : undefined;
   if (!invoice) {
-    invoice = await stripe.createOneOffInvoice(
-      {
-        customer: inFlight.customer,
-        paymentMethod: inFlight.paymentMethod,
-        price: inFlight.price,
-        metadata: { userId, autoTopUp: String(inFlight.seq), pack: inFlight.pack },
-      },
-      intent,
-    );
-    const invoiceId = invoice.id;
-    await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, invoiceId }));
+    const making = invoiceIntent(intent, inFlight.invoiceFailures ?? 0);
+    const made = await stripe
+      .createOneOffInvoice(
+        {
+          customer: inFlight.customer,
+          paymentMethod: inFlight.paymentMethod,
+          price: inFlight.price,
+          metadata: { userId, autoTopUp: String(inFlight.seq), pack: inFlight.pack },
+        },
+        making,
+      )
+      .catch(async (error: unknown) => {
+        // kept for its keys, a 5xx would answer every retry for a day: the next try makes a new invoice
+        if (error instanceof UpstreamError && error.answeredServerError) {
+          await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, invoiceFailures: (current.invoiceFailures ?? 0) + 1 }));
+        }
+        throw error;
+      });
+    const recorded = await recordInvoice(deps, userId, inFlight.seq, made.id);
+    if (recorded === undefined) {
+      // Ended meanwhile (another delivery of the job, or invoice.paid): nothing is paid here. An
+      // invoice of ours it did not use stays open and is never collected (no automatic advance).
+      logger.warn("auto top-up ended while its invoice was being made", { userId, seq: inFlight.seq, invoice: made.id });
+      return "ended";
+    }
+    if (recorded !== made.id) {
+      // Another delivery of the job, under another try's keys, recorded its invoice first: that
+      // one is the top-up's, and ours, never recorded so never shown to anyone, is voided.
+      await stripe.voidInvoice(made.id, `${making}:unused`).catch((error: unknown) => {
+        logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: made.id, error: (error as Error).message });
+      });
+      invoice = await stripe.retrieveInvoice(recorded);
+      if (!invoice) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded} is missing at Stripe`);
+    } else invoice = made;
   }
   if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
   if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
@@ -136,6 +161,29 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
  */
 export function payIntent(intent: string, payFailures: number): string {
   return payFailures === 0 ? `${intent}:pay` : `${intent}:pay:${payFailures}`;
+}
+
+/**
+ * The intent the calls that make the invoice (create, item, finalize) take their keys from: the
+ * same across retries after a timeout, another after each 5xx answer (see `invoiceFailures`), so
+ * the next try makes a whole new invoice and never adds to one it did not hear back from.
+ */
+export function invoiceIntent(intent: string, invoiceFailures: number): string {
+  return invoiceFailures === 0 ? intent : `${intent}:remake:${invoiceFailures}`;
+}
+
+/**
+ * Records the top-up's invoice unless it has one already, and answers the one it has: two
+ * deliveries of a job under different tries' keys make two invoices, and only the first recorded
+ * is paid. Undefined when top-up `seq` is no longer in flight.
+ */
+async function recordInvoice(deps: BillingDeps, userId: string, seq: number, invoiceId: string): Promise<string | undefined> {
+  return updateTopUp(deps, userId, (current) => {
+    const inFlight = current?.state.inFlight;
+    if (!current || inFlight?.seq !== seq) return { result: undefined };
+    if (inFlight.invoiceId !== undefined) return { result: inFlight.invoiceId };
+    return { state: { ...current.state, inFlight: { ...inFlight, invoiceId } }, result: invoiceId };
+  });
 }
 
 /** Changes the top-up in flight, if it is still top-up `seq` (a later one is left alone). */

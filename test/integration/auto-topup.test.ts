@@ -155,6 +155,108 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     return { ...fx.billing, stripe: { ...stripe, ...replace(stripe) } };
   };
 
+  for (const [step, fault] of [
+    ["invoices.create", { match: "/v1/invoices", method: "POST" }],
+    ["invoiceItems.create", { match: "/v1/invoiceitems", method: "POST" }],
+    ["invoices.finalizeInvoice", { match: "/v1/invoices/", method: "POST" }],
+  ] as const) {
+    it(`a 5xx answer to ${step}, which Stripe keeps for its key: the retry makes a new invoice under keys of its own, pays it once, and the other is never paid`, async () => {
+      const { userId, customer } = await below(`topup-remake-${step}`);
+      fx.stripe.failNext({ ...fault, status: 500, keep: true });
+      await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+      expect(await topUpState(userId)).toMatchObject({ inFlight: { seq: 1, invoiceFailures: 1 } });
+      expect((await topUpState(userId))?.inFlight?.invoiceId).toBeUndefined();
+      const retried = await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+      expect(retried).toMatchObject({ kind: "charged", seq: 1, result: { outcome: "succeeded" } });
+      expect(fx.stripe.chargesOf(customer)).toBe(1);
+      // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+      const invoices = fx.stripe.invoicesOf(customer) as any[];
+      const paid = invoices.filter((invoice) => invoice.status === "paid");
+      expect(paid).toHaveLength(1);
+      expect(paid[0]?.lines.data).toHaveLength(1);
+      expect((await topUpState(userId))?.lastAttempt).toMatchObject({ outcome: "succeeded", invoiceId: paid[0]?.id });
+      // the first try's invoice, if it made one, is a draft or open one nobody collects
+      for (const other of invoices.filter((invoice) => invoice.id !== paid[0]?.id)) expect(["draft", "open"]).toContain(other.status);
+      const created = fx.stripe.requestsTo("/v1/invoices", "POST").filter((request) => request.path === "/v1/invoices");
+      expect(created.at(-1)?.idempotencyKey).toMatch(new RegExp(`^creditgate:topup:${userId}:1:remake:1:invoice:`));
+      expect((await deliverPaid(paid[0]?.id)).json.outcome).toBe("pack_granted");
+      expect((await packGrants(userId)).map((entry) => entry.amount)).toEqual([STARTER]);
+    });
+  }
+
+  it("the invoice's calls keep their keys after a timeout (Stripe then answers the first call): one invoice", async () => {
+    const { userId, customer } = await below("topup-remake-timeout");
+    const intents: string[] = [];
+    const billing = withStripe((stripe) => ({
+      createOneOffInvoice: async (...args: Parameters<StripePort["createOneOffInvoice"]>) => {
+        intents.push(args[1]);
+        const made = await stripe.createOneOffInvoice(...args);
+        if (intents.length === 1) throw new UpstreamError("timed out", true); // made, and no answer heard
+        return made;
+      },
+    }));
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("timed out");
+    expect((await topUpState(userId))?.inFlight?.invoiceFailures).toBeUndefined();
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    expect(intents[1]).toBe(intents[0]);
+    expect(fx.stripe.invoicesCreated(customer)).toBe(1);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
+  it("two deliveries of a job making invoices under different tries' keys: the first recorded is paid, the other voided, one charge", async () => {
+    const { userId, customer } = await below("topup-remake-race");
+    // the first delivery hears a 5xx (not kept: before Stripe ran it), so the next try has keys of its own
+    fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    expect((await topUpState(userId))?.inFlight?.invoiceFailures).toBe(1);
+    // Two deliveries at once: one under the second try's keys records its invoice; the other, under
+    // the first try's keys (it read the top-up before the count moved), makes its invoice after that
+    // and before the first pays.
+    let staleDone: Promise<unknown> = Promise.resolve();
+    const fresh = withStripe((stripe) => ({
+      payInvoice: async (...args: Parameters<StripePort["payInvoice"]>) => {
+        await staleDone;
+        return stripe.payInvoice(...args);
+      },
+    }));
+    const stale = withStripe((stripe) => ({
+      createOneOffInvoice: async (input: Parameters<StripePort["createOneOffInvoice"]>[0], intent: string) => {
+        await eventually(async () => (await topUpState(userId))?.inFlight?.invoiceId !== undefined, "the other delivery's invoice recorded", 10_000);
+        return stripe.createOneOffInvoice(input, intent.replace(/:remake:1$/, ""));
+      },
+    }));
+    const freshRun = runAutoTopUp(fresh, { userId, crossing: "9000000001" });
+    const staleRun = runAutoTopUp(stale, { userId, crossing: "9000000001" });
+    staleDone = staleRun.catch(() => undefined);
+    const runs = await Promise.all([freshRun, staleRun]);
+    expect(runs).toMatchObject([{ kind: "charged", result: { outcome: "succeeded" } }, { kind: "charged", result: { outcome: "succeeded" } }]);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const invoices = fx.stripe.invoicesOf(customer) as any[];
+    expect(invoices.map((invoice) => invoice.status).sort()).toEqual(["paid", "void"]);
+    expect((await topUpState(userId))?.lastAttempt).toMatchObject({ outcome: "succeeded", invoiceId: invoices.find((invoice) => invoice.status === "paid")?.id });
+  });
+
+  it("a delivery whose top-up another one ended while it made its invoice pays nothing: that invoice stays unpaid", async () => {
+    const { userId, customer } = await below("topup-remake-ended");
+    fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    let otherDone: Promise<unknown> = Promise.resolve();
+    const stale = withStripe((stripe) => ({
+      createOneOffInvoice: async (input: Parameters<StripePort["createOneOffInvoice"]>[0], intent: string) => {
+        await otherDone;
+        return stripe.createOneOffInvoice(input, intent.replace(/:remake:1$/, ""));
+      },
+    }));
+    const staleRun = runAutoTopUp(stale, { userId, crossing: "9000000001" });
+    otherDone = runAutoTopUp(fx.billing, { userId, crossing: "9000000001" });
+    expect(await otherDone).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    expect(await staleRun).toEqual({ kind: "refused", reason: "endedMeanwhile" });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status).sort()).toEqual(["open", "paid"]);
+  });
+
   it("a pay refused although the invoice is paid meanwhile (by an earlier call we never heard the end of): succeeded, the invoice not voided", async () => {
     const { userId, customer } = await below("topup-paid-meanwhile");
     const billing = withStripe(() => ({
