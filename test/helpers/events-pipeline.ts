@@ -5,7 +5,8 @@ import { buildDeliverDeps, buildDeliverer, buildStreamConsumer, sqsClient } from
 import { type LocalEvents, startLocalEvents } from "../../infra/local/events.js";
 import { LOCAL_WEBHOOK_QUEUES, type LocalSqs, startLocalSqs } from "../../infra/local/sqs-local.js";
 import type { BillingDeps } from "../../lib/billing/deps.js";
-import { runTopUpJobs } from "../../lib/topup/consume.js";
+import { jobOf, runTopUpJobs } from "../../lib/topup/consume.js";
+import type { TopUpJob } from "../../lib/topup/model.js";
 
 /**
  * The whole webhook pipeline over a test's table, as `npm start` runs it: the stream poller and
@@ -29,6 +30,8 @@ export async function startEventsPipeline(options: {
   workers?: number;
   /** auto top-up's deps: crossings go to its queue and are run as functions/auto-topup.ts runs them */
   topUps?: BillingDeps;
+  /** told of each top-up job that ran to its end (not to be tried again), whatever it decided */
+  onTopUpJobsDone?: (jobs: TopUpJob[]) => void;
 }): Promise<EventsPipeline> {
   const sqs = await startLocalSqs({ queues: LOCAL_WEBHOOK_QUEUES });
   const queueUrl = sqs.queueUrl("creditgate-webhooks");
@@ -74,6 +77,7 @@ export async function startEventsPipeline(options: {
             workers: 1,
             handler: async (event) => {
               const { retry } = await runTopUpJobs(options.topUps as BillingDeps, event.Records);
+              options.onTopUpJobsDone?.(event.Records.flatMap((record) => (retry.includes(record.messageId) ? [] : (jobOf(record.body) ?? []))));
               return { batchItemFailures: retry.map((itemIdentifier) => ({ itemIdentifier })) };
             },
           },
