@@ -18,8 +18,9 @@ import { hasEnded, isLive } from "./subscription.js";
  * Stripe keeps a 5xx answer for its key (24 hours), and the per-user key would hand it to every
  * checkout of the user until then: after one, the create is tried once more at once, under a key
  * of its own second. A customer the failed call may have made is never linked (a spare, like the
- * one a first request with another email makes); a timeout is no answer and keeps the key, so its
- * retry gets the customer Stripe made.
+ * one a first request with another email makes). A timeout of the first try is no answer and keeps
+ * the per-user key, so the next request gets the customer Stripe made; one of the second try
+ * leaves a spare, since the next request's second try has a second of its own.
  */
 export async function ensureCustomer(deps: BillingDeps, account: BillingAccount, email: string | undefined): Promise<string> {
   if (account.stripeCustomerId) return account.stripeCustomerId;

@@ -35,11 +35,13 @@ export interface StripePort {
   /**
    * A one-off invoice for one price, charged to `paymentMethod`, finalized (open). Three calls
    * (create, add the item, finalize), each with its own key from `intent`: a retry after a crash
-   * gets the same invoice, never a second one.
+   * gets the same invoice, never a second one. `onDraft` learns the invoice's id as soon as it
+   * exists, so a caller whose later call fails knows what it made.
    */
   createOneOffInvoice(
     input: { customer: string; paymentMethod: string; price: string; metadata: Record<string, string> },
     intent: string,
+    onDraft?: (invoiceId: string) => void,
   ): Promise<InvoiceView>;
   /** Pays an open invoice off-session: the paid invoice, or PaymentFailedError / PaymentActionRequiredError. */
   payInvoice(id: string, paymentMethod: string, intent: string): Promise<InvoiceView>;
@@ -243,7 +245,7 @@ export function createStripePort(client: Stripe): StripePort {
         }
       }),
 
-    createOneOffInvoice: ({ customer, paymentMethod, price, metadata }, intent) =>
+    createOneOffInvoice: ({ customer, paymentMethod, price, metadata }, intent, onDraft) =>
       call("invoices.create", async () => {
         const params: Stripe.InvoiceCreateParams = {
           customer,
@@ -256,6 +258,7 @@ export function createStripePort(client: Stripe): StripePort {
         };
         const draft = await client.invoices.create(params, { idempotencyKey: idempotencyKey(`${intent}:invoice`, params) });
         const id = draft.id as string;
+        onDraft?.(id);
         const item: Stripe.InvoiceItemCreateParams = { customer, invoice: id, pricing: { price }, metadata };
         await client.invoiceItems.create(item, { idempotencyKey: idempotencyKey(`${intent}:item`, item) });
         const finalized = await client.invoices.finalizeInvoice(id, { auto_advance: false }, { idempotencyKey: idempotencyKey(`${intent}:finalize`, { id }) });

@@ -66,9 +66,15 @@ export interface TopUpInFlight {
   /**
    * tries to make the invoice (create, item, finalize) Stripe answered with a 5xx: the next try
    * makes a new invoice under keys of its own, for the reason `payFailures` gives. An invoice a
-   * failed try made is never recorded, so never paid, and stays unpaid: no automatic advance.
+   * failed try made is never recorded, so never paid by creditgate.
    */
   invoiceFailures?: number;
+  /**
+   * the invoices those tries made (known once created): a finalize answered 5xx may have run, and
+   * its open invoice could be paid on its page. Before the recorded invoice is paid, open ones are
+   * voided, and one found paid is the top-up's payment instead.
+   */
+  unusedInvoiceIds?: string[];
 }
 
 export interface AutoTopUpState {

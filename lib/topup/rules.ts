@@ -115,7 +115,8 @@ export function noPaymentMethod(state: AutoTopUpState, job: TopUpJob, now: numbe
 /** The result of charging a top-up in flight. */
 export interface ChargeResult {
   outcome: Exclude<TopUpOutcome, "no_payment_method">;
-  invoiceId: string;
+  /** none when Stripe refused to make the invoice */
+  invoiceId?: string;
   actionUrl?: string;
 }
 
@@ -136,7 +137,7 @@ export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeRe
     seq,
     at: now,
     outcome: result.outcome,
-    invoiceId: result.invoiceId,
+    ...(result.invoiceId ? { invoiceId: result.invoiceId } : {}),
     pack: inFlight.pack,
     ...(result.actionUrl ? { actionUrl: result.actionUrl } : {}),
   };

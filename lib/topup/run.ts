@@ -2,7 +2,7 @@ import { UpstreamError } from "../errors.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "../billing/deps.js";
 import type { BillingAccount } from "../billing/model.js";
-import { PaymentActionRequiredError, PaymentFailedError, type StripePort } from "../billing/stripe-port.js";
+import { type InvoiceView, PaymentActionRequiredError, PaymentFailedError, type StripePort } from "../billing/stripe-port.js";
 import type { TopUpInFlight, TopUpJob } from "./model.js";
 import { afterCharge, begin, type ChargeResult, decideStart, noPaymentMethod, type StartDecision, limitReached } from "./rules.js";
 import { updateTopUp } from "./update.js";
@@ -74,40 +74,19 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
   const intent = `creditgate:topup:${userId}:${inFlight.seq}`;
   let invoice = inFlight.invoiceId ? await stripe.retrieveInvoice(inFlight.invoiceId) : undefined;
   if (!invoice) {
-    const making = invoiceIntent(intent, inFlight.invoiceFailures ?? 0);
-    const made = await stripe
-      .createOneOffInvoice(
-        {
-          customer: inFlight.customer,
-          paymentMethod: inFlight.paymentMethod,
-          price: inFlight.price,
-          metadata: { userId, autoTopUp: String(inFlight.seq), pack: inFlight.pack },
-        },
-        making,
-      )
-      .catch(async (error: unknown) => {
-        // kept for its keys, a 5xx would answer every retry for a day: the next try makes a new invoice
-        if (error instanceof UpstreamError && error.answeredServerError) {
-          await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, invoiceFailures: (current.invoiceFailures ?? 0) + 1 }));
-        }
-        throw error;
-      });
-    const recorded = await recordInvoice(deps, userId, inFlight.seq, made.id);
-    if (recorded === undefined) {
-      // Ended meanwhile (another delivery of the job, or invoice.paid): nothing is paid here. An
-      // invoice of ours it did not use stays open and is never collected (no automatic advance).
-      logger.warn("auto top-up ended while its invoice was being made", { userId, seq: inFlight.seq, invoice: made.id });
-      return "ended";
-    }
-    if (recorded !== made.id) {
-      // Another delivery of the job, under another try's keys, recorded its invoice first: that
-      // one is the top-up's, and ours, never recorded so never shown to anyone, is voided.
-      await stripe.voidInvoice(made.id, `${making}:unused`).catch((error: unknown) => {
-        logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: made.id, error: (error as Error).message });
-      });
-      invoice = await stripe.retrieveInvoice(recorded);
-      if (!invoice) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded} is missing at Stripe`);
-    } else invoice = made;
+    const made = await makeInvoice(deps, userId, inFlight, intent);
+    if (made.kind === "ended") return "ended";
+    if (made.kind === "made") invoice = made.invoice;
+  }
+  // An earlier try's invoice paid on its page paid the top-up: the recorded one is not paid as well.
+  const paidInstead = await disposeOfUnused(stripe, inFlight.unusedInvoiceIds ?? [], intent);
+  // refused while making it: declined, unless an earlier try's invoice was paid
+  if (!invoice) return paidInstead !== undefined ? { outcome: "succeeded", invoiceId: paidInstead } : { outcome: "declined" };
+  if (paidInstead !== undefined && invoice.status !== "paid") {
+    await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((error: unknown) => {
+      logger.warn("auto top-up: an invoice paid by another of its invoices could not be voided", { userId, invoice: invoice.id, error: (error as Error).message });
+    });
+    return { outcome: "succeeded", invoiceId: paidInstead };
   }
   if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
   if (invoice.status === "void" || invoice.status === "uncollectible") return { outcome: "declined", invoiceId: invoice.id };
@@ -163,6 +142,96 @@ export function payIntent(intent: string, payFailures: number): string {
   return payFailures === 0 ? `${intent}:pay` : `${intent}:pay:${payFailures}`;
 }
 
+type MadeInvoice = { kind: "made"; invoice: InvoiceView } | { kind: "ended" } | { kind: "refused" };
+
+/**
+ * Makes the top-up's invoice and records it (the first recorded is the top-up's). A 5xx answer
+ * moves the next try to new keys and notes what this try made; a refusal (the card or the customer
+ * gone, the price removed) ends the top-up declined, as a refused pay does, since a retry would be
+ * refused the same.
+ */
+async function makeInvoice(deps: BillingDeps, userId: string, inFlight: TopUpInFlight, intent: string): Promise<MadeInvoice> {
+  const stripe = deps.stripe as StripePort;
+  const making = invoiceIntent(intent, inFlight.invoiceFailures ?? 0);
+  let draftId: string | undefined;
+  let made: InvoiceView;
+  try {
+    made = await stripe.createOneOffInvoice(
+      {
+        customer: inFlight.customer,
+        paymentMethod: inFlight.paymentMethod,
+        price: inFlight.price,
+        metadata: { userId, autoTopUp: String(inFlight.seq), pack: inFlight.pack },
+      },
+      making,
+      (id) => {
+        draftId = id;
+      },
+    );
+  } catch (error) {
+    if (error instanceof UpstreamError && error.answeredServerError) {
+      // kept for its keys, a 5xx would answer every retry for a day: the next try makes a new invoice
+      const unused = draftId;
+      await updateInFlight(deps, userId, inFlight.seq, (current) => ({
+        ...current,
+        invoiceFailures: (current.invoiceFailures ?? 0) + 1,
+        ...(unused ? { unusedInvoiceIds: [...(current.unusedInvoiceIds ?? []), unused] } : {}),
+      }));
+    } else if (error instanceof UpstreamError && !error.ambiguous) {
+      // Refused: nothing this try made was finalized, so nothing of it can be paid.
+      logger.warn("auto top-up: Stripe refused to make the invoice", { userId, seq: inFlight.seq, error: error.message });
+      return { kind: "refused" };
+    }
+    throw error;
+  }
+  const recorded = await recordInvoice(deps, userId, inFlight.seq, made.id);
+  if (recorded.kind === "ended") {
+    // Ended meanwhile (another delivery of the job, or invoice.paid): nothing is paid here. Our
+    // invoice is voided when the top-up ended with another; when the state no longer says which
+    // (a later top-up's outcome replaced it), it is left: it may be the one shown to the customer.
+    logger.warn("auto top-up ended while its invoice was being made", { userId, seq: inFlight.seq, invoice: made.id });
+    if (recorded.invoiceId !== undefined && recorded.invoiceId !== made.id) await voidUnused(stripe, made.id, making, userId);
+    return { kind: "ended" };
+  }
+  if (recorded.invoiceId === made.id) return { kind: "made", invoice: made };
+  // Another delivery of the job, under another try's keys, recorded its invoice first: that one is
+  // the top-up's, and ours, never recorded so never shown to anyone, is voided.
+  await voidUnused(stripe, made.id, making, userId);
+  const theirs = await stripe.retrieveInvoice(recorded.invoiceId);
+  if (!theirs) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded.invoiceId} is missing at Stripe`);
+  return { kind: "made", invoice: theirs };
+}
+
+async function voidUnused(stripe: StripePort, invoiceId: string, intent: string, userId: string): Promise<void> {
+  await stripe.voidInvoice(invoiceId, `${intent}:unused`).catch((error: unknown) => {
+    logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: invoiceId, error: (error as Error).message });
+  });
+}
+
+/**
+ * Voids the open invoices earlier tries made and did not record (see `unusedInvoiceIds`), so
+ * nobody pays one besides the recorded invoice; drafts are left (never finalized, nobody can pay
+ * them). Answers the id of one found paid: it paid the top-up. A void that may have acted
+ * unanswered throws, and the job's retry goes again.
+ */
+async function disposeOfUnused(stripe: StripePort, invoiceIds: string[], intent: string): Promise<string | undefined> {
+  for (const invoiceId of invoiceIds) {
+    const found = await stripe.retrieveInvoice(invoiceId);
+    if (found?.status === "paid") return invoiceId;
+    if (found?.status !== "open") continue;
+    try {
+      await stripe.voidInvoice(invoiceId, `${intent}:void-unused:${invoiceId}`);
+    } catch (error) {
+      if (!(error instanceof UpstreamError) || error.ambiguous) throw error;
+      // refused: Stripe voids only an open invoice, so it was paid (or voided) in between
+      const now = await stripe.retrieveInvoice(invoiceId);
+      if (now?.status === "paid") return invoiceId;
+      if (now?.status === "open") throw error;
+    }
+  }
+  return undefined;
+}
+
 /**
  * The intent the calls that make the invoice (create, item, finalize) take their keys from: the
  * same across retries after a timeout, another after each 5xx answer (see `invoiceFailures`), so
@@ -177,12 +246,23 @@ export function invoiceIntent(intent: string, invoiceFailures: number): string {
  * deliveries of a job under different tries' keys make two invoices, and only the first recorded
  * is paid. Undefined when top-up `seq` is no longer in flight.
  */
-async function recordInvoice(deps: BillingDeps, userId: string, seq: number, invoiceId: string): Promise<string | undefined> {
-  return updateTopUp(deps, userId, (current) => {
+type RecordedInvoice = { kind: "recorded"; invoiceId: string } | { kind: "ended"; invoiceId?: string };
+
+async function recordInvoice(
+  deps: BillingDeps,
+  userId: string,
+  seq: number,
+  invoiceId: string,
+): Promise<RecordedInvoice> {
+  return updateTopUp<RecordedInvoice>(deps, userId, (current) => {
     const inFlight = current?.state.inFlight;
-    if (!current || inFlight?.seq !== seq) return { result: undefined };
-    if (inFlight.invoiceId !== undefined) return { result: inFlight.invoiceId };
-    return { state: { ...current.state, inFlight: { ...inFlight, invoiceId } }, result: invoiceId };
+    if (!current || inFlight?.seq !== seq) {
+      // ended: the invoice it ended with, when the state still says (a later top-up's outcome replaces it)
+      const last = current?.state.lastAttempt;
+      return { result: { kind: "ended", ...(last?.seq === seq && last.invoiceId ? { invoiceId: last.invoiceId } : {}) } };
+    }
+    if (inFlight.invoiceId !== undefined) return { result: { kind: "recorded", invoiceId: inFlight.invoiceId } };
+    return { state: { ...current.state, inFlight: { ...inFlight, invoiceId } }, result: { kind: "recorded", invoiceId } };
   });
 }
 

@@ -237,7 +237,7 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect((await topUpState(userId))?.lastAttempt).toMatchObject({ outcome: "succeeded", invoiceId: invoices.find((invoice) => invoice.status === "paid")?.id });
   });
 
-  it("a delivery whose top-up another one ended while it made its invoice pays nothing: that invoice stays unpaid", async () => {
+  it("a delivery whose top-up another one ended while it made its invoice pays nothing, and voids that invoice", async () => {
     const { userId, customer } = await below("topup-remake-ended");
     fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500 });
     await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
@@ -254,7 +254,77 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect(await staleRun).toEqual({ kind: "refused", reason: "endedMeanwhile" });
     expect(fx.stripe.chargesOf(customer)).toBe(1);
     // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
-    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status).sort()).toEqual(["open", "paid"]);
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status).sort()).toEqual(["paid", "void"]);
+  });
+
+  /** The billing deps whose first invoice is made (finalized, open) and then answered with a 5xx, as when Stripe's finalize ran and failed. */
+  const finalizeRanThenFailed = () => {
+    let calls = 0;
+    return withStripe((stripe) => ({
+      createOneOffInvoice: async (...args: Parameters<StripePort["createOneOffInvoice"]>) => {
+        const made = await stripe.createOneOffInvoice(...args);
+        if (++calls === 1) throw new UpstreamError("a 500 from finalize", true, 500);
+        return made;
+      },
+    }));
+  };
+
+  it("a finalize that ran and answered 5xx leaves an open invoice: the retry voids it before paying its own, one charge", async () => {
+    const { userId, customer } = await below("topup-finalize-ran");
+    const billing = finalizeRanThenFailed();
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500 from finalize");
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const [left] = fx.stripe.invoicesOf(customer) as any[];
+    expect(left?.status).toBe("open");
+    expect((await topUpState(userId))?.inFlight).toMatchObject({ invoiceFailures: 1, unusedInvoiceIds: [left?.id] });
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const invoices = fx.stripe.invoicesOf(customer) as any[];
+    expect(invoices.map((invoice) => [invoice.id, invoice.status])).toEqual([
+      [left?.id, "void"],
+      [invoices[1]?.id, "paid"],
+    ]);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
+  it("that open invoice paid on its page before the retry pays: it is the top-up's payment, the retry's invoice is voided, one charge", async () => {
+    const { userId, customer } = await below("topup-finalize-ran-paid");
+    const billing = finalizeRanThenFailed();
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500 from finalize");
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const [left] = fx.stripe.invoicesOf(customer) as any[];
+    fx.stripe.markInvoicePaid(String(left?.id)); // the customer finds it and pays it (its invoice.paid not yet here)
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId: left?.id } });
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status)).toEqual(["paid", "void"]);
+    expect((await topUpState(userId))?.lastAttempt).toMatchObject({ outcome: "succeeded", invoiceId: left?.id });
+    expect((await deliverPaid(left?.id)).json.outcome).toBe("pack_granted");
+    expect((await packGrants(userId)).map((entry) => entry.amount)).toEqual([STARTER]);
+  });
+
+  it("a refusal to make the invoice after a finalize that ran and failed: the open invoice it left is voided too, declined", async () => {
+    const { userId, customer, card } = await below("topup-make-refused-left");
+    const billing = finalizeRanThenFailed();
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500 from finalize");
+    fx.stripe.detachPaymentMethod(card);
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "declined" } });
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status)).toEqual(["void"]);
+    expect(fx.stripe.chargesOf(customer)).toBe(0);
+  });
+
+  it("Stripe refusing to make the invoice (the card it began with removed) ends the top-up declined instead of retrying it for good", async () => {
+    const { userId, customer, card } = await below("topup-make-refused");
+    fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500, keep: true });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    fx.stripe.detachPaymentMethod(card); // the user replaced the card in the billing portal
+    fx.stripe.savePaymentMethod(customer, { default: true });
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "declined" } });
+    const state = await topUpState(userId);
+    expect(state?.inFlight).toBeUndefined();
+    expect(state).toMatchObject({ failuresInARow: 1, startedThisMonth: 0, lastAttempt: { seq: 1, outcome: "declined" } });
+    expect(state?.lastAttempt?.invoiceId).toBeUndefined();
+    expect(fx.stripe.chargesOf(customer)).toBe(0);
   });
 
   it("a pay refused although the invoice is paid meanwhile (by an earlier call we never heard the end of): succeeded, the invoice not voided", async () => {
