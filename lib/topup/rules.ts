@@ -132,6 +132,9 @@ export interface ChargeResult {
 export function afterCharge(state: AutoTopUpState, seq: number, result: ChargeResult, now: number): AutoTopUpState {
   const inFlight = state.inFlight;
   if (inFlight?.seq !== seq) return state;
+  // A refusal to make an invoice says nothing of one another delivery of the job recorded
+  // meanwhile: that one decides how the top-up ends.
+  if (result.invoiceId === undefined && inFlight.invoiceId !== undefined) return state;
   const { inFlight: _done, ...rest } = state;
   const attempt: TopUpAttempt = {
     seq,

@@ -1,9 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { UpstreamError } from "../errors.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "../billing/deps.js";
 import type { BillingAccount } from "../billing/model.js";
 import { type InvoiceView, PaymentActionRequiredError, PaymentFailedError, type StripePort } from "../billing/stripe-port.js";
-import type { TopUpInFlight, TopUpJob } from "./model.js";
+import type { AutoTopUpState, TopUpInFlight, TopUpJob } from "./model.js";
 import { afterCharge, begin, type ChargeResult, decideStart, noPaymentMethod, type StartDecision, limitReached } from "./rules.js";
 import { updateTopUp } from "./update.js";
 
@@ -73,16 +74,24 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
   const stripe = deps.stripe as StripePort;
   const intent = `creditgate:topup:${userId}:${inFlight.seq}`;
   let invoice = inFlight.invoiceId ? await stripe.retrieveInvoice(inFlight.invoiceId) : undefined;
+  let unused = inFlight.unusedInvoiceIds ?? [];
   if (!invoice) {
     const made = await makeInvoice(deps, userId, inFlight, intent);
     if (made.kind === "ended") return "ended";
-    if (made.kind === "made") invoice = made.invoice;
+    if (made.kind === "made") {
+      invoice = made.invoice;
+      if (made.unused) unused = [...unused, made.unused];
+    }
   }
   // An earlier try's invoice paid on its page paid the top-up: the recorded one is not paid as well.
-  const paidInstead = await disposeOfUnused(stripe, inFlight.unusedInvoiceIds ?? [], intent);
-  // refused while making it: declined, unless an earlier try's invoice was paid
+  const paidInstead = await disposeOfUnused(stripe, unused, invoice?.id, intent);
+  // refused while making it (and no other delivery recorded one): declined, unless an earlier try's invoice was paid
   if (!invoice) return paidInstead !== undefined ? { outcome: "succeeded", invoiceId: paidInstead } : { outcome: "declined" };
-  if (paidInstead !== undefined && invoice.status !== "paid") {
+  if (paidInstead !== undefined) {
+    if (invoice.status === "paid") {
+      logger.error("auto top-up: two invoices of one top-up were paid", { userId, seq: inFlight.seq, invoices: [invoice.id, paidInstead] });
+      return { outcome: "succeeded", invoiceId: invoice.id };
+    }
     await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((error: unknown) => {
       logger.warn("auto top-up: an invoice paid by another of its invoices could not be voided", { userId, invoice: invoice.id, error: (error as Error).message });
     });
@@ -142,13 +151,14 @@ export function payIntent(intent: string, payFailures: number): string {
   return payFailures === 0 ? `${intent}:pay` : `${intent}:pay:${payFailures}`;
 }
 
-type MadeInvoice = { kind: "made"; invoice: InvoiceView } | { kind: "ended" } | { kind: "refused" };
+/** `unused`: an invoice this delivery made and lost to another delivery's recorded one (voided before paying). */
+type MadeInvoice = { kind: "made"; invoice: InvoiceView; unused?: string } | { kind: "ended" } | { kind: "refused" };
 
 /**
  * Makes the top-up's invoice and records it (the first recorded is the top-up's). A 5xx answer
  * moves the next try to new keys and notes what this try made; a refusal (the card or the customer
  * gone, the price removed) ends the top-up declined, as a refused pay does, since a retry would be
- * refused the same.
+ * refused the same — unless another delivery recorded an invoice meanwhile, which is carried on.
  */
 async function makeInvoice(deps: BillingDeps, userId: string, inFlight: TopUpInFlight, intent: string): Promise<MadeInvoice> {
   const stripe = deps.stripe as StripePort;
@@ -172,55 +182,64 @@ async function makeInvoice(deps: BillingDeps, userId: string, inFlight: TopUpInF
     if (error instanceof UpstreamError && error.answeredServerError) {
       // kept for its keys, a 5xx would answer every retry for a day: the next try makes a new invoice
       const unused = draftId;
-      await updateInFlight(deps, userId, inFlight.seq, (current) => ({
-        ...current,
-        invoiceFailures: (current.invoiceFailures ?? 0) + 1,
-        ...(unused ? { unusedInvoiceIds: [...(current.unusedInvoiceIds ?? []), unused] } : {}),
-      }));
-    } else if (error instanceof UpstreamError && !error.ambiguous) {
-      // Refused: nothing this try made was finalized, so nothing of it can be paid.
-      logger.warn("auto top-up: Stripe refused to make the invoice", { userId, seq: inFlight.seq, error: error.message });
-      return { kind: "refused" };
+      await updateInFlight(deps, userId, inFlight.seq, (current) => {
+        // another delivery recorded an invoice (maybe this very one, replayed under the same keys): it is paid, nothing to remake
+        if (current.invoiceId !== undefined) return current;
+        return {
+          ...current,
+          invoiceFailures: (current.invoiceFailures ?? 0) + 1,
+          ...(unused ? { unusedInvoiceIds: [...(current.unusedInvoiceIds ?? []), unused] } : {}),
+        };
+      });
+      throw error;
     }
-    throw error;
+    if (!(error instanceof UpstreamError) || error.ambiguous) throw error;
+    // Refused: nothing this try made was finalized, so nothing of it can be paid.
+    logger.warn("auto top-up: Stripe refused to make the invoice", { userId, seq: inFlight.seq, status: error.providerStatus });
+    const recorded = await recordedInvoice(deps, userId, inFlight.seq);
+    if (recorded.kind === "ended") return { kind: "ended" };
+    if (recorded.invoiceId === undefined) return { kind: "refused" };
+    const theirs = await stripe.retrieveInvoice(recorded.invoiceId);
+    if (!theirs) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded.invoiceId} is missing at Stripe`);
+    return { kind: "made", invoice: theirs };
   }
   const recorded = await recordInvoice(deps, userId, inFlight.seq, made.id);
   if (recorded.kind === "ended") {
     // Ended meanwhile (another delivery of the job, or invoice.paid): nothing is paid here. Our
-    // invoice is voided when the top-up ended with another; when the state no longer says which
-    // (a later top-up's outcome replaced it), it is left: it may be the one shown to the customer.
+    // invoice is voided unless the top-up ended with it; when the state no longer says (a later
+    // top-up's outcome replaced it), it is left: it may be the one shown to the customer.
     logger.warn("auto top-up ended while its invoice was being made", { userId, seq: inFlight.seq, invoice: made.id });
-    if (recorded.invoiceId !== undefined && recorded.invoiceId !== made.id) await voidUnused(stripe, made.id, making, userId);
+    if (recorded.known && recorded.invoiceId !== made.id) {
+      await stripe.voidInvoice(made.id, `${making}:unused`).catch((error: unknown) => {
+        logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: made.id, error: (error as Error).message });
+      });
+    }
     return { kind: "ended" };
   }
   if (recorded.invoiceId === made.id) return { kind: "made", invoice: made };
-  // Another delivery of the job, under another try's keys, recorded its invoice first: that one is
-  // the top-up's, and ours, never recorded so never shown to anyone, is voided.
-  await voidUnused(stripe, made.id, making, userId);
+  // Another delivery, under another try's keys, recorded its invoice first: that one is the
+  // top-up's. Ours, never shown to anyone, is noted and voided before that one is paid.
+  await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, unusedInvoiceIds: [...(current.unusedInvoiceIds ?? []), made.id] }));
   const theirs = await stripe.retrieveInvoice(recorded.invoiceId);
   if (!theirs) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded.invoiceId} is missing at Stripe`);
-  return { kind: "made", invoice: theirs };
-}
-
-async function voidUnused(stripe: StripePort, invoiceId: string, intent: string, userId: string): Promise<void> {
-  await stripe.voidInvoice(invoiceId, `${intent}:unused`).catch((error: unknown) => {
-    logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: invoiceId, error: (error as Error).message });
-  });
+  return { kind: "made", invoice: theirs, unused: made.id };
 }
 
 /**
- * Voids the open invoices earlier tries made and did not record (see `unusedInvoiceIds`), so
- * nobody pays one besides the recorded invoice; drafts are left (never finalized, nobody can pay
- * them). Answers the id of one found paid: it paid the top-up. A void that may have acted
- * unanswered throws, and the job's retry goes again.
+ * Voids the open invoices earlier tries made and did not record (see `unusedInvoiceIds`), never
+ * the recorded one, so nobody pays one besides it; drafts are left (never finalized, nobody can pay
+ * them). Answers the id of one found paid: it paid the top-up. Each void has a key of its own: a
+ * second void of an invoice is refused, not applied twice, and a 5xx Stripe kept for one key must
+ * not answer every retry. A void that may have acted unanswered throws; the job's retry goes again.
  */
-async function disposeOfUnused(stripe: StripePort, invoiceIds: string[], intent: string): Promise<string | undefined> {
-  for (const invoiceId of invoiceIds) {
+async function disposeOfUnused(stripe: StripePort, invoiceIds: readonly string[], recordedId: string | undefined, intent: string): Promise<string | undefined> {
+  for (const invoiceId of new Set(invoiceIds)) {
+    if (invoiceId === recordedId) continue;
     const found = await stripe.retrieveInvoice(invoiceId);
     if (found?.status === "paid") return invoiceId;
     if (found?.status !== "open") continue;
     try {
-      await stripe.voidInvoice(invoiceId, `${intent}:void-unused:${invoiceId}`);
+      await stripe.voidInvoice(invoiceId, `${intent}:void-unused:${invoiceId}:${randomUUID()}`);
     } catch (error) {
       if (!(error instanceof UpstreamError) || error.ambiguous) throw error;
       // refused: Stripe voids only an open invoice, so it was paid (or voided) in between
@@ -246,24 +265,29 @@ export function invoiceIntent(intent: string, invoiceFailures: number): string {
  * deliveries of a job under different tries' keys make two invoices, and only the first recorded
  * is paid. Undefined when top-up `seq` is no longer in flight.
  */
-type RecordedInvoice = { kind: "recorded"; invoiceId: string } | { kind: "ended"; invoiceId?: string };
+/** `known`: the state still says how top-up `seq` ended (`invoiceId`: the invoice it ended with, if any). */
+type RecordedInvoice = { kind: "recorded"; invoiceId: string } | { kind: "ended"; known: boolean; invoiceId?: string };
 
-async function recordInvoice(
-  deps: BillingDeps,
-  userId: string,
-  seq: number,
-  invoiceId: string,
-): Promise<RecordedInvoice> {
+function endedAs(state: AutoTopUpState | undefined, seq: number): RecordedInvoice {
+  const last = state?.lastAttempt;
+  return last?.seq === seq ? { kind: "ended", known: true, ...(last.invoiceId ? { invoiceId: last.invoiceId } : {}) } : { kind: "ended", known: false };
+}
+
+async function recordInvoice(deps: BillingDeps, userId: string, seq: number, invoiceId: string): Promise<RecordedInvoice> {
   return updateTopUp<RecordedInvoice>(deps, userId, (current) => {
     const inFlight = current?.state.inFlight;
-    if (!current || inFlight?.seq !== seq) {
-      // ended: the invoice it ended with, when the state still says (a later top-up's outcome replaces it)
-      const last = current?.state.lastAttempt;
-      return { result: { kind: "ended", ...(last?.seq === seq && last.invoiceId ? { invoiceId: last.invoiceId } : {}) } };
-    }
+    if (!current || inFlight?.seq !== seq) return { result: endedAs(current?.state, seq) };
     if (inFlight.invoiceId !== undefined) return { result: { kind: "recorded", invoiceId: inFlight.invoiceId } };
     return { state: { ...current.state, inFlight: { ...inFlight, invoiceId } }, result: { kind: "recorded", invoiceId } };
   });
+}
+
+/** The invoice recorded on top-up `seq`, if any, or how it ended. */
+async function recordedInvoice(deps: BillingDeps, userId: string, seq: number): Promise<{ kind: "inFlight"; invoiceId?: string } | { kind: "ended" }> {
+  const state = (await deps.topUps.get(userId))?.state;
+  const inFlight = state?.inFlight;
+  if (inFlight?.seq !== seq) return { kind: "ended" };
+  return { kind: "inFlight", ...(inFlight.invoiceId ? { invoiceId: inFlight.invoiceId } : {}) };
 }
 
 /** Changes the top-up in flight, if it is still top-up `seq` (a later one is left alone). */

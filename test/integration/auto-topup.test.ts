@@ -313,6 +313,117 @@ describe("one top-up, each way its charge can end (jobs run directly)", () => {
     expect(fx.stripe.chargesOf(customer)).toBe(0);
   });
 
+  it("a void of a failed try's invoice answered 5xx (kept for its key) does not block the top-up: the next try voids under a new key and pays", async () => {
+    const { userId, customer } = await below("topup-void-unused-5xx");
+    const billing = finalizeRanThenFailed();
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow("a 500 from finalize");
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const [left] = fx.stripe.invoicesOf(customer) as any[];
+    fx.stripe.failNext({ match: `/v1/invoices/${left?.id}/void`, method: "POST", status: 500, keep: true });
+    await expect(runAutoTopUp(billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    expect(await runAutoTopUp(billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded" } });
+    const voids = fx.stripe.requestsTo(`/v1/invoices/${left?.id}/void`, "POST");
+    expect(new Set(voids.map((request) => request.idempotencyKey)).size).toBe(voids.length);
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status)).toEqual(["void", "paid"]);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
+  it("a delivery refused while making its invoice, as another delivery records and pays one: the paid top-up counts (the month's limit holds)", async () => {
+    const { userId, customer } = await below("topup-refused-race", { monthlyLimit: 1 });
+    fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    let refusedDone: Promise<unknown> = Promise.resolve();
+    const paying = withStripe((stripe) => ({
+      payInvoice: async (...args: Parameters<StripePort["payInvoice"]>) => {
+        await refusedDone;
+        return stripe.payInvoice(...args);
+      },
+    }));
+    const refused = withStripe(() => ({
+      createOneOffInvoice: async () => {
+        await eventually(async () => (await topUpState(userId))?.inFlight?.invoiceId !== undefined, "the other delivery's invoice recorded", 10_000);
+        throw new UpstreamError(undefined, false, 400); // e.g. the pack's price archived after the other try added its item
+      },
+    }));
+    const refusedRun = runAutoTopUp(refused, { userId, crossing: "9000000001" });
+    refusedDone = refusedRun.catch(() => undefined);
+    await Promise.all([refusedRun, runAutoTopUp(paying, { userId, crossing: "9000000001" })]);
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+    const state = await topUpState(userId);
+    expect(state).toMatchObject({ startedThisMonth: 1, failuresInARow: 0, lastAttempt: { seq: 1, outcome: "succeeded" } });
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    const paid = (fx.stripe.invoicesOf(customer) as any[]).find((invoice) => invoice.status === "paid");
+    await deliverPaid(paid?.id);
+    await setAvailable(userId, 1_000, "topup-refused-race-spend-2");
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000002" })).toEqual({ kind: "refused", reason: "monthlyLimit" });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
+  it("a delivery whose top-up ended declined without an invoice voids the invoice it made", async () => {
+    const { userId, customer, card } = await below("topup-ended-declined");
+    fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500 });
+    await expect(runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).rejects.toThrow();
+    let madeIt: () => void = () => {};
+    const made = new Promise<void>((resolve) => {
+      madeIt = resolve;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stale = withStripe((stripe) => ({
+      createOneOffInvoice: async (input: Parameters<StripePort["createOneOffInvoice"]>[0], intent: string, onDraft?: (id: string) => void) => {
+        const invoice = await stripe.createOneOffInvoice(input, intent.replace(/:remake:1$/, ""), onDraft);
+        madeIt();
+        await released;
+        return invoice;
+      },
+    }));
+    const staleRun = runAutoTopUp(stale, { userId, crossing: "9000000001" });
+    await made;
+    fx.stripe.detachPaymentMethod(card);
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "declined" } });
+    release();
+    expect(await staleRun).toEqual({ kind: "refused", reason: "endedMeanwhile" });
+    // biome-ignore lint/suspicious/noExplicitAny: Stripe invoices as the server holds them
+    expect((fx.stripe.invoicesOf(customer) as any[]).map((invoice) => invoice.status)).toEqual(["void"]);
+    expect(fx.stripe.chargesOf(customer)).toBe(0);
+  });
+
+  it("a duplicate delivery's 5xx replaying the recorded invoice never notes it as unused: the next delivery pays it", async () => {
+    const { userId, customer } = await below("topup-recorded-not-unused");
+    let entered: () => void = () => {};
+    const staleEntered = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const dies = withStripe((stripe) => ({
+      createOneOffInvoice: async (...args: Parameters<StripePort["createOneOffInvoice"]>) => {
+        await staleEntered;
+        return stripe.createOneOffInvoice(...args);
+      },
+      payInvoice: async () => {
+        throw new Error("the function died before paying");
+      },
+    }));
+    const stale = withStripe((stripe) => ({
+      createOneOffInvoice: async (...args: Parameters<StripePort["createOneOffInvoice"]>) => {
+        entered();
+        await eventually(async () => (await topUpState(userId))?.inFlight?.invoiceId !== undefined, "the invoice recorded", 10_000);
+        fx.stripe.failNext({ match: "/v1/invoiceitems", method: "POST", status: 500 }); // not kept: before Stripe ran it
+        return stripe.createOneOffInvoice(...args);
+      },
+    }));
+    const staleRun = runAutoTopUp(stale, { userId, crossing: "9000000001" });
+    await staleEntered;
+    await Promise.allSettled([staleRun, runAutoTopUp(dies, { userId, crossing: "9000000001" })]);
+    const inFlight = (await topUpState(userId))?.inFlight;
+    expect(inFlight?.invoiceId).toBeDefined();
+    expect(inFlight?.unusedInvoiceIds ?? []).not.toContain(inFlight?.invoiceId);
+    expect(await runAutoTopUp(fx.billing, { userId, crossing: "9000000001" })).toMatchObject({ kind: "charged", result: { outcome: "succeeded", invoiceId: inFlight?.invoiceId } });
+    expect(fx.stripe.chargesOf(customer)).toBe(1);
+  });
+
   it("Stripe refusing to make the invoice (the card it began with removed) ends the top-up declined instead of retrying it for good", async () => {
     const { userId, customer, card } = await below("topup-make-refused");
     fx.stripe.failNext({ match: "/v1/invoices", method: "POST", status: 500, keep: true });

@@ -79,6 +79,14 @@ describe("what an outcome does", () => {
     });
   });
 
+  it("a refusal to make an invoice ends a top-up without one, and changes nothing once another delivery recorded one", () => {
+    const started = begin(on(), { userId: "u", crossing: "1" }, CHARGE, NOW);
+    expect(afterCharge(started, 1, { outcome: "declined" }, NOW)).toMatchObject({ startedThisMonth: 0, failuresInARow: 1, lastAttempt: { seq: 1, outcome: "declined" } });
+    const recorded = { ...started, inFlight: { ...(started.inFlight as NonNullable<typeof started.inFlight>), invoiceId: "in_1" } };
+    expect(afterCharge(recorded, 1, { outcome: "declined" }, NOW)).toBe(recorded);
+    expect(afterCharge(recorded, 1, { outcome: "succeeded", invoiceId: "in_1" }, NOW)).toMatchObject({ startedThisMonth: 1, lastAttempt: { outcome: "succeeded", invoiceId: "in_1" } });
+  });
+
   it("an outcome for a top-up no longer in flight changes nothing; invoice.paid ends one still in flight", () => {
     const started = begin(on(), { userId: "u", crossing: "1" }, CHARGE, NOW);
     const done = afterCharge(started, 1, { outcome: "succeeded", invoiceId: "in_1" }, NOW);
