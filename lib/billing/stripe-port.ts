@@ -137,7 +137,13 @@ function mapStripeError(operation: string, error: unknown): never {
   // call is under way, and what it does is not known yet.
   const status = stripeError?.statusCode;
   if (status !== undefined && status >= 400 && status < 500 && status !== 409 && status !== 429) throw new UpstreamError(undefined, false, status);
-  throw new UpstreamError("The payment provider did not answer in time; please retry in a few seconds", true, status);
+  throw new UpstreamError(
+    status === undefined
+      ? "The payment provider did not answer in time; please retry in a few seconds"
+      : "The payment provider could not complete the request just now; please retry in a few seconds",
+    true,
+    status,
+  );
 }
 
 /** JSON with object keys sorted at every level, so equal parameters always digest alike. */

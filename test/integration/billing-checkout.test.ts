@@ -230,7 +230,7 @@ describe("POST /v1/billing/subscribe", () => {
     fx.stripe.failNext({ match: "/v1/checkout/sessions", status: 500, keep: true });
     const res = await subscribe(user);
     expect(res.status).toBe(502);
-    expect(res.json.error.message).toMatch(/retry in a few seconds/);
+    expect(res.json.error.message).toBe("The payment provider could not complete the request just now; please retry in a few seconds");
     expect((await account(user)).pendingCheckout).toBeUndefined();
     const retried = await subscribe(user);
     expect(retried.status).toBe(200);
@@ -436,6 +436,7 @@ describe("Stripe trouble and missing configuration (own fixtures)", () => {
     const res = await slow.asUser(slow.fns.subscribe.route, user, "POST /v1/billing/subscribe");
     expect(res.status).toBe(502);
     expect(res.json.error.code).toBe("UPSTREAM_ERROR");
+    expect(res.json.error.message).toBe("The payment provider did not answer in time; please retry in a few seconds");
     expect(((await slow.deps.ledger.store.getAccount(user)) as BillingAccount).pendingCheckout?.url).toBeUndefined();
     await new Promise((resolve) => setTimeout(resolve, 700)); // Stripe finishes the slow request meanwhile
     slow.clock.value += CHECKOUT_IN_FLIGHT_MS;
