@@ -297,6 +297,22 @@ async function endLeftYears(
   }
 }
 
+/**
+ * An annual invoice paid after its subscription's end was heard (Stripe's events out of order: the
+ * deletion first heard, before the year was recorded, ended nothing): once the payment records the
+ * year as the subscription's own, it is ended where the end would have ended it had the payment
+ * come first (`annualYearLeft`'s rule for a first-heard ended state). Else the year would stay open
+ * on a canceled subscription and hold the account's schedule on it. Idempotent.
+ */
+export async function endPaidYearOfEndedSubscription(deps: BillingDeps, userId: string, subscriptionId: string, anchor: number): Promise<void> {
+  const account = (await ensureAccount(deps.ledger, userId)) as BillingAccount;
+  const current = account.subscription;
+  const endedAt = current?.id === subscriptionId && hasEnded(current.status) ? current.lastEventAt : ownValue(account.endedSubscriptions, subscriptionId);
+  if (endedAt === undefined || yearOf(account.paidYears, anchor)?.subscription !== subscriptionId) return;
+  const ended = await endAnnualYear(deps.ledger, { userId, anchor, endedAt: Math.max(anchor, endedAt), subscription: subscriptionId });
+  await settleYearEndClaws(deps, userId, anchor, ended.endedAfter);
+}
+
 interface DesiredPlan {
   plan: PlanId;
   interval: BillingInterval;
