@@ -298,19 +298,23 @@ async function endLeftYears(
 }
 
 /**
- * An annual invoice paid after its subscription's end was heard (Stripe's events out of order: the
- * deletion first heard, before the year was recorded, ended nothing): once the payment records the
- * year as the subscription's own, it is ended where the end would have ended it had the payment
- * come first (`annualYearLeft`'s rule for a first-heard ended state). Else the year would stay open
- * on a canceled subscription and hold the account's schedule on it. Idempotent.
+ * A year's payment heard after the state of its subscription that left it (Stripe's events out of
+ * order: a cancellation or a switch applied while the year was not recorded yet ended nothing):
+ * once the payment records the year, the subscription's known current state ends it as that state
+ * would have had the payment come first (`annualYearLeft`: a period starting inside the year ends
+ * it there; an ended state's own annual period ends at its event). Only the year `anchor` this
+ * payment records; only the current subscription's state (an ended one kept in
+ * `endedSubscriptions` has no period to judge by). Idempotent: the earliest end wins.
  */
-export async function endPaidYearOfEndedSubscription(deps: BillingDeps, userId: string, subscriptionId: string, anchor: number): Promise<void> {
+export async function endPaidYearLeftByKnownState(deps: BillingDeps, userId: string, subscriptionId: string, anchor: number): Promise<void> {
   const account = (await ensureAccount(deps.ledger, userId)) as BillingAccount;
   const current = account.subscription;
-  const endedAt = current?.id === subscriptionId && hasEnded(current.status) ? current.lastEventAt : ownValue(account.endedSubscriptions, subscriptionId);
-  if (endedAt === undefined || yearOf(account.paidYears, anchor)?.subscription !== subscriptionId) return;
-  const ended = await endAnnualYear(deps.ledger, { userId, anchor, endedAt: Math.max(anchor, endedAt), subscription: subscriptionId });
-  await settleYearEndClaws(deps, userId, anchor, ended.endedAfter);
+  if (current?.id !== subscriptionId) return;
+  for (const left of annualYearLeft(deps, undefined, current, account.paidYears)) {
+    if (left.anchor !== anchor) continue;
+    const ended = await endAnnualYear(deps.ledger, { userId, ...left, subscription: subscriptionId });
+    await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
+  }
 }
 
 interface DesiredPlan {
