@@ -22,7 +22,7 @@ import {
   subscriptionSchema,
   userIdFrom,
 } from "./stripe-objects.js";
-import { applySubscription, endPaidYearLeftByKnownState, snapshotOf } from "./subscription.js";
+import { applySubscription, endPaidYearOfEndedSubscription, snapshotOf } from "./subscription.js";
 import {
   allowancePeriodAt,
   planChangeShare,
@@ -253,7 +253,7 @@ const onInvoicePaid: Handler = async (deps, event) => {
       },
       { id: invoice.id, amountCents: invoice.amount_paid },
     );
-    if (share && details.subscription) await endPaidYearLeftByKnownState(deps, userId, details.subscription, share.anchor);
+    if (share && details.subscription) await endPaidYearOfEndedSubscription(deps, userId, details.subscription, share.anchor);
     return result.applied ? "allowance_granted" : "allowance_already_granted";
   }
 

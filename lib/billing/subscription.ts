@@ -1,7 +1,7 @@
 import { type BillingInterval, type PlanId, planOf } from "../catalog.js";
 import { BusyError } from "../errors.js";
 import type { SubscriptionState } from "../ledger/account.js";
-import { type PaidYear, yearOf, yearsLeftBy } from "../ledger/paid-year.js";
+import { ownYear, type PaidYear, yearOf, yearsLeftBy } from "../ledger/paid-year.js";
 import { changePlanSchedule, endAnnualYear, ensureAccount } from "../ledger/index.js";
 import { logger } from "../logger.js";
 import type { BillingDeps } from "./deps.js";
@@ -298,23 +298,22 @@ async function endLeftYears(
 }
 
 /**
- * A year's payment heard after the state of its subscription that left it (Stripe's events out of
- * order: a cancellation or a switch applied while the year was not recorded yet ended nothing):
- * once the payment records the year, the subscription's known current state ends it as that state
- * would have had the payment come first (`annualYearLeft`: a period starting inside the year ends
- * it there; an ended state's own annual period ends at its event). Only the year `anchor` this
- * payment records; only the current subscription's state (an ended one kept in
- * `endedSubscriptions` has no period to judge by). Idempotent: the earliest end wins.
+ * A year's payment heard after its subscription's end (Stripe's events out of order: the
+ * deletion, first heard while the year was not recorded yet, ended nothing): once the payment
+ * records the year, the subscription's known ended state ends it as it would have had the payment
+ * come first (`annualYearLeft`'s rule for an ended state: its own annual period ends at its event).
+ * Only when that state's own period is the year this payment recorded: a year the subscription
+ * left earlier (a switch whose event was stale or never heard) is not judged from here, since
+ * when it was left is not known (docs/known-limitations.md). Idempotent: the earliest end wins.
  */
-export async function endPaidYearLeftByKnownState(deps: BillingDeps, userId: string, subscriptionId: string, anchor: number): Promise<void> {
+export async function endPaidYearOfEndedSubscription(deps: BillingDeps, userId: string, subscriptionId: string, anchor: number): Promise<void> {
   const account = (await ensureAccount(deps.ledger, userId)) as BillingAccount;
   const current = account.subscription;
-  if (current?.id !== subscriptionId) return;
-  for (const left of annualYearLeft(deps, undefined, current, account.paidYears)) {
-    if (left.anchor !== anchor) continue;
-    const ended = await endAnnualYear(deps.ledger, { userId, ...left, subscription: subscriptionId });
-    await settleYearEndClaws(deps, userId, left.anchor, ended.endedAfter);
-  }
+  if (current?.id !== subscriptionId || !hasEnded(current.status) || deps.prices.planOfPrice(current.priceId)?.interval !== "year") return;
+  const year = ownYear(account.paidYears, current.periodStart, subscriptionId);
+  if (year === undefined || year !== ownYear(account.paidYears, anchor, subscriptionId)) return;
+  const ended = await endAnnualYear(deps.ledger, { userId, anchor: current.periodStart, endedAt: Math.max(current.periodStart, current.lastEventAt), subscription: subscriptionId });
+  await settleYearEndClaws(deps, userId, current.periodStart, ended.endedAfter);
 }
 
 interface DesiredPlan {
