@@ -21,18 +21,29 @@ captureLogs();
 const fx = useBillingFixture();
 const CANCELED_AT = T0 + 10 * 86_400;
 
-async function run(deletedFirst: boolean) {
+/**
+ * A new user's pro annual subscription from T0, canceled at `canceledAt` (seconds), its year's
+ * invoice.paid (the line starting `lineOffset` seconds after the period) and its deletion delivered
+ * in the order asked; the clock is then just after the cancellation.
+ */
+async function canceledInItsYear(label: string, canceledAt: number, deletedFirst: boolean, lineOffset = 0) {
   fx.clock.value = T0 * 1000;
-  const userId = uniqueUser("deleted-first");
+  const userId = uniqueUser(label);
   const customer = await customerOf(fx, userId);
   const id = uniqueStripeId("sub");
   const invoiceId = uniqueStripeId("in");
   const canceled = subscriptionObject({ id, customer, price: "price_pro_yearly", userId, status: "canceled", periodStart: T0, periodEnd: T0 + YEAR, latestInvoice: invoiceId });
   fx.stripe.subscriptions.set(id, canceled);
-  const paid = invoicePaid({ invoiceId, customer, subscriptionId: id, userId, price: "price_pro_yearly", amountPaid: 49_000, created: T0 + 1, linePeriod: { start: T0, end: T0 + YEAR } });
-  const deleted = stripeEvent("customer.subscription.deleted", { created: CANCELED_AT, object: canceled });
-  fx.clock.value = (CANCELED_AT + 5) * 1000;
+  const start = T0 + lineOffset;
+  const paid = invoicePaid({ invoiceId, customer, subscriptionId: id, userId, price: "price_pro_yearly", amountPaid: 49_000, created: start + 1, linePeriod: { start, end: start + YEAR } });
+  const deleted = stripeEvent("customer.subscription.deleted", { created: canceledAt, object: canceled });
+  fx.clock.value = (canceledAt + 5) * 1000;
   for (const event of deletedFirst ? [deleted, paid] : [paid, deleted]) expect((await fx.deliver(event)).status).toBe(200);
+  return { userId, customer, invoiceId };
+}
+
+async function run(deletedFirst: boolean) {
+  const { userId, customer, invoiceId } = await canceledInItsYear("deleted-first", CANCELED_AT, deletedFirst);
   const account = await fx.deps.ledger.store.getAccount(userId);
   const year = yearOf(account?.paidYears, T0 * 1000);
   const entries = async () => (await fx.deps.ledger.store.allEntries(userId)).map((entry) => `${entry.key.replace(invoiceId, "INVOICE").replace(/^refund#ch_[^#]+#/, "refund#CHARGE#")} ${entry.amount}`).sort();
@@ -150,17 +161,7 @@ describe("an annual year switched to monthly, then canceled: the deletion before
 describe("the year's invoice line starting 2 s after the subscription's period, canceled in month 2, the deletion first", () => {
   const CANCELED = monthStart(2) + 5 * DAY;
   async function run(deletedFirst: boolean) {
-    fx.clock.value = T0 * 1000;
-    const userId = uniqueUser("anchor-gap");
-    const customer = await customerOf(fx, userId);
-    const id = uniqueStripeId("sub");
-    const invoiceId = uniqueStripeId("in");
-    const canceled = subscriptionObject({ id, customer, price: "price_pro_yearly", userId, status: "canceled", periodStart: T0, periodEnd: T0 + YEAR, latestInvoice: invoiceId });
-    fx.stripe.subscriptions.set(id, canceled);
-    const paid = invoicePaid({ invoiceId, customer, subscriptionId: id, userId, price: "price_pro_yearly", amountPaid: 49_000, created: T0 + 2, linePeriod: { start: T0 + 2, end: T0 + 2 + YEAR } });
-    const deleted = stripeEvent("customer.subscription.deleted", { created: CANCELED, object: canceled });
-    fx.clock.value = (CANCELED + 5) * 1000;
-    for (const event of deletedFirst ? [deleted, paid] : [paid, deleted]) expect((await fx.deliver(event)).status).toBe(200);
+    const { userId } = await canceledInItsYear("anchor-gap", CANCELED, deletedFirst, 2);
     const account = await fx.deps.ledger.store.getAccount(userId);
     expect((await auditAccount(fx.deps.ledger, userId)).problems).toEqual([]);
     return { balance: await balanceOf(fx, userId), year1: yearOf(account?.paidYears, T0 * 1000)?.endedAfter };
