@@ -92,9 +92,7 @@ async function charge(deps: BillingDeps, userId: string, inFlight: TopUpInFlight
       logger.error("auto top-up: two invoices of one top-up were paid", { userId, seq: inFlight.seq, invoices: [invoice.id, paidInstead] });
       return { outcome: "succeeded", invoiceId: invoice.id };
     }
-    await stripe.voidInvoice(invoice.id, `${intent}:void`).catch((error: unknown) => {
-      logger.warn("auto top-up: an invoice paid by another of its invoices could not be voided", { userId, invoice: invoice.id, error: (error as Error).message });
-    });
+    await voidOrWarn(stripe, invoice.id, `${intent}:void`, userId, "an invoice paid by another of its invoices");
     return { outcome: "succeeded", invoiceId: paidInstead };
   }
   if (invoice.status === "paid") return { outcome: "succeeded", invoiceId: invoice.id };
@@ -199,9 +197,7 @@ async function makeInvoice(deps: BillingDeps, userId: string, inFlight: TopUpInF
     const recorded = await recordedInvoice(deps, userId, inFlight.seq);
     if (recorded.kind === "ended") return { kind: "ended" };
     if (recorded.invoiceId === undefined) return { kind: "refused" };
-    const theirs = await stripe.retrieveInvoice(recorded.invoiceId);
-    if (!theirs) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded.invoiceId} is missing at Stripe`);
-    return { kind: "made", invoice: theirs };
+    return { kind: "made", invoice: await recordedAtStripe(stripe, userId, inFlight.seq, recorded.invoiceId) };
   }
   const recorded = await recordInvoice(deps, userId, inFlight.seq, made.id);
   if (recorded.kind === "ended") {
@@ -209,20 +205,28 @@ async function makeInvoice(deps: BillingDeps, userId: string, inFlight: TopUpInF
     // invoice is voided unless the top-up ended with it; when the state no longer says (a later
     // top-up's outcome replaced it), it is left: it may be the one shown to the customer.
     logger.warn("auto top-up ended while its invoice was being made", { userId, seq: inFlight.seq, invoice: made.id });
-    if (recorded.known && recorded.invoiceId !== made.id) {
-      await stripe.voidInvoice(made.id, `${making}:unused`).catch((error: unknown) => {
-        logger.warn("auto top-up: an unused invoice could not be voided", { userId, invoice: made.id, error: (error as Error).message });
-      });
-    }
+    if (recorded.known && recorded.invoiceId !== made.id) await voidOrWarn(stripe, made.id, `${making}:unused`, userId, "an unused invoice");
     return { kind: "ended" };
   }
   if (recorded.invoiceId === made.id) return { kind: "made", invoice: made };
   // Another delivery, under another try's keys, recorded its invoice first: that one is the
   // top-up's. Ours, never shown to anyone, is noted and voided before that one is paid.
   await updateInFlight(deps, userId, inFlight.seq, (current) => ({ ...current, unusedInvoiceIds: [...(current.unusedInvoiceIds ?? []), made.id] }));
-  const theirs = await stripe.retrieveInvoice(recorded.invoiceId);
-  if (!theirs) throw new Error(`auto top-up ${inFlight.seq} of ${userId}: its recorded invoice ${recorded.invoiceId} is missing at Stripe`);
-  return { kind: "made", invoice: theirs, unused: made.id };
+  return { kind: "made", invoice: await recordedAtStripe(stripe, userId, inFlight.seq, recorded.invoiceId), unused: made.id };
+}
+
+/** The invoice another delivery recorded on top-up `seq`, as Stripe holds it. */
+async function recordedAtStripe(stripe: StripePort, userId: string, seq: number, invoiceId: string): Promise<InvoiceView> {
+  const invoice = await stripe.retrieveInvoice(invoiceId);
+  if (!invoice) throw new Error(`auto top-up ${seq} of ${userId}: its recorded invoice ${invoiceId} is missing at Stripe`);
+  return invoice;
+}
+
+/** Voids an invoice no one is to pay, best effort: one left open is never collected by itself (no automatic advance). */
+async function voidOrWarn(stripe: StripePort, invoiceId: string, intent: string, userId: string, why: string): Promise<void> {
+  await stripe.voidInvoice(invoiceId, intent).catch((error: unknown) => {
+    logger.warn(`auto top-up: ${why} could not be voided`, { userId, invoice: invoiceId, error: (error as Error).message });
+  });
 }
 
 /**
@@ -260,11 +264,6 @@ export function invoiceIntent(intent: string, invoiceFailures: number): string {
   return invoiceFailures === 0 ? intent : `${intent}:remake:${invoiceFailures}`;
 }
 
-/**
- * Records the top-up's invoice unless it has one already, and answers the one it has: two
- * deliveries of a job under different tries' keys make two invoices, and only the first recorded
- * is paid. Undefined when top-up `seq` is no longer in flight.
- */
 /** `known`: the state still says how top-up `seq` ended (`invoiceId`: the invoice it ended with, if any). */
 type RecordedInvoice = { kind: "recorded"; invoiceId: string } | { kind: "ended"; known: boolean; invoiceId?: string };
 
@@ -273,6 +272,11 @@ function endedAs(state: AutoTopUpState | undefined, seq: number): RecordedInvoic
   return last?.seq === seq ? { kind: "ended", known: true, ...(last.invoiceId ? { invoiceId: last.invoiceId } : {}) } : { kind: "ended", known: false };
 }
 
+/**
+ * Records the top-up's invoice unless it has one already, and answers the one it has: two
+ * deliveries of a job under different tries' keys make two invoices, and only the first recorded
+ * is paid. "ended" when top-up `seq` is no longer in flight.
+ */
 async function recordInvoice(deps: BillingDeps, userId: string, seq: number, invoiceId: string): Promise<RecordedInvoice> {
   return updateTopUp<RecordedInvoice>(deps, userId, (current) => {
     const inFlight = current?.state.inFlight;
